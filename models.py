@@ -1,0 +1,243 @@
+"""Database models and the `db` object; the domain logic lives here."""
+
+import hashlib
+import json
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Optional
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from flask import current_app
+from flask_login import UserMixin
+from flask_sqlalchemy import SQLAlchemy
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from werkzeug.security import check_password_hash, generate_password_hash
+
+
+class Base(so.DeclarativeBase):
+    # Named constraints let Alembic alter SQLite tables (batch mode) predictably.
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+db = SQLAlchemy(model_class=Base)
+
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+RESET_TOKEN_MAX_AGE = 3600  # seconds
+
+
+@sa.event.listens_for(sa.Engine, "connect")
+def _tune_sqlite(dbapi_connection, _record):
+    """WAL, a busy timeout and foreign keys on every SQLite connection (DESIGN.md §3)."""
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: every timestamp in the database is UTC without a tzinfo."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def isoformat_utc(moment: datetime | None) -> str | None:
+    """`2024-05-01T12:00:00Z` for a naive UTC datetime."""
+    if moment is None:
+        return None
+    return moment.replace(microsecond=0).isoformat() + "Z"
+
+
+followers = sa.Table(
+    "followers",
+    db.metadata,
+    sa.Column("follower_id", sa.ForeignKey("user.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("followed_id", sa.ForeignKey("user.id", ondelete="CASCADE"), primary_key=True),
+    # Follower counts look rows up by the second column.
+    sa.Index("ix_followers_followed_id", "followed_id"),
+)
+
+
+class User(UserMixin, db.Model):
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    username: so.Mapped[str] = so.mapped_column(sa.String(64), index=True, unique=True)
+    email: so.Mapped[str] = so.mapped_column(sa.String(120), index=True, unique=True)
+    password_hash: so.Mapped[str | None] = so.mapped_column(sa.String(256))
+    about_me: so.Mapped[str | None] = so.mapped_column(sa.String(140))
+    last_seen: so.Mapped[datetime | None] = so.mapped_column(default=utcnow)
+
+    posts: so.WriteOnlyMapped["Post"] = so.relationship(
+        back_populates="author", passive_deletes=True
+    )
+    following: so.WriteOnlyMapped["User"] = so.relationship(
+        secondary=followers,
+        primaryjoin=(followers.c.follower_id == id),
+        secondaryjoin=(followers.c.followed_id == id),
+        back_populates="followers",
+        passive_deletes=True,
+    )
+    followers: so.WriteOnlyMapped["User"] = so.relationship(
+        secondary=followers,
+        primaryjoin=(followers.c.followed_id == id),
+        secondaryjoin=(followers.c.follower_id == id),
+        back_populates="following",
+        passive_deletes=True,
+    )
+    notifications: so.WriteOnlyMapped["Notification"] = so.relationship(
+        back_populates="user", passive_deletes=True
+    )
+
+    def __repr__(self):
+        return f"<User {self.username}>"
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+
+    def avatar(self, size: int) -> str:
+        """Gravatar URL for the user's email (an identicon when they have none)."""
+        digest = hashlib.md5(self.email.strip().lower().encode("utf-8")).hexdigest()
+        return f"https://www.gravatar.com/avatar/{digest}?d=identicon&s={size}"
+
+    def seen_now(self) -> bool:
+        """Update `last_seen`, at most once a minute; True when the row changed."""
+        now = utcnow()
+        if self.last_seen and now - self.last_seen < LAST_SEEN_RESOLUTION:
+            return False
+        self.last_seen = now
+        return True
+
+    # --- following -------------------------------------------------------
+    def follow(self, user: "User") -> None:
+        if not self.is_following(user):
+            self.following.add(user)
+
+    def unfollow(self, user: "User") -> None:
+        if self.is_following(user):
+            self.following.remove(user)
+
+    def is_following(self, user: "User") -> bool:
+        query = self.following.select().where(User.id == user.id)
+        return db.session.scalar(query) is not None
+
+    def followers_count(self) -> int:
+        query = sa.select(sa.func.count()).where(followers.c.followed_id == self.id)
+        return db.session.scalar(query)
+
+    def following_count(self) -> int:
+        query = sa.select(sa.func.count()).where(followers.c.follower_id == self.id)
+        return db.session.scalar(query)
+
+    def following_posts(self) -> sa.Select:
+        """The home timeline: own posts and followed users' posts, newest first.
+
+        Walks the post timestamp index newest-first and stops at the page limit, so
+        the cost grows with the page, not with the table (no post × follower join).
+        """
+        followed_ids = sa.select(followers.c.followed_id).where(followers.c.follower_id == self.id)
+        return (
+            sa.select(Post)
+            .where(sa.or_(Post.user_id == self.id, Post.user_id.in_(followed_ids)))
+            .options(so.joinedload(Post.author))
+            .order_by(Post.timestamp.desc(), Post.id.desc())
+        )
+
+    def posts_select(self) -> sa.Select:
+        """The user's own posts, newest first."""
+        return (
+            sa.select(Post)
+            .where(Post.user_id == self.id)
+            .options(so.joinedload(Post.author))
+            .order_by(Post.timestamp.desc(), Post.id.desc())
+        )
+
+    # --- password reset ---------------------------------------------------
+    def _password_fingerprint(self) -> str:
+        # Part of the reset token: once the password changes, old tokens stop matching.
+        return hashlib.sha256((self.password_hash or "").encode()).hexdigest()[:16]
+
+    def get_reset_password_token(self) -> str:
+        return _reset_serializer().dumps({"id": self.id, "pw": self._password_fingerprint()})
+
+    @staticmethod
+    def verify_reset_password_token(token: str) -> Optional["User"]:
+        """The user a valid, unexpired, unused token belongs to, else None."""
+        try:
+            data = _reset_serializer().loads(token, max_age=RESET_TOKEN_MAX_AGE)
+            user = db.session.get(User, int(data["id"]))
+        except (BadSignature, KeyError, TypeError, ValueError):
+            return None
+        if user is None or data.get("pw") != user._password_fingerprint():
+            return None
+        return user
+
+    # --- notifications ------------------------------------------------------
+    def add_notification(self, name: str, data) -> "Notification":
+        """Replace this user's notification of that name with a new one."""
+        db.session.execute(
+            sa.delete(Notification).where(
+                Notification.user_id == self.id, Notification.name == name
+            )
+        )
+        notification = Notification(name=name, payload_json=json.dumps(data), user_id=self.id)
+        db.session.add(notification)
+        return notification
+
+    def notifications_since(self, since: float) -> list["Notification"]:
+        query = (
+            self.notifications.select()
+            .where(Notification.timestamp > since)
+            .order_by(Notification.timestamp.asc())
+        )
+        return list(db.session.scalars(query))
+
+
+def _reset_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="reset-password")
+
+
+class Post(db.Model):
+    __table_args__ = (sa.Index("ix_post_user_id_timestamp", "user_id", "timestamp"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    body: so.Mapped[str] = so.mapped_column(sa.String(140))
+    timestamp: so.Mapped[datetime] = so.mapped_column(index=True, default=utcnow)
+    user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user.id", ondelete="CASCADE"))
+
+    author: so.Mapped[User] = so.relationship(back_populates="posts")
+
+    def __repr__(self):
+        return f"<Post {self.body}>"
+
+
+class Notification(db.Model):
+    __table_args__ = (sa.Index("ix_notification_user_id_timestamp", "user_id", "timestamp"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    name: so.Mapped[str] = so.mapped_column(sa.String(128))
+    user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user.id", ondelete="CASCADE"))
+    # A float (Unix time) so the browser can ask for "newer than" without parsing dates.
+    timestamp: so.Mapped[float] = so.mapped_column(default=time.time)
+    payload_json: so.Mapped[str] = so.mapped_column(sa.Text)
+
+    user: so.Mapped[User] = so.relationship(back_populates="notifications")
+
+    def get_data(self):
+        return json.loads(self.payload_json)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "data": self.get_data(), "timestamp": self.timestamp}

@@ -1,0 +1,104 @@
+"""Shared fixtures: an app on a temporary data dir, a CSRF-aware client, users."""
+
+import re
+
+import pytest
+from flask.testing import FlaskClient
+from werkzeug.security import generate_password_hash
+
+from microblog import create_app
+from models import User, db
+
+PASSWORD = "correct horse battery"
+CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+class Client(FlaskClient):
+    """A test client that can submit forms with a real CSRF token, as a browser does."""
+
+    def csrf_token(self) -> str:
+        html = self.get("/login", follow_redirects=True).get_data(as_text=True)
+        match = CSRF_FIELD.search(html)
+        assert match, "no CSRF token on the page"
+        return match.group(1)
+
+    def submit(self, url, data=None, **kwargs):
+        """POST a form with the CSRF token added."""
+        data = dict(data or {})
+        data.setdefault("csrf_token", self.csrf_token())
+        return self.post(url, data=data, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def password_hash():
+    # Hashing is deliberately slow: do it once per test session.
+    return generate_password_hash(PASSWORD)
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    for name in ("DATABASE_URL", "MAIL_SERVER", "SECRET_KEY", "REDIS_URL", "ADMINS"):
+        monkeypatch.delenv(name, raising=False)
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATA_DIR": str(tmp_path),
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'app.db'}",
+            "POSTS_PER_PAGE": 3,
+        }
+    )
+    app.test_client_class = Client
+    with app.app_context():
+        db.create_all()
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def make_user(app, password_hash):
+    """Create a user with the shared test password; returns its id."""
+
+    def make(username, email=None, about_me=None):
+        with app.app_context():
+            user = User(username=username, email=email or f"{username}@example.com")
+            user.password_hash = password_hash
+            user.about_me = about_me
+            db.session.add(user)
+            db.session.commit()
+            return user.id
+
+    return make
+
+
+@pytest.fixture
+def users(make_user):
+    """Three users: alice, bob and carol."""
+    return {name: make_user(name) for name in ("alice", "bob", "carol")}
+
+
+class AuthActions:
+    def __init__(self, client):
+        self._client = client
+
+    def login(self, username="alice", password=PASSWORD, **extra):
+        data = {"username": username, "password": password, **extra}
+        return self._client.submit("/login", data)
+
+    def logout(self):
+        return self._client.submit("/logout")
+
+
+@pytest.fixture
+def auth(client, users):
+    return AuthActions(client)

@@ -2,6 +2,7 @@
 
 import logging
 import sys
+from dataclasses import dataclass
 from logging.handlers import SMTPHandler
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -53,6 +54,8 @@ DEFAULTS = {
     "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     "MAX_CONTENT_LENGTH": 1024 * 1024,
+    # Whether mail goes out is decided by MAIL_SERVER alone, in tests too (they run a real server).
+    "MAIL_SUPPRESS_SEND": False,
 }
 
 
@@ -87,6 +90,9 @@ def configure_logging(app):
             level=logging.INFO,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+    # Flask's logger is shared by every app of this name: replace, don't stack, the handler.
+    for handler in [h for h in app.logger.handlers if isinstance(h, SMTPHandler)]:
+        app.logger.removeHandler(handler)
     if app.debug or app.testing or not app.config["MAIL_SERVER"] or not app.config["ADMINS"]:
         return
     credentials = None
@@ -144,15 +150,30 @@ def page_number() -> int:
     return page if page and page > 0 else 1
 
 
-def paginate(query):
+@dataclass
+class Page:
+    """One page of results, without counting the whole result set (that grows with the table)."""
+
+    items: list
+    number: int
+    has_next: bool
+
+    def __iter__(self):
+        return iter(self.items)
+
+
+def paginate(query) -> Page:
+    """The `?page=` page of `query`: one row more than shown tells whether there is a next."""
     per_page = current_app.config["POSTS_PER_PAGE"]
-    return db.paginate(query, page=page_number(), per_page=per_page, error_out=False)
+    number = page_number()
+    rows = db.session.scalars(query.limit(per_page + 1).offset((number - 1) * per_page)).all()
+    return Page(items=rows[:per_page], number=number, has_next=len(rows) > per_page)
 
 
-def page_links(pagination, endpoint, **kwargs):
-    """URLs for the older/newer buttons, or None at either end."""
-    newer = url_for(endpoint, page=pagination.prev_num, **kwargs) if pagination.has_prev else None
-    older = url_for(endpoint, page=pagination.next_num, **kwargs) if pagination.has_next else None
+def page_links(page: Page, endpoint, **kwargs):
+    """URLs for the newer/older buttons, or None at either end."""
+    newer = url_for(endpoint, page=page.number - 1, **kwargs) if page.number > 1 else None
+    older = url_for(endpoint, page=page.number + 1, **kwargs) if page.has_next else None
     return newer, older
 
 

@@ -145,13 +145,15 @@ class User(UserMixin, db.Model):
     def following_posts(self) -> sa.Select:
         """The home timeline: own posts and followed users' posts, newest first.
 
-        Walks the post timestamp index newest-first and stops at the page limit, so
-        the cost grows with the page, not with the table (no post × follower join).
+        `user_id + 0` keeps SQLite from answering through the user_id index, which would
+        sort every post of every followed user; instead it walks the timestamp index
+        newest-first and stops at the page limit, so the cost grows with the page.
         """
         followed_ids = sa.select(followers.c.followed_id).where(followers.c.follower_id == self.id)
+        author_id = Post.user_id + 0
         return (
             sa.select(Post)
-            .where(sa.or_(Post.user_id == self.id, Post.user_id.in_(followed_ids)))
+            .where(sa.or_(author_id == self.id, author_id.in_(followed_ids)))
             .options(so.joinedload(Post.author))
             .order_by(Post.timestamp.desc(), Post.id.desc())
         )

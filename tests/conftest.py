@@ -36,7 +36,13 @@ def password_hash():
 
 
 @pytest.fixture
-def app(tmp_path, monkeypatch):
+def app_config():
+    """Extra configuration for the `app` fixture; override it in a test module."""
+    return {}
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch, app_config):
     for name in ("DATABASE_URL", "MAIL_SERVER", "SECRET_KEY", "REDIS_URL", "ADMINS"):
         monkeypatch.delenv(name, raising=False)
     app = create_app(
@@ -45,6 +51,7 @@ def app(tmp_path, monkeypatch):
             "DATA_DIR": str(tmp_path),
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'app.db'}",
             "POSTS_PER_PAGE": 3,
+            **app_config,
         }
     )
     app.test_client_class = Client
@@ -102,3 +109,105 @@ class AuthActions:
 @pytest.fixture
 def auth(client, users):
     return AuthActions(client)
+
+
+# --- a real SMTP server ------------------------------------------------------------
+
+
+class SMTPRecorder:
+    """aiosmtpd handler that keeps every received message, parsed."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        import email
+        from email import policy
+
+        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on 127.0.0.1; `.messages` holds what it received."""
+    from aiosmtpd.controller import Controller
+
+    recorder = SMTPRecorder()
+    controller = Controller(recorder, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    recorder.host, recorder.port = controller.hostname, controller.port
+    try:
+        yield recorder
+    finally:
+        controller.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- a live server and a real browser ------------------------------------------------
+
+
+@pytest.fixture
+def live_server(app):
+    """Serve `app` on 127.0.0.1 from a thread; yields the base URL."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium driven by Playwright (never a downloaded browser)."""
+    import shutil
+
+    executable = shutil.which("chromium")
+    if not executable:
+        pytest.skip("chromium is not installed (apt-get install chromium); browser test skipped")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=BROWSER_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def browser_login(page, base_url, username="alice", password=PASSWORD):
+    page.goto(f"{base_url}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base_url}/index")

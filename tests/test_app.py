@@ -1,0 +1,217 @@
+"""App factory, configuration, SQLite settings, migrations and error handling."""
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import config
+from microblog import create_app
+from models import User, db
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def test_404_page(client):
+    response = client.get("/no/such/page")
+    assert response.status_code == 404
+    assert "Not found" in response.get_data(as_text=True)
+    assert "<nav" in response.get_data(as_text=True)
+
+
+@pytest.fixture
+def failing_app(app):
+    """The app with a route that half-writes a user and then fails."""
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    @app.route("/boom")
+    def boom():
+        db.session.add(User(username="half", email="half@example.com"))
+        db.session.flush()
+        raise RuntimeError("kaboom")
+
+    return app
+
+
+def test_500_page_rolls_back_and_logs_the_traceback(failing_app, caplog):
+    client = failing_app.test_client()
+    response = client.get("/boom")
+    assert response.status_code == 500
+    assert "Something went wrong" in response.get_data(as_text=True)
+    assert "RuntimeError: kaboom" in caplog.text
+    with failing_app.app_context():
+        assert db.session.scalar(sa.select(User).where(User.username == "half")) is None
+
+
+def test_errors_are_mailed_to_admins_in_production(failing_app, smtp_server, tmp_path):
+    app = create_app(
+        {
+            "DATA_DIR": str(tmp_path),
+            "MAIL_SERVER": smtp_server.host,
+            "MAIL_PORT": smtp_server.port,
+            "ADMINS": ["ops@example.com"],
+            "SQLALCHEMY_DATABASE_URI": failing_app.config["SQLALCHEMY_DATABASE_URI"],
+        }
+    )
+
+    @app.route("/boom")
+    def boom():
+        raise RuntimeError("production kaboom")
+
+    assert app.test_client().get("/boom").status_code == 500
+    [message] = smtp_server.messages
+    assert message["To"] == "ops@example.com"
+    assert message["Subject"] == "Microblog failure"
+    assert "production kaboom" in message.get_content()
+
+
+def test_no_error_mail_without_admins(tmp_path):
+    app = create_app({"DATA_DIR": str(tmp_path), "MAIL_SERVER": "127.0.0.1"})
+    assert not any(h.__class__.__name__ == "SMTPHandler" for h in app.logger.handlers)
+
+
+def test_csrf_failure_is_a_friendly_400(client, auth):
+    auth.login()
+    response = client.post("/follow/bob")
+    assert response.status_code == 400
+    assert "Bad request" in response.get_data(as_text=True)
+
+
+def test_bootstrap_is_served_by_the_app_itself(client, auth):
+    auth.login()
+    html = client.get("/index").get_data(as_text=True)
+    assert "cdn." not in html
+    for asset, marker in [
+        ("css/bootstrap.min.css", b".navbar"),
+        ("js/bootstrap.min.js", b"Popover"),
+        ("umd/popper.min.js", b"createPopper"),
+    ]:
+        url = f"/bootstrap/static/{asset}"
+        assert url in html
+        with client.get(url) as response:
+            assert response.status_code == 200
+            assert marker in response.data
+
+
+# --- configuration ------------------------------------------------------------------
+
+
+def test_secret_key_is_generated_once_and_kept_private(tmp_path, monkeypatch):
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    first = create_app({"DATA_DIR": str(tmp_path)})
+    second = create_app({"DATA_DIR": str(tmp_path)})
+    assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
+    assert len(first.config["SECRET_KEY"]) == 64
+    key_file = tmp_path / "secret_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert (
+        create_app({"DATA_DIR": str(tmp_path / "other")}).config["SECRET_KEY"]
+        != first.config["SECRET_KEY"]
+    )
+
+
+def test_secret_key_from_the_environment_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv("SECRET_KEY", "from-env")
+    assert create_app({"DATA_DIR": str(tmp_path)}).config["SECRET_KEY"] == "from-env"
+    assert not (tmp_path / "secret_key").exists()
+
+
+def test_processes_starting_together_agree_on_the_secret_key(tmp_path):
+    env = {**os.environ, "MICROBLOG_DATA_DIR": str(tmp_path)}
+    env.pop("SECRET_KEY", None)
+    code = "import config; print(config.from_environment()['SECRET_KEY'])"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], cwd=PROJECT, env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(6)
+    ]
+    keys = {p.communicate(timeout=60)[0].strip() for p in processes}
+    assert len(keys) == 1
+    assert keys == {(tmp_path / "secret_key").read_text().strip()}
+
+
+def test_configuration_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MICROBLOG_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("POSTS_PER_PAGE", "7")
+    monkeypatch.setenv("ADMINS", "a@example.com, b@example.com")
+    monkeypatch.setenv("MAIL_USE_TLS", "true")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    settings = config.from_environment()
+    assert settings["DATA_DIR"] == str(tmp_path)
+    assert settings["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'app.db'}"
+    assert settings["POSTS_PER_PAGE"] == 7
+    assert settings["ADMINS"] == ["a@example.com", "b@example.com"]
+    assert settings["MAIL_USE_TLS"] is True
+    assert settings["MAIL_SERVER"] is None
+
+
+def test_default_data_dir_is_beside_the_code_whatever_the_cwd(monkeypatch, tmp_path):
+    monkeypatch.delenv("MICROBLOG_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert config.data_dir() == PROJECT / "instance"
+
+
+def test_dotenv_file_is_read_by_any_process(tmp_path):
+    """Both the web app and the worker import config, which loads <project>/.env."""
+    env_file = PROJECT / ".env"
+    if env_file.exists():
+        pytest.skip("a real .env exists in the project; not overwriting it")
+    env_file.write_text(f"POSTS_PER_PAGE=11\nMICROBLOG_DATA_DIR={tmp_path}\n")
+    try:
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("POSTS_PER_PAGE", "MICROBLOG_DATA_DIR")
+        }
+        env["PYTHONPATH"] = str(PROJECT)
+        code = "import config; s = config.from_environment(); print(s['POSTS_PER_PAGE'], s['DATA_DIR'])"
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd="/",
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+    finally:
+        env_file.unlink()
+    assert out == ["11", str(tmp_path)]
+
+
+# --- SQLite and migrations ------------------------------------------------------------
+
+
+def test_sqlite_connections_are_tuned(app):
+    with app.app_context():
+        connection = db.session.connection()
+        pragma = lambda name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
+        assert pragma("journal_mode") == "wal"
+        assert pragma("busy_timeout") >= 5000
+        assert pragma("foreign_keys") == 1
+        assert pragma("synchronous") == 1  # NORMAL
+
+
+def test_database_files_are_private(app, tmp_path):
+    assert stat.S_IMODE((tmp_path / "app.db").stat().st_mode) == 0o600
+
+
+def test_migrations_build_exactly_the_models(tmp_path):
+    """`flask db upgrade` (what run.sh does) creates the schema the models describe."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from flask_migrate import upgrade
+
+    app = create_app(
+        {
+            "DATA_DIR": str(tmp_path),
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'migrated.db'}",
+        }
+    )
+    with app.app_context():
+        upgrade()
+        with db.engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), db.metadata)
+    assert differences == []

@@ -1,0 +1,180 @@
+"""Writing and deleting posts; the home timeline, explore and pagination."""
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from models import Post, User, db, followers, utcnow
+
+
+@pytest.fixture
+def add_posts(app):
+    """Insert posts as (username, body) pairs, the first oldest."""
+
+    def add(*pairs):
+        with app.app_context():
+            start = utcnow() - timedelta(hours=1)
+            for minutes, (username, body) in enumerate(pairs):
+                author = db.session.scalar(sa.select(User).where(User.username == username))
+                db.session.add(
+                    Post(body=body, author=author, timestamp=start + timedelta(minutes=minutes))
+                )
+            db.session.commit()
+
+    return add
+
+
+def follow(app, follower, followed):
+    with app.app_context():
+        db.session.execute(sa.insert(followers).values(follower_id=follower, followed_id=followed))
+        db.session.commit()
+
+
+def bodies(html: str, candidates) -> list:
+    """The candidate bodies present in the page, in page order."""
+    found = [(html.find(f">{body}<"), body) for body in candidates]
+    return [body for position, body in sorted(found) if position >= 0]
+
+
+def post_bodies(app):
+    with app.app_context():
+        return list(db.session.scalars(sa.select(Post.body).order_by(Post.id)))
+
+
+def test_write_a_post(client, auth, app):
+    auth.login()
+    response = client.submit("/index", {"post": "  my first post  "})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/index"
+    assert post_bodies(app) == ["my first post"]
+    assert "my first post" in client.get("/index").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("", "Write something first."),
+        ("   ", "Write something first."),
+        ("x" * 141, "Field cannot be longer than 140 characters."),
+    ],
+)
+def test_bad_posts_are_refused(client, auth, app, body, message):
+    auth.login()
+    response = client.submit("/index", {"post": body})
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert post_bodies(app) == []
+
+
+def test_a_post_of_140_characters_is_fine(client, auth, app):
+    auth.login()
+    assert client.submit("/index", {"post": "y" * 140}).status_code == 302
+    assert post_bodies(app) == ["y" * 140]
+
+
+def test_post_bodies_are_escaped(client, auth):
+    auth.login()
+    client.submit("/index", {"post": "<script>alert(1)</script>"})
+    html = client.get("/index").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_home_timeline_has_own_and_followed_posts_newest_first(client, auth, app, users, add_posts):
+    follow(app, users["alice"], users["bob"])
+    add_posts(
+        ("bob", "bob one"), ("carol", "carol one"), ("alice", "alice one"), ("bob", "bob two")
+    )
+    auth.login()
+    html = client.get("/index").get_data(as_text=True)
+    everything = ["bob one", "carol one", "alice one", "bob two"]
+    assert bodies(html, everything) == ["bob two", "alice one", "bob one"]
+
+
+def test_unfollowing_removes_posts_from_the_timeline(client, auth, app, users, add_posts):
+    follow(app, users["alice"], users["bob"])
+    add_posts(("bob", "bob one"))
+    auth.login()
+    assert "bob one" in client.get("/index").get_data(as_text=True)
+    client.submit("/unfollow/bob")
+    assert "bob one" not in client.get("/index").get_data(as_text=True)
+
+
+def test_timeline_pagination(client, auth, app, users, add_posts):
+    add_posts(*[("alice", f"post {n}") for n in range(7)])  # 3 per page in tests
+    auth.login()
+    all_posts = [f"post {n}" for n in range(7)]
+    pages = [
+        bodies(client.get(f"/index?page={p}").get_data(as_text=True), all_posts) for p in (1, 2, 3)
+    ]
+    assert pages == [["post 6", "post 5", "post 4"], ["post 3", "post 2", "post 1"], ["post 0"]]
+    first = client.get("/index").get_data(as_text=True)
+    assert 'href="/index?page=2"' in first
+    assert 'href="/index?page=0"' not in first
+    last = client.get("/index?page=3").get_data(as_text=True)
+    assert 'href="/index?page=2"' in last
+    assert 'href="/index?page=4"' not in last
+
+
+@pytest.mark.parametrize("page", ["0", "-1", "abc", "99999"])
+def test_odd_page_numbers_do_not_fail(client, auth, add_posts, page):
+    add_posts(("alice", "only post"))
+    auth.login()
+    response = client.get(f"/index?page={page}")
+    assert response.status_code == 200
+
+
+def test_explore_shows_everyone(client, auth, add_posts):
+    add_posts(("bob", "bob one"), ("carol", "carol one"))
+    auth.login()
+    html = client.get("/explore").get_data(as_text=True)
+    assert bodies(html, ["bob one", "carol one"]) == ["carol one", "bob one"]
+    assert 'name="post"' not in html
+
+
+def test_delete_own_post(client, auth, app, add_posts):
+    add_posts(("alice", "regret"), ("alice", "keeper"))
+    auth.login()
+    with app.app_context():
+        post_id = db.session.scalar(sa.select(Post.id).where(Post.body == "regret"))
+    html = client.get("/index").get_data(as_text=True)
+    assert f'action="/post/{post_id}/delete' in html
+    assert "confirm(" in html
+    response = client.submit(f"/post/{post_id}/delete?next=/user/alice")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/user/alice"
+    assert post_bodies(app) == ["keeper"]
+
+
+def test_cannot_delete_someone_elses_post(client, auth, app, add_posts):
+    add_posts(("bob", "bob's post"))
+    auth.login()
+    with app.app_context():
+        post_id = db.session.scalar(sa.select(Post.id))
+    assert "/delete" not in client.get("/explore").get_data(as_text=True)
+    assert client.submit(f"/post/{post_id}/delete").status_code == 404
+    assert client.submit("/post/9999/delete").status_code == 404
+    assert post_bodies(app) == ["bob's post"]
+
+
+def test_delete_needs_post_and_csrf(client, auth, app, add_posts):
+    add_posts(("alice", "still here"))
+    auth.login()
+    with app.app_context():
+        post_id = db.session.scalar(sa.select(Post.id))
+    assert client.get(f"/post/{post_id}/delete").status_code == 405
+    assert client.post(f"/post/{post_id}/delete").status_code == 400
+    assert post_bodies(app) == ["still here"]
+
+
+def test_timeline_query_walks_the_timestamp_index(app, users):
+    """The home timeline must not sort every post of every followed user."""
+    with app.app_context():
+        user = db.session.get(User, users["alice"])
+        query = user.following_posts().limit(25)
+        compiled = query.compile(db.engine, compile_kwargs={"literal_binds": True})
+        plan = db.session.execute(sa.text(f"EXPLAIN QUERY PLAN {compiled}")).all()
+        details = " | ".join(row[-1] for row in plan)
+        assert "USE TEMP B-TREE FOR ORDER BY" not in details, details
+        assert "ix_post_timestamp" in details, details

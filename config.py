@@ -65,6 +65,11 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def env_list(name: str) -> list[str]:
+    """A comma-separated environment variable as a list."""
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
 def from_environment(directory: Path | None = None) -> dict:
     """Build the app configuration from the environment (DESIGN.md §2).
 
@@ -84,6 +89,8 @@ def from_environment(directory: Path | None = None) -> dict:
         "MAIL_USERNAME": os.environ.get("MAIL_USERNAME") or None,
         "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD") or None,
         "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER") or "microblog@localhost",
-        "ADMINS": [a.strip() for a in os.environ.get("ADMINS", "").split(",") if a.strip()],
+        "ADMINS": env_list("ADMINS"),
         "POSTS_PER_PAGE": env_int("POSTS_PER_PAGE", 25),
+        # Links in emails are built from the Host header: in production, pin the names.
+        "TRUSTED_HOSTS": env_list("TRUSTED_HOSTS") or None,
     }

@@ -46,8 +46,12 @@ def seed(data_dir: Path, users: int, follows: int, heavy_posts: int, posts_each:
             "INSERT INTO user (id, username, email, password_hash) VALUES (?, ?, ?, ?)",
             [(i, f"user{i}", f"user{i}@example.com", password_hash) for i in range(1, users + 1)],
         )
-        pairs = {(u, f) for u in range(1, users + 1) for f in rng.sample(range(1, users + 1),
-                                                                          follows) if f != u}
+        pairs = {
+            (u, f)
+            for u in range(1, users + 1)
+            for f in rng.sample(range(1, users + 1), follows)
+            if f != u
+        }
         connection.exec_driver_sql(
             "INSERT INTO followers (follower_id, followed_id) VALUES (?, ?)", list(pairs)
         )
@@ -76,9 +80,20 @@ def start_gunicorn(data_dir: Path, port: int, workers: int) -> subprocess.Popen:
     env.pop("DATABASE_URL", None)
     gunicorn = Path(sys.executable).parent / "gunicorn"
     process = subprocess.Popen(
-        [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--threads", "4", "--log-level", "warning", "microblog:create_app()"],
-        cwd=PROJECT, env=env,
+        [
+            str(gunicorn),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            "4",
+            "--log-level",
+            "warning",
+            "microblog:create_app()",
+        ],
+        cwd=PROJECT,
+        env=env,
     )
     deadline = time.time() + 30
     while time.time() < deadline:

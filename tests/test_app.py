@@ -215,3 +215,12 @@ def test_migrations_build_exactly_the_models(tmp_path):
         with db.engine.connect() as connection:
             differences = compare_metadata(MigrationContext.configure(connection), db.metadata)
     assert differences == []
+
+
+def test_trusted_hosts_refuse_forged_host_headers(tmp_path, monkeypatch):
+    """A forged Host header must not end up in password-reset links."""
+    monkeypatch.setenv("TRUSTED_HOSTS", "microblog.example.com")
+    app = create_app({"DATA_DIR": str(tmp_path)})
+    client = app.test_client()
+    assert client.get("/login", headers={"Host": "evil.example"}).status_code == 400
+    assert client.get("/login", headers={"Host": "microblog.example.com"}).status_code == 200

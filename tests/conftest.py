@@ -211,3 +211,29 @@ def browser_login(page, base_url, username="alice", password=PASSWORD):
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url(f"{base_url}/index")
+
+
+# --- PostgreSQL (only when TEST_DATABASE_URL is set) --------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A fresh, uniquely named PostgreSQL database for this test session; dropped afterwards."""
+    import os
+    import uuid
+
+    import sqlalchemy as sa
+
+    base_url = os.environ.get("TEST_DATABASE_URL")
+    if not base_url:
+        pytest.skip("TEST_DATABASE_URL is not set; PostgreSQL tests skipped")
+    name = f"microblog_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield sa.make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()

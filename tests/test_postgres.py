@@ -1,0 +1,94 @@
+"""The core app on PostgreSQL, the scale-out database (runs when TEST_DATABASE_URL is set)."""
+
+import pytest
+import sqlalchemy as sa
+
+from microblog import create_app
+from models import Post, User, db
+from tests.conftest import PASSWORD, Client
+
+
+@pytest.fixture
+def pg_app(postgres_url, tmp_path, password_hash):
+    """The app on a migrated PostgreSQL database with alice and bob."""
+    from flask_migrate import downgrade, upgrade
+
+    app = create_app(
+        {"TESTING": True, "DATA_DIR": str(tmp_path), "SQLALCHEMY_DATABASE_URI": postgres_url}
+    )
+    app.test_client_class = Client
+    with app.app_context():
+        upgrade()
+        for name in ("alice", "bob"):
+            db.session.add(
+                User(username=name, email=f"{name}@example.com", password_hash=password_hash)
+            )
+        db.session.commit()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        downgrade(revision="base")
+        db.engine.dispose()
+
+
+def test_migrations_build_exactly_the_models_on_postgres(pg_app):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with pg_app.app_context(), db.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), db.metadata) == []
+
+
+def test_register_post_follow_and_timeline_on_postgres(pg_app):
+    client = pg_app.test_client()
+    response = client.submit(
+        "/register",
+        {
+            "username": "carol",
+            "email": "carol@example.com",
+            "password": PASSWORD,
+            "password2": PASSWORD,
+        },
+    )
+    assert response.status_code == 302
+    response = client.submit(
+        "/register",
+        {
+            "username": "dave",
+            "email": "CAROL@example.com",
+            "password": PASSWORD,
+            "password2": PASSWORD,
+        },
+    )
+    assert response.status_code == 400
+
+    client.submit("/login", {"username": "bob", "password": PASSWORD})
+    client.submit("/index", {"post": "bob on postgres"})
+    client.submit("/logout")
+
+    client.submit("/login", {"username": "alice", "password": PASSWORD})
+    client.submit("/index", {"post": "alice on postgres"})
+    assert "bob on postgres" not in client.get("/index").get_data(as_text=True)
+    client.submit("/follow/bob")
+    html = client.get("/index").get_data(as_text=True)
+    assert html.index("alice on postgres") < html.index("bob on postgres")
+    assert "bob on postgres" in client.get("/explore").get_data(as_text=True)
+
+    with pg_app.app_context():
+        post_id = db.session.scalar(sa.select(Post.id).where(Post.body == "alice on postgres"))
+    assert client.submit(f"/post/{post_id}/delete").status_code == 302
+    with pg_app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Post.id))) == 1
+
+
+def test_deleting_a_user_cascades_on_postgres(pg_app):
+    with pg_app.app_context():
+        alice = db.session.scalar(sa.select(User).where(User.username == "alice"))
+        bob = db.session.scalar(sa.select(User).where(User.username == "bob"))
+        alice.follow(bob)
+        db.session.add(Post(body="soon gone", author=alice))
+        db.session.commit()
+        db.session.execute(sa.delete(User).where(User.id == alice.id))
+        db.session.commit()
+        assert db.session.scalar(sa.select(sa.func.count(Post.id))) == 0
+        assert bob.followers_count() == 0

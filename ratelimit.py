@@ -27,9 +27,14 @@ def hit(key: str, limit: int, window: int) -> int:
     return _database_hit(key, limit, window)
 
 
+def clock() -> float:
+    """The clock, in Unix seconds (a seam for tests)."""
+    return time.time()
+
+
 def _database_hit(key: str, limit: int, window: int) -> int:
     """A sliding window: one row per counted attempt, old rows pruned as we go."""
-    now = time.time()
+    now = clock()
     db.session.execute(sa.delete(RateLimitHit).where(RateLimitHit.at <= now - window))
     count, oldest = db.session.execute(
         sa.select(sa.func.count(), sa.func.min(RateLimitHit.at)).where(RateLimitHit.key == key)
@@ -45,7 +50,7 @@ def _database_hit(key: str, limit: int, window: int) -> int:
 def _redis_hit(redis_url: str, key: str, limit: int, window: int) -> int:
     """A fixed window: one counter per key and window, expiring with it."""
     client = _redis_client(redis_url)
-    now = time.time()
+    now = clock()
     window_key = f"{current_app.config['RATE_LIMIT_PREFIX']}{key}:{int(now // window)}"
     retry_after = max(1, math.ceil(window - now % window))
     if int(client.get(window_key) or 0) >= limit:

@@ -7,7 +7,7 @@ read from the web forms, so the document and the validation cannot drift apart.
 
 import copy
 
-from wtforms.validators import Length
+from wtforms.validators import DataRequired, Email, Length, Regexp
 
 from forms import EditProfileForm, PostForm, RegistrationForm
 
@@ -15,6 +15,7 @@ from forms import EditProfileForm, PostForm, RegistrationForm
 DEFAULT_PER_PAGE = 10
 MAX_PER_PAGE = 100
 MAX_PAGE = 1_000_000  # keeps OFFSET inside what every database accepts
+MAX_ID = 2**31 - 1  # PostgreSQL's INTEGER; larger ids cannot exist
 
 
 def ref(name: str) -> dict:
@@ -26,7 +27,11 @@ def nullable(schema: dict) -> dict:
 
 
 def form_string(field) -> dict:
-    """A string schema with the length limits of a WTForms field declaration."""
+    """A string schema with the limits a WTForms field declaration checks.
+
+    Uniqueness and the finer points of email syntax are beyond JSON Schema; the
+    server answers 400 for those.
+    """
     schema = {"type": "string"}
     for validator in field.kwargs.get("validators", []):
         if isinstance(validator, Length):
@@ -34,6 +39,14 @@ def form_string(field) -> dict:
                 schema["minLength"] = validator.min
             if validator.max >= 0:
                 schema["maxLength"] = validator.max
+        elif isinstance(validator, Regexp):
+            # JSON Schema patterns are ECMA-262, where `$` is what Python spells `\Z`.
+            schema["pattern"] = validator.regex.pattern.replace(r"\Z", "$")
+        elif isinstance(validator, DataRequired):
+            schema["minLength"] = max(1, schema.get("minLength", 1))
+            schema.setdefault("pattern", r"\S")  # DataRequired refuses blank strings
+        elif isinstance(validator, Email):
+            schema["format"] = "email"
     return schema
 
 
@@ -160,7 +173,7 @@ SCHEMAS = {
         "type": "object",
         "required": ["body"],
         "additionalProperties": False,
-        "properties": {"body": {**form_string(PostForm.post), "minLength": 1}},
+        "properties": {"body": form_string(PostForm.post)},
     },
     "UserCollection": collection_of("User"),
     "PostCollection": collection_of("Post"),
@@ -215,7 +228,12 @@ def created_response(description: str, schema: dict) -> dict:
     return json_response(description, schema, {"Location": _header("The new resource's URL.")})
 
 
-ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+}
 PAGE = [
     {
         "name": "page",

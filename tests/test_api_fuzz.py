@@ -7,6 +7,7 @@ matches the document (status, content type, headers, body).
 """
 
 import base64
+import contextlib
 import os
 import socket
 import subprocess
@@ -53,15 +54,18 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> N
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
+def database_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'app.db'}"
+
+
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory, password_hash):
-    """gunicorn on a socket we bound ourselves (port 0), so no port can be taken meanwhile."""
+def data_dir(tmp_path_factory, password_hash):
+    """A data dir migrated with Alembic (as `./run.sh` does), with one user, `fuzzer`."""
     data_dir = tmp_path_factory.mktemp("fuzz")
-    env = server_env(data_dir)
     subprocess.run(
         [VENV_BIN / "flask", "--app", "microblog", "db", "upgrade"],
         cwd=PROJECT_DIR,
-        env=env,
+        env=server_env(data_dir),
         check=True,
         capture_output=True,
     )
@@ -71,39 +75,48 @@ def live_server(tmp_path_factory, password_hash):
             User(username="fuzzer", email="fuzzer@example.com", password_hash=password_hash)
         )
         db.session.commit()
+        db.engine.dispose()
+    return data_dir
 
+
+@contextlib.contextmanager
+def gunicorn(data_dir: Path, factory: str, *options: str):
+    """gunicorn on a socket we bound ourselves (port 0), so no port can be taken meanwhile."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.set_inheritable(True)
-    port = listener.getsockname()[1]
-    # The per-IP token limit would otherwise turn most token requests into 429s.
-    factory = 'microblog:create_app({"API_TOKEN_LIMIT_PER_IP": 1000000})'
+    base_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     process = subprocess.Popen(
-        [VENV_BIN / "gunicorn", "--bind", f"fd://{listener.fileno()}", "--workers", "2", factory],
+        [VENV_BIN / "gunicorn", "--bind", f"fd://{listener.fileno()}", *options, factory],
         cwd=PROJECT_DIR,
-        env=env,
+        env=server_env(data_dir),
         pass_fds=[listener.fileno()],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    base_url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(f"{base_url}/api/openapi.json", process)
-        yield {"base_url": base_url, "app": app}
+        yield base_url
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=30)
         listener.close()
-        with app.app_context():
-            db.engine.dispose()
-        # A traceback in the server log means a request crashed somewhere.
-        assert b"Traceback" not in stderr, stderr.decode(errors="replace")
+    # A traceback in the server log means a request crashed somewhere.
+    assert b"Traceback" not in stderr, stderr.decode(errors="replace")
 
 
-def database_url(data_dir: Path) -> str:
-    return f"sqlite:///{data_dir / 'app.db'}"
+@pytest.fixture(scope="module")
+def live_server(data_dir):
+    app = create_app({"DATA_DIR": str(data_dir), "SQLALCHEMY_DATABASE_URI": database_url(data_dir)})
+    # The per-IP token limit would otherwise turn most token requests into 429s.
+    factory = 'microblog:create_app({"API_TOKEN_LIMIT_PER_IP": 1000000})'
+    with gunicorn(data_dir, factory, "--workers", "2") as base_url:
+        yield {"base_url": base_url, "app": app}
+    with app.app_context():
+        db.engine.dispose()
 
 
 def issue_token(live_server) -> str:
+    """A token for `fuzzer`, made directly in the database (no slow password check)."""
     with live_server["app"].app_context():
         user = db.session.scalar(db.select(User).where(User.username == "fuzzer"))
         token, _ = ApiToken.issue(user)
@@ -156,13 +169,19 @@ def test_api_fuzz(case, live_server, fuzz_token):
     )
 
 
-def test_token_limit_is_shared_by_gunicorn_workers(live_server):
-    """Each request on a new connection, so both worker processes take some."""
-    url = f"{live_server['base_url']}/api/tokens"
-    statuses = []
-    for _ in range(12):
-        with requests.Session() as session:
-            response = session.post(url, headers={"Authorization": basic("limited", "wrong")})
+def test_token_limit_is_shared_by_gunicorn_workers(data_dir):
+    """Every request is served by a fresh worker process (`--max-requests 1`, forked
+    from a master that never serves): a count kept in process memory would never
+    reach the limit.
+    """
+    options = ("--preload", "--workers", "2", "--max-requests", "1")
+    factory = 'microblog:create_app({"API_TOKEN_LIMIT_PER_USER": 3})'
+    with gunicorn(data_dir, factory, *options) as base_url:
+        statuses = []
+        for _ in range(5):
+            response = requests.post(
+                f"{base_url}/api/tokens", headers={"Authorization": basic("limited", "wrong")}
+            )
             statuses.append(response.status_code)
-    assert statuses == [401] * 10 + [429] * 2
+    assert statuses == [401, 401, 401, 429, 429]
     assert int(response.headers["Retry-After"]) > 0

@@ -8,7 +8,9 @@ does not match its schema fails the test that caused it.
 import base64
 import hashlib
 import json
+import os
 import re
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -19,6 +21,9 @@ import api_spec
 import ratelimit
 from models import ApiToken, Post, RateLimitHit, User, db, utcnow
 from tests.conftest import PASSWORD
+
+# Read at import: the `app` fixture removes REDIS_URL from the environment.
+REDIS_URL = os.environ.get("REDIS_URL")
 
 # --- the contract-checking client --------------------------------------------------------
 
@@ -283,6 +288,41 @@ def test_limit_is_shared_between_processes(app, users, tmp_path):
             db.engine.dispose()
 
 
+@pytest.mark.skipif(not REDIS_URL, reason="REDIS_URL is not set (CI sets it)")
+def test_limit_kept_in_redis_when_configured(app, users, tmp_path):
+    """With REDIS_URL the counts live in Redis (under a per-test prefix), shared too."""
+    import redis
+
+    from microblog import create_app
+
+    prefix = f"test-ratelimit-{uuid.uuid4().hex}:"
+    config = {
+        "TESTING": True,
+        "DATA_DIR": str(tmp_path),
+        "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+        "REDIS_URL": REDIS_URL,
+        "RATE_LIMIT_PREFIX": prefix,
+        "API_TOKEN_LIMIT_PER_USER": 2,
+    }
+    first, second = create_app(config), create_app(config)
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        clients = [ApiClient(first, first.test_client()), ApiClient(second, second.test_client())]
+        statuses = [ask_tokens(clients[n % 2], "ghost", 1)[0] for n in range(3)]
+        assert statuses == [401, 401, 429]
+        assert client.keys(f"{prefix}*")
+        with first.app_context():
+            assert db.session.scalar(sa.select(sa.func.count()).select_from(RateLimitHit)) == 0
+    finally:
+        keys = client.keys(f"{prefix}*")
+        if keys:
+            client.delete(*keys)
+        client.close()
+        for instance in (first, second):
+            with instance.app_context():
+                db.engine.dispose()
+
+
 # --- users -----------------------------------------------------------------------------------
 
 
@@ -300,7 +340,17 @@ def test_get_user_shows_email_only_to_its_owner(app, api, users, tokens):
 
 
 @pytest.mark.parametrize(
-    "url", ["/api/users/999", "/api/users/999/followers", "/api/users/999/following"]
+    "url",
+    [
+        "/api/users/999",
+        "/api/users/999/followers",
+        "/api/users/999/following",
+        "/api/users/999/posts",
+        "/api/users/0",
+        "/api/users/2147483648",  # beyond PostgreSQL's INTEGER
+        "/api/users/99999999999999999999999999",  # beyond SQLite's
+        "/api/posts/99999999999999999999999999",
+    ],
 )
 def test_unknown_user_is_404(api, tokens, url):
     response = api.get(url, token=tokens["alice"])
@@ -346,6 +396,8 @@ def test_users_collection_defaults_and_caps_per_page(api, tokens):
     assert default["_meta"]["per_page"] == 10 and default["_links"]["prev"] is None
     capped = api.get("/api/users?per_page=5000", token=tokens["alice"]).json
     assert capped["_meta"]["per_page"] == 100
+    huge = api.get("/api/users?per_page=" + "9" * 5000, token=tokens["alice"]).json
+    assert huge["_meta"]["per_page"] == 100
     assert capped["_links"]["self"] == "/api/users?page=1&per_page=100"
 
 
@@ -357,9 +409,11 @@ def test_users_collection_defaults_and_caps_per_page(api, tokens):
         "page=abc",
         "page=1.5",
         "page=",
+        "page=%EF%BC%93",  # a full-width digit, which int() would accept
         "per_page=0",
         "per_page=x",
         "page=2000000",
+        "page=" + "9" * 5000,
     ],
 )
 @pytest.mark.parametrize("url", ["/api/users", "/api/users/1/posts", "/api/timeline"])

@@ -95,10 +95,10 @@ def _plain_message(error: HTTPException) -> str:
 
 def _handle_http_error(error: HTTPException):
     if error.code is None or error.code >= 500:
-        # Flask has already logged the traceback; drop the failed transaction and say
-        # nothing about the internals.
-        db.session.rollback()
-        return error_response(error.code or 500, "An unexpected error occurred.")
+        db.session.rollback()  # whatever failed, don't leave a broken transaction behind
+    if error.code is None or error.code == 500:
+        # Flask has already logged the traceback; say nothing about the internals.
+        return error_response(500, "An unexpected error occurred.")
     return http_error_response(error)
 
 
@@ -217,11 +217,15 @@ def json_body(allowed: set[str], required: set[str] = frozenset()) -> dict[str, 
     return data
 
 
-def validate_form(form_class, fields: dict[str, str], *args):
-    """Validate `fields` with a web form (minus CSRF) so API and web share their rules."""
+def validate_form(form_class, fields: dict[str, str], *args, renamed: dict | None = None):
+    """Validate `fields` with a web form (minus CSRF) so API and web share their rules.
+
+    `renamed` maps form field names to the API's in error reports ({"post": "body"}).
+    """
     form = form_class(*args, formdata=MultiDict(fields), meta={"csrf": False})
     if not form.validate():
-        errors = {name: messages for name, messages in form.errors.items()}
+        renamed = renamed or {}
+        errors = {renamed.get(name, name): messages for name, messages in form.errors.items()}
         first = next(iter(errors.values()))[0]
         api_abort(400, first, errors=errors)
     return form
@@ -467,7 +471,7 @@ def get_post(id):
 def create_post():
     """Publish a post (1–140 characters, the web form's rules)."""
     data = json_body(allowed={"body"}, required={"body"})
-    form = validate_form(PostForm, {"post": data["body"]})
+    form = validate_form(PostForm, {"post": data["body"]}, renamed={"post": "body"})
     post = Post(body=form.post.data.strip(), author=token_user())
     db.session.add(post)
     db.session.commit()

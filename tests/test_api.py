@@ -609,6 +609,11 @@ def test_create_post_rejects_bad_bodies(app, api, tokens, body, status):
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Post)) == 0
 
 
+def test_post_errors_name_the_api_field(api, tokens):
+    response = api.post("/api/posts", token=tokens["alice"], json={"body": "x" * 141})
+    assert list(response.json["errors"]) == ["body"]  # not the web form's "post"
+
+
 def test_create_post_accepts_140_characters(api, tokens):
     assert (
         api.post("/api/posts", token=tokens["alice"], json={"body": "x" * 140}).status_code == 201

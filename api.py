@@ -292,10 +292,10 @@ def paginated(query: sa.Select, to_dict, endpoint: str, **url_args) -> dict:
     }
 
 
-def created(payload: dict, location: str):
-    """201 with `payload` and a `Location` header."""
+def created(payload: dict, location: str, status: int = 201):
+    """201 (or 202 for accepted background work) with `payload` and a `Location` header."""
     response = jsonify(payload)
-    response.status_code = 201
+    response.status_code = status
     response.headers["Location"] = location
     return response
 

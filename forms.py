@@ -10,7 +10,8 @@ from models import User, db
 USERNAME_RULES = [
     DataRequired(),
     Length(min=1, max=64),
-    Regexp(r"^[A-Za-z0-9_.-]+$", message="Use letters, digits, '.', '_' or '-' only."),
+    # \Z, not $: "$" also matches before a trailing newline.
+    Regexp(r"^[A-Za-z0-9_.-]+\Z", message="Use letters, digits, '.', '_' or '-' only."),
 ]
 PASSWORD_RULES = [DataRequired(), Length(min=8, max=128)]
 

@@ -25,6 +25,7 @@ from flask_login import LoginManager, current_user, login_required, login_user, 
 from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+import api
 import config as settings
 from forms import (
     EditProfileForm,
@@ -76,6 +77,7 @@ def create_app(config=None):
     bootstrap.init_app(app)
 
     app.register_blueprint(bp)
+    api.init_app(app)  # /api: JSON, token auth, no CSRF
     register_error_handlers(app)
     app.jinja_env.filters["isoformat_utc"] = isoformat_utc
     configure_logging(app)

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import secrets
 import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
@@ -243,3 +244,66 @@ class Notification(db.Model):
 
     def to_dict(self) -> dict:
         return {"name": self.name, "data": self.get_data(), "timestamp": self.timestamp}
+
+
+# --- API tokens and rate limiting --------------------------------------------------
+
+API_TOKEN_LIFETIME = timedelta(hours=1)
+
+
+def hash_api_token(token: str) -> str:
+    """The stored form of a bearer token: a leaked database holds no usable token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ApiToken(db.Model):
+    """A bearer token for the JSON API; only its SHA-256 is kept."""
+
+    __tablename__ = "api_token"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    token_hash: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    user_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("user.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: so.Mapped[datetime]
+
+    user: so.Mapped[User] = so.relationship()
+
+    @staticmethod
+    def issue(user: User) -> tuple[str, "ApiToken"]:
+        """Add a new token for `user` (dropping their expired ones); the clear token and row."""
+        db.session.execute(
+            sa.delete(ApiToken).where(ApiToken.user_id == user.id, ApiToken.expires_at <= utcnow())
+        )
+        token = secrets.token_urlsafe(32)
+        row = ApiToken(
+            token_hash=hash_api_token(token),
+            user_id=user.id,
+            expires_at=utcnow() + API_TOKEN_LIFETIME,
+        )
+        db.session.add(row)
+        return token, row
+
+    @staticmethod
+    def find(token: str) -> Optional["ApiToken"]:
+        """The unexpired token row matching `token`, else None."""
+        query = sa.select(ApiToken).where(
+            ApiToken.token_hash == hash_api_token(token), ApiToken.expires_at > utcnow()
+        )
+        return db.session.scalar(query)
+
+
+class RateLimitHit(db.Model):
+    """One counted attempt; the rate limiter counts a key's rows inside its window.
+
+    Kept in the database (not in process memory) so every gunicorn worker sees the
+    same counts.
+    """
+
+    __tablename__ = "rate_limit_hit"
+    __table_args__ = (sa.Index("ix_rate_limit_hit_key_at", "key", "at"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    key: so.Mapped[str] = so.mapped_column(sa.String(200))
+    at: so.Mapped[float] = so.mapped_column(index=True, default=time.time)

@@ -1,0 +1,487 @@
+"""The JSON API under /api: tokens, users and posts (issue 5), tutorial-compatible.
+
+Clients get a token with HTTP Basic auth (`POST /api/tokens`) and send it as
+`Authorization: Bearer <token>`. Everything under /api answers in JSON, errors
+included: `{"error": "<HTTP reason>", "message": "..."}`.
+
+Building blocks for new endpoints: `token_auth_required` + `token_user()`,
+`json_body()`, `validate_form()`, `paginated()`, `api_abort()` / `error_response()`,
+and a matching entry in `api_spec.py`.
+"""
+
+import functools
+import re
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    MethodNotAllowed,
+    NotFound,
+    RequestEntityTooLarge,
+    default_exceptions,
+)
+from werkzeug.http import HTTP_STATUS_CODES
+
+import api_spec
+import ratelimit
+from forms import EditProfileForm, PostForm, RegistrationForm
+from models import ApiToken, Post, User, db, isoformat_utc
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+DEFAULTS = {
+    # Token requests (HTTP Basic) allowed per window, per client IP and per username.
+    "API_TOKEN_LIMIT_PER_IP": 30,
+    "API_TOKEN_LIMIT_PER_USER": 10,
+    "API_TOKEN_LIMIT_WINDOW": 300,  # seconds
+    "RATE_LIMIT_PREFIX": "microblog:ratelimit:",  # Redis key prefix
+}
+DEFAULT_PER_PAGE = api_spec.DEFAULT_PER_PAGE
+MAX_PER_PAGE = api_spec.MAX_PER_PAGE
+MAX_PAGE = api_spec.MAX_PAGE
+REALM = "microblog"
+
+
+def init_app(app):
+    """Mount the API on `app`: routes, JSON errors, and no CSRF (it uses tokens, not cookies)."""
+    for key, value in DEFAULTS.items():
+        app.config.setdefault(key, value)
+    app.register_blueprint(bp)
+    app.extensions["csrf"].exempt(bp)
+    app.before_request(json_routing_errors)
+
+
+# --- errors -------------------------------------------------------------------------
+
+
+def error_response(status: int, message: str | None = None, headers=None, **extra):
+    """A JSON error: `{"error": reason, "message": ...}` plus any `extra` fields."""
+    reason = HTTP_STATUS_CODES.get(status, "Unknown Error")
+    response = jsonify({"error": reason, "message": message or reason, **extra})
+    response.status_code = status
+    for name, value in dict(headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def api_abort(status: int, message: str | None = None, headers=None, **extra):
+    """Stop the request with a JSON error (see `error_response`)."""
+    abort(error_response(status, message, headers, **extra))
+
+
+def http_error_response(error: HTTPException):
+    """The JSON form of a werkzeug HTTP error, keeping headers such as `Allow`."""
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+    if error.code == 401:
+        headers.setdefault("WWW-Authenticate", f'Bearer realm="{REALM}"')
+    return error_response(error.code or 500, _plain_message(error), headers)
+
+
+def _plain_message(error: HTTPException) -> str:
+    """Werkzeug's description, or a more useful one for the common API mistakes."""
+    if isinstance(error, NotFound) and request.routing_exception is error:
+        return f"There is no API endpoint at {request.path}."
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        allowed = ", ".join(sorted(set(error.valid_methods) - {"HEAD", "OPTIONS"}))
+        return f"{request.method} is not allowed here; use {allowed}."
+    if isinstance(error, RequestEntityTooLarge):
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        return f"The request body is larger than the {limit}-byte limit."
+    return error.description or HTTP_STATUS_CODES.get(error.code or 500, "Error")
+
+
+def _handle_http_error(error: HTTPException):
+    if error.code is None or error.code >= 500:
+        db.session.rollback()  # whatever failed, don't leave a broken transaction behind
+    if error.code is None or error.code == 500:
+        # Flask has already logged the traceback; say nothing about the internals.
+        return error_response(500, "An unexpected error occurred.")
+    return http_error_response(error)
+
+
+# Register every status explicitly: the app's own (HTML) handlers for 404, 413 or 500
+# are code-specific and would otherwise win over a catch-all HTTPException handler.
+for _code in default_exceptions:
+    bp.register_error_handler(_code, _handle_http_error)
+bp.register_error_handler(HTTPException, _handle_http_error)
+
+
+def is_api_request() -> bool:
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
+def json_routing_errors():
+    """404/405 for unknown /api URLs in JSON.
+
+    A URL that matches no route belongs to no blueprint, so the blueprint's handlers
+    never see it; this app-level hook runs before Flask raises the routing error.
+    """
+    error = request.routing_exception
+    if isinstance(error, HTTPException) and (error.code or 0) >= 400 and is_api_request():
+        return http_error_response(error)
+    return None
+
+
+# --- authentication -----------------------------------------------------------------
+
+
+def unauthorized(scheme: str, message: str):
+    return error_response(401, message, {"WWW-Authenticate": f'{scheme} realm="{REALM}"'})
+
+
+def token_user() -> User:
+    """The user whose bearer token authenticated this request."""
+    return g.api_token.user
+
+
+def token_auth_required(view):
+    """Require `Authorization: Bearer <token>` with a valid, unexpired token."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        auth = request.authorization
+        if auth is None or auth.type != "bearer" or not auth.token:
+            return unauthorized("Bearer", "Send a token: 'Authorization: Bearer <token>'.")
+        token = ApiToken.find(auth.token)
+        if token is None:
+            return unauthorized("Bearer", "The token is invalid or has expired.")
+        g.api_token = token
+        if token.user.seen_now():
+            db.session.commit()
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def basic_auth_required(view):
+    """Require HTTP Basic credentials, rate limited per client IP and per username."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        auth = request.authorization
+        if auth is None or auth.type != "basic" or not auth.username:
+            return unauthorized("Basic", "Send your username and password with HTTP Basic auth.")
+        enforce_token_rate_limit(auth.username)
+        user = db.session.scalar(sa.select(User).where(User.username == auth.username))
+        if user is None or not user.check_password(auth.password or ""):
+            return unauthorized("Basic", "Invalid username or password.")
+        g.basic_user = user
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def enforce_token_rate_limit(username: str) -> None:
+    """429 with Retry-After when this IP or this username asked too often."""
+    config = current_app.config
+    window = config["API_TOKEN_LIMIT_WINDOW"]
+    checks = [
+        (f"api-token:ip:{request.remote_addr}", config["API_TOKEN_LIMIT_PER_IP"]),
+        (f"api-token:user:{username.lower()[:64]}", config["API_TOKEN_LIMIT_PER_USER"]),
+    ]
+    for key, limit in checks:
+        retry_after = ratelimit.hit(key, limit, window)
+        if retry_after:
+            api_abort(
+                429,
+                f"Too many token requests; try again in {retry_after} seconds.",
+                {"Retry-After": str(retry_after)},
+            )
+
+
+# --- request bodies and validation ----------------------------------------------------
+
+
+def json_body(allowed: set[str], required: set[str] = frozenset()) -> dict[str, str]:
+    """The request's JSON object, whose fields must all be strings from `allowed`."""
+    if not request.is_json:
+        api_abort(415, "Send a JSON body with 'Content-Type: application/json'.")
+    try:
+        data = request.get_json()
+    except BadRequest:
+        api_abort(400, "The body is not valid JSON.")
+    if not isinstance(data, dict):
+        api_abort(400, "The body must be a JSON object.")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        api_abort(400, f"Unknown fields: {', '.join(unknown)}.")
+    missing = sorted(required - set(data))
+    if missing:
+        api_abort(400, f"Missing fields: {', '.join(missing)}.")
+    wrong_type = sorted(name for name, value in data.items() if not isinstance(value, str))
+    if wrong_type:
+        api_abort(400, f"These fields must be strings: {', '.join(wrong_type)}.")
+    return data
+
+
+def validate_form(form_class, fields: dict[str, str], *args, renamed: dict | None = None):
+    """Validate `fields` with a web form (minus CSRF) so API and web share their rules.
+
+    `renamed` maps form field names to the API's in error reports ({"post": "body"}).
+    """
+    form = form_class(*args, formdata=MultiDict(fields), meta={"csrf": False})
+    if not form.validate():
+        renamed = renamed or {}
+        errors = {renamed.get(name, name): messages for name, messages in form.errors.items()}
+        first = next(iter(errors.values()))[0]
+        api_abort(400, first, errors=errors)
+    return form
+
+
+class UserUpdateForm(EditProfileForm):
+    """The web profile form, plus the registration form's email rules."""
+
+    email = RegistrationForm.email
+
+    def __init__(self, user: User, *args, **kwargs):
+        super().__init__(user.username, *args, **kwargs)
+        self.original_email = user.email
+
+    def validate_email(self, field):
+        if field.data.strip().lower() != self.original_email.strip().lower():
+            RegistrationForm.validate_email(self, field)
+
+
+# --- pagination ------------------------------------------------------------------------
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def int_arg(name: str, default: int, maximum: int, cap: bool = False) -> int:
+    """A positive integer query argument up to `maximum` (or capped to it); else 400."""
+    value = request.args.get(name)
+    if value is None:
+        return default
+    if not _DIGITS.fullmatch(value):
+        api_abort(400, f"'{name}' must be a whole number from 1.")
+    # Longer digit strings are simply too big (and int() refuses over 4300 digits).
+    number = int(value) if len(value) <= 18 else maximum + 1
+    if cap:
+        number = min(number, maximum)
+    if not 1 <= number <= maximum:
+        api_abort(400, f"'{name}' must be a whole number from 1 to {maximum}.")
+    return number
+
+
+def paginated(query: sa.Select, to_dict, endpoint: str, **url_args) -> dict:
+    """A collection page: `items`, `_meta` and `_links`, from `?page=&per_page=`."""
+    page = int_arg("page", 1, MAX_PAGE)
+    # Any positive per_page is accepted and capped, as in the tutorial.
+    per_page = int_arg("per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE, cap=True)
+    pagination = db.paginate(query, page=page, per_page=per_page, error_out=False)
+
+    def link(number):
+        return url_for(endpoint, page=number, per_page=per_page, **url_args)
+
+    return {
+        "items": [to_dict(item) for item in pagination.items],
+        "_meta": {
+            "page": page,
+            "per_page": per_page,
+            "total_pages": pagination.pages,
+            "total_items": pagination.total,
+        },
+        "_links": {
+            "self": link(page),
+            "next": link(page + 1) if pagination.has_next else None,
+            "prev": link(page - 1) if pagination.has_prev else None,
+        },
+    }
+
+
+def created(payload: dict, location: str, status: int = 201):
+    """201 (or 202 for accepted background work) with `payload` and a `Location` header."""
+    response = jsonify(payload)
+    response.status_code = status
+    response.headers["Location"] = location
+    return response
+
+
+# --- representations --------------------------------------------------------------------
+
+
+def user_to_dict(user: User, include_email: bool | None = None) -> dict:
+    """A user as the API shows it; the email only to its owner (the token's user)."""
+    post_count = sa.select(sa.func.count()).where(Post.user_id == user.id)
+    data = {
+        "id": user.id,
+        "username": user.username,
+        "about_me": user.about_me,
+        "last_seen": isoformat_utc(user.last_seen),
+        "post_count": db.session.scalar(post_count),
+        "follower_count": user.followers_count(),
+        "following_count": user.following_count(),
+        "_links": {
+            "self": url_for("api.get_user", id=user.id),
+            "followers": url_for("api.get_followers", id=user.id),
+            "following": url_for("api.get_following", id=user.id),
+            "posts": url_for("api.get_user_posts", id=user.id),
+            "avatar": user.avatar(128),
+        },
+    }
+    if include_email is None:
+        include_email = "api_token" in g and g.api_token.user_id == user.id
+    if include_email:
+        data["email"] = user.email
+    return data
+
+
+def post_to_dict(post: Post) -> dict:
+    return {
+        "id": post.id,
+        "body": post.body,
+        "timestamp": isoformat_utc(post.timestamp),
+        "author": {"id": post.author.id, "username": post.author.username},
+        "_links": {
+            "self": url_for("api.get_post", id=post.id),
+            "author": url_for("api.get_user", id=post.user_id),
+        },
+    }
+
+
+def get_or_404(model, id: int):
+    """The row, or a JSON 404 naming what was not found."""
+    # Out-of-range ids would overflow the database's integer type: they exist nowhere.
+    row = db.session.get(model, id) if 0 < id <= api_spec.MAX_ID else None
+    if row is None:
+        api_abort(404, f"No {model.__name__.lower()} with id {id}.")
+    return row
+
+
+# --- tokens -----------------------------------------------------------------------------
+
+
+@bp.post("/tokens")
+@basic_auth_required
+def get_token():
+    """Trade a username and password for a bearer token valid for an hour."""
+    token, row = ApiToken.issue(g.basic_user)
+    db.session.commit()
+    return {"token": token, "expires_at": isoformat_utc(row.expires_at)}
+
+
+@bp.delete("/tokens")
+@token_auth_required
+def revoke_token():
+    """Revoke the token that authenticated this request."""
+    db.session.delete(g.api_token)
+    db.session.commit()
+    return "", 204
+
+
+# --- users ------------------------------------------------------------------------------
+
+
+@bp.get("/users/<int:id>")
+@token_auth_required
+def get_user(id):
+    return user_to_dict(get_or_404(User, id))
+
+
+@bp.get("/users")
+@token_auth_required
+def get_users():
+    return paginated(sa.select(User).order_by(User.id), user_to_dict, "api.get_users")
+
+
+@bp.get("/users/<int:id>/followers")
+@token_auth_required
+def get_followers(id):
+    user = get_or_404(User, id)
+    query = user.followers.select().order_by(User.id)
+    return paginated(query, user_to_dict, "api.get_followers", id=id)
+
+
+@bp.get("/users/<int:id>/following")
+@token_auth_required
+def get_following(id):
+    user = get_or_404(User, id)
+    query = user.following.select().order_by(User.id)
+    return paginated(query, user_to_dict, "api.get_following", id=id)
+
+
+@bp.post("/users")
+def create_user():
+    """Register, with exactly the web registration form's rules."""
+    fields = {"username", "email", "password"}
+    data = json_body(allowed=fields, required=fields)
+    form = validate_form(RegistrationForm, {**data, "password2": data["password"]})
+    user = User(username=form.username.data, email=form.email.data.strip())
+    user.set_password(form.password.data)
+    db.session.add(user)
+    commit_or_conflict("That username or email address is already registered.")
+    # The caller owns the new account, so it sees the email.
+    return created(user_to_dict(user, include_email=True), url_for("api.get_user", id=user.id))
+
+
+@bp.put("/users/<int:id>")
+@token_auth_required
+def update_user(id):
+    """Change your own username, email or about_me; others' accounts are 403."""
+    user = get_or_404(User, id)
+    if user.id != token_user().id:
+        api_abort(403, "You can only change your own account.")
+    data = json_body(allowed={"username", "email", "about_me"})
+    current = {"username": user.username, "email": user.email, "about_me": user.about_me or ""}
+    form = validate_form(UserUpdateForm, {**current, **data}, user)
+    user.username = form.username.data
+    user.email = form.email.data.strip()
+    user.about_me = form.about_me.data
+    commit_or_conflict("That username or email address is already registered.")
+    return user_to_dict(user)
+
+
+def commit_or_conflict(message: str) -> None:
+    """Commit; a unique constraint lost to a concurrent request becomes a 409."""
+    try:
+        db.session.commit()
+    except sa.exc.IntegrityError:
+        db.session.rollback()
+        api_abort(409, message)
+
+
+# --- posts ------------------------------------------------------------------------------
+
+
+@bp.get("/users/<int:id>/posts")
+@token_auth_required
+def get_user_posts(id):
+    user = get_or_404(User, id)
+    return paginated(user.posts_select(), post_to_dict, "api.get_user_posts", id=id)
+
+
+@bp.get("/timeline")
+@token_auth_required
+def get_timeline():
+    """The token owner's home timeline: their posts and those of people they follow."""
+    return paginated(token_user().following_posts(), post_to_dict, "api.get_timeline")
+
+
+@bp.get("/posts/<int:id>")
+@token_auth_required
+def get_post(id):
+    return post_to_dict(get_or_404(Post, id))
+
+
+@bp.post("/posts")
+@token_auth_required
+def create_post():
+    """Publish a post (1–140 characters, the web form's rules)."""
+    data = json_body(allowed={"body"}, required={"body"})
+    form = validate_form(PostForm, {"post": data["body"]}, renamed={"post": "body"})
+    post = Post(body=form.post.data.strip(), author=token_user())
+    db.session.add(post)
+    db.session.commit()
+    return created(post_to_dict(post), url_for("api.get_post", id=post.id))
+
+
+# --- the contract ---------------------------------------------------------------------------
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    """The OpenAPI 3.1 description of everything under /api."""
+    return api_spec.document()

@@ -1,0 +1,418 @@
+"""The OpenAPI 3.1 document of the JSON API, served at /api/openapi.json.
+
+Each endpoint is one `operation(...)` call at the bottom of this file; a new endpoint
+adds its call (and, for a new kind of object, a schema in SCHEMAS). Field limits are
+read from the web forms, so the document and the validation cannot drift apart.
+"""
+
+import copy
+
+from wtforms.validators import DataRequired, Email, Length, Regexp
+
+from forms import EditProfileForm, PostForm, RegistrationForm
+
+# Paging limits, shared with api.py (which imports this module).
+DEFAULT_PER_PAGE = 10
+MAX_PER_PAGE = 100
+MAX_PAGE = 1_000_000  # keeps OFFSET inside what every database accepts
+MAX_ID = 2**31 - 1  # PostgreSQL's INTEGER; larger ids cannot exist
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: dict) -> dict:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def form_string(field) -> dict:
+    """A string schema with the limits a WTForms field declaration checks.
+
+    Uniqueness and the finer points of email syntax are beyond JSON Schema; the
+    server answers 400 for those.
+    """
+    schema = {"type": "string"}
+    for validator in field.kwargs.get("validators", []):
+        if isinstance(validator, Length):
+            if validator.min > 0:
+                schema["minLength"] = validator.min
+            if validator.max >= 0:
+                schema["maxLength"] = validator.max
+        elif isinstance(validator, Regexp):
+            # JSON Schema patterns are ECMA-262, where `$` is what Python spells `\Z`.
+            schema["pattern"] = validator.regex.pattern.replace(r"\Z", "$")
+        elif isinstance(validator, DataRequired):
+            schema["minLength"] = max(1, schema.get("minLength", 1))
+            schema.setdefault("pattern", r"\S")  # DataRequired refuses blank strings
+        elif isinstance(validator, Email):
+            schema["format"] = "email"
+    return schema
+
+
+LINK = {"type": "string", "description": "A URL path on this server."}
+TIMESTAMP = {"type": "string", "format": "date-time", "examples": ["2024-05-01T12:00:00Z"]}
+
+
+def links(*names: str, nullable_names: tuple[str, ...] = ()) -> dict:
+    properties = {name: LINK for name in names}
+    properties.update({name: nullable(LINK) for name in nullable_names})
+    return {
+        "type": "object",
+        "required": [*names, *nullable_names],
+        "properties": properties,
+    }
+
+
+def collection_of(item_schema: str) -> dict:
+    """A page of a collection: items, _meta and _links (tutorial format)."""
+    return {
+        "type": "object",
+        "required": ["items", "_meta", "_links"],
+        "additionalProperties": False,
+        "properties": {
+            "items": {"type": "array", "items": ref(item_schema)},
+            "_meta": ref("PageMeta"),
+            "_links": links("self", nullable_names=("next", "prev")),
+        },
+    }
+
+
+SCHEMAS = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "message"],
+        "properties": {
+            "error": {"type": "string", "description": "The HTTP reason phrase."},
+            "message": {"type": "string"},
+            "errors": {
+                "type": "object",
+                "description": "Per-field validation messages (400 only).",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+    },
+    "PageMeta": {
+        "type": "object",
+        "required": ["page", "per_page", "total_pages", "total_items"],
+        "additionalProperties": False,
+        "properties": {
+            "page": {"type": "integer", "minimum": 1},
+            "per_page": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE},
+            "total_pages": {"type": "integer", "minimum": 0},
+            "total_items": {"type": "integer", "minimum": 0},
+        },
+    },
+    "Token": {
+        "type": "object",
+        "required": ["token", "expires_at"],
+        "additionalProperties": False,
+        "properties": {"token": {"type": "string"}, "expires_at": TIMESTAMP},
+    },
+    "User": {
+        "type": "object",
+        "required": [
+            "id",
+            "username",
+            "about_me",
+            "last_seen",
+            "post_count",
+            "follower_count",
+            "following_count",
+            "_links",
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "integer"},
+            "username": {"type": "string"},
+            "email": {"type": "string", "description": "Only in the owner's own view."},
+            "about_me": nullable({"type": "string"}),
+            "last_seen": nullable(TIMESTAMP),
+            "post_count": {"type": "integer", "minimum": 0},
+            "follower_count": {"type": "integer", "minimum": 0},
+            "following_count": {"type": "integer", "minimum": 0},
+            "_links": links("self", "followers", "following", "posts", "avatar"),
+        },
+    },
+    "NewUser": {
+        "type": "object",
+        "required": ["username", "email", "password"],
+        "additionalProperties": False,
+        "properties": {
+            "username": form_string(RegistrationForm.username),
+            "email": form_string(RegistrationForm.email),
+            "password": form_string(RegistrationForm.password),
+        },
+    },
+    "UserUpdate": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "username": form_string(EditProfileForm.username),
+            "email": form_string(RegistrationForm.email),
+            "about_me": form_string(EditProfileForm.about_me),
+        },
+    },
+    "Post": {
+        "type": "object",
+        "required": ["id", "body", "timestamp", "author", "_links"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "integer"},
+            "body": {"type": "string"},
+            "timestamp": TIMESTAMP,
+            "author": {
+                "type": "object",
+                "required": ["id", "username"],
+                "properties": {"id": {"type": "integer"}, "username": {"type": "string"}},
+            },
+            "_links": links("self", "author"),
+        },
+    },
+    "NewPost": {
+        "type": "object",
+        "required": ["body"],
+        "additionalProperties": False,
+        "properties": {"body": form_string(PostForm.post)},
+    },
+    "UserCollection": collection_of("User"),
+    "PostCollection": collection_of("Post"),
+}
+
+
+def _error(description: str, headers: dict | None = None) -> dict:
+    response = {
+        "description": description,
+        "content": {"application/json": {"schema": ref("Error")}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _header(description: str, schema: dict | None = None) -> dict:
+    return {"description": description, "required": True, "schema": schema or {"type": "string"}}
+
+
+ERROR_RESPONSES = {
+    400: _error("The JSON, a field or a query parameter is invalid."),
+    401: _error(
+        "Missing or bad credentials.",
+        {"WWW-Authenticate": _header("`Bearer` or `Basic`, with a realm.")},
+    ),
+    403: _error("Not allowed for this user."),
+    404: _error("No such resource."),
+    405: _error("Method not allowed.", {"Allow": _header("The allowed methods.")}),
+    409: _error("Conflicts with the current state."),
+    413: _error("The request body is too large."),
+    415: _error("The body is not `application/json`."),
+    429: _error(
+        "Too many requests.",
+        {"Retry-After": _header("Seconds to wait.", {"type": "string", "pattern": "^[0-9]+$"})},
+    ),
+}
+
+
+def errors(*codes: int) -> dict:
+    return {str(code): {"$ref": f"#/components/responses/E{code}"} for code in codes}
+
+
+def json_response(description: str, schema: dict, headers: dict | None = None) -> dict:
+    response = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def created_response(description: str, schema: dict) -> dict:
+    return json_response(description, schema, {"Location": _header("The new resource's URL.")})
+
+
+ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+}
+PAGE = [
+    {
+        "name": "page",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
+    },
+    {
+        "name": "per_page",
+        "in": "query",
+        "description": f"Items per page; values above {MAX_PER_PAGE} count as {MAX_PER_PAGE}.",
+        "schema": {"type": "integer", "minimum": 1, "default": DEFAULT_PER_PAGE},
+    },
+]
+
+TOKEN_AUTH = [{"token": []}]
+BASIC_AUTH = [{"basic": []}]
+NO_AUTH: list = []
+
+PATHS: dict = {}
+
+
+def operation(
+    method: str,
+    path: str,
+    summary: str,
+    responses: dict,
+    *,
+    tag: str,
+    parameters: list | None = None,
+    body: str | None = None,
+    security: list = TOKEN_AUTH,
+) -> None:
+    """Add one operation to PATHS; token-protected ones also document 401."""
+    if security == TOKEN_AUTH or security == BASIC_AUTH:
+        responses = {**responses, **errors(401)}
+    if body:
+        responses = {**responses, **errors(400, 413, 415)}
+    entry = {
+        "operationId": f"{method}_{path}".replace("/", "_").replace("{", "").replace("}", ""),
+        "summary": summary,
+        "tags": [tag],
+        "security": security,
+        "responses": dict(sorted(responses.items())),
+    }
+    if parameters:
+        entry["parameters"] = parameters
+    if body:
+        entry["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": ref(body)}},
+        }
+    PATHS.setdefault(path, {})[method] = entry
+
+
+def document() -> dict:
+    """The whole document, as a fresh dict (callers may modify it)."""
+    return copy.deepcopy(
+        {
+            "openapi": "3.1.0",
+            "info": {
+                "title": "Microblog API",
+                "version": "1.0",
+                "description": (
+                    "Get a token with HTTP Basic auth at `POST /api/tokens`, then send "
+                    "`Authorization: Bearer <token>`. Tokens last one hour. Errors are "
+                    '`{"error": "<HTTP reason>", "message": "..."}`.'
+                ),
+            },
+            "security": TOKEN_AUTH,
+            "paths": PATHS,
+            "components": {
+                "schemas": SCHEMAS,
+                "responses": {f"E{code}": r for code, r in ERROR_RESPONSES.items()},
+                "securitySchemes": {
+                    "token": {"type": "http", "scheme": "bearer"},
+                    "basic": {"type": "http", "scheme": "basic"},
+                },
+            },
+        }
+    )
+
+
+# --- the operations ---------------------------------------------------------------------
+
+operation(
+    "post",
+    "/api/tokens",
+    "Get a bearer token (valid one hour) with HTTP Basic auth",
+    {"200": json_response("A new token.", ref("Token")), **errors(429)},
+    tag="tokens",
+    security=BASIC_AUTH,
+)
+operation(
+    "delete",
+    "/api/tokens",
+    "Revoke the token used for this request",
+    {"204": {"description": "Revoked."}},
+    tag="tokens",
+)
+operation(
+    "get",
+    "/api/users",
+    "All users, by id",
+    {"200": json_response("A page of users.", ref("UserCollection")), **errors(400)},
+    tag="users",
+    parameters=PAGE,
+)
+operation(
+    "post",
+    "/api/users",
+    "Register a new account (the web registration form's rules)",
+    {"201": created_response("The new user.", ref("User")), **errors(409)},
+    tag="users",
+    body="NewUser",
+    security=NO_AUTH,
+)
+operation(
+    "get",
+    "/api/users/{id}",
+    "One user; `email` only for the token's owner",
+    {"200": json_response("The user.", ref("User")), **errors(404)},
+    tag="users",
+    parameters=[ID],
+)
+operation(
+    "put",
+    "/api/users/{id}",
+    "Change your own username, email or about_me",
+    {"200": json_response("The updated user.", ref("User")), **errors(403, 404, 409)},
+    tag="users",
+    parameters=[ID],
+    body="UserUpdate",
+)
+for _relation in ("followers", "following"):
+    operation(
+        "get",
+        f"/api/users/{{id}}/{_relation}",
+        f"The user's {_relation}",
+        {"200": json_response("A page of users.", ref("UserCollection")), **errors(400, 404)},
+        tag="users",
+        parameters=[ID, *PAGE],
+    )
+operation(
+    "get",
+    "/api/users/{id}/posts",
+    "The user's posts, newest first",
+    {"200": json_response("A page of posts.", ref("PostCollection")), **errors(400, 404)},
+    tag="posts",
+    parameters=[ID, *PAGE],
+)
+operation(
+    "get",
+    "/api/timeline",
+    "The token owner's home timeline, newest first",
+    {"200": json_response("A page of posts.", ref("PostCollection")), **errors(400)},
+    tag="posts",
+    parameters=PAGE,
+)
+operation(
+    "post",
+    "/api/posts",
+    "Publish a post (1-140 characters)",
+    {"201": created_response("The new post.", ref("Post"))},
+    tag="posts",
+    body="NewPost",
+)
+operation(
+    "get",
+    "/api/posts/{id}",
+    "One post",
+    {"200": json_response("The post.", ref("Post")), **errors(404)},
+    tag="posts",
+    parameters=[ID],
+)
+operation(
+    "get",
+    "/api/openapi.json",
+    "This document",
+    {"200": json_response("The OpenAPI document.", {"type": "object"})},
+    tag="meta",
+    security=NO_AUTH,
+)

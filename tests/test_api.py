@@ -1,0 +1,715 @@
+"""The JSON API: tokens, users, posts, errors and the OpenAPI contract.
+
+Every response of these tests is checked against /api/openapi.json by the `api`
+client: a status the document does not list, a missing header or a body that
+does not match its schema fails the test that caused it.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import re
+import uuid
+from datetime import timedelta
+
+import pytest
+import schemathesis
+import sqlalchemy as sa
+
+import api_spec
+import ratelimit
+from models import ApiToken, Post, RateLimitHit, User, db, utcnow
+from tests.conftest import PASSWORD
+
+# Read at import: the `app` fixture removes REDIS_URL from the environment.
+REDIS_URL = os.environ.get("REDIS_URL")
+
+# --- the contract-checking client --------------------------------------------------------
+
+
+def spec_path(rule: str) -> str:
+    """`/api/users/<int:id>` → `/api/users/{id}`."""
+    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule)
+
+
+class ApiClient:
+    """The Flask test client, checking each /api response against the OpenAPI document."""
+
+    def __init__(self, app, client):
+        self.app = app
+        self.client = client
+        self.document = api_spec.document()
+        self.schema = schemathesis.openapi.from_dict(self.document)
+
+    def open(self, method, url, token=None, basic=None, **kwargs):
+        headers = dict(kwargs.pop("headers", {}))
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if basic:
+            credentials = base64.b64encode(":".join(basic).encode()).decode()
+            headers["Authorization"] = f"Basic {credentials}"
+        response = self.client.open(url, method=method, headers=headers, **kwargs)
+        self.check(method, url, response)
+        return response
+
+    def get(self, url, **kwargs):
+        return self.open("GET", url, **kwargs)
+
+    def post(self, url, **kwargs):
+        return self.open("POST", url, **kwargs)
+
+    def put(self, url, **kwargs):
+        return self.open("PUT", url, **kwargs)
+
+    def delete(self, url, **kwargs):
+        return self.open("DELETE", url, **kwargs)
+
+    def check(self, method, url, response):
+        """Fail unless the response is one the document promises."""
+        assert response.mimetype == "application/json" or response.status_code == 204
+        if response.status_code >= 400:
+            body = response.get_json()
+            assert set(body) >= {"error", "message"}, body
+        operation = self.operation_for(method, url)
+        if operation is None:  # an unknown URL or method: a plain JSON error
+            assert response.status_code in (404, 405)
+            return
+        path, definition = operation
+        documented = definition["responses"]
+        status = str(response.status_code)
+        assert status in documented, f"{method} {path} returned undocumented {status}"
+        declared = self.resolve(documented[status])
+        for name, header in declared.get("headers", {}).items():
+            if header.get("required"):
+                assert name in response.headers, f"{method} {path} {status}: no {name} header"
+                pattern = header["schema"].get("pattern")
+                assert not pattern or re.search(pattern, response.headers[name])
+        self.schema[path][method].validate_response(response)
+
+    def operation_for(self, method, url):
+        adapter = self.app.url_map.bind("localhost")
+        try:
+            rule, _ = adapter.match(url.split("?")[0], method, return_rule=True)
+        except Exception:
+            return None
+        path = spec_path(rule.rule)
+        return path, self.document["paths"][path][method.lower()]
+
+    def resolve(self, item):
+        while "$ref" in item:
+            _, section, kind, name = item["$ref"].split("/")
+            item = self.document[section][kind][name]
+        return item
+
+
+@pytest.fixture
+def api(app, client):
+    return ApiClient(app, client)
+
+
+@pytest.fixture
+def token_for(app):
+    """Issue a bearer token for a user id directly (skipping the slow password check)."""
+
+    def issue(user_id):
+        with app.app_context():
+            token, _ = ApiToken.issue(db.session.get(User, user_id))
+            db.session.commit()
+            return token
+
+    return issue
+
+
+@pytest.fixture
+def tokens(users, token_for):
+    return {name: token_for(user_id) for name, user_id in users.items()}
+
+
+def add_posts(app, user_id, bodies):
+    with app.app_context():
+        start = utcnow() - timedelta(hours=1)
+        for n, body in enumerate(bodies):
+            db.session.add(Post(body=body, user_id=user_id, timestamp=start + timedelta(minutes=n)))
+        db.session.commit()
+
+
+def follow(app, follower_id, followed_id):
+    with app.app_context():
+        db.session.get(User, follower_id).follow(db.session.get(User, followed_id))
+        db.session.commit()
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+
+def test_token_from_basic_auth_is_stored_hashed(app, api, users):
+    response = api.post("/api/tokens", basic=("alice", PASSWORD))
+    assert response.status_code == 200
+    token = response.json["token"]
+    with app.app_context():
+        row = db.session.scalar(sa.select(ApiToken))
+        assert row.user_id == users["alice"]
+        assert row.token_hash == hashlib.sha256(token.encode()).hexdigest()
+        assert token not in row.token_hash
+        lifetime = row.expires_at - utcnow()
+        assert timedelta(minutes=59) < lifetime <= timedelta(hours=1)
+    assert api.get("/api/users/1", token=token).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Basic " + base64.b64encode(f"alice:{PASSWORD}x".encode()).decode()},
+        {"Authorization": "Basic " + base64.b64encode(f"nobody:{PASSWORD}".encode()).decode()},
+        {"Authorization": "Basic !!!not-base64"},
+        {"Authorization": "Bearer sometoken"},
+    ],
+    ids=["none", "wrong-password", "unknown-user", "malformed", "bearer"],
+)
+def test_token_refused_without_good_credentials(app, api, users, headers):
+    response = api.post("/api/tokens", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Basic ")
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(ApiToken)) == 0
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer ", "Bearer not-a-token", "Basic YWxpY2U6eA==", "Token abc"],
+)
+def test_bearer_endpoints_refuse_bad_tokens(api, users, authorization):
+    headers = {"Authorization": authorization} if authorization else {}
+    response = api.get("/api/timeline", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="microblog"'
+
+
+def test_expired_token_is_refused(app, api, tokens):
+    with app.app_context():
+        db.session.execute(sa.update(ApiToken).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    response = api.get("/api/timeline", token=tokens["alice"])
+    assert response.status_code == 401
+    assert "expired" in response.json["message"]
+
+
+def test_revoke_token(app, api, users, token_for):
+    first, second = token_for(users["alice"]), token_for(users["alice"])
+    response = api.delete("/api/tokens", token=first)
+    assert response.status_code == 204
+    assert response.data == b""
+    assert api.get("/api/timeline", token=first).status_code == 401
+    assert api.get("/api/timeline", token=second).status_code == 200  # other devices keep theirs
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(ApiToken)) == 1
+
+
+def test_revoke_needs_a_token(api, users):
+    assert api.delete("/api/tokens").status_code == 401
+
+
+def test_new_token_drops_the_users_expired_ones(app, api, users, token_for):
+    token_for(users["alice"])
+    with app.app_context():
+        db.session.execute(sa.update(ApiToken).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    assert api.post("/api/tokens", basic=("alice", PASSWORD)).status_code == 200
+    with app.app_context():
+        rows = db.session.scalars(sa.select(ApiToken)).all()
+        assert len(rows) == 1 and rows[0].expires_at > utcnow()
+
+
+# --- rate limiting ---------------------------------------------------------------------------
+
+
+def ask_tokens(api, username, times, ip="10.0.0.1", password="wrong"):
+    return [
+        api.post(
+            "/api/tokens", basic=(username, password), environ_base={"REMOTE_ADDR": ip}
+        ).status_code
+        for _ in range(times)
+    ]
+
+
+def test_token_requests_limited_per_user(app, api, users):
+    app.config.update(API_TOKEN_LIMIT_PER_USER=3, API_TOKEN_LIMIT_PER_IP=100)
+    assert ask_tokens(api, "ghost", 3) == [401, 401, 401]
+    response = api.post(
+        "/api/tokens", basic=("ghost", "x"), environ_base={"REMOTE_ADDR": "10.9.9.9"}
+    )
+    assert response.status_code == 429  # from any address
+    assert 1 <= int(response.headers["Retry-After"]) <= app.config["API_TOKEN_LIMIT_WINDOW"]
+    assert ask_tokens(api, "GHOST", 1) == [429]  # usernames count case-insensitively
+    assert ask_tokens(api, "someone-else", 1) == [401]
+
+
+def test_token_requests_limited_per_ip(app, api, users):
+    app.config.update(API_TOKEN_LIMIT_PER_USER=100, API_TOKEN_LIMIT_PER_IP=3)
+    statuses = [ask_tokens(api, f"user{n}", 1, ip="10.0.0.7")[0] for n in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    assert ask_tokens(api, "user9", 1, ip="10.0.0.8") == [401]
+
+
+def test_limited_user_is_refused_even_with_the_right_password(app, api, users):
+    app.config.update(API_TOKEN_LIMIT_PER_USER=2)
+    ask_tokens(api, "alice", 2)
+    assert ask_tokens(api, "alice", 1, password=PASSWORD) == [429]
+
+
+def test_limit_lifts_after_the_window(app, api, users, monkeypatch):
+    app.config.update(API_TOKEN_LIMIT_PER_USER=2, API_TOKEN_LIMIT_WINDOW=60)
+    assert ask_tokens(api, "ghost", 3) == [401, 401, 429]
+    later = ratelimit.clock() + 61
+    monkeypatch.setattr(ratelimit, "clock", lambda: later)
+    assert ask_tokens(api, "ghost", 1) == [401]
+    with app.app_context():  # old attempts are pruned: only this one's IP and user hits remain
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(RateLimitHit)) == 2
+
+
+def test_limit_is_shared_between_processes(app, users, tmp_path):
+    """Two app instances (as two gunicorn workers would be) see the same counts."""
+    from microblog import create_app
+
+    config = {
+        "TESTING": True,
+        "DATA_DIR": str(tmp_path),
+        "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+        "API_TOKEN_LIMIT_PER_USER": 4,
+    }
+    first, second = create_app(config), create_app(config)
+    clients = [ApiClient(first, first.test_client()), ApiClient(second, second.test_client())]
+    statuses = [ask_tokens(clients[n % 2], "ghost", 1)[0] for n in range(5)]
+    assert statuses == [401, 401, 401, 401, 429]
+    for instance in (first, second):
+        with instance.app_context():
+            db.engine.dispose()
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="REDIS_URL is not set (CI sets it)")
+def test_limit_kept_in_redis_when_configured(app, users, tmp_path):
+    """With REDIS_URL the counts live in Redis (under a per-test prefix), shared too."""
+    import redis
+
+    from microblog import create_app
+
+    prefix = f"test-ratelimit-{uuid.uuid4().hex}:"
+    config = {
+        "TESTING": True,
+        "DATA_DIR": str(tmp_path),
+        "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+        "REDIS_URL": REDIS_URL,
+        "RATE_LIMIT_PREFIX": prefix,
+        "API_TOKEN_LIMIT_PER_USER": 2,
+    }
+    first, second = create_app(config), create_app(config)
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        clients = [ApiClient(first, first.test_client()), ApiClient(second, second.test_client())]
+        statuses = [ask_tokens(clients[n % 2], "ghost", 1)[0] for n in range(3)]
+        assert statuses == [401, 401, 429]
+        assert client.keys(f"{prefix}*")
+        with first.app_context():
+            assert db.session.scalar(sa.select(sa.func.count()).select_from(RateLimitHit)) == 0
+    finally:
+        keys = client.keys(f"{prefix}*")
+        if keys:
+            client.delete(*keys)
+        client.close()
+        for instance in (first, second):
+            with instance.app_context():
+                db.engine.dispose()
+
+
+# --- users -----------------------------------------------------------------------------------
+
+
+def test_get_user_shows_email_only_to_its_owner(app, api, users, tokens):
+    add_posts(app, users["bob"], ["one", "two"])
+    follow(app, users["alice"], users["bob"])
+    own = api.get(f"/api/users/{users['alice']}", token=tokens["alice"]).json
+    assert own["email"] == "alice@example.com"
+    assert own["following_count"] == 1
+    other = api.get(f"/api/users/{users['bob']}", token=tokens["alice"]).json
+    assert "email" not in other
+    assert other["username"] == "bob"
+    assert (other["post_count"], other["follower_count"]) == (2, 1)
+    assert other["_links"]["posts"] == f"/api/users/{users['bob']}/posts"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/users/999",
+        "/api/users/999/followers",
+        "/api/users/999/following",
+        "/api/users/999/posts",
+        "/api/users/0",
+        "/api/users/2147483648",  # beyond PostgreSQL's INTEGER
+        "/api/users/99999999999999999999999999",  # beyond SQLite's
+        "/api/posts/99999999999999999999999999",
+    ],
+)
+def test_unknown_user_is_404(api, tokens, url):
+    response = api.get(url, token=tokens["alice"])
+    assert response.status_code == 404
+    assert response.json["error"] == "Not Found"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/users",
+        "/api/users/1",
+        "/api/users/1/followers",
+        "/api/users/1/following",
+        "/api/users/1/posts",
+        "/api/timeline",
+        "/api/posts/1",
+    ],
+)
+def test_reading_needs_a_token(api, users, url):
+    assert api.get(url).status_code == 401
+
+
+def test_users_collection_pages(api, make_user, users, tokens):
+    for n in range(9):
+        make_user(f"user{n}")
+    body = api.get("/api/users?page=2&per_page=5", token=tokens["alice"]).json
+    assert [u["username"] for u in body["items"]] == ["user2", "user3", "user4", "user5", "user6"]
+    assert body["_meta"] == {"page": 2, "per_page": 5, "total_pages": 3, "total_items": 12}
+    assert body["_links"] == {
+        "self": "/api/users?page=2&per_page=5",
+        "next": "/api/users?page=3&per_page=5",
+        "prev": "/api/users?page=1&per_page=5",
+    }
+    last = api.get("/api/users?page=3&per_page=5", token=tokens["alice"]).json
+    assert len(last["items"]) == 2 and last["_links"]["next"] is None
+    beyond = api.get("/api/users?page=9&per_page=5", token=tokens["alice"]).json
+    assert beyond["items"] == [] and beyond["_meta"]["total_items"] == 12
+
+
+def test_users_collection_defaults_and_caps_per_page(api, tokens):
+    default = api.get("/api/users", token=tokens["alice"]).json
+    assert default["_meta"]["per_page"] == 10 and default["_links"]["prev"] is None
+    capped = api.get("/api/users?per_page=5000", token=tokens["alice"]).json
+    assert capped["_meta"]["per_page"] == 100
+    huge = api.get("/api/users?per_page=" + "9" * 5000, token=tokens["alice"]).json
+    assert huge["_meta"]["per_page"] == 100
+    assert capped["_links"]["self"] == "/api/users?page=1&per_page=100"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "page=0",
+        "page=-1",
+        "page=abc",
+        "page=1.5",
+        "page=",
+        "page=%EF%BC%93",  # a full-width digit, which int() would accept
+        "per_page=0",
+        "per_page=x",
+        "page=2000000",
+        "page=" + "9" * 5000,
+    ],
+)
+@pytest.mark.parametrize("url", ["/api/users", "/api/users/1/posts", "/api/timeline"])
+def test_bad_paging_arguments_are_400(api, tokens, url, query):
+    response = api.get(f"{url}?{query}", token=tokens["alice"])
+    assert response.status_code == 400
+    assert "whole number" in response.json["message"]
+
+
+def test_followers_and_following(app, api, users, tokens):
+    follow(app, users["alice"], users["bob"])
+    follow(app, users["carol"], users["bob"])
+    followers = api.get(f"/api/users/{users['bob']}/followers", token=tokens["alice"]).json
+    assert [u["username"] for u in followers["items"]] == ["alice", "carol"]
+    assert followers["items"][0]["email"] == "alice@example.com"  # alice sees her own
+    assert "email" not in followers["items"][1]
+    following = api.get(f"/api/users/{users['alice']}/following", token=tokens["bob"]).json
+    assert [u["username"] for u in following["items"]] == ["bob"]
+    assert following["_meta"]["total_items"] == 1
+    nobody = api.get(f"/api/users/{users['bob']}/following", token=tokens["bob"]).json
+    assert nobody["items"] == [] and nobody["_meta"]["total_pages"] == 0
+
+
+NEW_USER = {"username": "dave", "email": "dave@example.com", "password": "long enough"}
+
+
+def test_register(app, api, client):
+    response = api.post("/api/users", json=NEW_USER)
+    assert response.status_code == 201
+    assert response.headers["Location"] == f"/api/users/{response.json['id']}"
+    assert response.json["email"] == "dave@example.com"  # the new owner sees it
+    with app.app_context():
+        user = db.session.scalar(sa.select(User).where(User.username == "dave"))
+        assert user.check_password("long enough")
+    # The web login accepts the new account.
+    login = client.submit("/login", {"username": "dave", "password": "long enough"})
+    assert login.status_code == 302
+
+
+# Each case is also sent to the web form: the API must refuse exactly what it refuses.
+INVALID_REGISTRATIONS = {
+    "username-taken": ({"username": "alice"}, "username"),
+    "email-taken": ({"email": "ALICE@example.com"}, "email"),
+    "username-chars": ({"username": "da ve!"}, "username"),
+    "username-long": ({"username": "d" * 65}, "username"),
+    "username-empty": ({"username": ""}, "username"),
+    "email-invalid": ({"email": "not-an-address"}, "email"),
+    "email-long": ({"email": "d" * 115 + "@example.com"}, "email"),
+    "password-short": ({"password": "short"}, "password"),
+    "password-long": ({"password": "p" * 129}, "password"),
+}
+
+
+@pytest.mark.parametrize("change,field", INVALID_REGISTRATIONS.values(), ids=INVALID_REGISTRATIONS)
+def test_register_validates_like_the_web_form(app, api, client, users, change, field):
+    data = {**NEW_USER, **change}
+    response = api.post("/api/users", json=data)
+    assert response.status_code == 400
+    assert field in response.json["errors"]
+    web = client.submit("/register", {**data, "password2": data["password"]})
+    assert web.status_code == 400
+    message = response.json["errors"][field][0]
+    assert message.replace("'", "&#39;") in web.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 3
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ({"username": "dave", "email": "dave@example.com"}, "Missing fields: password."),
+        ({**NEW_USER, "is_admin": "yes"}, "Unknown fields: is_admin."),
+        ({**NEW_USER, "password": 12345678}, "These fields must be strings: password."),
+        ([NEW_USER], "The body must be a JSON object."),
+        (None, "The body must be a JSON object."),
+    ],
+)
+def test_register_rejects_malformed_bodies(api, body, message):
+    response = api.post("/api/users", data=json.dumps(body), content_type="application/json")
+    assert response.status_code == 400
+    assert response.json["message"] == message
+
+
+def test_register_lost_race_is_409(app, api, users, monkeypatch):
+    """Two requests for one username: the database's unique index decides."""
+    import forms
+
+    monkeypatch.setattr(forms, "username_taken", lambda username: False)
+    response = api.post("/api/users", json={**NEW_USER, "username": "alice"})
+    assert response.status_code == 409
+    assert response.json["error"] == "Conflict"
+
+
+def test_update_own_account(app, api, users, tokens):
+    url = f"/api/users/{users['alice']}"
+    response = api.put(url, token=tokens["alice"], json={"about_me": "Hi!", "username": "alicia"})
+    assert response.status_code == 200
+    assert (response.json["username"], response.json["about_me"]) == ("alicia", "Hi!")
+    # Unchanged (or re-cased) own values are not "taken".
+    response = api.put(url, token=tokens["alice"], json={"email": "Alice@example.com"})
+    assert response.status_code == 200
+    with app.app_context():
+        user = db.session.get(User, users["alice"])
+        assert (user.username, user.about_me, user.email) == ("alicia", "Hi!", "Alice@example.com")
+
+
+def test_update_another_account_is_403(app, api, users, tokens):
+    response = api.put(f"/api/users/{users['bob']}", token=tokens["alice"], json={"about_me": "x"})
+    assert response.status_code == 403
+    with app.app_context():
+        assert db.session.get(User, users["bob"]).about_me is None
+
+
+def test_update_unknown_account_is_404(api, tokens):
+    assert api.put("/api/users/999", token=tokens["alice"], json={}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"username": "bob"}, "username"),
+        ({"username": "a b"}, "username"),
+        ({"email": "bob@example.com"}, "email"),
+        ({"email": "nope"}, "email"),
+        ({"about_me": "x" * 141}, "about_me"),
+    ],
+)
+def test_update_validates_like_the_web_forms(app, api, users, tokens, body, field):
+    response = api.put(f"/api/users/{users['alice']}", token=tokens["alice"], json=body)
+    assert response.status_code == 400
+    assert field in response.json["errors"]
+    with app.app_context():
+        assert db.session.get(User, users["alice"]).username == "alice"
+
+
+@pytest.mark.parametrize(
+    "body", [{"password": "new password"}, {"about_me": None}, ["about_me"], "text"]
+)
+def test_update_rejects_malformed_bodies(api, users, tokens, body):
+    response = api.put(f"/api/users/{users['alice']}", token=tokens["alice"], json=body)
+    assert response.status_code == 400
+
+
+# --- posts -----------------------------------------------------------------------------------
+
+
+def test_user_posts_newest_first(app, api, users, tokens):
+    add_posts(app, users["bob"], [f"post {n}" for n in range(5)])
+    body = api.get(f"/api/users/{users['bob']}/posts?per_page=2", token=tokens["alice"]).json
+    assert [p["body"] for p in body["items"]] == ["post 4", "post 3"]
+    assert body["items"][0]["author"] == {"id": users["bob"], "username": "bob"}
+    assert body["_meta"]["total_pages"] == 3
+    assert body["_links"]["next"] == f"/api/users/{users['bob']}/posts?page=2&per_page=2"
+
+
+def test_timeline_is_own_and_followed_posts(app, api, users, tokens):
+    add_posts(app, users["alice"], ["alice says"])
+    add_posts(app, users["bob"], ["bob says"])
+    add_posts(app, users["carol"], ["carol says"])
+    follow(app, users["alice"], users["bob"])
+    body = api.get("/api/timeline", token=tokens["alice"]).json
+    assert {p["body"] for p in body["items"]} == {"alice says", "bob says"}
+    assert body["_meta"]["total_items"] == 2
+
+
+def test_create_post(app, api, users, tokens):
+    response = api.post("/api/posts", token=tokens["alice"], json={"body": "  Hello API  "})
+    assert response.status_code == 201
+    assert response.json["body"] == "Hello API"
+    location = response.headers["Location"]
+    assert location == f"/api/posts/{response.json['id']}"
+    assert api.get(location, token=tokens["bob"]).json == response.json
+    with app.app_context():
+        post = db.session.scalar(sa.select(Post))
+        assert (post.body, post.user_id) == ("Hello API", users["alice"])
+
+
+@pytest.mark.parametrize(
+    "body,status",
+    [
+        ({"body": ""}, 400),
+        ({"body": "   "}, 400),
+        ({"body": "x" * 141}, 400),
+        ({}, 400),
+        ({"body": 5}, 400),
+        ({"body": "hi", "user_id": "2"}, 400),
+    ],
+)
+def test_create_post_rejects_bad_bodies(app, api, tokens, body, status):
+    response = api.post("/api/posts", token=tokens["alice"], json=body)
+    assert response.status_code == status
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Post)) == 0
+
+
+def test_post_errors_name_the_api_field(api, tokens):
+    response = api.post("/api/posts", token=tokens["alice"], json={"body": "x" * 141})
+    assert list(response.json["errors"]) == ["body"]  # not the web form's "post"
+
+
+def test_create_post_accepts_140_characters(api, tokens):
+    assert (
+        api.post("/api/posts", token=tokens["alice"], json={"body": "x" * 140}).status_code == 201
+    )
+
+
+def test_unknown_post_is_404(api, tokens):
+    assert api.get("/api/posts/12345", token=tokens["alice"]).status_code == 404
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs,status,message",
+    [
+        ({"data": "body=hi"}, 415, "Content-Type: application/json"),
+        ({"data": "{not json", "content_type": "application/json"}, 400, "not valid JSON"),
+        ({"data": "x" * (1024 * 1024 + 1), "content_type": "application/json"}, 413, "limit"),
+    ],
+    ids=["form-data", "bad-json", "too-large"],
+)
+@pytest.mark.parametrize("url", ["/api/posts", "/api/users"])
+def test_body_errors(api, tokens, url, kwargs, status, message):
+    response = api.post(url, token=tokens["alice"], **kwargs)
+    assert response.status_code == status
+    assert message in response.json["message"]
+
+
+@pytest.mark.parametrize(
+    "method,url,status",
+    [
+        ("GET", "/api/nothing-here", 404),
+        ("GET", "/api", 404),
+        ("GET", "/api/users/abc", 404),
+        ("POST", "/api/nothing-here", 404),
+        ("PATCH", "/api/users", 405),
+        ("GET", "/api/tokens", 405),
+        ("DELETE", "/api/posts", 405),
+    ],
+)
+def test_unknown_api_urls_get_json_errors(api, method, url, status):
+    response = api.open(method, url)
+    assert response.status_code == status
+    assert response.json["error"] in ("Not Found", "Method Not Allowed")
+    if status == 405:
+        assert "GET" in response.headers["Allow"] or "POST" in response.headers["Allow"]
+
+
+def test_html_pages_keep_html_errors(client):
+    response = client.get("/no-such-page")
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+
+
+def test_unexpected_error_is_json_500(app, api, tokens):
+    def broken(**_kwargs):
+        raise RuntimeError("boom")
+
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    app.view_functions["api.get_post"] = broken
+    response = api.client.get(
+        "/api/posts/1", headers={"Authorization": f"Bearer {tokens['alice']}"}
+    )
+    assert response.status_code == 500
+    assert response.json == {
+        "error": "Internal Server Error",
+        "message": "An unexpected error occurred.",
+    }
+
+
+# --- the OpenAPI document ---------------------------------------------------------------------
+
+
+def test_openapi_document_is_served(api):
+    response = api.get("/api/openapi.json")
+    assert response.status_code == 200
+    assert response.json["openapi"].startswith("3.")
+    assert response.json == api_spec.document()
+
+
+def test_every_api_route_is_documented_and_nothing_else(app):
+    routes = {
+        (spec_path(rule.rule), method.lower())
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("api.")
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    documented = {
+        (path, method) for path, item in api_spec.document()["paths"].items() for method in item
+    }
+    assert routes == documented
+
+
+def test_document_limits_come_from_the_forms():
+    schemas = api_spec.document()["components"]["schemas"]
+    assert schemas["NewUser"]["properties"]["username"]["maxLength"] == 64
+    assert schemas["NewUser"]["properties"]["password"]["minLength"] == 8
+    assert schemas["NewPost"]["properties"]["body"]["maxLength"] == 140

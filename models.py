@@ -159,6 +159,16 @@ class User(UserMixin, db.Model):
             .order_by(Post.timestamp.desc(), Post.id.desc())
         )
 
+    def following_posts_count(self) -> int:
+        """How many posts the home timeline holds, counted through the user_id index."""
+        followed_ids = sa.select(followers.c.followed_id).where(
+            followers.c.follower_id == self.id
+        )
+        query = sa.select(sa.func.count(Post.id)).where(
+            sa.or_(Post.user_id == self.id, Post.user_id.in_(followed_ids))
+        )
+        return db.session.scalar(query)
+
     def posts_select(self) -> sa.Select:
         """The user's own posts, newest first."""
         return (

@@ -178,3 +178,14 @@ def test_timeline_query_walks_the_timestamp_index(app, users):
         details = " | ".join(row[-1] for row in plan)
         assert "USE TEMP B-TREE FOR ORDER BY" not in details, details
         assert "ix_post_timestamp" in details, details
+
+
+def test_timeline_count_matches_the_timeline(app, users, add_posts):
+    follow(app, users["alice"], users["bob"])
+    add_posts(("alice", "a1"), ("bob", "b1"), ("bob", "b2"), ("carol", "c1"))
+    with app.app_context():
+        for username in users:
+            user = db.session.get(User, users[username])
+            assert user.following_posts_count() == len(
+                db.session.scalars(user.following_posts()).all()
+            )

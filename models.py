@@ -161,9 +161,7 @@ class User(UserMixin, db.Model):
 
     def following_posts_count(self) -> int:
         """How many posts the home timeline holds, counted through the user_id index."""
-        followed_ids = sa.select(followers.c.followed_id).where(
-            followers.c.follower_id == self.id
-        )
+        followed_ids = sa.select(followers.c.followed_id).where(followers.c.follower_id == self.id)
         query = sa.select(sa.func.count(Post.id)).where(
             sa.or_(Post.user_id == self.id, Post.user_id.in_(followed_ids))
         )

@@ -143,6 +143,10 @@ class User(UserMixin, db.Model):
         query = sa.select(sa.func.count()).where(followers.c.follower_id == self.id)
         return db.session.scalar(query)
 
+    def followed_ids(self) -> sa.Select:
+        """The ids of the users this user follows, as a subquery."""
+        return sa.select(followers.c.followed_id).where(followers.c.follower_id == self.id)
+
     def following_posts(self) -> sa.Select:
         """The home timeline: own posts and followed users' posts, newest first.
 
@@ -150,20 +154,18 @@ class User(UserMixin, db.Model):
         sort every post of every followed user; instead it walks the timestamp index
         newest-first and stops at the page limit, so the cost grows with the page.
         """
-        followed_ids = sa.select(followers.c.followed_id).where(followers.c.follower_id == self.id)
         author_id = Post.user_id + 0
         return (
             sa.select(Post)
-            .where(sa.or_(author_id == self.id, author_id.in_(followed_ids)))
+            .where(sa.or_(author_id == self.id, author_id.in_(self.followed_ids())))
             .options(so.joinedload(Post.author))
             .order_by(Post.timestamp.desc(), Post.id.desc())
         )
 
     def following_posts_count(self) -> int:
         """How many posts the home timeline holds, counted through the user_id index."""
-        followed_ids = sa.select(followers.c.followed_id).where(followers.c.follower_id == self.id)
         query = sa.select(sa.func.count(Post.id)).where(
-            sa.or_(Post.user_id == self.id, Post.user_id.in_(followed_ids))
+            sa.or_(Post.user_id == self.id, Post.user_id.in_(self.followed_ids()))
         )
         return db.session.scalar(query)
 

@@ -212,6 +212,8 @@ class User(UserMixin, db.Model):
     def launch_task(self, task_function, description: str, *args) -> Optional["Task"]:
         """Record a task, commit, then enqueue it with the same id (DESIGN.md §4).
 
+        The task function is called as `task_function(user_id, *args)`.
+
         Returns None when a task of that name is already queued or running for this user
         (the partial unique index decides, so concurrent requests start one task), and a
         `failed` row when the queue could not take it.
@@ -226,7 +228,7 @@ class User(UserMixin, db.Model):
             db.session.rollback()
             return None
         try:
-            task_function.huey.enqueue(task_function.task_class(args, None, id=task.id))
+            task_function.huey.enqueue(task_function.task_class((self.id, *args), None, id=task.id))
         except Exception as exc:  # the queue is down: the row must not stay "queued" forever
             logging.getLogger("microblog").exception("Could not enqueue task %s", task.id)
             Task.change(task.id, ["queued"], status="failed", message=f"Could not start: {exc}")

@@ -334,9 +334,14 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
         .order_by(Post.timestamp, Post.id)
     )
     done = 0
-    with db.engine.connect() as conn, partial.open("w", encoding="utf-8") as out:
+    with (
+        db.engine.connect() as conn,
+        # Closing the result resets the cursor: an abandoned SQLite cursor would keep its
+        # old snapshot open and make the next writer on this pooled connection fail.
+        conn.execution_options(yield_per=EXPORT_BATCH_SIZE).execute(query) as rows,
+        partial.open("w", encoding="utf-8") as out,
+    ):
         out.write('{"posts": [')
-        rows = conn.execution_options(yield_per=EXPORT_BATCH_SIZE).execute(query)
         for batch in rows.partitions():
             separator = "\n" if done == 0 else ",\n"
             out.write(separator + ",\n".join(_post_json(body, ts) for body, ts in batch))

@@ -273,7 +273,7 @@ def test_expired_exports_are_deleted(app, client, finished_export):
     assert not path.exists()
     assert only_task(app).result_file is None
     page = client.get("/tasks").get_data(as_text=True)
-    assert "expired" in page and f"/exports/{finished_export.id}" not in page
+    assert "expired" in page and f'href="/exports/{finished_export.id}"' not in page
     with app.app_context():
         assert tasks.delete_expired_exports.call_local() == 0
 
@@ -327,7 +327,7 @@ def test_cancel_a_queued_task_revokes_it(app, client, auth, users, immediate):
     assert not (tasks.Path(app.config["DATA_DIR"]) / "exports" / f"{task_id}.json").exists()
 
 
-def test_cancel_requires_csrf(app, client, auth, users):
+def test_cancel_requires_csrf(app, client, auth, users, immediate):
     task_id = queued_task(app, users["alice"])
     auth.login()
     assert client.post(f"/tasks/{task_id}/cancel").status_code == 400

@@ -13,6 +13,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    has_request_context,
     jsonify,
     redirect,
     render_template,
@@ -398,7 +399,8 @@ def notifications():
 @bp.app_context_processor
 def inject_task_banners():
     """The banners for the user's active and just-finished tasks, on every page."""
-    if not current_user.is_authenticated:
+    # Templates are also rendered outside requests (emails, in the worker): no user there.
+    if not has_request_context() or not current_user.is_authenticated:
         return {}
     tasks = current_user.tasks_in_progress()
     waiting = any(task.status == "queued" for task in tasks)

@@ -9,6 +9,7 @@ import importlib
 import json
 import logging
 import os
+import smtplib
 import threading
 import time
 from contextlib import contextmanager
@@ -396,7 +397,14 @@ def export_posts(user_id: int, site_url: str = "", task=None) -> int:
                 raise
             Task.change(row.id, ["running"], result_file=name, result_size=size)
             row = db.session.get(Task, row.id, populate_existing=True)
-        if email_export(row, site_url):
+        try:
+            mailed = email_export(row, site_url)
+        except (smtplib.SMTPException, OSError):
+            raise  # transient (server down, connection lost): Huey retries after a delay
+        except Exception:
+            task.retries = 0
+            raise
+        if mailed:
             message = "Your export is ready. We also emailed it to you."
         else:
             message = "Your export is ready to download."

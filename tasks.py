@@ -314,8 +314,22 @@ def remove_partial_export(task_id: str) -> None:
     (exports_dir() / f"{task_id}.json.part").unlink(missing_ok=True)
 
 
-def _post_json(body: str, timestamp) -> str:
-    return json.dumps({"body": body, "timestamp": isoformat_utc(timestamp)}, ensure_ascii=False)
+def _timestamp(value) -> str:
+    """`2024-05-01T12:00:00Z` for a stored timestamp.
+
+    SQLite hands back its stored text ("2024-05-01 12:00:00.123456") because the query
+    asks for a string: slicing it is several times faster than parsing and formatting a
+    datetime, which is most of the work of a large export. Other databases give datetimes.
+    """
+    if isinstance(value, str):
+        return f"{value[:10]}T{value[11:19]}Z"
+    return isoformat_utc(value)
+
+
+def _posts_json(batch) -> str:
+    """A batch of posts as JSON objects separated by commas (one C-level dumps per batch)."""
+    posts = [{"body": body, "timestamp": _timestamp(ts)} for body, ts in batch]
+    return json.dumps(posts, ensure_ascii=False)[1:-1]
 
 
 def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
@@ -330,7 +344,7 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
     final = exports_dir() / f"{task_id}.json"
     partial = final.with_name(final.name + ".part")
     query = (
-        sa.select(Post.body, Post.timestamp)
+        sa.select(Post.body, sa.type_coerce(Post.timestamp, sa.String))
         .where(Post.user_id == user_id)
         .order_by(Post.timestamp, Post.id)
     )
@@ -344,8 +358,7 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
     ):
         out.write('{"posts": [')
         for batch in rows.partitions():
-            separator = "\n" if done == 0 else ",\n"
-            out.write(separator + ",\n".join(_post_json(body, ts) for body, ts in batch))
+            out.write(("\n" if done == 0 else ",\n") + _posts_json(batch))
             done += len(batch)
             if EXPORT_BATCH_DELAY:
                 time.sleep(EXPORT_BATCH_DELAY)

@@ -224,7 +224,9 @@ class Browser:
         return CSRF_FIELD.search(body.decode()).group(1)
 
     def submit(self, path, data=None, token_from="/login") -> tuple[int, bytes]:
-        data = {"csrf_token": self.csrf_token(token_from), **(data or {})}
+        data = dict(data or {})
+        if "csrf_token" not in data:
+            data["csrf_token"] = self.csrf_token(token_from)
         encoded = urllib.parse.urlencode(data).encode()
         try:
             with self.opener.open(self.base_url + path, data=encoded, timeout=30) as response:

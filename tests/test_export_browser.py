@@ -63,7 +63,7 @@ def page():
             browser.close()
 
 
-def test_progress_bar_moves_and_becomes_a_download_link(site, page):
+def test_progress_bar_moves_and_becomes_a_download_link(page, site):
     page.goto(site.url + "/login")
     page.fill("input[name=username]", "alice")
     page.fill("input[name=password]", PASSWORD)

@@ -166,15 +166,20 @@ def test_large_export_is_mailed_as_a_link(app, users, live, smtp_server):
     assert f"{site.url}/exports/{task_id}" in message.get_body(("plain",)).get_content()
 
 
-def test_without_mail_server_the_export_is_ready_to_download(app, users, live):
+def test_queued_without_worker_then_ready_to_download_without_mail(app, users, live):
     add_posts(app, users["alice"], 10)
     site = live()
     site.start_web()
+    browser, task_id = start_export(site)  # no consumer yet: the task waits
+    _, page, _ = browser.get("/index")
+    assert site.task(task_id)["status"] == "queued"
+    assert b"The background worker is not running" in page
+
     site.start_consumer()
 
-    browser, task_id = start_export(site)
-
     task = site.wait_for_status(task_id, "done", "failed")
+    _, page, _ = browser.get("/index")
+    assert b"The background worker is not running" not in page
     assert (task["status"], task["message"]) == ("done", "Your export is ready to download.")
     assert json.loads(browser.get(f"/exports/{task_id}")[1]) == {
         "posts": posts_in_db(app, users["alice"])

@@ -69,7 +69,7 @@ class LiveSite:
 
     # --- processes ------------------------------------------------------------------
     def _spawn(self, args, log_name, env=None):
-        log = open(self.data_dir / log_name, "ab")  # noqa: SIM115 - closed in stop()
+        log = open(self.data_dir / log_name, "ab")  # closed in stop_consumer() / stop()
         process = subprocess.Popen(
             args,
             cwd=PROJECT_DIR,

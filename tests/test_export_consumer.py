@@ -189,7 +189,10 @@ def test_queued_without_worker_then_ready_to_download_without_mail(app, users, l
 SLOW_EXPORT = {"MICROBLOG_EXPORT_BATCH_SIZE": 20, "MICROBLOG_EXPORT_BATCH_DELAY": 0.1}
 
 
-def test_sigint_requeues_a_running_export_which_completes_after_restart(app, users, live):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_stop_requeues_a_running_export_which_completes_after_restart(
+    app, users, live, stop_signal
+):
     add_posts(app, users["alice"], 600)  # 30 batches, ~3 s
     site = live(**SLOW_EXPORT)
     site.start_web()
@@ -197,7 +200,7 @@ def test_sigint_requeues_a_running_export_which_completes_after_restart(app, use
     browser, task_id = start_export(site)
     wait_for(lambda: site.task(task_id)["progress"] >= 10, what="the export to be under way")
 
-    site.stop_consumer(consumer, signal.SIGINT)
+    site.stop_consumer(consumer, stop_signal)  # SIGINT: graceful; SIGTERM: at once
 
     task = site.task(task_id)
     assert task["status"] == "queued", task

@@ -14,10 +14,12 @@ from flask import (
     abort,
     current_app,
     flash,
+    has_request_context,
     jsonify,
     redirect,
     render_template,
     request,
+    send_file,
     url_for,
 )
 from flask_bootstrap import Bootstrap5
@@ -37,7 +39,8 @@ from forms import (
     ResetPasswordRequestForm,
 )
 from mailer import mail, send_password_reset_email
-from models import Post, User, db, isoformat_utc
+from models import Post, Task, User, db, isoformat_utc
+from tasks import consumer_seen_recently, export_posts
 
 log = logging.getLogger("microblog")
 
@@ -411,3 +414,114 @@ def notifications():
     """JSON notifications newer than `since` (a Unix time); read-only, cheap to poll."""
     since = request.args.get("since", 0.0, type=float) or 0.0
     return jsonify([n.to_dict() for n in current_user.notifications_since(since)])
+
+
+# --- background tasks: export your posts (DESIGN.md §4–§6) ------------------------------
+
+
+@bp.app_context_processor
+def inject_task_banners():
+    """The banners for the user's active and just-finished tasks, on every page."""
+    # Templates are also rendered outside requests (emails, in the worker): no user there.
+    if not has_request_context() or not current_user.is_authenticated:
+        return {}
+    tasks = current_user.tasks_in_progress()
+    waiting = any(task.status == "queued" for task in tasks)
+    return {
+        "task_banners": tasks,
+        "worker_missing": waiting and not consumer_seen_recently(),
+        "human_size": human_size,
+    }
+
+
+def human_size(size: int | None) -> str:
+    """1536 → "1.5 KB"."""
+    size = size or 0
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+
+
+@bp.route("/export_posts", methods=["POST"], endpoint="export_posts")
+@login_required
+def export_posts_view():
+    form = EmptyForm()
+    if not form.validate_on_submit():
+        abort(400)
+    task = current_user.launch_task(export_posts, "Exporting your posts", request.url_root)
+    if task is None:
+        flash("An export of your posts is already in progress.", "warning")
+    elif task.status == "failed":
+        flash(f"The export could not be started: {task.message}", "danger")
+    return redirect(url_for("main.user", username=current_user.username))
+
+
+@bp.route("/tasks")
+@login_required
+def tasks():
+    pagination = paginate(current_user.tasks_select())
+    newer, older = page_links(pagination, "main.tasks")
+    return render_template(
+        "tasks.html",
+        title="Your tasks",
+        tasks=pagination,
+        newer_url=newer,
+        older_url=older,
+        form=EmptyForm(),
+    )
+
+
+def own_task_or_404(task_id: str) -> Task:
+    """The current user's task with that id; anyone else's (or none) is a 404."""
+    task = db.session.get(Task, task_id)
+    if task is None or not current_user.is_authenticated or task.user_id != current_user.id:
+        abort(404)
+    return task
+
+
+@bp.route("/exports/<task_id>")
+def download_export(task_id):
+    task = own_task_or_404(task_id)
+    path = Path(current_app.config["DATA_DIR"]) / "exports" / (task.result_file or "")
+    if not task.has_download or not path.is_file():
+        abort(404)
+    return send_file(
+        path, mimetype="application/json", as_attachment=True, download_name="posts.json"
+    )
+
+
+@bp.route("/tasks/<task_id>/cancel", methods=["POST"])
+@login_required
+def cancel_task(task_id):
+    task = own_task_or_404(task_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    outcome = task.cancel(export_posts.huey)
+    if outcome == "cancelled":
+        flash(f"{task.description}: cancelled.", "info")
+    elif outcome == "cancelling":
+        flash(f"{task.description}: cancelling…", "info")
+    else:
+        flash(f"{task.description}: already finished.", "warning")
+    return redirect(safe_referrer())
+
+
+@bp.route("/tasks/<task_id>/dismiss", methods=["POST"])
+@login_required
+def dismiss_task(task_id):
+    task = own_task_or_404(task_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    if task.is_active:
+        flash("A task still in progress cannot be dismissed; cancel it first.", "warning")
+    else:
+        task.dismissed = True
+        db.session.commit()
+    return redirect(safe_referrer())
+
+
+def safe_referrer() -> str:
+    """Back to the page the button was on (a local `next`), else the task history."""
+    target = request.args.get("next")
+    return target if is_safe_next(target) else url_for("main.tasks")

@@ -3,8 +3,10 @@
 import hashlib
 import json
 import secrets
+import logging
 import sqlite3
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Optional
 
@@ -99,6 +101,7 @@ class User(UserMixin, db.Model):
     notifications: so.WriteOnlyMapped["Notification"] = so.relationship(
         back_populates="user", passive_deletes=True
     )
+    tasks: so.WriteOnlyMapped["Task"] = so.relationship(back_populates="user", passive_deletes=True)
 
     def __repr__(self):
         return f"<User {self.username}>"
@@ -218,6 +221,53 @@ class User(UserMixin, db.Model):
         )
         return list(db.session.scalars(query))
 
+    # --- background tasks -----------------------------------------------------
+    def launch_task(self, task_function, description: str, *args) -> Optional["Task"]:
+        """Record a task, commit, then enqueue it with the same id (DESIGN.md §4).
+
+        The task function is called as `task_function(user_id, *args)`.
+
+        Returns None when a task of that name is already queued or running for this user
+        (the partial unique index decides, so concurrent requests start one task), and a
+        `failed` row when the queue could not take it.
+        """
+        task_id, user_id = str(uuid.uuid4()), self.id
+        db.session.add(
+            Task(id=task_id, name=task_function.name, description=description, user_id=user_id)
+        )
+        try:
+            db.session.commit()
+        except sa.exc.IntegrityError:
+            db.session.rollback()
+            return None
+        try:
+            # In Huey's immediate mode (tests) this runs the whole task before returning.
+            task_function.huey.enqueue(task_function.task_class((user_id, *args), None, id=task_id))
+        except Exception as exc:  # the queue is down: the row must not stay "queued" forever
+            logging.getLogger("microblog").exception("Could not enqueue task %s", task_id)
+            Task.change(task_id, ["queued"], status="failed", message=f"Could not start: {exc}")
+        return db.session.get(Task, task_id, populate_existing=True)
+
+    def tasks_in_progress(self) -> list["Task"]:
+        """Active tasks plus recently finished ones not dismissed yet: the page banners."""
+        recent = utcnow() - TASK_BANNER_LIFETIME
+        query = (
+            sa.select(Task)
+            .where(
+                Task.user_id == self.id,
+                sa.or_(
+                    Task.status.in_(TASK_ACTIVE),
+                    sa.and_(Task.dismissed.is_(False), Task.finished_at > recent),
+                ),
+            )
+            .order_by(Task.created_at)
+        )
+        return list(db.session.scalars(query))
+
+    def tasks_select(self) -> sa.Select:
+        """The user's task history, newest first."""
+        return sa.select(Task).where(Task.user_id == self.id).order_by(Task.created_at.desc())
+
 
 def _reset_serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="reset-password")
@@ -317,3 +367,162 @@ class RateLimitHit(db.Model):
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     key: so.Mapped[str] = so.mapped_column(sa.String(200))
     at: so.Mapped[float] = so.mapped_column(index=True, default=time.time)
+# --- background tasks (DESIGN.md §4) ----------------------------------------------
+
+TASK_ACTIVE = ("queued", "running")
+TASK_TERMINAL = ("done", "failed", "cancelled")
+# A finished task keeps its banner for this long unless the user dismisses it.
+TASK_BANNER_LIFETIME = timedelta(days=1)
+
+
+class Task(db.Model):
+    """A background job: the Huey task with the same id plus what the user sees of it."""
+
+    __table_args__ = (
+        # "This user's active tasks": the banners on every page.
+        sa.Index("ix_task_user_id_status", "user_id", "status"),
+        # One queued/running task per (user, name): a double click or two tabs start one task.
+        sa.Index(
+            "uq_task_one_active_per_user",
+            "user_id",
+            "name",
+            unique=True,
+            sqlite_where=sa.text("status IN ('queued', 'running')"),
+            postgresql_where=sa.text("status IN ('queued', 'running')"),
+        ),
+    )
+
+    id: so.Mapped[str] = so.mapped_column(sa.String(36), primary_key=True)
+    name: so.Mapped[str] = so.mapped_column(sa.String(128))
+    description: so.Mapped[str] = so.mapped_column(sa.String(128))
+    user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user.id", ondelete="CASCADE"))
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default="queued")
+    progress: so.Mapped[int] = so.mapped_column(default=0)
+    message: so.Mapped[str | None] = so.mapped_column(sa.String(500))
+    cancel_requested: so.Mapped[bool] = so.mapped_column(default=False)
+    dismissed: so.Mapped[bool] = so.mapped_column(default=False)
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    started_at: so.Mapped[datetime | None]
+    # The heartbeat: every progress write moves it; the reaper fails rows where it stops.
+    updated_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    finished_at: so.Mapped[datetime | None]
+    result_file: so.Mapped[str | None] = so.mapped_column(sa.String(255))
+    result_size: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
+    expires_at: so.Mapped[datetime | None]
+
+    user: so.Mapped[User] = so.relationship(back_populates="tasks")
+
+    def __repr__(self):
+        return f"<Task {self.name} {self.id} {self.status}>"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in TASK_ACTIVE
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= utcnow()
+
+    @property
+    def has_download(self) -> bool:
+        return self.status == "done" and bool(self.result_file) and not self.is_expired
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or utcnow()) - self.started_at
+
+    def to_notification(self) -> dict:
+        """The `task_progress` payload (DESIGN.md §6), plus what the banner needs."""
+        return {
+            "task_id": self.id,
+            "name": self.name,
+            "progress": self.progress,
+            "status": self.status,
+            "message": self.message,
+            "result_size": self.result_size if self.has_download else None,
+        }
+
+    def notify(self) -> None:
+        """Queue a `task_progress` notification for the owner (committed by the caller)."""
+        self.user.add_notification("task_progress", self.to_notification())
+
+    @classmethod
+    def change(cls, task_id: str, only_from, **values) -> Optional["Task"]:
+        """Set `values` if the row is in one of the `only_from` states; notify and commit.
+
+        Every status change goes through this compare-and-set, so a late signal (say
+        "complete" after the user cancelled) cannot overwrite a newer state.
+        """
+        now = utcnow()
+        values.setdefault("updated_at", now)
+        if values.get("status") in TASK_TERMINAL:
+            values.setdefault("finished_at", now)
+        result = db.session.execute(
+            sa.update(cls)
+            .where(cls.id == task_id, cls.status.in_(tuple(only_from)))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            db.session.rollback()
+            return None
+        task = db.session.get(cls, task_id, populate_existing=True)
+        task.notify()
+        db.session.commit()
+        return task
+
+    def cancel(self, queue) -> str | None:
+        """Cancel this task: "cancelled", "cancelling" (stops at its next tick) or None (over).
+
+        A queued task is revoked in `queue` (a Huey instance); a running one gets a flag
+        that it checks at each progress write.
+        """
+        if Task.change(self.id, ["queued"], status="cancelled", message="Cancelled."):
+            queue.revoke_by_id(self.id, revoke_once=True)
+            return "cancelled"
+        result = db.session.execute(
+            sa.update(Task)
+            .where(Task.id == self.id, Task.status == "running")
+            .values(cancel_requested=True, message="Cancelling…")
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+        return "cancelling" if result.rowcount == 1 else None
+
+    @classmethod
+    def record_progress(cls, task_id: str, percent: int, message: str | None = None) -> bool:
+        """Move the bar (never backwards) and the heartbeat of a running task, and notify.
+
+        One UPDATE and one commit. False when the task should stop: the user asked to
+        cancel it, or it is no longer running (reaped, or its row was deleted).
+        """
+        values = {
+            "progress": sa.case((cls.progress < percent, percent), else_=cls.progress),
+            "updated_at": utcnow(),
+        }
+        if message is not None:
+            values["message"] = message
+        result = db.session.execute(
+            sa.update(cls)
+            .where(cls.id == task_id, cls.status == "running", cls.cancel_requested.is_(False))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            db.session.rollback()
+            return False
+        db.session.get(cls, task_id, populate_existing=True).notify()
+        db.session.commit()
+        return True
+
+    @classmethod
+    def stale(cls, older_than: timedelta) -> sa.Select:
+        """Running rows whose heartbeat stopped: their worker died."""
+        cutoff = utcnow() - older_than
+        return sa.select(cls).where(cls.status == "running", cls.updated_at < cutoff)
+
+    @classmethod
+    def expired_results(cls) -> sa.Select:
+        return sa.select(cls).where(cls.result_file.is_not(None), cls.expires_at <= utcnow())

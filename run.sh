@@ -44,14 +44,18 @@ migrate() {
 }
 
 serve() {
-  local host="${HOST:-127.0.0.1}" port="${PORT:-5000}" pids=()
+  local host="${HOST:-127.0.0.1}" port="${PORT:-5000}" pids=() own_session=()
+  command -v setsid >/dev/null 2>&1 && own_session=(setsid)
   migrate
-  "$VENV/bin/gunicorn" --bind "$host:$port" --workers "${WEB_WORKERS:-2}" --threads 4 \
+  # Each server runs in its own session: a Ctrl-C in the terminal reaches only this script,
+  # whose trap then sends each exactly one signal. (A second SIGINT would make the consumer
+  # abandon its graceful shutdown.)
+  "${own_session[@]}" "$VENV/bin/gunicorn" --bind "$host:$port" --workers "${WEB_WORKERS:-2}" --threads 4 \
     --access-logfile - 'microblog:create_app()' &
   pids+=($!)
   if [ -f tasks.py ]; then
     # Thread workers with fast polling: a task starts within ~10 ms of being queued.
-    "$VENV/bin/huey_consumer" tasks.huey -w "${HUEY_WORKERS:-2}" -k thread -d 0.01 -m 0.5 -b 1.1 &
+    "${own_session[@]}" "$VENV/bin/huey_consumer" tasks.huey -w "${HUEY_WORKERS:-2}" -k thread -d 0.01 -m 0.5 -b 1.1 &
     pids+=($!)
   fi
   echo "Microblog on http://$host:$port (Ctrl-C stops everything)" >&2

@@ -73,3 +73,103 @@
     if (script) poll(script.getAttribute("data-notifications-url"));
   });
 })();
+
+// --- Background task banners (DESIGN.md §6) -------------------------------------
+// Each `.task-banner` in base.html follows its task's `task_progress` notifications:
+// the bar moves, then turns into a Download link (or the failure reason), no reload.
+(function () {
+  "use strict";
+
+  var ACTIVE = { queued: true, running: true };
+
+  function humanSize(size) {
+    var units = ["bytes", "KB", "MB", "GB"];
+    for (var i = 0; i < units.length; i++) {
+      if (size < 1024 || i === units.length - 1) {
+        return i === 0 ? size + " bytes" : size.toFixed(1) + " " + units[i];
+      }
+      size /= 1024;
+    }
+  }
+
+  function setText(banner, build) {
+    var text = banner.querySelector(".task-text");
+    text.textContent = "";
+    build(text);
+  }
+
+  function append(parent, tag, className, content) {
+    var el = document.createElement(tag);
+    if (className) el.className = className;
+    if (content != null) el.textContent = content;
+    parent.appendChild(el);
+    return el;
+  }
+
+  function showProgress(banner, data) {
+    var shown = parseInt(banner.getAttribute("data-progress") || "0", 10);
+    var progress = Math.max(shown, data.progress || 0);  // never backwards
+    banner.setAttribute("data-progress", String(progress));
+    var bar = banner.querySelector(".progress");
+    if (bar) {
+      bar.setAttribute("aria-valuenow", String(progress));
+      bar.querySelector(".progress-bar").style.width = progress + "%";
+    }
+    var percent = banner.querySelector(".task-percent");
+    if (percent) percent.textContent = progress + "%";
+    var message = banner.querySelector(".task-message");
+    if (message && data.message) message.textContent = data.message;
+  }
+
+  function showFinished(banner, data) {
+    var bar = banner.querySelector(".progress");
+    if (bar) bar.remove();
+    var cancel = banner.querySelector(".task-cancel");
+    if (cancel) cancel.remove();
+    var dismiss = banner.querySelector(".task-dismiss");
+    if (dismiss) dismiss.classList.remove("d-none");
+    banner.classList.remove("alert-info");
+    if (data.status === "done" && data.result_size != null) {
+      banner.classList.add("alert-success");
+      setText(banner, function (text) {
+        text.appendChild(document.createTextNode("Your export is ready — "));
+        var link = append(text, "a", "task-download alert-link", "Download");
+        link.href = banner.getAttribute("data-download-url");
+        append(text, "span", "task-size", " (" + humanSize(data.result_size) + ")");
+        if (data.message) append(text, "span", "task-message small d-block", data.message);
+      });
+    } else if (data.status === "failed") {
+      banner.classList.add("alert-danger");
+      setText(banner, function (text) {
+        text.appendChild(document.createTextNode("Failed: "));
+        append(text, "span", "task-message", data.message || "unknown error");
+      });
+    } else {
+      banner.classList.add("alert-secondary");
+      setText(banner, function (text) {
+        append(text, "span", "task-message", data.message || data.status);
+      });
+    }
+  }
+
+  function update(data) {
+    var banner = document.querySelector('.task-banner[data-task-id="' + data.task_id + '"]');
+    if (!banner) return;
+    banner.setAttribute("data-status", data.status);
+    if (ACTIVE[data.status]) {
+      showProgress(banner, data);
+      window.microblog.hurry();
+    } else if (banner.getAttribute("data-finished") !== "1") {
+      banner.setAttribute("data-finished", "1");
+      showFinished(banner, data);
+    }
+  }
+
+  window.microblog.on("task_progress", update);
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var active = document.querySelectorAll(
+      '.task-banner[data-status="queued"], .task-banner[data-status="running"]');
+    if (active.length) window.microblog.hurry();
+  });
+})();

@@ -1,0 +1,455 @@
+"""Background tasks, run by the Huey consumer: `huey_consumer tasks.huey` (DESIGN.md §4–§5).
+
+The web app imports this module to enqueue tasks; only the consumer runs them. The state
+users see lives in the `Task` table, driven by Huey's signals and the tasks' own progress
+writes; Huey itself keeps no results.
+"""
+
+import importlib
+import json
+import logging
+import os
+import smtplib
+import threading
+import time
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from flask import current_app, has_app_context, render_template
+from huey import Huey, crontab
+from huey import signals as S
+from huey.consumer import Consumer, Scheduler
+from huey.exceptions import CancelExecution
+from huey.storage import RedisStorage, SqliteStorage
+
+import config as settings
+from mailer import mail_configured, send_email
+from models import Post, Task, User, db, isoformat_utc, utcnow
+
+log = logging.getLogger("huey.microblog")
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+# Knobs read by both processes (environment or .env). Tests shorten the intervals.
+HUEY_NAME = os.environ.get("HUEY_NAME") or "microblog"
+# How often the periodic tasks (reaper, export cleanup) run; Huey's own default is 60 s.
+PERIODIC_SECONDS = _env_float("MICROBLOG_PERIODIC_SECONDS", 60)
+# A running task whose heartbeat is older than this is declared lost by the reaper.
+TASK_STALE_SECONDS = _env_float("MICROBLOG_TASK_STALE_SECONDS", 120)
+# A running task writes its heartbeat at least this often, even when the bar does not move.
+TASK_HEARTBEAT_SECONDS = min(5.0, TASK_STALE_SECONDS / 4)
+# The bar moves at most this often: ≤ ~100 writes per task whatever its size.
+PROGRESS_MIN_INTERVAL = 0.1
+# The consumer records that it is alive this often; the page warns when it has been silent.
+CONSUMER_HEARTBEAT_SECONDS = 5.0
+CONSUMER_SILENT_SECONDS = 30.0
+CONSUMER_HEARTBEAT_KEY = "microblog.consumer-heartbeat"
+
+EXPORT_BATCH_SIZE = int(_env_float("MICROBLOG_EXPORT_BATCH_SIZE", 5000))
+# For the fault tests only: sleep this long after each batch so an export can be caught mid-run.
+EXPORT_BATCH_DELAY = _env_float("MICROBLOG_EXPORT_BATCH_DELAY", 0)
+EXPORT_EXPIRY_DAYS = _env_float("MICROBLOG_EXPORT_EXPIRY_DAYS", 7)
+# Larger exports are mailed as a link to the download page instead of an attachment.
+EXPORT_ATTACH_MAX_BYTES = int(_env_float("MICROBLOG_EXPORT_ATTACH_MAX_BYTES", 5 * 1024 * 1024))
+MAIL_RETRIES = int(_env_float("MICROBLOG_MAIL_RETRIES", 3))
+MAIL_RETRY_DELAY = _env_float("MICROBLOG_MAIL_RETRY_DELAY", 30)
+
+# The app tasks run in, as gunicorn would find it. Imported by name, and only in the
+# consumer, so that this module never imports the web app (imports point one way).
+APP_FACTORY = "microblog:create_app"
+
+
+# --- the queue ---------------------------------------------------------------------
+
+# Set when the consumer begins to shut down; running tasks check it at each batch.
+stopping = threading.Event()
+
+
+class ConsumerStopping(KeyboardInterrupt):
+    """Raised inside a task when the consumer stops; Huey reports it as "interrupted"."""
+
+
+class LazySqliteStorage(SqliteStorage):
+    """Huey's SQLite storage, creating huey.db on first use instead of at import.
+
+    The web app imports this module; tests and `flask` commands should not create a
+    queue file in the default data dir just by importing it.
+    """
+
+    def initialize_schema(self):
+        pass
+
+    def _create_connection(self):
+        settings.data_dir(Path(self.filename).parent)
+        conn = super()._create_connection()
+        for statement in self.ddl:  # all "create ... if not exists"
+            conn.execute(statement)
+        return conn
+
+
+class MicroblogScheduler(Scheduler):
+    periodic_task_seconds = PERIODIC_SECONDS
+
+
+class MicroblogConsumer(Consumer):
+    """Huey's consumer, plus a heartbeat and a stop flag that running tasks can see."""
+
+    scheduler_class = MicroblogScheduler
+    _last_beat = 0.0
+
+    def stop(self, graceful=False):
+        stopping.set()
+        super().stop(graceful=graceful)
+
+    def loop(self, health_check_ts=None):
+        if time.monotonic() - self._last_beat >= CONSUMER_HEARTBEAT_SECONDS:
+            self._last_beat = time.monotonic()
+            try:
+                self.huey.put(CONSUMER_HEARTBEAT_KEY, time.time())
+            except Exception:
+                log.exception("Could not record the consumer heartbeat")
+        return super().loop(health_check_ts)
+
+
+class MicroblogHuey(Huey):
+    def create_consumer(self, **options):
+        return MicroblogConsumer(self, **options)
+
+
+def make_huey() -> Huey:
+    """Redis when REDIS_URL is set, else SQLite in `<data dir>/huey.db` (WAL, busy timeout)."""
+    redis_url = os.environ.get("REDIS_URL")
+    if redis_url:
+        return MicroblogHuey(HUEY_NAME, results=False, storage_class=RedisStorage, url=redis_url)
+    directory = Path(os.environ.get("MICROBLOG_DATA_DIR") or settings.PROJECT_DIR / "instance")
+    return MicroblogHuey(
+        HUEY_NAME,
+        results=False,
+        storage_class=LazySqliteStorage,
+        filename=str(directory / "huey.db"),
+        journal_mode="wal",
+        timeout=10,
+    )
+
+
+huey = make_huey()
+
+
+def consumer_seen_recently() -> bool:
+    """True when a consumer wrote its heartbeat in the last CONSUMER_SILENT_SECONDS."""
+    try:
+        beat = huey.get(CONSUMER_HEARTBEAT_KEY, peek=True)
+    except Exception:
+        log.exception("Could not read the consumer heartbeat")
+        return False
+    return beat is not None and time.time() - float(beat) < CONSUMER_SILENT_SECONDS
+
+
+# --- the Flask app inside the consumer ------------------------------------------------
+
+_app = None
+_app_lock = threading.Lock()
+
+
+def flask_app():
+    """The current app (immediate mode, tests), or the consumer's own, created once."""
+    global _app
+    if has_app_context():
+        return current_app._get_current_object()
+    with _app_lock:
+        if _app is None:
+            module, factory = APP_FACTORY.split(":")
+            _app = getattr(importlib.import_module(module), factory)()
+            # huey_consumer gave the "huey" logger its own handler; the app added one to the
+            # root logger: print each line once.
+            if logging.getLogger("huey").handlers:
+                logging.getLogger("huey").propagate = False
+    return _app
+
+
+@contextmanager
+def app_context():
+    """A fresh app context (and so a fresh database session) for one task or signal."""
+    with flask_app().app_context():
+        yield
+
+
+@huey.on_startup()
+def create_app_early():
+    # Build the app when a worker starts, not when the first task arrives.
+    flask_app()
+
+
+# --- signals: Huey's view of a task, written to its Task row --------------------------
+
+TRACKED_TASKS = set()
+
+
+def tracked(fn):
+    """Mark a task whose Huey id is also the id of a Task row."""
+    TRACKED_TASKS.add(fn.name)
+    return fn
+
+
+def _row_signal(*signal_names):
+    """Register a handler for tracked tasks only, run in a fresh app context."""
+
+    def decorator(handler):
+        @huey.signal(*signal_names)
+        def receiver(signal, task, *args):
+            if task.name not in TRACKED_TASKS:
+                return
+            with app_context():
+                handler(task, *args)
+
+        return handler
+
+    return decorator
+
+
+@_row_signal(S.SIGNAL_EXECUTING)
+def on_executing(task):
+    values = {"status": "running", "message": None}
+    row = db.session.get(Task, task.id)
+    if row is not None and row.started_at is None:
+        values["started_at"] = utcnow()
+    Task.change(task.id, ["queued"], **values)
+
+
+@_row_signal(S.SIGNAL_COMPLETE)
+def on_complete(task):
+    expires = utcnow() + timedelta(days=EXPORT_EXPIRY_DAYS)
+    Task.change(task.id, ["running"], status="done", progress=100, expires_at=expires)
+
+
+@_row_signal(S.SIGNAL_ERROR)
+def on_error(task, exc):
+    row = db.session.get(Task, task.id)
+    if row is None:
+        return
+    if task.retries > 0:  # Huey runs it again after retry_delay
+        message = f"Could not send the email ({describe(exc)}); trying again shortly."
+        Task.change(task.id, ["running"], message=message)
+    elif row.result_file:  # only the email failed: the export itself is fine
+        message = (
+            f"Your export is ready to download, but the email could not be sent ({describe(exc)})."
+        )
+        expires = utcnow() + timedelta(days=EXPORT_EXPIRY_DAYS)
+        Task.change(
+            task.id, ["running"], status="done", progress=100, message=message, expires_at=expires
+        )
+    else:
+        Task.change(task.id, ["queued", "running"], status="failed", message=describe(exc))
+
+
+@_row_signal(S.SIGNAL_CANCELED, S.SIGNAL_REVOKED)
+def on_cancelled(task):
+    if Task.change(task.id, ["queued", "running"], status="cancelled", message="Cancelled."):
+        remove_partial_export(task.id)
+
+
+@_row_signal(S.SIGNAL_INTERRUPTED)
+def on_interrupted(task):
+    # The consumer is stopping: put the task back so that the next consumer runs it.
+    message = "Paused while the background worker restarts."
+    if Task.change(task.id, ["running"], status="queued", message=message):
+        huey.enqueue(task)
+        log.info("Task %s interrupted; re-queued", task.id)
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line, human-readable reason (the traceback goes to the log)."""
+    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+
+
+class TaskAbandoned(Exception):
+    """The row stopped being `running` under the task (reaped or deleted)."""
+
+
+class Progress:
+    """Writes a task's progress: when the percentage moves (rate-limited) or for a heartbeat."""
+
+    def __init__(self, task_id: str, total: int):
+        self.task_id = task_id
+        self.total = max(total, 1)
+        self.percent = 0
+        self.last_write = time.monotonic()
+
+    def update(self, done: int, message: str | None = None, force: bool = False) -> None:
+        if stopping.is_set():
+            raise ConsumerStopping()
+        percent = min(100, done * 100 // self.total)
+        since = time.monotonic() - self.last_write
+        moved = percent > self.percent and since >= PROGRESS_MIN_INTERVAL
+        if force or moved or since >= TASK_HEARTBEAT_SECONDS:
+            self.write(percent, message)
+
+    def write(self, percent: int, message: str | None = None) -> None:
+        self.percent = max(self.percent, percent)
+        self.last_write = time.monotonic()
+        if Task.record_progress(self.task_id, self.percent, message):
+            return
+        row = db.session.get(Task, self.task_id)
+        if row is not None and row.cancel_requested:
+            raise CancelExecution(retry=False)
+        raise TaskAbandoned(f"task {self.task_id} is no longer running")
+
+
+# --- export your posts ------------------------------------------------------------------
+
+
+def exports_dir() -> Path:
+    path = Path(current_app.config["DATA_DIR"]) / "exports"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def remove_partial_export(task_id: str) -> None:
+    (exports_dir() / f"{task_id}.json.part").unlink(missing_ok=True)
+
+
+def _timestamp(value) -> str:
+    """`2024-05-01T12:00:00Z` for a stored timestamp.
+
+    SQLite hands back its stored text ("2024-05-01 12:00:00.123456") because the query
+    asks for a string: slicing it is several times faster than parsing and formatting a
+    datetime, which is most of the work of a large export. Other databases give datetimes.
+    """
+    if isinstance(value, str):
+        return f"{value[:10]}T{value[11:19]}Z"
+    return isoformat_utc(value)
+
+
+def _posts_json(batch) -> str:
+    """A batch of posts as JSON objects separated by commas (one C-level dumps per batch)."""
+    posts = [{"body": body, "timestamp": _timestamp(ts)} for body, ts in batch]
+    return json.dumps(posts, ensure_ascii=False)[1:-1]
+
+
+def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
+    """Stream the user's posts, oldest first, to exports/<task id>.json.
+
+    Reads in batches on its own connection and writes as it goes, so memory stays flat
+    however many posts there are. Returns (file name, post count, size in bytes).
+    """
+    total = db.session.scalar(sa.select(sa.func.count()).where(Post.user_id == user_id))
+    progress = Progress(task_id, total)
+    progress.write(0, f"Exporting {total} posts…")
+    final = exports_dir() / f"{task_id}.json"
+    partial = final.with_name(final.name + ".part")
+    query = (
+        sa.select(Post.body, sa.type_coerce(Post.timestamp, sa.String))
+        .where(Post.user_id == user_id)
+        .order_by(Post.timestamp, Post.id)
+    )
+    done = 0
+    with (
+        db.engine.connect() as conn,
+        # Closing the result resets the cursor: an abandoned SQLite cursor would keep its
+        # old snapshot open and make the next writer on this pooled connection fail.
+        conn.execution_options(yield_per=EXPORT_BATCH_SIZE).execute(query) as rows,
+        partial.open("w", encoding="utf-8") as out,
+    ):
+        out.write('{"posts": [')
+        for batch in rows.partitions():
+            out.write(("\n" if done == 0 else ",\n") + _posts_json(batch))
+            done += len(batch)
+            if EXPORT_BATCH_DELAY:
+                time.sleep(EXPORT_BATCH_DELAY)
+            progress.update(done)
+        out.write("\n]}\n")
+    os.replace(partial, final)
+    return final.name, done, final.stat().st_size
+
+
+def email_export(row: Task, site_url: str) -> bool:
+    """Mail the export (attached, or a link when large); False when mail is not configured."""
+    if not mail_configured():
+        return False
+    Task.record_progress(row.id, 100, "Sending the email…")
+    path = exports_dir() / row.result_file
+    attach = row.result_size <= EXPORT_ATTACH_MAX_BYTES
+    link = f"{site_url.rstrip('/')}/exports/{row.id}" if site_url else None
+    context = {"user": row.user, "task": row, "attached": attach, "link": link}
+    attachments = [("posts.json", "application/json", path.read_bytes())] if attach else []
+    return send_email(
+        "[Microblog] Your blog posts",
+        [row.user.email],
+        render_template("email/export_posts.txt", **context),
+        render_template("email/export_posts.html", **context),
+        attachments,
+    )
+
+
+@tracked
+@huey.task(context=True, retries=MAIL_RETRIES, retry_delay=MAIL_RETRY_DELAY, name="export_posts")
+def export_posts(user_id: int, site_url: str = "", task=None) -> int:
+    """Export a user's posts to a JSON file, then email it. Returns the number of posts.
+
+    Only the email is retried (SMTP down); when a retry runs, the file is already there.
+    """
+    with app_context():
+        row = db.session.get(Task, task.id)
+        user = db.session.get(User, user_id)
+        if row is None or user is None or row.status != "running":
+            log.info("Task %s: nothing to do (row or user gone, or not running)", task.id)
+            return 0
+        count = 0
+        if not row.result_file:
+            try:
+                name, count, size = write_export(row.id, user_id)
+            except Exception:
+                task.retries = 0  # retrying does not help a failed export; only mail is transient
+                remove_partial_export(row.id)
+                raise
+            Task.change(row.id, ["running"], result_file=name, result_size=size)
+            row = db.session.get(Task, row.id, populate_existing=True)
+        try:
+            mailed = email_export(row, site_url)
+        except (smtplib.SMTPException, OSError):
+            raise  # transient (server down, connection lost): Huey retries after a delay
+        except Exception:
+            task.retries = 0
+            raise
+        if mailed:
+            message = "Your export is ready. We also emailed it to you."
+        else:
+            message = "Your export is ready to download."
+        Task.change(row.id, ["running"], message=message)
+        return count
+
+
+# --- periodic housekeeping ----------------------------------------------------------------
+
+
+@huey.periodic_task(crontab(minute="*"), name="reap_stale_tasks")
+def reap_stale_tasks() -> int:
+    """Fail running tasks whose heartbeat stopped: their consumer was killed."""
+    with app_context():
+        stale = db.session.scalars(Task.stale(timedelta(seconds=TASK_STALE_SECONDS))).all()
+        for row in stale:
+            message = "The background worker stopped before this task finished. Please try again."
+            if Task.change(row.id, ["running"], status="failed", message=message):
+                remove_partial_export(row.id)
+                log.warning("Task %s failed: its heartbeat stopped", row.id)
+        return len(stale)
+
+
+@huey.periodic_task(crontab(minute="*/10"), name="delete_expired_exports")
+def delete_expired_exports() -> int:
+    """Delete export files past their expiry date; the history then shows them as expired."""
+    with app_context():
+        expired = db.session.scalars(Task.expired_results()).all()
+        for row in expired:
+            (exports_dir() / row.result_file).unlink(missing_ok=True)
+            row.result_file = None
+        db.session.commit()
+        if expired:
+            log.info("Deleted %d expired exports", len(expired))
+        return len(expired)

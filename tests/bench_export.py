@@ -1,0 +1,166 @@
+#!/usr/bin/env python
+"""Benchmark "Export your posts" with a real consumer on SQLite (issue 3's speed targets).
+
+For 10k, 100k and 1M posts: the time from the POST to the task being `done` (read straight
+from app.db) and the consumer's peak RSS (a fresh consumer per size, VmHWM). Then, after
+the consumer has been idle for a minute, enqueue-to-start latency (Task.started_at -
+Task.created_at) over a series of small exports spaced so that the workers are at their
+slowest polling interval.
+
+Run with `./run.sh bench` or `python tests/bench_export.py [--sizes 10000,100000] [--idle 60]`.
+"""
+
+import argparse
+import json
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from werkzeug.security import generate_password_hash  # noqa: E402
+
+from microblog import create_app  # noqa: E402
+from models import db  # noqa: E402
+from tests.live import Browser, LiveSite  # noqa: E402
+
+PASSWORD = "bench password"
+TARGETS = {10_000: 1.0, 100_000: 5.0, 1_000_000: 30.0}
+RSS_TARGET_MIB = 100
+LATENCY_TARGET = 0.5
+
+
+def create_schema(data_dir: Path) -> None:
+    app = create_app({"DATA_DIR": str(data_dir)})
+    with app.app_context():
+        db.create_all()
+        db.engine.dispose()
+
+
+def seed(data_dir: Path, username: str, count: int) -> None:
+    """One user with `count` posts, inserted in bulk with executemany."""
+    conn = sqlite3.connect(data_dir / "app.db")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=OFF")
+    user_id = conn.execute(
+        "INSERT INTO user (username, email, password_hash) VALUES (?, ?, ?)",
+        (username, f"{username}@example.com", generate_password_hash(PASSWORD)),
+    ).lastrowid
+    start = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=count)
+    rows = (
+        (f"Post number {i} of {username}, with some words to make it realistic.",
+         (start + timedelta(seconds=i)).isoformat(" "), user_id)
+        for i in range(count)
+    )  # fmt: skip
+    conn.executemany("INSERT INTO post (body, timestamp, user_id) VALUES (?, ?, ?)", rows)
+    conn.commit()
+    conn.close()
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def export_once(site: LiveSite, username: str) -> tuple[float, dict]:
+    """POST /export_posts as `username`; seconds until the row is `done`, and the row."""
+    browser = Browser(site.url)
+    browser.login(username, PASSWORD)
+    token = browser.csrf_token("/index")
+    before = {row[0] for row in site.query("SELECT id FROM task")}
+    start = time.perf_counter()
+    status, _ = browser.submit("/export_posts", {"csrf_token": token})
+    assert status == 200, status
+    (task_id,) = {row[0] for row in site.query("SELECT id FROM task")} - before
+    row = site.wait_for_status(task_id, "done", "failed", timeout=600)
+    elapsed = time.perf_counter() - start
+    assert row["status"] == "done", row
+    return elapsed, row
+
+
+def check_export(site: LiveSite, row: dict, count: int) -> None:
+    path = site.data_dir / "exports" / row["result_file"]
+    with path.open() as f:
+        posts = json.load(f)["posts"]
+    assert len(posts) == count, (len(posts), count)
+    path.unlink()  # keep the disk use of the 1M run down
+
+
+def bench_sizes(site: LiveSite, sizes: list[int]) -> None:
+    for size in sizes:
+        consumer = site.start_consumer()
+        time.sleep(1)  # let the workers settle into their polling loop
+        elapsed, row = export_once(site, f"user{size}")
+        rss = peak_rss_mib(consumer.pid)
+        site.stop_consumer(consumer)
+        check_export(site, row, size)
+        target = TARGETS.get(size)
+        verdict = "" if target is None else ("ok" if elapsed < target else "MISSED")
+        print(
+            f"export {size:>9,} posts: {elapsed:6.2f} s POST->done "
+            f"(target < {target} s {verdict}); file {row['result_size'] / 2**20:6.1f} MiB; "
+            f"worker peak RSS {rss:5.1f} MiB "
+            f"({'ok' if rss < RSS_TARGET_MIB else 'MISSED'} < {RSS_TARGET_MIB})",
+            flush=True,
+        )
+
+
+def bench_latency(site: LiveSite, idle: float, samples: int, spacing: float) -> None:
+    site.start_consumer()
+    print(f"consumer idle for {idle:.0f} s…", flush=True)
+    time.sleep(idle)
+    latencies = []
+    for i in range(samples):
+        if i:
+            time.sleep(spacing)  # long enough for the workers to back off to -m 0.5
+        _elapsed, row = export_once(site, "latency")
+        created = datetime.fromisoformat(row["created_at"])
+        started = datetime.fromisoformat(row["started_at"])
+        latencies.append((started - created).total_seconds())
+    p95 = statistics.quantiles(latencies, n=20, method="inclusive")[-1]
+    print(
+        f"enqueue->start over {samples} exports after {idle:.0f} s idle: "
+        f"first {latencies[0]:.3f} s, median {statistics.median(latencies):.3f} s, "
+        f"p95 {p95:.3f} s, max {max(latencies):.3f} s "
+        f"(target p95 < {LATENCY_TARGET} s {'ok' if p95 < LATENCY_TARGET else 'MISSED'})",
+        flush=True,
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--idle", type=float, default=60, help="seconds idle before latency")
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--spacing", type=float, default=6)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+
+    os.environ.pop("REDIS_URL", None)  # the targets are for SQLite
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
+        data_dir = Path(tmp)
+        create_schema(data_dir)
+        started = time.perf_counter()
+        for size in sizes:
+            seed(data_dir, f"user{size}", size)
+        seed(data_dir, "latency", 10)
+        print(f"seeded {sum(sizes) + 10:,} posts in {time.perf_counter() - started:.1f} s")
+        site = LiveSite(data_dir)
+        try:
+            site.start_web()
+            bench_sizes(site, sizes)
+            if args.samples:
+                bench_latency(site, args.idle, args.samples, args.spacing)
+        finally:
+            site.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The export banner in a real browser (Debian's chromium via Playwright) against a live site."""
+
+import json
+import shutil
+import time
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from models import Post, db, utcnow
+from tests.conftest import PASSWORD
+from tests.live import LiveSite
+
+pytestmark = [pytest.mark.browser, pytest.mark.consumer]
+
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def site(app, users, tmp_path):
+    with app.app_context():
+        start = utcnow() - timedelta(days=1)
+        rows = [
+            {
+                "body": f"post {i}",
+                "user_id": users["alice"],
+                "timestamp": start + timedelta(seconds=i),
+            }
+            for i in range(500)
+        ]
+        db.session.execute(sa.insert(Post), rows)
+        db.session.commit()
+    # 25 batches of 20 posts, 0.2 s each: about 5 s, long enough to watch the bar move.
+    live = LiveSite(tmp_path, MICROBLOG_EXPORT_BATCH_SIZE=20, MICROBLOG_EXPORT_BATCH_DELAY=0.2)
+    try:
+        live.start_web()
+        live.start_consumer()
+        yield live
+    finally:
+        live.stop()
+
+
+@pytest.fixture
+def page():
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
+def test_progress_bar_moves_and_becomes_a_download_link(page, site):
+    page.goto(site.url + "/login")
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit], input[type=submit]")
+    page.goto(site.url + "/user/alice")
+
+    page.click("text=Export your posts")
+    page.wait_for_selector(".task-banner .progress")
+    # Anything set on `window` survives only while the page is not reloaded.
+    page.evaluate("window.notReloaded = true")
+    seen = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if page.locator(".task-banner a.task-download").count():
+            break
+        bar = page.locator(".task-banner .progress")
+        if bar.count():
+            seen.append(int(bar.get_attribute("aria-valuenow")))
+        page.wait_for_timeout(100)
+
+    link = page.locator(".task-banner a.task-download")
+    assert link.count() == 1, page.content()
+    assert page.evaluate("window.notReloaded") is True
+    moving = sorted(set(value for value in seen if 0 < value < 100))
+    assert len(moving) >= 2, seen  # the bar moved, at least twice, without a reload
+    assert seen == sorted(seen)
+    banner = page.locator(".task-banner").inner_text()
+    assert "Your export is ready" in banner and "KB" in banner
+    task = site.task()
+    assert task["status"] == "done"
+    assert link.get_attribute("href") == f"/exports/{task['id']}"
+    response = page.request.get(site.url + link.get_attribute("href"))
+    assert response.status == 200
+    assert len(json.loads(response.body())["posts"]) == 500

@@ -1,0 +1,297 @@
+"""Export your posts end to end: gunicorn + a real huey_consumer subprocess + a real SMTP server.
+
+Also the faults: a consumer stopped with SIGINT mid-export, one killed with SIGKILL, and an
+SMTP server that is down.
+"""
+
+import email
+import email.policy
+import json
+import os
+import signal
+import socket
+import threading
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+
+from models import Post, db, isoformat_utc, utcnow
+from tests.conftest import PASSWORD
+from tests.live import Browser, LiveSite, free_port, wait_for
+
+pytestmark = pytest.mark.consumer
+# Read at import: the `app` fixture removes REDIS_URL from the environment during each test.
+REDIS_URL = os.environ.get("REDIS_URL")
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps every message it receives."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(
+            email.message_from_bytes(envelope.content, policy=email.policy.default)
+        )
+        return "250 Message accepted"
+
+
+@pytest.fixture
+def smtp_server():
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    inbox.port = controller.port
+    yield inbox
+    controller.stop()
+
+
+def add_posts(app, user_id, count):
+    start = utcnow() - timedelta(days=10)
+    with app.app_context():
+        rows = [
+            {"body": f"post {i} ünïcode \"quoted\" </script>", "user_id": user_id,
+             "timestamp": start + timedelta(seconds=i)}
+            for i in range(count)
+        ]  # fmt: skip
+        db.session.execute(sa.insert(Post), rows)
+        db.session.commit()
+
+
+def posts_in_db(app, user_id):
+    with app.app_context():
+        query = (
+            sa.select(Post.body, Post.timestamp)
+            .where(Post.user_id == user_id)
+            .order_by(Post.timestamp, Post.id)
+        )
+        return [{"body": b, "timestamp": isoformat_utc(t)} for b, t in db.session.execute(query)]
+
+
+@pytest.fixture
+def live(app, users, tmp_path):
+    """A site on the `app` fixture's data dir; the test starts the processes it needs."""
+    sites = []
+
+    def make(redis_url=None, **env):
+        site = LiveSite(tmp_path, redis_url=redis_url, **env)
+        sites.append(site)
+        return site
+
+    yield make
+    for site in sites:
+        site.stop()
+
+
+def start_export(site, username="alice"):
+    browser = Browser(site.url)
+    browser.login(username, PASSWORD)
+    status, body = browser.submit("/export_posts")
+    assert status == 200, body[:300]
+    task = site.task()
+    assert task is not None and task["status"] in ("queued", "running", "done")
+    return browser, task["id"]
+
+
+def redis_url_or_skip(backend):
+    if backend == "sqlite":
+        return None
+    if not REDIS_URL:
+        pytest.skip("REDIS_URL is not set: the Redis variant runs only where Redis is available")
+    return REDIS_URL
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_export_with_consumer_and_email(app, users, live, smtp_server, backend):
+    add_posts(app, users["alice"], 1234)
+    add_posts(app, users["bob"], 5)
+    site = live(
+        redis_url_or_skip(backend),
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=smtp_server.port,
+        MICROBLOG_EXPORT_BATCH_SIZE=100,
+    )
+    site.start_web()
+    site.start_consumer()
+
+    browser, task_id = start_export(site)
+    task = site.wait_for_status(task_id, "done", "failed")
+
+    assert task["status"] == "done", task
+    assert task["message"] == "Your export is ready. We also emailed it to you."
+    expected = {"posts": posts_in_db(app, users["alice"])}
+    assert len(expected["posts"]) == 1234
+    # The email: subject, both bodies, posts.json attached as application/json.
+    (message,) = smtp_server.messages
+    assert message["Subject"] == "[Microblog] Your blog posts"
+    assert message["To"] == "alice@example.com"
+    assert "Dear alice" in message.get_body(("plain",)).get_content()
+    assert "<p>Dear alice," in message.get_body(("html",)).get_content()
+    (attachment,) = list(message.iter_attachments())
+    assert attachment.get_filename() == "posts.json"
+    assert attachment.get_content_type() == "application/json"
+    assert json.loads(attachment.get_payload(decode=True)) == expected
+    # The download, through the route, for the owner only.
+    status, body, headers = browser.get(f"/exports/{task_id}")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert json.loads(body) == expected
+    assert len(body) == task["result_size"]
+    bob = Browser(site.url)
+    assert bob.get(f"/exports/{task_id}")[0] == 404
+    bob.login("bob", PASSWORD)
+    assert bob.get(f"/exports/{task_id}")[0] == 404
+    # The page offers the download.
+    status, page, _ = browser.get("/user/alice")
+    assert b"Your export is ready" in page and f'href="/exports/{task_id}"'.encode() in page
+
+
+def test_large_export_is_mailed_as_a_link(app, users, live, smtp_server):
+    add_posts(app, users["alice"], 300)
+    site = live(
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=smtp_server.port,
+        MICROBLOG_EXPORT_ATTACH_MAX_BYTES=1000,
+    )
+    site.start_web()
+    site.start_consumer()
+
+    _browser, task_id = start_export(site)
+
+    assert site.wait_for_status(task_id, "done", "failed")["status"] == "done"
+    (message,) = smtp_server.messages
+    assert list(message.iter_attachments()) == []
+    assert f"{site.url}/exports/{task_id}" in message.get_body(("plain",)).get_content()
+
+
+def test_queued_without_worker_then_ready_to_download_without_mail(app, users, live):
+    add_posts(app, users["alice"], 10)
+    site = live()
+    site.start_web()
+    browser, task_id = start_export(site)  # no consumer yet: the task waits
+    _, page, _ = browser.get("/index")
+    assert site.task(task_id)["status"] == "queued"
+    assert b"The background worker is not running" in page
+
+    site.start_consumer()
+
+    task = site.wait_for_status(task_id, "done", "failed")
+    _, page, _ = browser.get("/index")
+    assert b"The background worker is not running" not in page
+    assert (task["status"], task["message"]) == ("done", "Your export is ready to download.")
+    assert json.loads(browser.get(f"/exports/{task_id}")[1]) == {
+        "posts": posts_in_db(app, users["alice"])
+    }
+
+
+SLOW_EXPORT = {"MICROBLOG_EXPORT_BATCH_SIZE": 20, "MICROBLOG_EXPORT_BATCH_DELAY": 0.1}
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_stop_requeues_a_running_export_which_completes_after_restart(
+    app, users, live, stop_signal
+):
+    add_posts(app, users["alice"], 600)  # 30 batches, ~3 s
+    site = live(**SLOW_EXPORT)
+    site.start_web()
+    consumer = site.start_consumer()
+    browser, task_id = start_export(site)
+    wait_for(lambda: site.task(task_id)["progress"] >= 10, what="the export to be under way")
+
+    site.stop_consumer(consumer, stop_signal)  # SIGINT: graceful; SIGTERM: at once
+
+    task = site.task(task_id)
+    assert task["status"] == "queued", task
+    assert 10 <= task["progress"] < 100
+    assert "interrupted; re-queued" in site.consumer_log()
+    _, page, _ = browser.get("/index")
+    assert b"Paused while the background worker restarts" in page
+
+    site.start_consumer()
+    task = site.wait_for_status(task_id, "done", "failed")
+
+    assert task["status"] == "done", task
+    assert json.loads(browser.get(f"/exports/{task_id}")[1]) == {
+        "posts": posts_in_db(app, users["alice"])
+    }
+    assert not list((site.data_dir / "exports").glob("*.part"))
+
+
+def test_sigkill_leaves_a_running_task_that_the_reaper_fails(app, users, live):
+    add_posts(app, users["alice"], 600)
+    site = live(MICROBLOG_TASK_STALE_SECONDS=2, MICROBLOG_PERIODIC_SECONDS=1, **SLOW_EXPORT)
+    site.start_web()
+    consumer = site.start_consumer()
+    browser, task_id = start_export(site)
+    wait_for(lambda: site.task(task_id)["progress"] >= 10, what="the export to be under way")
+
+    site.stop_consumer(consumer, signal.SIGKILL)
+    assert site.task(task_id)["status"] == "running"
+
+    site.start_consumer(MICROBLOG_EXPORT_BATCH_DELAY=0)
+    task = site.wait_for_status(task_id, "failed", "done", timeout=30)
+
+    assert task["status"] == "failed"
+    assert "background worker stopped" in task["message"]
+    _, page, _ = browser.get("/index")
+    assert b"background worker stopped" in page
+    # The user can export again, and this time it completes.
+    status, _ = browser.submit("/export_posts")
+    new_task = site.task()
+    assert status == 200 and new_task["id"] != task_id
+    assert site.wait_for_status(new_task["id"], "done", "failed")["status"] == "done"
+
+
+class RefusingSmtpServer:
+    """Accepts TCP connections and hangs up at once, counting the attempts."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.attempts = 0
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.attempts += 1
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_smtp_down_retries_then_ends_done_with_a_message(app, users, live):
+    add_posts(app, users["alice"], 10)
+    smtp = RefusingSmtpServer()
+    try:
+        site = live(
+            MAIL_SERVER="127.0.0.1",
+            MAIL_PORT=smtp.port,
+            MICROBLOG_MAIL_RETRIES=2,
+            MICROBLOG_MAIL_RETRY_DELAY=1,
+        )
+        site.start_web()
+        site.start_consumer()
+        browser, task_id = start_export(site)
+
+        task = site.wait_for_status(task_id, "done", "failed")
+
+        assert smtp.attempts == 3  # the first try and two retries
+    finally:
+        smtp.close()
+    assert task["status"] == "done"
+    assert "the email could not be sent" in task["message"]
+    assert "ready to download" in task["message"]
+    assert json.loads(browser.get(f"/exports/{task_id}")[1]) == {
+        "posts": posts_in_db(app, users["alice"])
+    }
+    assert site.consumer_log().count("Requeueing") == 2

@@ -1,0 +1,441 @@
+"""Background tasks in Huey immediate mode: lifecycle, progress, one-active rule, cancel, expiry."""
+
+import json
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+import tasks
+from models import Notification, Post, Task, User, db, isoformat_utc, utcnow
+from tests.conftest import PASSWORD
+
+
+@pytest.fixture
+def immediate():
+    """Run tasks inline, in the calling thread, on an in-memory queue."""
+    tasks.huey.immediate = True
+    yield tasks.huey
+    tasks.huey.immediate = False
+
+
+def add_posts(app, user_id, count, start=None):
+    """`count` posts, one a minute, inserted out of order so the export must sort them."""
+    start = start or utcnow() - timedelta(days=30)
+    with app.app_context():
+        rows = [
+            {"body": f"post {i}", "timestamp": start + timedelta(minutes=i), "user_id": user_id}
+            for i in reversed(range(count))
+        ]
+        db.session.execute(sa.insert(Post), rows)
+        db.session.commit()
+
+
+def expected_export(app, user_id):
+    with app.app_context():
+        query = (
+            sa.select(Post.body, Post.timestamp)
+            .where(Post.user_id == user_id)
+            .order_by(Post.timestamp, Post.id)
+        )
+        return [{"body": b, "timestamp": isoformat_utc(t)} for b, t in db.session.execute(query)]
+
+
+def only_task(app, user_id=None):
+    with app.app_context():
+        query = sa.select(Task)
+        if user_id is not None:
+            query = query.where(Task.user_id == user_id)
+        rows = db.session.scalars(query).all()
+        assert len(rows) == 1, rows
+        db.session.expunge_all()
+        return rows[0]
+
+
+def export_path(app, task):
+    return tasks.Path(app.config["DATA_DIR"]) / "exports" / f"{task.id}.json"
+
+
+def test_export_lifecycle(app, client, auth, users, immediate):
+    add_posts(app, users["alice"], 25)
+    add_posts(app, users["bob"], 3)
+    auth.login()
+
+    response = client.submit("/export_posts")
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/user/alice"
+    task = only_task(app)
+    assert (task.name, task.user_id, task.status, task.progress) == (
+        "export_posts",
+        users["alice"],
+        "done",
+        100,
+    )
+    assert task.created_at <= task.started_at <= task.finished_at
+    assert task.message == "Your export is ready to download."  # no MAIL_SERVER
+    assert timedelta(days=6.9) < task.expires_at - task.finished_at <= timedelta(days=7)
+    data = json.loads(export_path(app, task).read_text())
+    assert data == {"posts": expected_export(app, users["alice"])}
+    assert data["posts"][0]["body"] == "post 0"  # oldest first
+    assert task.result_size == export_path(app, task).stat().st_size
+    assert not list(export_path(app, task).parent.glob("*.part"))
+
+    page = client.get("/user/alice").get_data(as_text=True)
+    assert "Your export is ready" in page and f"/exports/{task.id}" in page
+    notes = client.get("/notifications?since=0").get_json()
+    assert [n["name"] for n in notes] == ["task_progress"]
+    assert notes[0]["data"]["task_id"] == task.id
+    assert notes[0]["data"]["status"] == "done"
+    assert notes[0]["data"]["result_size"] == task.result_size
+
+
+def test_export_of_no_posts(app, client, auth, users, immediate):
+    auth.login()
+    client.submit("/export_posts")
+    task = only_task(app)
+    assert task.status == "done"
+    assert json.loads(export_path(app, task).read_text()) == {"posts": []}
+
+
+def test_progress_is_monotonic_and_bounded(app, client, auth, users, immediate, monkeypatch):
+    add_posts(app, users["alice"], 1000)
+    monkeypatch.setattr(tasks, "EXPORT_BATCH_SIZE", 7)
+    monkeypatch.setattr(tasks, "PROGRESS_MIN_INTERVAL", 0)
+    seen = []
+    notify = Task.notify
+    monkeypatch.setattr(
+        Task, "notify", lambda self: seen.append(self.to_notification()) or notify(self)
+    )
+    auth.login()
+
+    client.submit("/export_posts")
+
+    statuses = [s["status"] for s in seen]
+    assert statuses[0] == "running" and statuses[-1] == "done"
+    assert set(statuses) == {"running", "done"}
+    progress = [s["progress"] for s in seen]
+    assert progress == sorted(progress)
+    assert progress[-1] == 100
+    assert 50 < len(seen) <= 105  # every percent once, not once per batch (143) or post
+    assert only_task(app).status == "done"
+
+
+def test_two_concurrent_launches_start_one_task(app, users, immediate, monkeypatch):
+    add_posts(app, users["alice"], 50)
+    # Slow the first export down so that it is still running when the second launch commits.
+    monkeypatch.setattr(tasks, "EXPORT_BATCH_SIZE", 10)
+    monkeypatch.setattr(tasks, "EXPORT_BATCH_DELAY", 0.1)
+    barrier = threading.Barrier(2)
+    results = []
+
+    def launch():
+        with app.app_context():
+            user = db.session.get(User, users["alice"])
+            barrier.wait()
+            task = user.launch_task(tasks.export_posts, "Exporting your posts")
+            results.append(task.id if task else None)
+
+    threads = [threading.Thread(target=launch) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(results, key=str) == sorted([None, only_task(app).id], key=str)
+    assert only_task(app).status == "done"
+
+
+def test_second_request_while_active_says_so(app, client, auth, users, immediate):
+    with app.app_context():
+        db.session.add(
+            Task(id="busy", name="export_posts", description="Exporting", user_id=users["alice"])
+        )
+        db.session.commit()
+    auth.login()
+
+    response = client.submit("/export_posts", follow_redirects=True)
+
+    assert "already in progress" in response.get_data(as_text=True)
+    assert only_task(app).id == "busy"
+
+
+def test_database_allows_one_active_task_per_user_and_name(app, users):
+    with app.app_context():
+        db.session.add(Task(id="a", name="export_posts", description="x", user_id=users["alice"]))
+        db.session.add(Task(id="b", name="export_posts", description="x", user_id=users["bob"]))
+        db.session.add(
+            Task(
+                id="c", name="export_posts", description="x", user_id=users["alice"], status="done"
+            )
+        )
+        db.session.commit()
+        db.session.add(Task(id="d", name="export_posts", description="x", user_id=users["alice"]))
+        with pytest.raises(sa.exc.IntegrityError):
+            db.session.commit()
+
+
+def test_export_requires_post_with_csrf(app, client, auth, users, immediate):
+    auth.login()
+    assert client.get("/export_posts").status_code == 405
+    assert client.post("/export_posts").status_code == 400
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Task)) == 0
+
+
+def test_failed_enqueue_marks_the_task_failed(app, client, auth, users, monkeypatch):
+    def broken(_task):
+        raise ConnectionError("queue unreachable")
+
+    monkeypatch.setattr(tasks.huey, "enqueue", broken)
+    auth.login()
+
+    response = client.submit("/export_posts", follow_redirects=True)
+
+    assert "could not be started" in response.get_data(as_text=True)
+    task = only_task(app)
+    assert task.status == "failed" and "queue unreachable" in task.message
+    assert task.finished_at is not None
+
+
+def test_exception_in_export_fails_the_task(app, client, auth, users, immediate, monkeypatch):
+    def broken(task_id, user_id):
+        raise ValueError("disk on fire")
+
+    monkeypatch.setattr(tasks, "write_export", broken)
+    auth.login()
+
+    client.submit("/export_posts")
+
+    task = only_task(app)
+    assert (task.status, task.message) == ("failed", "disk on fire")
+    page = client.get("/tasks").get_data(as_text=True)
+    assert "failed" in page and "disk on fire" in page
+    # Not retried: retries are for the email only.
+    assert tasks.huey.scheduled_count() == 0
+
+
+# --- download -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def finished_export(app, client, auth, users, immediate):
+    add_posts(app, users["alice"], 5)
+    auth.login()
+    client.submit("/export_posts")
+    return only_task(app)
+
+
+def test_owner_downloads_the_export(app, client, finished_export):
+    with client.get(f"/exports/{finished_export.id}") as response:
+        assert response.status_code == 200
+        assert response.mimetype == "application/json"
+        assert "posts.json" in response.headers["Content-Disposition"]
+        data = json.loads(response.data)
+    assert data == {"posts": expected_export(app, finished_export.user_id)}
+
+
+def test_others_and_anonymous_get_404(client, auth, finished_export):
+    url = f"/exports/{finished_export.id}"
+    auth.logout()
+    assert client.get(url).status_code == 404
+    auth.login("bob")
+    assert client.get(url).status_code == 404
+    assert client.get("/exports/no-such-task").status_code == 404
+
+
+def test_task_history(client, finished_export):
+    page = client.get("/tasks").get_data(as_text=True)
+    assert "Exporting your posts" in page
+    assert "done" in page and f"/exports/{finished_export.id}" in page
+
+
+def test_history_shows_only_own_tasks(client, auth, finished_export):
+    auth.logout()
+    auth.login("bob")
+    page = client.get("/tasks").get_data(as_text=True)
+    assert finished_export.id not in page and "No tasks yet" in page
+
+
+def test_expired_exports_are_deleted(app, client, finished_export):
+    path = export_path(app, finished_export)
+    with app.app_context():
+        task = db.session.get(Task, finished_export.id)
+        task.expires_at = utcnow() - timedelta(seconds=1)
+        db.session.commit()
+    assert client.get(f"/exports/{finished_export.id}").status_code == 404  # before the cleanup
+
+    with app.app_context():
+        assert tasks.delete_expired_exports.call_local() == 1
+
+    assert not path.exists()
+    assert only_task(app).result_file is None
+    page = client.get("/tasks").get_data(as_text=True)
+    assert "expired" in page and f'href="/exports/{finished_export.id}"' not in page
+    with app.app_context():
+        assert tasks.delete_expired_exports.call_local() == 0
+
+
+def test_unexpired_exports_are_kept(app, finished_export):
+    with app.app_context():
+        assert tasks.delete_expired_exports.call_local() == 0
+    assert export_path(app, finished_export).exists()
+
+
+def test_dismiss_hides_the_banner(app, client, finished_export):
+    assert "Your export is ready" in client.get("/index").get_data(as_text=True)
+    response = client.submit(f"/tasks/{finished_export.id}/dismiss?next=/index")
+    assert response.headers["Location"] == "/index"
+    assert "Your export is ready" not in client.get("/index").get_data(as_text=True)
+    assert only_task(app).dismissed
+
+
+def test_other_users_cannot_dismiss_or_cancel(client, auth, finished_export):
+    auth.logout()
+    auth.login("bob")
+    assert client.submit(f"/tasks/{finished_export.id}/dismiss").status_code == 404
+    assert client.submit(f"/tasks/{finished_export.id}/cancel").status_code == 404
+
+
+# --- cancel -----------------------------------------------------------------------------
+
+
+def queued_task(app, user_id, task_id="queued-1"):
+    with app.app_context():
+        db.session.add(
+            Task(id=task_id, name="export_posts", description="Exporting", user_id=user_id)
+        )
+        db.session.commit()
+    return task_id
+
+
+def test_cancel_a_queued_task_revokes_it(app, client, auth, users, immediate):
+    task_id = queued_task(app, users["alice"])
+    auth.login()
+
+    response = client.submit(f"/tasks/{task_id}/cancel", follow_redirects=True)
+
+    assert "cancelled" in response.get_data(as_text=True)
+    assert only_task(app).status == "cancelled"
+    # When the consumer reaches the message, Huey skips it and the row stays cancelled.
+    with app.app_context():
+        tasks.huey.execute(tasks.export_posts.task_class((users["alice"],), None, id=task_id))
+    task = only_task(app)
+    assert task.status == "cancelled" and task.result_file is None
+    assert not (tasks.Path(app.config["DATA_DIR"]) / "exports" / f"{task_id}.json").exists()
+
+
+def test_cancel_requires_csrf(app, client, auth, users, immediate):
+    task_id = queued_task(app, users["alice"])
+    auth.login()
+    assert client.post(f"/tasks/{task_id}/cancel").status_code == 400
+    assert only_task(app).status == "queued"
+
+
+def test_cancel_a_running_export(app, users, immediate, monkeypatch):
+    add_posts(app, users["alice"], 200)
+    monkeypatch.setattr(tasks, "EXPORT_BATCH_SIZE", 10)
+    monkeypatch.setattr(tasks, "EXPORT_BATCH_DELAY", 0.05)
+    monkeypatch.setattr(tasks, "PROGRESS_MIN_INTERVAL", 0)
+    exporter, canceller = app.test_client(), app.test_client()
+    for client in (exporter, canceller):
+        client.submit("/login", {"username": "alice", "password": PASSWORD})
+    worker = threading.Thread(target=exporter.submit, args=("/export_posts",))
+    worker.start()
+    task_id = wait_for(lambda: running_task_id(app, users["alice"]))
+
+    response = canceller.submit(f"/tasks/{task_id}/cancel", follow_redirects=True)
+    worker.join(timeout=30)
+
+    assert "cancelling" in response.get_data(as_text=True)
+    task = only_task(app)
+    assert task.status == "cancelled" and task.finished_at is not None
+    assert 0 < task.progress < 100
+    exports = tasks.Path(app.config["DATA_DIR"]) / "exports"
+    assert list(exports.iterdir()) == []  # neither the file nor its partial remains
+
+
+def running_task_id(app, user_id):
+    with app.app_context():
+        return db.session.scalar(
+            sa.select(Task.id).where(
+                Task.user_id == user_id, Task.status == "running", Task.progress > 0
+            )
+        )
+
+
+def wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError("timed out waiting")
+
+
+# --- lost workers ----------------------------------------------------------------------
+
+
+def test_reaper_fails_running_tasks_with_a_stale_heartbeat(app, users, immediate):
+    with app.app_context():
+        old = utcnow() - timedelta(seconds=tasks.TASK_STALE_SECONDS + 5)
+        db.session.add_all(
+            [
+                Task(id="lost", name="export_posts", description="x", user_id=users["alice"],
+                     status="running", updated_at=old),
+                Task(id="alive", name="export_posts", description="x", user_id=users["bob"],
+                     status="running"),
+                Task(id="waiting", name="export_posts", description="x", user_id=users["carol"],
+                     updated_at=old),
+            ]
+        )  # fmt: skip
+        db.session.commit()
+
+    with app.app_context():
+        assert tasks.reap_stale_tasks.call_local() == 1
+        status = dict(db.session.execute(sa.select(Task.id, Task.status)).all())
+        assert status == {"lost": "failed", "alive": "running", "waiting": "queued"}
+        lost = db.session.get(Task, "lost")
+        assert "background worker stopped" in lost.message
+        assert lost.finished_at is not None
+        note = db.session.scalar(
+            sa.select(Notification).where(Notification.user_id == lost.user_id)
+        )
+        assert note.get_data()["status"] == "failed"
+        # The user can start a new export straight away.
+        user = db.session.get(User, users["alice"])
+        assert user.launch_task(tasks.export_posts, "Exporting your posts").status == "done"
+
+
+def test_page_says_when_the_worker_is_not_running(app, client, auth, users, immediate):
+    queued_task(app, users["alice"])
+    auth.login()
+    assert "background worker is not running" in client.get("/index").get_data(as_text=True)
+
+    tasks.huey.put(tasks.CONSUMER_HEARTBEAT_KEY, time.time())
+    assert "background worker is not running" not in client.get("/index").get_data(as_text=True)
+
+    tasks.huey.put(tasks.CONSUMER_HEARTBEAT_KEY, time.time() - tasks.CONSUMER_SILENT_SECONDS - 1)
+    assert "background worker is not running" in client.get("/index").get_data(as_text=True)
+
+
+def test_no_worker_notice_without_a_queued_task(client, auth, users, immediate):
+    auth.login()
+    assert "background worker is not running" not in client.get("/index").get_data(as_text=True)
+
+
+def test_banner_shows_an_active_task_with_its_progress(app, client, auth, users):
+    with app.app_context():
+        db.session.add(
+            Task(id="t1", name="export_posts", description="Exporting your posts",
+                 user_id=users["alice"], status="running", progress=42)
+        )  # fmt: skip
+        db.session.commit()
+    auth.login()
+    page = client.get("/explore").get_data(as_text=True)
+    assert 'data-task-id="t1"' in page
+    assert 'aria-valuenow="42"' in page and "42%" in page
+    assert "/tasks/t1/cancel" in page

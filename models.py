@@ -2,8 +2,8 @@
 
 import hashlib
 import json
-import secrets
 import logging
+import secrets
 import sqlite3
 import time
 import uuid
@@ -367,6 +367,8 @@ class RateLimitHit(db.Model):
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     key: so.Mapped[str] = so.mapped_column(sa.String(200))
     at: so.Mapped[float] = so.mapped_column(index=True, default=time.time)
+
+
 # --- background tasks (DESIGN.md §4) ----------------------------------------------
 
 TASK_ACTIVE = ("queued", "running")

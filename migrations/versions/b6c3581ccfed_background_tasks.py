@@ -1,7 +1,7 @@
 """background tasks: the task table (one active task per user and name)
 
 Revision ID: b6c3581ccfed
-Revises: 386abd61d5b0
+Revises: 954b4d93c960
 Create Date: 2026-11-21 18:18:02.999282
 
 """

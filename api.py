@@ -11,9 +11,10 @@ and a matching entry in `api_spec.py`.
 
 import functools
 import re
+from pathlib import Path
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
+from flask import Blueprint, abort, current_app, g, jsonify, request, send_file, url_for
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import (
     BadRequest,
@@ -27,8 +28,9 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 import api_spec
 import ratelimit
+import tasks
 from forms import EditProfileForm, PostForm, RegistrationForm
-from models import ApiToken, Post, User, db, isoformat_utc
+from models import TASK_ACTIVE, ApiToken, Post, Task, User, db, isoformat_utc
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -487,6 +489,104 @@ def create_post():
     db.session.add(post)
     db.session.commit()
     return created(post_to_dict(post), url_for("api.get_post", id=post.id))
+
+
+# --- background tasks ------------------------------------------------------------------------
+
+
+def task_to_dict(task: Task) -> dict:
+    """A task as the API shows it; `_links.download` only once the export is ready."""
+    task_links = {
+        "self": url_for("api.get_task", id=task.id),
+        "cancel": url_for("api.cancel_task", id=task.id),
+    }
+    if task.has_download:
+        task_links["download"] = url_for("api.download_task", id=task.id)
+    return {
+        "id": task.id,
+        "name": task.name,
+        "description": task.description,
+        "status": task.status,
+        "progress": task.progress,
+        "message": task.message,
+        "created_at": isoformat_utc(task.created_at),
+        "started_at": isoformat_utc(task.started_at),
+        "finished_at": isoformat_utc(task.finished_at),
+        "result_size": task.result_size if task.has_download else None,
+        "_links": task_links,
+    }
+
+
+def own_task(id: str) -> Task:
+    """The token user's task with that id; anyone else's is a 404, as if it did not exist."""
+    task = db.session.get(Task, id)
+    if task is None or task.user_id != token_user().id:
+        api_abort(404, f"No task with id {id}.")
+    return task
+
+
+def active_task(user: User, name: str) -> Task | None:
+    query = sa.select(Task).where(
+        Task.user_id == user.id, Task.name == name, Task.status.in_(TASK_ACTIVE)
+    )
+    return db.session.scalar(query)
+
+
+@bp.post("/tasks")
+@token_auth_required
+def create_task():
+    """Start a background task; 202 with the task, or 409 with the one already active."""
+    name = json_body(allowed={"name"}, required={"name"})["name"]
+    if name not in tasks.USER_TASKS:
+        known = ", ".join(sorted(tasks.USER_TASKS))
+        api_abort(400, f"Unknown task {name!r}; known tasks: {known}.")
+    user = token_user()
+    task = tasks.USER_TASKS[name](user, request.url_root)
+    if task is None:
+        active = active_task(user, name)
+        extra = {"task": task_to_dict(active)} if active else {}
+        api_abort(409, f"A {name} task is already in progress.", **extra)
+    return created(task_to_dict(task), url_for("api.get_task", id=task.id), status=202)
+
+
+@bp.get("/tasks")
+@token_auth_required
+def get_tasks():
+    """The token user's task history, newest first."""
+    return paginated(token_user().tasks_select(), task_to_dict, "api.get_tasks")
+
+
+@bp.get("/tasks/<id>")
+@token_auth_required
+def get_task(id):
+    return task_to_dict(own_task(id))
+
+
+@bp.post("/tasks/<id>/cancel")
+@token_auth_required
+def cancel_task(id):
+    """Cancel a queued task at once, or a running one at its next progress tick."""
+    task = own_task(id)
+    if task.cancel(tasks.huey) is None:
+        db.session.refresh(task)
+        api_abort(409, f"The task is already {task.status}.", task=task_to_dict(task))
+    db.session.refresh(task)
+    return task_to_dict(task)
+
+
+@bp.get("/tasks/<id>/download")
+@token_auth_required
+def download_task(id):
+    """The export file (`posts.json`) of a finished task."""
+    task = own_task(id)
+    if task.is_active:
+        api_abort(409, "The task has not finished yet.", task=task_to_dict(task))
+    path = Path(current_app.config["DATA_DIR"]) / "exports" / (task.result_file or "")
+    if not task.has_download or not path.is_file():
+        api_abort(404, "This task has no download (it failed, was cancelled or expired).")
+    return send_file(
+        path, mimetype="application/json", as_attachment=True, download_name="posts.json"
+    )
 
 
 # --- the contract ---------------------------------------------------------------------------

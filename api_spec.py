@@ -175,8 +175,72 @@ SCHEMAS = {
         "additionalProperties": False,
         "properties": {"body": form_string(PostForm.post)},
     },
+    "Task": {
+        "type": "object",
+        "required": [
+            "id",
+            "name",
+            "description",
+            "status",
+            "progress",
+            "message",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "result_size",
+            "_links",
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "status": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
+            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+            "message": nullable({"type": "string"}),
+            "created_at": TIMESTAMP,
+            "started_at": nullable(TIMESTAMP),
+            "finished_at": nullable(TIMESTAMP),
+            "result_size": nullable({"type": "integer", "minimum": 0}),
+            "_links": {
+                "type": "object",
+                "required": ["self", "cancel"],
+                "additionalProperties": False,
+                "properties": {
+                    "self": LINK,
+                    "cancel": LINK,
+                    "download": {**LINK, "description": "Present once the export is ready."},
+                },
+            },
+        },
+    },
+    "NewTask": {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {"name": {"type": "string", "examples": ["export_posts"]}},
+    },
+    "TaskConflict": {
+        "allOf": [ref("Error")],
+        "properties": {"task": ref("Task")},
+    },
     "UserCollection": collection_of("User"),
     "PostCollection": collection_of("Post"),
+    "TaskCollection": collection_of("Task"),
+    "Export": {
+        "type": "object",
+        "required": ["posts"],
+        "properties": {
+            "posts": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["body", "timestamp"],
+                    "properties": {"body": {"type": "string"}, "timestamp": TIMESTAMP},
+                },
+            }
+        },
+    },
 }
 
 
@@ -407,6 +471,58 @@ operation(
     {"200": json_response("The post.", ref("Post")), **errors(404)},
     tag="posts",
     parameters=[ID],
+)
+TASK_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+TASK_CONFLICT = json_response(
+    "Another task of that name is active, or the task is over.", ref("TaskConflict")
+)
+operation(
+    "post",
+    "/api/tasks",
+    "Start a background task (`export_posts`); it runs in the worker",
+    {"202": created_response("The queued task.", ref("Task")), "409": TASK_CONFLICT},
+    tag="tasks",
+    body="NewTask",
+)
+operation(
+    "get",
+    "/api/tasks",
+    "Your task history, newest first",
+    {"200": json_response("A page of tasks.", ref("TaskCollection")), **errors(400)},
+    tag="tasks",
+    parameters=PAGE,
+)
+operation(
+    "get",
+    "/api/tasks/{id}",
+    "One of your tasks: status, progress, message and links",
+    {"200": json_response("The task.", ref("Task")), **errors(404)},
+    tag="tasks",
+    parameters=[TASK_ID],
+)
+operation(
+    "post",
+    "/api/tasks/{id}/cancel",
+    "Cancel a queued or running task",
+    {
+        "200": json_response("The task, cancelled or cancelling.", ref("Task")),
+        "409": TASK_CONFLICT,
+        **errors(404),
+    },
+    tag="tasks",
+    parameters=[TASK_ID],
+)
+operation(
+    "get",
+    "/api/tasks/{id}/download",
+    "The export file of a finished task (`posts.json`)",
+    {
+        "200": json_response("The export: the task owner's posts, oldest first.", ref("Export")),
+        "409": TASK_CONFLICT,
+        **errors(404),
+    },
+    tag="tasks",
+    parameters=[TASK_ID],
 )
 operation(
     "get",

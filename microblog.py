@@ -40,7 +40,7 @@ from forms import (
 )
 from mailer import mail, send_password_reset_email
 from models import Post, Task, User, db, isoformat_utc
-from tasks import consumer_seen_recently, export_posts
+from tasks import consumer_seen_recently, huey, start_export
 
 log = logging.getLogger("microblog")
 
@@ -449,7 +449,7 @@ def export_posts_view():
     form = EmptyForm()
     if not form.validate_on_submit():
         abort(400)
-    task = current_user.launch_task(export_posts, "Exporting your posts", request.url_root)
+    task = start_export(current_user, request.url_root)
     if task is None:
         flash("An export of your posts is already in progress.", "warning")
     elif task.status == "failed":
@@ -497,7 +497,7 @@ def cancel_task(task_id):
     task = own_task_or_404(task_id)
     if not EmptyForm().validate_on_submit():
         abort(400)
-    outcome = task.cancel(export_posts.huey)
+    outcome = task.cancel(huey)
     if outcome == "cancelled":
         flash(f"{task.description}: cancelled.", "info")
     elif outcome == "cancelling":

@@ -453,3 +453,14 @@ def delete_expired_exports() -> int:
         if expired:
             log.info("Deleted %d expired exports", len(expired))
         return len(expired)
+
+
+# --- tasks a user may start (the web form and POST /api/tasks) ----------------------------
+
+
+def start_export(user, site_url: str):
+    """Launch "export your posts" for `user`; None when one is already in progress."""
+    return user.launch_task(export_posts, "Exporting your posts", site_url)
+
+
+USER_TASKS = {"export_posts": start_export}

@@ -237,3 +237,33 @@ def postgres_url():
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture
+def immediate():
+    """Run Huey tasks inline, in the calling thread, on an in-memory queue."""
+    import tasks
+
+    tasks.huey.immediate = True
+    yield tasks.huey
+    tasks.huey.immediate = False
+
+
+@pytest.fixture
+def live(app, users, tmp_path):
+    """Make a gunicorn + huey_consumer site on the `app` fixture's data dir (tests/live.py).
+
+    The test starts the processes it needs; all are stopped afterwards.
+    """
+    from tests.live import LiveSite
+
+    sites = []
+
+    def make(redis_url=None, **env):
+        site = LiveSite(tmp_path, redis_url=redis_url, **env)
+        sites.append(site)
+        return site
+
+    yield make
+    for site in sites:
+        site.stop()

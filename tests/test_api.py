@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 import api_spec
 import ratelimit
-from models import ApiToken, Post, RateLimitHit, User, db, utcnow
+from models import ApiToken, Post, RateLimitHit, Task, User, db, utcnow
 from tests.conftest import PASSWORD
 
 # Read at import: the `app` fixture removes REDIS_URL from the environment.
@@ -713,3 +713,105 @@ def test_document_limits_come_from_the_forms():
     assert schemas["NewUser"]["properties"]["username"]["maxLength"] == 64
     assert schemas["NewUser"]["properties"]["password"]["minLength"] == 8
     assert schemas["NewPost"]["properties"]["body"]["maxLength"] == 140
+
+
+# --- background tasks over the API ------------------------------------------------------------
+
+
+def start_task(api, token, name="export_posts"):
+    return api.post("/api/tasks", token=token, json={"name": name})
+
+
+def test_export_task_over_the_api(app, api, users, tokens, immediate):
+    add_posts(app, users["alice"], ["first", "second"])
+    add_posts(app, users["bob"], ["not alice's"])
+    response = start_task(api, tokens["alice"])
+    assert response.status_code == 202
+    task = response.json
+    assert response.headers["Location"] == f"/api/tasks/{task['id']}"
+    # Immediate mode ran it already; the row says so.
+    task = api.get(response.headers["Location"], token=tokens["alice"]).json
+    assert (task["name"], task["status"], task["progress"]) == ("export_posts", "done", 100)
+    assert task["description"] == "Exporting your posts"
+    assert task["finished_at"] >= task["started_at"] >= task["created_at"]
+    with api.get(task["_links"]["download"], token=tokens["alice"]) as download:
+        assert download.status_code == 200
+        assert download.headers["Content-Disposition"] == "attachment; filename=posts.json"
+        assert [p["body"] for p in download.json["posts"]] == ["first", "second"]
+        assert task["result_size"] == len(download.data)
+
+
+def test_second_task_while_one_is_active_is_a_conflict(app, api, users, tokens):
+    # Not immediate: the first export stays queued (no worker runs in this test).
+    first = start_task(api, tokens["alice"])
+    assert first.status_code == 202 and first.json["status"] == "queued"
+    assert "download" not in first.json["_links"]
+    second = start_task(api, tokens["alice"])
+    assert second.status_code == 409
+    assert second.json["task"]["id"] == first.json["id"]
+    assert start_task(api, tokens["bob"]).status_code == 202  # one per user, not per site
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Task.id))) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"name": "delete_everything"}, "Unknown task 'delete_everything'"),
+        ({}, "name"),
+        ({"name": "export_posts", "extra": 1}, "extra"),
+    ],
+)
+def test_bad_task_requests(app, api, tokens, body, message):
+    response = api.post("/api/tasks", token=tokens["alice"], json=body)
+    assert response.status_code == 400
+    assert message in json.dumps(response.json)
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Task.id))) == 0
+
+
+def test_tasks_need_a_token(api, users):
+    assert api.post("/api/tasks", json={"name": "export_posts"}).status_code == 401
+    assert api.get("/api/tasks").status_code == 401
+
+
+def test_task_history_is_your_own(app, api, users, tokens, immediate):
+    mine = start_task(api, tokens["alice"]).json["id"]
+    theirs = start_task(api, tokens["bob"]).json["id"]
+    history = api.get("/api/tasks", token=tokens["alice"]).json
+    assert [t["id"] for t in history["items"]] == [mine]
+    assert history["_meta"]["total_items"] == 1
+    for url in (f"/api/tasks/{theirs}", f"/api/tasks/{theirs}/download", "/api/tasks/no-such-task"):
+        response = api.get(url, token=tokens["alice"])
+        assert response.status_code == 404, url
+    assert api.post(f"/api/tasks/{theirs}/cancel", token=tokens["alice"]).status_code == 404
+    with app.app_context():
+        assert db.session.get(Task, theirs).status == "done"
+
+
+def test_cancel_a_queued_task(app, api, users, tokens):
+    task_id = start_task(api, tokens["alice"]).json["id"]
+    response = api.post(f"/api/tasks/{task_id}/cancel", token=tokens["alice"])
+    assert response.status_code == 200
+    assert response.json["status"] == "cancelled"
+    again = api.post(f"/api/tasks/{task_id}/cancel", token=tokens["alice"])
+    assert again.status_code == 409
+    assert again.json["task"]["status"] == "cancelled"
+    assert start_task(api, tokens["alice"]).status_code == 202  # free to start another
+
+
+def test_download_before_the_task_finished(api, users, tokens):
+    task_id = start_task(api, tokens["alice"]).json["id"]
+    response = api.get(f"/api/tasks/{task_id}/download", token=tokens["alice"])
+    assert response.status_code == 409
+    assert response.json["task"]["status"] == "queued"
+
+
+def test_download_of_an_expired_export_is_gone(app, api, users, tokens, immediate):
+    task_id = start_task(api, tokens["alice"]).json["id"]
+    with app.app_context():
+        db.session.get(Task, task_id).expires_at = utcnow()
+        db.session.commit()
+    task = api.get(f"/api/tasks/{task_id}", token=tokens["alice"]).json
+    assert "download" not in task["_links"]
+    assert api.get(f"/api/tasks/{task_id}/download", token=tokens["alice"]).status_code == 404

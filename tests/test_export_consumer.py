@@ -19,7 +19,7 @@ from aiosmtpd.controller import Controller
 
 from models import Post, db, isoformat_utc, utcnow
 from tests.conftest import PASSWORD
-from tests.live import Browser, LiveSite, free_port, wait_for
+from tests.live import Browser, free_port, wait_for
 
 pytestmark = pytest.mark.consumer
 # Read at import: the `app` fixture removes REDIS_URL from the environment during each test.
@@ -69,21 +69,6 @@ def posts_in_db(app, user_id):
             .order_by(Post.timestamp, Post.id)
         )
         return [{"body": b, "timestamp": isoformat_utc(t)} for b, t in db.session.execute(query)]
-
-
-@pytest.fixture
-def live(app, users, tmp_path):
-    """A site on the `app` fixture's data dir; the test starts the processes it needs."""
-    sites = []
-
-    def make(redis_url=None, **env):
-        site = LiveSite(tmp_path, redis_url=redis_url, **env)
-        sites.append(site)
-        return site
-
-    yield make
-    for site in sites:
-        site.stop()
 
 
 def start_export(site, username="alice"):

@@ -13,14 +13,6 @@ from models import Notification, Post, Task, User, db, isoformat_utc, utcnow
 from tests.conftest import PASSWORD
 
 
-@pytest.fixture
-def immediate():
-    """Run tasks inline, in the calling thread, on an in-memory queue."""
-    tasks.huey.immediate = True
-    yield tasks.huey
-    tasks.huey.immediate = False
-
-
 def add_posts(app, user_id, count, start=None):
     """`count` posts, one a minute, inserted out of order so the export must sort them."""
     start = start or utcnow() - timedelta(days=30)

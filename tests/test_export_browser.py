@@ -1,7 +1,6 @@
 """The export banner in a real browser (Debian's chromium via Playwright) against a live site."""
 
 import json
-import shutil
 import time
 from datetime import timedelta
 
@@ -12,17 +11,9 @@ from models import Post, db, utcnow
 from tests.conftest import PASSWORD
 from tests.live import LiveSite
 
-pytestmark = [pytest.mark.browser, pytest.mark.consumer]
+# `page` is the shared fixture in conftest.py: Debian's chromium through Playwright.
 
-CHROMIUM = shutil.which("chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+pytestmark = [pytest.mark.browser, pytest.mark.consumer]
 
 
 @pytest.fixture
@@ -47,20 +38,6 @@ def site(app, users, tmp_path):
         yield live
     finally:
         live.stop()
-
-
-@pytest.fixture
-def page():
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
 
 
 def test_progress_bar_moves_and_becomes_a_download_link(page, site):

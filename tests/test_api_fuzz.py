@@ -163,9 +163,24 @@ def test_api_fuzz(case, live_server, fuzz_token):
         authorization = f"Bearer {issue_token(live_server)}"  # revoking must not end the run
     else:
         authorization = f"Bearer {fuzz_token}"
-    case.call_and_validate(
-        base_url=live_server["base_url"],
-        headers={"Authorization": authorization},
+    response = case.call(base_url=live_server["base_url"], headers={"Authorization": authorization})
+    if is_gunicorn_line_limit(response):
+        # gunicorn refuses over-long request lines with its own HTML 400 before the app
+        # sees them; that limit (4094 bytes) guards the server and is not the API's to shape.
+        assert len(response.request.url) > GUNICORN_REQUEST_LINE_LIMIT
+        return
+    case.validate_response(response)
+
+
+GUNICORN_REQUEST_LINE_LIMIT = 4094
+
+
+def is_gunicorn_line_limit(response) -> bool:
+    return (
+        response.status_code == 400
+        # schemathesis keeps headers with lowercase names and a list of values each
+        and response.headers.get("content-type", [""])[0].startswith("text/html")
+        and b"Request Line is too large" in response.content
     )
 
 

@@ -25,10 +25,12 @@ from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 import config as settings
+import search as search_module
 from forms import (
     EditProfileForm,
     EmptyForm,
     LoginForm,
+    MessageForm,
     PostForm,
     RegistrationForm,
     ResetPasswordForm,
@@ -66,13 +68,19 @@ def create_app(config=None):
     app.config.from_mapping(config)
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(settings.PROJECT_DIR / "migrations"))
+    migrate.init_app(
+        app,
+        db,
+        directory=str(settings.PROJECT_DIR / "migrations"),
+        include_name=search_module.alembic_include_name,
+    )
     login.init_app(app)
     mail.init_app(app)
     csrf.init_app(app)
     bootstrap.init_app(app)
 
     app.register_blueprint(bp)
+    app.cli.add_command(search_module.reindex_command)
     register_error_handlers(app)
     app.jinja_env.filters["isoformat_utc"] = isoformat_utc
     configure_logging(app)
@@ -388,3 +396,88 @@ def notifications():
     """JSON notifications newer than `since` (a Unix time); read-only, cheap to poll."""
     since = request.args.get("since", 0.0, type=float) or 0.0
     return jsonify([n.to_dict() for n in current_user.notifications_since(since)])
+
+
+# --- private messages ----------------------------------------------------------------
+
+
+def _message_recipient(username):
+    """The user to write to, or an error page saying why not (4xx)."""
+    recipient = db.session.scalar(sa.select(User).where(User.username == username))
+    if recipient is None:
+        reason = f"There is no user called {username}."
+        return None, (render_template("errors/400.html", reason=reason), 404)
+    if recipient.id == current_user.id:
+        reason = "You cannot send a private message to yourself."
+        return None, (render_template("errors/400.html", reason=reason), 400)
+    return recipient, None
+
+
+@bp.route("/send_message/<username>", methods=["GET", "POST"])
+@login_required
+def send_message(username):
+    recipient, refusal = _message_recipient(username)
+    if refusal:
+        return refusal
+    form = MessageForm()
+    if form.validate_on_submit():
+        current_user.send_message(recipient, form.message.data.strip())
+        db.session.commit()
+        flash(f"Your message to {recipient.username} has been sent.", "success")
+        return redirect(url_for("main.user", username=recipient.username))
+    status = 400 if form.is_submitted() else 200
+    return (
+        render_template("send_message.html", title="Send message", form=form, recipient=recipient),
+        status,
+    )
+
+
+@bp.route("/messages")
+@login_required
+def messages():
+    """The messages sent to the current user, newest first; viewing them marks them read."""
+    current_user.mark_messages_read()
+    db.session.commit()
+    page = paginate(current_user.received_messages_select())
+    newer, older = page_links(page, "main.messages")
+    return render_template(
+        "messages.html", title="Messages", messages=page, newer_url=newer, older_url=older
+    )
+
+
+# --- user popups -----------------------------------------------------------------------
+
+
+@bp.route("/user/<username>/popup")
+@login_required
+def user_popup(username):
+    """The small profile card shown when hovering a username (an HTML fragment)."""
+    user = db.first_or_404(sa.select(User).where(User.username == username))
+    return render_template("_user_popup.html", user=user, form=EmptyForm())
+
+
+# --- search -------------------------------------------------------------------------------
+
+
+@bp.route("/search")
+@login_required
+def search():
+    query = request.args.get("q", "")
+    terms = search_module.parse_query(query)
+    per_page = current_app.config["POSTS_PER_PAGE"]
+    # Deep pages are never useful and a huge OFFSET would overflow the database's integers.
+    page = min(page_number(), search_module.MAX_PAGE)
+    results = search_module.search_posts(terms, page, per_page)
+    newer = url_for("main.search", q=query, page=results.page - 1) if results.has_prev else None
+    older = url_for("main.search", q=query, page=results.page + 1) if results.has_next else None
+    highlighted = {post.id: search_module.highlight(post.body, terms) for post in results.items}
+    return render_template(
+        "search.html",
+        title="Search",
+        query=query,
+        terms=terms,
+        posts=results.items,
+        highlighted=highlighted,
+        newer_url=newer,
+        older_url=older,
+    )

@@ -1,0 +1,224 @@
+"""Full-text search over posts: SQLite FTS5 by default, PostgreSQL tsvector + GIN.
+
+User input never reaches the database as query syntax: `parse_query` keeps only words,
+"quoted phrases" and `prefix*` terms, and each backend renders them as a quoted expression.
+The index follows the `post` table inside the same transaction (FTS5 triggers on SQLite, an
+expression index on PostgreSQL), so inserts and deletes need no extra code.
+"""
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import click
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from flask.cli import with_appcontext
+from markupsafe import Markup, escape
+
+from models import Post, db
+
+MAX_TERMS = 8  # every term must match: more than this finds nothing in a 140-character post
+MAX_WORD_LENGTH = 64
+MAX_QUERY_LENGTH = 512  # characters looked at; the rest of a pasted essay is ignored
+MIN_PREFIX_LENGTH = 2  # `a*` would match most of the table
+MAX_PAGE = 1000
+
+# A word is a run of letters and digits, as FTS5's unicode61 tokenizer sees it.
+WORD = re.compile(r"[^\W_]+")
+TOKEN = re.compile(r'"([^"]*)"|([^\W_]+)(\*?)')
+
+# --- schema ---------------------------------------------------------------------
+
+SQLITE_SCHEMA = [
+    # External content: the text lives once, in `post`; FTS5 keeps only the index.
+    "CREATE VIRTUAL TABLE IF NOT EXISTS post_fts USING fts5("
+    "body, content='post', content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER IF NOT EXISTS post_fts_insert AFTER INSERT ON post BEGIN "
+    "INSERT INTO post_fts(rowid, body) VALUES (new.id, new.body); END",
+    "CREATE TRIGGER IF NOT EXISTS post_fts_delete AFTER DELETE ON post BEGIN "
+    "INSERT INTO post_fts(post_fts, rowid, body) VALUES ('delete', old.id, old.body); END",
+    "CREATE TRIGGER IF NOT EXISTS post_fts_update AFTER UPDATE OF body ON post BEGIN "
+    "INSERT INTO post_fts(post_fts, rowid, body) VALUES ('delete', old.id, old.body); "
+    "INSERT INTO post_fts(rowid, body) VALUES (new.id, new.body); END",
+]
+SQLITE_DROP = [
+    "DROP TRIGGER IF EXISTS post_fts_insert",
+    "DROP TRIGGER IF EXISTS post_fts_delete",
+    "DROP TRIGGER IF EXISTS post_fts_update",
+    "DROP TABLE IF EXISTS post_fts",
+]
+# `'simple'`: no stemming and no stop words, like the FTS5 side. Queries must use exactly
+# this expression (with the configuration as a literal) for the planner to use the index.
+PG_DOCUMENT = "to_tsvector('simple', body)"
+PG_SCHEMA = [f"CREATE INDEX IF NOT EXISTS ix_post_body_search ON post USING gin ({PG_DOCUMENT})"]
+PG_DROP = ["DROP INDEX IF EXISTS ix_post_body_search"]
+
+
+def _statements(dialect: str, sqlite: list[str], postgresql: list[str]) -> list[str]:
+    return {"sqlite": sqlite, "postgresql": postgresql}.get(dialect, [])
+
+
+def create_index(connection: sa.Connection) -> None:
+    """Create the search index for this database if it is missing."""
+    for statement in _statements(connection.dialect.name, SQLITE_SCHEMA, PG_SCHEMA):
+        connection.exec_driver_sql(statement)
+
+
+def drop_index(connection: sa.Connection) -> None:
+    for statement in _statements(connection.dialect.name, SQLITE_DROP, PG_DROP):
+        connection.exec_driver_sql(statement)
+
+
+def rebuild_index(connection: sa.Connection) -> None:
+    """Recreate the index from the posts table (after a restore or a bulk load)."""
+    create_index(connection)
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("INSERT INTO post_fts(post_fts) VALUES ('rebuild')")
+    elif connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("REINDEX INDEX ix_post_body_search")
+
+
+def check_index(connection: sa.Connection) -> None:
+    """Raise if the FTS5 index disagrees with the posts table (PostgreSQL cannot drift)."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(
+            "INSERT INTO post_fts(post_fts, rank) VALUES ('integrity-check', 1)"
+        )
+
+
+# `db.create_all()` (tests, first start without migrations) gets the index too.
+sa.event.listen(Post.__table__, "after_create", lambda _t, conn, **_kw: create_index(conn))
+sa.event.listen(Post.__table__, "before_drop", lambda _t, conn, **_kw: drop_index(conn))
+
+
+def alembic_include_name(name, type_, _parent_names) -> bool:
+    """Hide the search index from autogenerate, which would otherwise want to drop it."""
+    if type_ == "table":
+        return not (name or "").startswith("post_fts")
+    return name != "ix_post_body_search"
+
+
+@click.command("search-reindex")
+@with_appcontext
+def reindex_command():
+    """Rebuild the full-text search index from the posts table."""
+    with db.engine.begin() as connection:
+        rebuild_index(connection)
+    click.echo("Search index rebuilt.")
+
+
+# --- query parsing ---------------------------------------------------------------
+
+
+def normalize(word: str) -> str:
+    """Lower case without accents, the way the FTS5 tokenizer compares words."""
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+@dataclass(frozen=True)
+class Term:
+    """One thing every result must contain: a word, a `prefix*` or a "quoted phrase"."""
+
+    words: tuple[str, ...]
+    prefix: bool = False
+
+    def fts5(self) -> str:
+        # Words hold only letters and digits, so quoting them is all the escaping needed.
+        return '"' + " ".join(self.words) + '"' + (" *" if self.prefix else "")
+
+    def tsquery(self) -> str:
+        lexemes = [f"'{word}'" for word in self.words]
+        if self.prefix:
+            lexemes[-1] += ":*"
+        return "(" + " <-> ".join(lexemes) + ")"
+
+
+def parse_query(text: str) -> list[Term]:
+    """The terms in what the user typed; operators, stray quotes and symbols are ignored."""
+    terms: list[Term] = []
+    for match in TOKEN.finditer((text or "")[:MAX_QUERY_LENGTH]):
+        phrase, word, star = match.groups()
+        if phrase is not None:
+            words = tuple(w.casefold()[:MAX_WORD_LENGTH] for w in WORD.findall(phrase))
+            term = Term(words) if words else None
+        else:
+            word = word.casefold()[:MAX_WORD_LENGTH]
+            term = Term((word,), prefix=bool(star) and len(word) >= MIN_PREFIX_LENGTH)
+        if term and term not in terms:
+            terms.append(term)
+        if len(terms) == MAX_TERMS:
+            break
+    return terms
+
+
+# --- searching ----------------------------------------------------------------------
+
+
+@dataclass
+class SearchPage:
+    items: list[Post]
+    page: int
+    has_next: bool
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+
+def _ranked_ids_sqlite(terms: list[Term], limit: int, offset: int) -> list[int]:
+    query = sa.text(
+        "SELECT rowid FROM post_fts WHERE post_fts MATCH :query "
+        "ORDER BY rank, rowid DESC LIMIT :limit OFFSET :offset"
+    )
+    expression = " ".join(term.fts5() for term in terms)
+    params = {"query": expression, "limit": limit, "offset": offset}
+    return list(db.session.scalars(query, params))
+
+
+def _ranked_ids_postgresql(terms: list[Term], limit: int, offset: int) -> list[int]:
+    # Normalization 1 divides by the log of the length: short posts that say it win, as
+    # with bm25 on SQLite.
+    query = sa.text(
+        f"SELECT id FROM post, to_tsquery('simple', :query) AS q WHERE {PG_DOCUMENT} @@ q "
+        f"ORDER BY ts_rank({PG_DOCUMENT}, q, 1) DESC, id DESC LIMIT :limit OFFSET :offset"
+    )
+    expression = " & ".join(term.tsquery() for term in terms)
+    params = {"query": expression, "limit": limit, "offset": offset}
+    return list(db.session.scalars(query, params))
+
+
+def search_posts(terms: list[Term], page: int, per_page: int) -> SearchPage:
+    """One page of posts matching every term, best match first."""
+    if not terms:
+        return SearchPage([], page, False)
+    ranked_ids = (
+        _ranked_ids_postgresql
+        if db.session.get_bind().dialect.name == "postgresql"
+        else _ranked_ids_sqlite
+    )
+    ids = ranked_ids(terms, per_page + 1, (page - 1) * per_page)
+    has_next = len(ids) > per_page
+    ids = ids[:per_page]
+    posts = db.session.scalars(
+        sa.select(Post).where(Post.id.in_(ids)).options(so.joinedload(Post.author))
+    ).all()
+    by_id = {post.id: post for post in posts}
+    return SearchPage([by_id[i] for i in ids if i in by_id], page, has_next)
+
+
+def highlight(text: str, terms: list[Term]) -> Markup:
+    """`text` escaped, with the words that match a term wrapped in <mark>."""
+    exact = {normalize(word) for term in terms for word in term.words}
+    prefixes = tuple(normalize(term.words[-1]) for term in terms if term.prefix)
+    pieces = []
+    position = 0
+    for match in WORD.finditer(text):
+        word = normalize(match.group())
+        if word in exact or (prefixes and word.startswith(prefixes)):
+            pieces.append(escape(text[position : match.start()]))
+            pieces.append(Markup("<mark>%s</mark>") % match.group())
+            position = match.end()
+    pieces.append(escape(text[position:]))
+    return Markup("").join(pieces)

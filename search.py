@@ -48,9 +48,11 @@ SQLITE_DROP = [
     "DROP TRIGGER IF EXISTS post_fts_update",
     "DROP TABLE IF EXISTS post_fts",
 ]
-# `'simple'`: no stemming and no stop words, like the FTS5 side. Queries must use exactly
-# this expression (with the configuration as a literal) for the planner to use the index.
-PG_DOCUMENT = "to_tsvector('simple', body)"
+# `'simple'`: no stemming and no stop words, like the FTS5 side. Punctuation becomes spaces
+# first, so words are runs of letters and digits as in FTS5 (PostgreSQL's own parser would
+# drop text between <tags> and keep e-mails and URLs whole). Queries must use exactly this
+# expression, with literals, for the planner to use the index.
+PG_DOCUMENT = "to_tsvector('simple', regexp_replace(body, '[^[:alnum:]]+', ' ', 'g'))"
 PG_SCHEMA = [f"CREATE INDEX IF NOT EXISTS ix_post_body_search ON post USING gin ({PG_DOCUMENT})"]
 PG_DROP = ["DROP INDEX IF EXISTS ix_post_body_search"]
 
@@ -138,7 +140,12 @@ class Term:
 def parse_query(text: str) -> list[Term]:
     """The terms in what the user typed; operators, stray quotes and symbols are ignored."""
     terms: list[Term] = []
-    for match in TOKEN.finditer((text or "")[:MAX_QUERY_LENGTH]):
+    text = text or ""
+    if len(text) > MAX_QUERY_LENGTH:
+        # Cut at a space when there is one, so that the last word is not cut short.
+        head = text[:MAX_QUERY_LENGTH]
+        text = head.rsplit(maxsplit=1)[0] if text[MAX_QUERY_LENGTH].isalnum() else head
+    for match in TOKEN.finditer(text):
         phrase, word, star = match.groups()
         if phrase is not None:
             words = tuple(w.casefold()[:MAX_WORD_LENGTH] for w in WORD.findall(phrase))

@@ -31,7 +31,7 @@ SQLITE_SEARCH_DROP = [
 ]
 PG_SEARCH = [
     "CREATE INDEX IF NOT EXISTS ix_post_body_search ON post "
-    "USING gin (to_tsvector('simple', body))"
+    "USING gin (to_tsvector('simple', regexp_replace(body, '[^[:alnum:]]+', ' ', 'g')))"
 ]
 PG_SEARCH_DROP = ["DROP INDEX IF EXISTS ix_post_body_search"]
 

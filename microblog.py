@@ -17,6 +17,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_bootstrap import Bootstrap5
@@ -37,7 +38,7 @@ from forms import (
     ResetPasswordRequestForm,
 )
 from mailer import mail, send_password_reset_email
-from models import Post, User, db, isoformat_utc
+from models import Post, User, db, isoformat_utc, notifications_payload
 
 log = logging.getLogger("microblog")
 
@@ -166,6 +167,8 @@ def page_links(pagination, endpoint, **kwargs):
 
 @bp.before_app_request
 def record_last_seen():
+    if request.endpoint in NOT_A_VISIT:
+        return
     if current_user.is_authenticated and current_user.seen_now():
         db.session.commit()
 
@@ -390,12 +393,26 @@ def unfollow(username):
 # --- notifications -----------------------------------------------------------------
 
 
+# Requests the page makes on its own: they neither load the user nor count as being seen
+# (a forgotten tab must not keep someone "last seen just now").
+NOT_A_VISIT = {"main.notifications", "static"}
+
+
 @bp.route("/notifications")
-@login_required
 def notifications():
-    """JSON notifications newer than `since` (a Unix time); read-only, cheap to poll."""
+    """JSON notifications newer than `since` (a Unix time); read-only, cheap to poll.
+
+    Every open page polls this, so it takes the user id Flask-Login keeps in the signed
+    session instead of loading the User row, and reads with one indexed query.
+    """
+    user_id = session.get("_user_id")
+    if user_id is None:
+        # No session yet (say, only a "remember me" cookie): let Flask-Login decide.
+        if not current_user.is_authenticated:
+            return login.unauthorized()
+        user_id = current_user.id
     since = request.args.get("since", 0.0, type=float) or 0.0
-    return jsonify([n.to_dict() for n in current_user.notifications_since(since)])
+    return jsonify(notifications_payload(int(user_id), since))
 
 
 # --- private messages ----------------------------------------------------------------

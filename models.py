@@ -323,10 +323,10 @@ def notifications_payload(user_id: int, since: float) -> list[dict]:
 
     Every open page polls this every few seconds, so it skips everything it can.
     """
-    rows = db.session.connection().execute(
-        NOTIFICATIONS_SINCE, {"user_id": user_id, "since": since}
-    )
-    return [
-        {"name": name, "data": json.loads(payload), "timestamp": timestamp}
-        for name, payload, timestamp in rows
-    ]
+    # A pooled connection of its own: no ORM Session to set up and tear down.
+    with db.engine.connect() as connection:
+        rows = connection.execute(NOTIFICATIONS_SINCE, {"user_id": user_id, "since": since})
+        return [
+            {"name": name, "data": json.loads(payload), "timestamp": timestamp}
+            for name, payload, timestamp in rows
+        ]

@@ -80,6 +80,9 @@ def fill(app, count: int) -> None:
             ],
         )
         db.session.commit()
+        # Bulk load the way an admin would: without the index, then `flask search-reindex`.
+        with db.engine.begin() as connection:
+            search.drop_index(connection)
         rows = []
         started = time.perf_counter()
         for n, (body, moment, user_id) in enumerate(posts(count), 1):
@@ -89,6 +92,10 @@ def fill(app, count: int) -> None:
                 db.session.commit()
                 rows = []
                 print(f"  {n:>9,} posts  {time.perf_counter() - started:6.1f} s", file=sys.stderr)
+        started = time.perf_counter()
+        result = app.test_cli_runner().invoke(args=["search-reindex"])
+        assert result.exit_code == 0, result.output
+        print(f"flask search-reindex over {count:,} posts: {time.perf_counter() - started:.1f} s")
         if db.engine.dialect.name == "postgresql":
             db.session.execute(sa.text("ANALYZE"))
             db.session.commit()
@@ -125,7 +132,7 @@ def time_searches(app, label: str) -> bool:
         ok &= median < TARGET_MS
         frequency = document_frequency(app, term)
         print(f"{term:>14} {rank:>6} {frequency:>14,} {median:>10.1f} {max(timings):>8.1f}")
-    for query in ["kaloxx", '"kax lox"', "mik*"]:
+    for query in ["kaloxx", "kalox lox", '"kax lox"', "mik*", "kakal*"]:
         timings = []
         for _ in range(RUNS):
             started = time.perf_counter()

@@ -216,6 +216,9 @@ class User(UserMixin, db.Model):
         foreign_keys="Message.recipient_id", back_populates="recipient", passive_deletes=True
     )
 
+    def posts_count(self) -> int:
+        return db.session.scalar(sa.select(sa.func.count()).where(Post.user_id == self.id))
+
     def send_message(self, recipient: "User", body: str) -> "Message":
         """Send `body` to `recipient` and refresh their unread badge (caller commits)."""
         message = Message(author=self, recipient=recipient, body=body)

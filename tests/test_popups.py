@@ -13,6 +13,9 @@ HOSTILE = [
 
 def test_popup_shows_the_user(client, auth, make_user):
     make_user("dave", about_me="I like trains")
+    auth.login("dave")
+    client.submit("/index", {"post": "choo choo"})
+    auth.logout()
     auth.login("alice")
     client.submit("/follow/dave")
     html = client.get("/user/dave/popup").get_data(as_text=True)
@@ -21,6 +24,7 @@ def test_popup_shows_the_user(client, auth, make_user):
     assert "I like trains" in html
     assert "gravatar.com/avatar/" in html
     assert 'class="relative-time"' in html  # last seen
+    assert '<span class="posts-count">1</span>' in html
     assert '<span class="followers-count">1</span>' in html
     assert '<span class="following-count">0</span>' in html
     assert 'action="/unfollow/dave"' in html

@@ -107,7 +107,7 @@ def document_frequency(app, term: str) -> int:
         if db.engine.dialect.name == "sqlite":
             query = "SELECT count(*) FROM post_fts WHERE post_fts MATCH :q"
             return db.session.scalar(sa.text(query), {"q": f'"{term}"'})
-        query = f"SELECT count(*) FROM post WHERE {search.PG_DOCUMENT} @@ to_tsquery('simple', :q)"
+        query = "SELECT count(*) FROM post WHERE search_vector @@ to_tsquery('simple', :q)"
         return db.session.scalar(sa.text(query), {"q": term})
 
 

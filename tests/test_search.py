@@ -294,7 +294,7 @@ def index_exists(connection) -> bool:
     if connection.dialect.name == "sqlite":
         query = "SELECT count(*) FROM sqlite_master WHERE name LIKE 'post_fts%'"
         return connection.exec_driver_sql(query).scalar() >= 4  # table + 3 triggers (+ shadows)
-    query = "SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_post_body_search'"
+    query = "SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_post_search_vector'"
     return connection.exec_driver_sql(query).scalar() == 1
 
 

@@ -30,10 +30,14 @@ SQLITE_SEARCH_DROP = [
     "DROP TABLE IF EXISTS post_fts",
 ]
 PG_SEARCH = [
-    "CREATE INDEX IF NOT EXISTS ix_post_body_search ON post "
-    "USING gin (to_tsvector('simple', regexp_replace(body, '[^[:alnum:]]+', ' ', 'g')))"
+    "ALTER TABLE post ADD COLUMN IF NOT EXISTS search_vector tsvector GENERATED ALWAYS AS "
+    "(to_tsvector('simple', regexp_replace(body, '[^[:alnum:]]+', ' ', 'g'))) STORED",
+    "CREATE INDEX IF NOT EXISTS ix_post_search_vector ON post USING gin (search_vector)",
 ]
-PG_SEARCH_DROP = ["DROP INDEX IF EXISTS ix_post_body_search"]
+PG_SEARCH_DROP = [
+    "DROP INDEX IF EXISTS ix_post_search_vector",
+    "ALTER TABLE post DROP COLUMN IF EXISTS search_vector",
+]
 
 
 def run_for_dialect(sqlite, postgresql):

@@ -181,12 +181,12 @@ class SearchPage:
         return self.page > 1
 
 
-# Both backends rank the newest CANDIDATES matches, not every match: scoring all the posts
-# that contain a common word costs time in proportion to their number (seconds at a million
-# posts), while the newest few thousand are found by walking the index backwards. On a
-# microblog recent posts are what people look for; a rarer word or a second term narrows
+# Both backends rank the newest CANDIDATES matches (40 pages), not every match: scoring all
+# the posts that contain a common word costs time in proportion to their number (seconds at
+# a million posts), while the newest thousand are found by walking the index backwards. On
+# a microblog recent posts are what people look for; a rarer word or a second term narrows
 # the search to the best of all matching posts.
-CANDIDATES = 2000
+CANDIDATES = 1000
 
 
 def _ranked_ids_sqlite(terms: list[Term], limit: int, offset: int) -> list[int]:

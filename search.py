@@ -6,6 +6,7 @@ The index follows the `post` table inside the same transaction (FTS5 triggers on
 generated column on PostgreSQL), so inserts and deletes need no extra code.
 """
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -120,9 +121,12 @@ def reindex_command():
 # --- query parsing ---------------------------------------------------------------
 
 
-def normalize(word: str) -> str:
+def normalize(text: str) -> str:
     """Lower case without accents, the way the FTS5 tokenizer compares words."""
-    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    folded = text.casefold()
+    if folded.isascii():
+        return folded
+    decomposed = unicodedata.normalize("NFKD", folded)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
@@ -181,59 +185,87 @@ class SearchPage:
         return self.page > 1
 
 
-# Both backends rank the newest CANDIDATES matches (40 pages), not every match: scoring all
-# the posts that contain a common word costs time in proportion to their number (seconds at
-# a million posts), while the newest thousand are found by walking the index backwards. On
-# a microblog recent posts are what people look for; a rarer word or a second term narrows
-# the search to the best of all matching posts.
+# Both backends rank the newest CANDIDATES matches (40 pages), not every match: the newest
+# matches come cheaply from walking the index backwards, while anything that looks at every
+# match of a common word (even FTS5's bm25(), which counts the word's documents for its IDF)
+# costs time in proportion to their number. On a microblog recent posts are what people look
+# for; a rarer word or a second term narrows the search to the best of all matching posts.
 CANDIDATES = 1000
+BM25_K1 = 1.2
+BM25_B = 0.75
 
 
-def _ranked_ids_sqlite(terms: list[Term], limit: int, offset: int) -> list[int]:
+def _candidates_sqlite(terms: list[Term]) -> list[tuple[int, str]]:
     query = sa.text(
-        "SELECT id FROM ("
-        "  SELECT rowid AS id, bm25(post_fts) AS score FROM post_fts"
-        "  WHERE post_fts MATCH :query ORDER BY rowid DESC LIMIT :candidates"
-        ") ORDER BY score, id DESC LIMIT :limit OFFSET :offset"
+        "SELECT post.id, post.body FROM post JOIN ("
+        "  SELECT rowid FROM post_fts WHERE post_fts MATCH :query"
+        "  ORDER BY rowid DESC LIMIT :candidates"
+        ") AS found ON post.id = found.rowid"
     )
     expression = " ".join(term.fts5() for term in terms)
-    params = {"query": expression, "candidates": CANDIDATES, "limit": limit, "offset": offset}
-    return list(db.session.scalars(query, params))
+    return list(db.session.execute(query, {"query": expression, "candidates": CANDIDATES}))
 
 
-def _ranked_ids_postgresql(terms: list[Term], limit: int, offset: int) -> list[int]:
-    # Ranked outside the subquery, so ts_rank runs on the candidates only. Normalization 1
-    # divides by the log of the length: short posts that say it win, as with bm25 on SQLite.
+def _candidates_postgresql(terms: list[Term]) -> list[tuple[int, str]]:
     query = sa.text(
-        "SELECT id FROM ("
-        "  SELECT id, search_vector FROM post"
-        "  WHERE search_vector @@ to_tsquery('simple', :query)"
-        "  ORDER BY id DESC LIMIT :candidates"
-        ") AS recent "
-        "ORDER BY ts_rank(search_vector, to_tsquery('simple', :query), 1) DESC, id DESC "
-        "LIMIT :limit OFFSET :offset"
+        "SELECT id, body FROM post WHERE search_vector @@ to_tsquery('simple', :query) "
+        "ORDER BY id DESC LIMIT :candidates"
     )
     expression = " & ".join(term.tsquery() for term in terms)
-    params = {"query": expression, "candidates": CANDIDATES, "limit": limit, "offset": offset}
-    return list(db.session.scalars(query, params))
+    return list(db.session.execute(query, {"query": expression, "candidates": CANDIDATES}))
+
+
+def _occurrences(term: Term, words: list[str]) -> int:
+    """How many times the term occurs in a post's normalized words."""
+    wanted = [normalize(word) for word in term.words]
+    if len(wanted) == 1:
+        if term.prefix:
+            return sum(1 for word in words if word.startswith(wanted[0]))
+        return words.count(wanted[0])
+    size = len(wanted)
+    return sum(1 for i in range(len(words) - size + 1) if words[i : i + size] == wanted)
+
+
+def rank(candidates: list[tuple[int, str]], terms: list[Term]) -> list[int]:
+    """Candidate ids, best first: BM25 with statistics taken from the candidates.
+
+    Done here rather than by the database so that SQLite and PostgreSQL rank alike.
+    """
+    if not candidates:
+        return []
+    documents = [(post_id, WORD.findall(normalize(body))) for post_id, body in candidates]
+    average_length = sum(len(words) for _, words in documents) / len(documents) or 1
+    counts = [[_occurrences(term, words) for term in terms] for _, words in documents]
+    total = len(documents)
+    idf = []
+    for index in range(len(terms)):
+        frequency = sum(1 for row in counts if row[index])
+        idf.append(math.log((total - frequency + 0.5) / (frequency + 0.5) + 1))
+    scores = {}
+    for (post_id, words), row in zip(documents, counts, strict=True):
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * len(words) / average_length)
+        scores[post_id] = sum(
+            weight * tf * (BM25_K1 + 1) / (tf + norm) for weight, tf in zip(idf, row, strict=True)
+        )
+    return sorted(scores, key=lambda post_id: (-scores[post_id], -post_id))
 
 
 def search_posts(terms: list[Term], page: int, per_page: int) -> SearchPage:
     """One page of posts matching every term, best match first."""
     if not terms:
         return SearchPage([], page, False)
-    ranked_ids = (
-        _ranked_ids_postgresql
-        if db.session.get_bind().dialect.name == "postgresql"
-        else _ranked_ids_sqlite
-    )
-    ids = ranked_ids(terms, per_page + 1, (page - 1) * per_page)
-    has_next = len(ids) > per_page
-    ids = ids[:per_page]
+    if db.session.get_bind().dialect.name == "postgresql":
+        candidates = _candidates_postgresql(terms)
+    else:
+        candidates = _candidates_sqlite(terms)
+    ranked = rank(candidates, terms)
+    offset = (page - 1) * per_page
+    ids = ranked[offset : offset + per_page]
     posts = db.session.scalars(
         sa.select(Post).where(Post.id.in_(ids)).options(so.joinedload(Post.author))
     ).all()
     by_id = {post.id: post for post in posts}
+    has_next = len(ranked) > offset + per_page
     return SearchPage([by_id[i] for i in ids if i in by_id], page, has_next)
 
 

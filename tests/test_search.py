@@ -382,3 +382,23 @@ def test_migration_creates_postgresql_index(app, postgres_url):
             db.session.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
             db.session.commit()
             db.engine.dispose()
+
+
+def test_rank_prefers_repetition_and_short_posts_then_newest():
+    terms = search.parse_query("python")
+    candidates = [
+        (1, "python in a fairly long post with many other words around it"),
+        (2, "Python python"),
+        (3, "python rocks"),
+        (4, "python rocks"),
+    ]
+    assert search.rank(candidates, terms) == [2, 4, 3, 1]
+
+
+def test_rank_counts_phrases_and_prefixes():
+    assert search.rank(
+        [(1, "world hello"), (2, "hello world")], search.parse_query('"hello world"')
+    ) == [2, 1]
+    assert search.rank(
+        [(1, "micro"), (2, "microblog micrometer")], search.parse_query("micro*")
+    ) == [2, 1]

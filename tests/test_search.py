@@ -176,6 +176,12 @@ def test_all_words_must_match(searcher):
     assert searcher.ids("green red") == [both]
 
 
+def test_only_the_newest_candidates_are_ranked(searcher, monkeypatch):
+    monkeypatch.setattr(search, "CANDIDATES", 2)
+    best_but_oldest, newer, newest = searcher.post("tea tea", "tea and a long sentence", "tea?")
+    assert searcher.ids("tea") == [newest, newer]
+
+
 def test_quoted_phrase(searcher):
     phrase, _shuffled = searcher.post("hello world again", "world hello")
     assert searcher.ids('"hello world"') == [phrase]

@@ -91,3 +91,14 @@ class EmptyForm(FlaskForm):
     """A button-only form: follow, unfollow, delete, logout. Carries just the CSRF token."""
 
     submit = SubmitField("Submit")
+
+
+# --- private messages ---------------------------------------------------------------
+
+
+class MessageForm(FlaskForm):
+    message = TextAreaField(
+        "Message",
+        validators=[DataRequired(message="Write something first."), Length(min=1, max=140)],
+    )
+    submit = SubmitField("Send")

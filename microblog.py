@@ -20,6 +20,7 @@ from flask import (
     render_template,
     request,
     send_file,
+    session,
     url_for,
 )
 from flask_bootstrap import Bootstrap5
@@ -29,17 +30,19 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 import api
 import config as settings
+import search as search_module
 from forms import (
     EditProfileForm,
     EmptyForm,
     LoginForm,
+    MessageForm,
     PostForm,
     RegistrationForm,
     ResetPasswordForm,
     ResetPasswordRequestForm,
 )
 from mailer import mail, send_password_reset_email
-from models import Post, Task, User, db, isoformat_utc
+from models import Post, Task, User, db, isoformat_utc, notifications_payload
 from tasks import consumer_seen_recently, huey, start_export
 
 log = logging.getLogger("microblog")
@@ -73,7 +76,12 @@ def create_app(config=None):
     app.config.from_mapping(config)
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(settings.PROJECT_DIR / "migrations"))
+    migrate.init_app(
+        app,
+        db,
+        directory=str(settings.PROJECT_DIR / "migrations"),
+        include_name=search_module.alembic_include_name,
+    )
     login.init_app(app)
     mail.init_app(app)
     csrf.init_app(app)
@@ -81,6 +89,7 @@ def create_app(config=None):
 
     app.register_blueprint(bp)
     api.init_app(app)  # /api: JSON, token auth, no CSRF
+    app.cli.add_command(search_module.reindex_command)
     register_error_handlers(app)
     app.jinja_env.filters["isoformat_utc"] = isoformat_utc
     configure_logging(app)
@@ -184,6 +193,8 @@ def page_links(page: Page, endpoint, **kwargs):
 
 @bp.before_app_request
 def record_last_seen():
+    if request.endpoint in NOT_A_VISIT:
+        return
     if current_user.is_authenticated and current_user.seen_now():
         db.session.commit()
 
@@ -408,12 +419,26 @@ def unfollow(username):
 # --- notifications -----------------------------------------------------------------
 
 
+# Requests the page makes on its own: they neither load the user nor count as being seen
+# (a forgotten tab must not keep someone "last seen just now").
+NOT_A_VISIT = {"main.notifications", "static"}
+
+
 @bp.route("/notifications")
-@login_required
 def notifications():
-    """JSON notifications newer than `since` (a Unix time); read-only, cheap to poll."""
+    """JSON notifications newer than `since` (a Unix time); read-only, cheap to poll.
+
+    Every open page polls this, so it takes the user id Flask-Login keeps in the signed
+    session instead of loading the User row, and reads with one indexed query.
+    """
+    user_id = session.get("_user_id")
+    if user_id is None:
+        # No session yet (say, only a "remember me" cookie): let Flask-Login decide.
+        if not current_user.is_authenticated:
+            return login.unauthorized()
+        user_id = current_user.id
     since = request.args.get("since", 0.0, type=float) or 0.0
-    return jsonify([n.to_dict() for n in current_user.notifications_since(since)])
+    return jsonify(notifications_payload(int(user_id), since))
 
 
 # --- background tasks: export your posts (DESIGN.md §4–§6) ------------------------------
@@ -525,3 +550,88 @@ def safe_referrer() -> str:
     """Back to the page the button was on (a local `next`), else the task history."""
     target = request.args.get("next")
     return target if is_safe_next(target) else url_for("main.tasks")
+
+
+# --- private messages ----------------------------------------------------------------
+
+
+def _message_recipient(username):
+    """The user to write to, or an error page saying why not (4xx)."""
+    recipient = db.session.scalar(sa.select(User).where(User.username == username))
+    if recipient is None:
+        reason = f"There is no user called {username}."
+        return None, (render_template("errors/400.html", reason=reason), 404)
+    if recipient.id == current_user.id:
+        reason = "You cannot send a private message to yourself."
+        return None, (render_template("errors/400.html", reason=reason), 400)
+    return recipient, None
+
+
+@bp.route("/send_message/<username>", methods=["GET", "POST"])
+@login_required
+def send_message(username):
+    recipient, refusal = _message_recipient(username)
+    if refusal:
+        return refusal
+    form = MessageForm()
+    if form.validate_on_submit():
+        current_user.send_message(recipient, form.message.data.strip())
+        db.session.commit()
+        flash(f"Your message to {recipient.username} has been sent.", "success")
+        return redirect(url_for("main.user", username=recipient.username))
+    status = 400 if form.is_submitted() else 200
+    return (
+        render_template("send_message.html", title="Send message", form=form, recipient=recipient),
+        status,
+    )
+
+
+@bp.route("/messages")
+@login_required
+def messages():
+    """The messages sent to the current user, newest first; viewing them marks them read."""
+    current_user.mark_messages_read()
+    db.session.commit()
+    page = paginate(current_user.received_messages_select())
+    newer, older = page_links(page, "main.messages")
+    return render_template(
+        "messages.html", title="Messages", messages=page, newer_url=newer, older_url=older
+    )
+
+
+# --- user popups -----------------------------------------------------------------------
+
+
+@bp.route("/user/<username>/popup")
+@login_required
+def user_popup(username):
+    """The small profile card shown when hovering a username (an HTML fragment)."""
+    user = db.first_or_404(sa.select(User).where(User.username == username))
+    return render_template("_user_popup.html", user=user, form=EmptyForm())
+
+
+# --- search -------------------------------------------------------------------------------
+
+
+@bp.route("/search")
+@login_required
+def search():
+    query = request.args.get("q", "")
+    terms = search_module.parse_query(query)
+    per_page = current_app.config["POSTS_PER_PAGE"]
+    # Deep pages are never useful and a huge OFFSET would overflow the database's integers.
+    page = min(page_number(), search_module.MAX_PAGE)
+    results = search_module.search_posts(terms, page, per_page)
+    newer = url_for("main.search", q=query, page=results.page - 1) if results.has_prev else None
+    older = url_for("main.search", q=query, page=results.page + 1) if results.has_next else None
+    highlighted = {post.id: search_module.highlight(post.body, terms) for post in results.items}
+    return render_template(
+        "search.html",
+        title="Search",
+        query=query,
+        terms=terms,
+        posts=results.items,
+        highlighted=highlighted,
+        newer_url=newer,
+        older_url=older,
+    )

@@ -171,5 +171,114 @@
     var active = document.querySelectorAll(
       '.task-banner[data-status="queued"], .task-banner[data-status="running"]');
     if (active.length) window.microblog.hurry();
+// --- Unread private messages badge ------------------------------------------------
+(function () {
+  "use strict";
+  window.microblog.on("unread_message_count", function (count) {
+    var badge = document.getElementById("message_count");
+    if (!badge) return;
+    badge.textContent = String(count);
+    badge.classList.toggle("d-none", !count);
+  });
+})();
+
+// --- User popups: hover a username or avatar for a small profile card -------------
+// The card is an HTML fragment rendered (and escaped) by the server, fetched once per user
+// and kept for the life of the page. Plain JS rather than Bootstrap's popover, whose
+// sanitizer would strip the follow form.
+(function () {
+  "use strict";
+  var SHOW_DELAY_MS = 300;
+  var HIDE_DELAY_MS = 250;
+  var cache = {};  // popup URL -> Promise of the fragment's HTML
+  var card = null;
+  var anchor = null;
+  var showTimer = null;
+  var hideTimer = null;
+
+  function load(url) {
+    if (!cache[url]) {
+      cache[url] = fetch(url, { credentials: "same-origin" }).then(function (response) {
+        if (!response.ok) throw new Error("popup " + response.status);
+        return response.text();
+      });
+      cache[url].catch(function () { delete cache[url]; });  // retry on the next hover
+    }
+    return cache[url];
+  }
+
+  function ensureCard() {
+    if (card) return card;
+    card = document.createElement("div");
+    card.className = "user-popup card card-body shadow";
+    card.setAttribute("role", "dialog");
+    card.hidden = true;
+    card.addEventListener("mouseenter", function () { clearTimeout(hideTimer); });
+    card.addEventListener("mouseleave", scheduleHide);
+    card.addEventListener("submit", followFromCard);
+    document.body.appendChild(card);
+    return card;
+  }
+
+  function place(link) {
+    var box = link.getBoundingClientRect();
+    card.style.left = Math.max(8, window.scrollX + box.left) + "px";
+    card.style.top = window.scrollY + box.bottom + 6 + "px";
+  }
+
+  function show(link) {
+    var url = link.getAttribute("data-user-popup");
+    load(url).then(function (html) {
+      if (anchor !== link) return;  // the pointer moved on meanwhile
+      ensureCard();
+      card.innerHTML = html;
+      card.setAttribute("data-url", url);
+      window.microblog.renderTimes(card);
+      place(link);
+      card.hidden = false;
+    }).catch(function () { /* no card for this user: nothing to show */ });
+  }
+
+  function scheduleHide() {
+    clearTimeout(hideTimer);
+    hideTimer = setTimeout(function () {
+      anchor = null;
+      if (card) card.hidden = true;
+    }, HIDE_DELAY_MS);
+  }
+
+  // Follow/unfollow without leaving the page; the form still works without JavaScript.
+  function followFromCard(event) {
+    var form = event.target.closest("form.user-popup-follow");
+    if (!form) return;
+    event.preventDefault();
+    var url = card.getAttribute("data-url");
+    fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin" })
+      .then(function () {
+        delete cache[url];
+        return load(url);
+      })
+      .then(function (html) {
+        if (card.getAttribute("data-url") === url) card.innerHTML = html;
+        window.microblog.renderTimes(card);
+      })
+      .catch(function () { form.submit(); });
+  }
+
+  document.addEventListener("mouseover", function (event) {
+    var link = event.target.closest && event.target.closest("[data-user-popup]");
+    if (!link) return;
+    clearTimeout(hideTimer);
+    if (anchor === link && card && !card.hidden) return;
+    anchor = link;
+    clearTimeout(showTimer);
+    showTimer = setTimeout(function () { if (anchor === link) show(link); }, SHOW_DELAY_MS);
+  });
+
+  document.addEventListener("mouseout", function (event) {
+    var link = event.target.closest && event.target.closest("[data-user-popup]");
+    if (!link || link.contains(event.relatedTarget)) return;
+    clearTimeout(showTimer);
+    scheduleHide();
   });
 })();

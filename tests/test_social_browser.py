@@ -1,0 +1,105 @@
+"""In a real chromium: the live unread badge and the user popup."""
+
+import shutil
+import threading
+
+import pytest
+from werkzeug.serving import make_server
+
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+POLL_WAIT_MS = 15_000  # the page polls every 10 s when idle
+
+
+@pytest.fixture
+def live_server(app):
+    """The app served by werkzeug on a free port of 127.0.0.1, in a thread."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+@pytest.fixture
+def browser():
+    if not CHROMIUM:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def logged_in_page(browser, base_url, username):
+    page = browser.new_context(base_url=base_url).new_page()
+    page.goto("/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base_url + "/index")
+    return page
+
+
+def test_badge_updates_live_and_username_shows_popup(app, live_server, browser, make_user):
+    from playwright.sync_api import expect
+
+    make_user("alice")
+    make_user("bob", about_me='<img src=x onerror="window.pwned=1"> likes trains')
+    bob = logged_in_page(browser, live_server, "bob")
+    bob.fill("textarea[name=post]", "hello from bob")
+    bob.click("form button[type=submit]:has-text('Post')")
+
+    alice = logged_in_page(browser, live_server, "alice")
+    alice.goto("/explore")
+    badge = alice.locator("#message_count")
+    expect(badge).to_be_hidden()
+    # Let the page's first poll happen before bob writes, so the update is a later poll.
+    alice.wait_for_load_state("networkidle")
+
+    bob.goto("/send_message/alice")
+    bob.fill("textarea[name=message]", "psst, alice")
+    bob.click("button[type=submit]:has-text('Send')")
+    expect(bob.locator(".alert-success")).to_contain_text("has been sent")
+
+    # Meanwhile alice hovers bob's name: the card appears, with his about-me as text.
+    alice.hover("#post-1 a.user-link")
+    card = alice.locator(".user-popup")
+    expect(card).to_be_visible()
+    expect(card).to_contain_text('<img src=x onerror="window.pwned=1"> likes trains')
+    expect(card.locator(".followers-count")).to_have_text("0")
+    assert alice.evaluate("window.pwned") is None
+
+    # The follow button works from inside the card, without leaving the page.
+    card.locator("button:has-text('Follow')").click()
+    expect(card.locator("button:has-text('Unfollow')")).to_be_visible()
+    expect(card.locator(".followers-count")).to_have_text("1")
+    assert alice.url.endswith("/explore")
+
+    # The badge shows bob's message without a reload.
+    expect(badge).to_have_text("1", timeout=POLL_WAIT_MS)
+    expect(badge).to_be_visible()
+
+    # Reading the messages resets it, also on another open page of alice's.
+    other_tab = alice.context.new_page()
+    other_tab.goto("/explore")
+    expect(other_tab.locator("#message_count")).to_have_text("1")
+    alice.goto("/messages")
+    expect(alice.locator(".message-body")).to_have_text("psst, alice")
+    expect(alice.locator("#message_count")).to_be_hidden()
+    expect(other_tab.locator("#message_count")).to_be_hidden(timeout=POLL_WAIT_MS)

@@ -88,7 +88,11 @@ case "${1:-start}" in
     ;;
   lint)
     ensure_venv requirements-dev.txt
-    exec "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
+    if command -v node >/dev/null 2>&1; then
+      for script in static/*.js; do node --check "$script"; done
+    fi
     ;;
   migrate)
     ensure_venv requirements.txt

@@ -171,6 +171,9 @@
     var active = document.querySelectorAll(
       '.task-banner[data-status="queued"], .task-banner[data-status="running"]');
     if (active.length) window.microblog.hurry();
+  });
+})();
+
 // --- Unread private messages badge ------------------------------------------------
 (function () {
   "use strict";

@@ -161,7 +161,7 @@ def live_server(app):
 
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -169,6 +169,7 @@ def live_server(app):
     finally:
         server.shutdown()
         thread.join()
+        server.server_close()
 
 
 BROWSER_ARGS = [

@@ -4,8 +4,6 @@ Also the faults: a consumer stopped with SIGINT mid-export, one killed with SIGK
 SMTP server that is down.
 """
 
-import email
-import email.policy
 import json
 import os
 import signal
@@ -15,38 +13,14 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from aiosmtpd.controller import Controller
 
 from models import Post, db, isoformat_utc, utcnow
 from tests.conftest import PASSWORD
-from tests.live import Browser, free_port, wait_for
+from tests.live import Browser, wait_for
 
 pytestmark = pytest.mark.consumer
 # Read at import: the `app` fixture removes REDIS_URL from the environment during each test.
 REDIS_URL = os.environ.get("REDIS_URL")
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps every message it receives."""
-
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(
-            email.message_from_bytes(envelope.content, policy=email.policy.default)
-        )
-        return "250 Message accepted"
-
-
-@pytest.fixture
-def smtp_server():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    inbox.port = controller.port
-    yield inbox
-    controller.stop()
 
 
 def add_posts(app, user_id, count):

@@ -1,8 +1,6 @@
 """Full-text search, on SQLite (FTS5) and, when TEST_DATABASE_URL is set, on PostgreSQL."""
 
-import os
 import re
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -13,26 +11,7 @@ from microblog import create_app
 from models import Post, User, db
 from tests.conftest import Client
 
-# --- PostgreSQL: one database of our own for the session -----------------------------
-
-
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A fresh, uniquely named database on the server of TEST_DATABASE_URL; dropped after."""
-    base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
-        pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL search tests skipped")
-    base_url = sa.make_url(base)
-    name = f"microblog_search_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield base_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+# `postgres_url` (conftest.py): a PostgreSQL database of our own for the session.
 
 
 def postgres_app(app, url):
@@ -365,19 +344,11 @@ def migrate_and_search(migration_app):
             search.check_index(connection)
 
 
-# Flask-Migrate's generated env.py still calls the deprecated `db.get_engine()` first.
-ignore_env_py_warning = pytest.mark.filterwarnings(
-    "ignore:'get_engine' is deprecated:DeprecationWarning"
-)
-
-
-@ignore_env_py_warning
 def test_migration_creates_sqlite_index(tmp_path, app):
     url = f"sqlite:///{tmp_path / 'migrated.db'}"
     migrate_and_search(create_app({**app.config, "SQLALCHEMY_DATABASE_URI": url}))
 
 
-@ignore_env_py_warning
 def test_migration_creates_postgresql_index(app, postgres_url):
     pg_app = postgres_app(app, postgres_url)
     try:

@@ -268,3 +268,32 @@ def live(app, users, tmp_path):
     yield make
     for site in sites:
         site.stop()
+
+
+def exported_posts(app, user_id):
+    """A user's posts as an export must list them: oldest first, `body` and UTC `timestamp`."""
+    import sqlalchemy as sa
+
+    from models import Post, isoformat_utc
+
+    with app.app_context():
+        query = (
+            sa.select(Post.body, Post.timestamp)
+            .where(Post.user_id == user_id)
+            .order_by(Post.timestamp, Post.id)
+        )
+        return [{"body": b, "timestamp": isoformat_utc(t)} for b, t in db.session.execute(query)]
+
+
+def schema_differences(connection) -> list:
+    """What `flask db migrate` would change to make the database match the models."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    import search
+
+    # The search index is created by hand (FTS5 / tsvector): hidden from autogenerate.
+    context = MigrationContext.configure(
+        connection, opts={"include_name": search.alembic_include_name}
+    )
+    return compare_metadata(context, db.metadata)

@@ -8,9 +8,9 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, exported_posts
 from tests.live import wait_for
-from tests.test_export_consumer import add_posts, posts_in_db
+from tests.test_export_consumer import add_posts
 
 pytestmark = pytest.mark.consumer
 REDIS_URL = os.environ.get("REDIS_URL")
@@ -62,7 +62,7 @@ def test_export_over_the_api_with_a_real_consumer(app, users, live, backend):
 
     status, export, _ = call(base, "GET", task["_links"]["download"], token)
     assert status == 200
-    assert export == {"posts": posts_in_db(app, users["alice"])}
+    assert export == {"posts": exported_posts(app, users["alice"])}
     assert len(export["posts"]) == 2500
 
     # Bob's token sees neither the task nor its file.

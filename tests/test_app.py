@@ -12,6 +12,7 @@ import sqlalchemy as sa
 import config
 from microblog import create_app
 from models import User, db
+from tests.conftest import schema_differences
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -200,8 +201,6 @@ def test_database_files_are_private(app, tmp_path):
 
 def test_migrations_build_exactly_the_models(tmp_path):
     """`flask db upgrade` (what run.sh does) creates the schema the models describe."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
     from flask_migrate import upgrade
 
     app = create_app(
@@ -213,7 +212,7 @@ def test_migrations_build_exactly_the_models(tmp_path):
     with app.app_context():
         upgrade()
         with db.engine.connect() as connection:
-            differences = compare_metadata(MigrationContext.configure(connection), db.metadata)
+            differences = schema_differences(connection)
     assert differences == []
 
 

@@ -14,8 +14,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from models import Post, db, isoformat_utc, utcnow
-from tests.conftest import PASSWORD
+from models import Post, db, utcnow
+from tests.conftest import PASSWORD, exported_posts
 from tests.live import Browser, wait_for
 
 pytestmark = pytest.mark.consumer
@@ -33,16 +33,6 @@ def add_posts(app, user_id, count):
         ]  # fmt: skip
         db.session.execute(sa.insert(Post), rows)
         db.session.commit()
-
-
-def posts_in_db(app, user_id):
-    with app.app_context():
-        query = (
-            sa.select(Post.body, Post.timestamp)
-            .where(Post.user_id == user_id)
-            .order_by(Post.timestamp, Post.id)
-        )
-        return [{"body": b, "timestamp": isoformat_utc(t)} for b, t in db.session.execute(query)]
 
 
 def start_export(site, username="alice"):
@@ -81,7 +71,7 @@ def test_export_with_consumer_and_email(app, users, live, smtp_server, backend):
 
     assert task["status"] == "done", task
     assert task["message"] == "Your export is ready. We also emailed it to you."
-    expected = {"posts": posts_in_db(app, users["alice"])}
+    expected = {"posts": exported_posts(app, users["alice"])}
     assert len(expected["posts"]) == 1234
     # The email: subject, both bodies, posts.json attached as application/json.
     (message,) = smtp_server.messages
@@ -141,7 +131,7 @@ def test_queued_without_worker_then_ready_to_download_without_mail(app, users, l
     assert b"The background worker is not running" not in page
     assert (task["status"], task["message"]) == ("done", "Your export is ready to download.")
     assert json.loads(browser.get(f"/exports/{task_id}")[1]) == {
-        "posts": posts_in_db(app, users["alice"])
+        "posts": exported_posts(app, users["alice"])
     }
 
 
@@ -173,7 +163,7 @@ def test_stop_requeues_a_running_export_which_completes_after_restart(
 
     assert task["status"] == "done", task
     assert json.loads(browser.get(f"/exports/{task_id}")[1]) == {
-        "posts": posts_in_db(app, users["alice"])
+        "posts": exported_posts(app, users["alice"])
     }
     assert not list((site.data_dir / "exports").glob("*.part"))
 
@@ -251,6 +241,6 @@ def test_smtp_down_retries_then_ends_done_with_a_message(app, users, live):
     assert "the email could not be sent" in task["message"]
     assert "ready to download" in task["message"]
     assert json.loads(browser.get(f"/exports/{task_id}")[1]) == {
-        "posts": posts_in_db(app, users["alice"])
+        "posts": exported_posts(app, users["alice"])
     }
     assert site.consumer_log().count("Requeueing") == 2

@@ -5,7 +5,7 @@ import sqlalchemy as sa
 
 from microblog import create_app
 from models import Post, User, db
-from tests.conftest import PASSWORD, Client
+from tests.conftest import PASSWORD, Client, schema_differences
 
 
 @pytest.fixture
@@ -32,11 +32,9 @@ def pg_app(postgres_url, tmp_path, password_hash):
 
 
 def test_migrations_build_exactly_the_models_on_postgres(pg_app):
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
 
     with pg_app.app_context(), db.engine.connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), db.metadata) == []
+        assert schema_differences(connection) == []
 
 
 def test_register_post_follow_and_timeline_on_postgres(pg_app):

@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 import tasks
-from models import Notification, Post, Task, User, db, isoformat_utc, utcnow
-from tests.conftest import PASSWORD
+from models import Notification, Post, Task, User, db, utcnow
+from tests.conftest import PASSWORD, exported_posts
 
 
 def add_posts(app, user_id, count, start=None):
@@ -23,16 +23,6 @@ def add_posts(app, user_id, count, start=None):
         ]
         db.session.execute(sa.insert(Post), rows)
         db.session.commit()
-
-
-def expected_export(app, user_id):
-    with app.app_context():
-        query = (
-            sa.select(Post.body, Post.timestamp)
-            .where(Post.user_id == user_id)
-            .order_by(Post.timestamp, Post.id)
-        )
-        return [{"body": b, "timestamp": isoformat_utc(t)} for b, t in db.session.execute(query)]
 
 
 def only_task(app, user_id=None):
@@ -70,7 +60,7 @@ def test_export_lifecycle(app, client, auth, users, immediate):
     assert task.message == "Your export is ready to download."  # no MAIL_SERVER
     assert timedelta(days=6.9) < task.expires_at - task.finished_at <= timedelta(days=7)
     data = json.loads(export_path(app, task).read_text())
-    assert data == {"posts": expected_export(app, users["alice"])}
+    assert data == {"posts": exported_posts(app, users["alice"])}
     assert data["posts"][0]["body"] == "post 0"  # oldest first
     assert task.result_size == export_path(app, task).stat().st_size
     assert not list(export_path(app, task).parent.glob("*.part"))
@@ -226,7 +216,7 @@ def test_owner_downloads_the_export(app, client, finished_export):
         assert response.mimetype == "application/json"
         assert "posts.json" in response.headers["Content-Disposition"]
         data = json.loads(response.data)
-    assert data == {"posts": expected_export(app, finished_export.user_id)}
+    assert data == {"posts": exported_posts(app, finished_export.user_id)}
 
 
 def test_others_and_anonymous_get_404(client, auth, finished_export):

@@ -240,6 +240,22 @@ def postgres_url():
         admin.dispose()
 
 
+@pytest.fixture(autouse=True)
+def private_queue(tmp_path, monkeypatch):
+    """The test process's queue is `<tmp data dir>/huey.db`: never the project's instance/
+    nor a Redis that REDIS_URL (set in CI) happened to name when tasks.py was imported."""
+    import tasks
+
+    monkeypatch.setattr(tasks.huey, "storage_class", tasks.LazySqliteStorage)
+    monkeypatch.setattr(
+        tasks.huey,
+        "storage_kwargs",
+        {"filename": str(tmp_path / "huey.db"), "journal_mode": "wal", "timeout": 10},
+    )
+    monkeypatch.setattr(tasks.huey, "storage", tasks.huey.create_storage())
+    yield tasks.huey
+
+
 @pytest.fixture
 def immediate():
     """Run Huey tasks inline, in the calling thread, on an in-memory queue."""

@@ -421,3 +421,11 @@ def test_banner_shows_an_active_task_with_its_progress(app, client, auth, users)
     assert 'data-task-id="t1"' in page
     assert 'aria-valuenow="42"' in page and "42%" in page
     assert "/tasks/t1/cancel" in page
+
+
+def test_queued_tasks_go_to_the_tests_own_queue(app, client, auth, private_queue, tmp_path):
+    auth.login()
+    client.submit("/export_posts")  # no consumer: it stays queued
+    assert private_queue.pending_count() == 1
+    assert private_queue.storage.filename == str(tmp_path / "huey.db")
+    assert (tmp_path / "huey.db").exists()

@@ -66,7 +66,21 @@
 
   window.microblog = { on: on, hurry: hurry, renderTimes: renderTimes };
 
+  // Avatars come from Gravatar; on a server without internet access show a local picture.
+  function avatarFallback(img) {
+    if (!img.classList.contains("avatar") || img.dataset.fallback) return;
+    img.dataset.fallback = "1";
+    img.src = document.querySelector("script[data-avatar-fallback]").getAttribute("data-avatar-fallback");
+  }
+  document.addEventListener("error", function (event) {
+    if (event.target.tagName === "IMG") avatarFallback(event.target);
+  }, true);
+
   document.addEventListener("DOMContentLoaded", function () {
+    // Images that failed before this script ran fired their error event unseen.
+    document.querySelectorAll("img.avatar").forEach(function (img) {
+      if (img.complete && img.naturalWidth === 0) avatarFallback(img);
+    });
     renderTimes();
     setInterval(renderTimes, 60000);
     var script = document.querySelector("script[data-notifications-url]");

@@ -47,3 +47,13 @@ def test_logout_button_posts_and_logs_out(live_server, page, users):
     page.wait_for_selector("text=You have been logged out.")
     page.goto(f"{live_server}/index")
     assert "/login" in page.url
+
+
+def test_avatars_fall_back_to_a_local_picture_offline(live_server, page, users):
+    # Gravatar is unreachable from the test machine, as from a server without internet.
+    page.route("https://www.gravatar.com/**", lambda route: route.abort())
+    browser_login(page, live_server)
+    page.goto(f"{live_server}/user/alice")
+    avatar = page.locator("img.avatar").first
+    page.wait_for_function("img => img.naturalWidth > 0", arg=avatar.element_handle())
+    assert avatar.get_attribute("src") == "/static/avatar.svg"

@@ -11,10 +11,9 @@ and a matching entry in `api_spec.py`.
 
 import functools
 import re
-from pathlib import Path
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, g, jsonify, request, send_file, url_for
+from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import (
     BadRequest,
@@ -314,13 +313,12 @@ def created(payload: dict, location: str, status: int = 201):
 
 def user_to_dict(user: User, include_email: bool | None = None) -> dict:
     """A user as the API shows it; the email only to its owner (the token's user)."""
-    post_count = sa.select(sa.func.count()).where(Post.user_id == user.id)
     data = {
         "id": user.id,
         "username": user.username,
         "about_me": user.about_me,
         "last_seen": isoformat_utc(user.last_seen),
-        "post_count": db.session.scalar(post_count),
+        "post_count": user.posts_count(),
         "follower_count": user.followers_count(),
         "following_count": user.following_count(),
         "_links": {
@@ -581,12 +579,10 @@ def download_task(id):
     task = own_task(id)
     if task.is_active:
         api_abort(409, "The task has not finished yet.", task=task_to_dict(task))
-    path = Path(current_app.config["DATA_DIR"]) / "exports" / (task.result_file or "")
-    if not task.has_download or not path.is_file():
+    download = tasks.send_export(task)
+    if download is None:
         api_abort(404, "This task has no download (it failed, was cancelled or expired).")
-    return send_file(
-        path, mimetype="application/json", as_attachment=True, download_name="posts.json"
-    )
+    return download
 
 
 # --- the contract ---------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 import logging
 import sys
-from dataclasses import dataclass
 from logging.handlers import SMTPHandler
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,7 +18,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_file,
     session,
     url_for,
 )
@@ -42,8 +40,8 @@ from forms import (
     ResetPasswordRequestForm,
 )
 from mailer import mail, send_password_reset_email
-from models import Post, Task, User, db, isoformat_utc, notifications_payload
-from tasks import consumer_seen_recently, huey, start_export
+from models import Page, Post, Task, User, db, isoformat_utc, notifications_payload
+from tasks import consumer_seen_recently, huey, send_export, start_export
 
 log = logging.getLogger("microblog")
 
@@ -164,18 +162,6 @@ def page_number() -> int:
     return page if page and page > 0 else 1
 
 
-@dataclass
-class Page:
-    """One page of results, without counting the whole result set (that grows with the table)."""
-
-    items: list
-    number: int
-    has_next: bool
-
-    def __iter__(self):
-        return iter(self.items)
-
-
 def paginate(query) -> Page:
     """The `?page=` page of `query`: one row more than shown tells whether there is a next."""
     per_page = current_app.config["POSTS_PER_PAGE"]
@@ -186,8 +172,9 @@ def paginate(query) -> Page:
 
 def page_links(page: Page, endpoint, **kwargs):
     """URLs for the newer/older buttons, or None at either end."""
-    newer = url_for(endpoint, page=page.number - 1, **kwargs) if page.number > 1 else None
-    older = url_for(endpoint, page=page.number + 1, **kwargs) if page.has_next else None
+    # `page` last, so the URL reads `?q=word&page=2`.
+    newer = url_for(endpoint, **kwargs, page=page.number - 1) if page.number > 1 else None
+    older = url_for(endpoint, **kwargs, page=page.number + 1) if page.has_next else None
     return newer, older
 
 
@@ -507,13 +494,10 @@ def own_task_or_404(task_id: str) -> Task:
 
 @bp.route("/exports/<task_id>")
 def download_export(task_id):
-    task = own_task_or_404(task_id)
-    path = Path(current_app.config["DATA_DIR"]) / "exports" / (task.result_file or "")
-    if not task.has_download or not path.is_file():
+    download = send_export(own_task_or_404(task_id))
+    if download is None:
         abort(404)
-    return send_file(
-        path, mimetype="application/json", as_attachment=True, download_name="posts.json"
-    )
+    return download
 
 
 @bp.route("/tasks/<task_id>/cancel", methods=["POST"])
@@ -622,8 +606,7 @@ def search():
     # Deep pages are never useful and a huge OFFSET would overflow the database's integers.
     page = min(page_number(), search_module.MAX_PAGE)
     results = search_module.search_posts(terms, page, per_page)
-    newer = url_for("main.search", q=query, page=results.page - 1) if results.has_prev else None
-    older = url_for("main.search", q=query, page=results.page + 1) if results.has_next else None
+    newer, older = page_links(results, "main.search", q=query)
     highlighted = {post.id: search_module.highlight(post.body, terms) for post in results.items}
     return render_template(
         "search.html",

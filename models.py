@@ -7,6 +7,7 @@ import secrets
 import sqlite3
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Optional
 
@@ -61,6 +62,18 @@ def isoformat_utc(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.replace(microsecond=0).isoformat() + "Z"
+
+
+@dataclass
+class Page:
+    """One page of results, without counting the whole result set (that grows with the table)."""
+
+    items: list
+    number: int
+    has_next: bool
+
+    def __iter__(self):
+        return iter(self.items)
 
 
 followers = sa.Table(
@@ -213,14 +226,6 @@ class User(UserMixin, db.Model):
         db.session.add(notification)
         return notification
 
-    def notifications_since(self, since: float) -> list["Notification"]:
-        query = (
-            self.notifications.select()
-            .where(Notification.timestamp > since)
-            .order_by(Notification.timestamp.asc())
-        )
-        return list(db.session.scalars(query))
-
     # --- background tasks -----------------------------------------------------
     def launch_task(self, task_function, description: str, *args) -> Optional["Task"]:
         """Record a task, commit, then enqueue it with the same id (DESIGN.md §4).
@@ -343,9 +348,6 @@ class Notification(db.Model):
 
     def get_data(self):
         return json.loads(self.payload_json)
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "data": self.get_data(), "timestamp": self.timestamp}
 
 
 # --- API tokens and rate limiting --------------------------------------------------

@@ -17,7 +17,7 @@ import sqlalchemy.orm as so
 from flask.cli import with_appcontext
 from markupsafe import Markup, escape
 
-from models import Post, db
+from models import Page, Post, db
 
 MAX_TERMS = 8  # every term must match: more than this finds nothing in a 140-character post
 MAX_WORD_LENGTH = 64
@@ -174,17 +174,6 @@ def parse_query(text: str) -> list[Term]:
 # --- searching ----------------------------------------------------------------------
 
 
-@dataclass
-class SearchPage:
-    items: list[Post]
-    page: int
-    has_next: bool
-
-    @property
-    def has_prev(self) -> bool:
-        return self.page > 1
-
-
 # Both backends rank the newest CANDIDATES matches (40 pages), not every match: the newest
 # matches come cheaply from walking the index backwards, while anything that looks at every
 # match of a common word (even FTS5's bm25(), which counts the word's documents for its IDF)
@@ -250,10 +239,10 @@ def rank(candidates: list[tuple[int, str]], terms: list[Term]) -> list[int]:
     return sorted(scores, key=lambda post_id: (-scores[post_id], -post_id))
 
 
-def search_posts(terms: list[Term], page: int, per_page: int) -> SearchPage:
+def search_posts(terms: list[Term], page: int, per_page: int) -> Page:
     """One page of posts matching every term, best match first."""
     if not terms:
-        return SearchPage([], page, False)
+        return Page([], page, False)
     if db.session.get_bind().dialect.name == "postgresql":
         candidates = _candidates_postgresql(terms)
     else:
@@ -266,7 +255,7 @@ def search_posts(terms: list[Term], page: int, per_page: int) -> SearchPage:
     ).all()
     by_id = {post.id: post for post in posts}
     has_next = len(ranked) > offset + per_page
-    return SearchPage([by_id[i] for i in ids if i in by_id], page, has_next)
+    return Page([by_id[i] for i in ids if i in by_id], page, has_next)
 
 
 def highlight(text: str, terms: list[Term]) -> Markup:

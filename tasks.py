@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from flask import current_app, has_app_context, render_template
+from flask import current_app, has_app_context, render_template, send_file
 from huey import Huey, crontab
 from huey import signals as S
 from huey.consumer import Consumer, Scheduler
@@ -308,6 +308,17 @@ def exports_dir() -> Path:
     path = Path(current_app.config["DATA_DIR"]) / "exports"
     path.mkdir(mode=0o700, exist_ok=True)
     return path
+
+
+def send_export(task: Task):
+    """The task's export as a `posts.json` download, or None when there is none to give
+    (not finished, failed, expired, or the file is gone)."""
+    path = exports_dir() / (task.result_file or "")
+    if not task.has_download or not path.is_file():
+        return None
+    return send_file(
+        path, mimetype="application/json", as_attachment=True, download_name="posts.json"
+    )
 
 
 def remove_partial_export(task_id: str) -> None:

@@ -25,6 +25,8 @@ from urllib.request import HTTPCookieProcessor, build_opener
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+from tests.live import free_port  # noqa: E402 (needs the project on sys.path)
+
 PASSWORD = "benchmark password"
 
 
@@ -67,12 +69,6 @@ def seed(data_dir: Path, users: int, follows: int, heavy_posts: int, posts_each:
         db.session.commit()
         db.engine.dispose()
     return "user1", len(posts)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_gunicorn(data_dir: Path, port: int, workers: int) -> subprocess.Popen:

@@ -1,16 +1,14 @@
 """Shared fixtures: an app on a temporary data dir, a CSRF-aware client, users."""
 
-import re
-
 import pytest
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
 from microblog import create_app
 from models import User, db
+from tests.live import CSRF_FIELD, free_port
 
 PASSWORD = "correct horse battery"
-CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 class Client(FlaskClient):
@@ -141,14 +139,6 @@ def smtp_server():
         yield recorder
     finally:
         controller.stop()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- a live server and a real browser ------------------------------------------------

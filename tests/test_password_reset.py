@@ -24,7 +24,7 @@ def app_config(request):
 
 @pytest.fixture
 def dead_smtp_port():
-    from tests.conftest import free_port
+    from tests.live import free_port
 
     return free_port()  # nothing listens there
 

@@ -1,4 +1,4 @@
-"""The JSON API under /api: tokens, users and posts (issue 5), tutorial-compatible.
+"""The JSON API under /api: tokens, users, posts and tasks, tutorial-compatible.
 
 Clients get a token with HTTP Basic auth (`POST /api/tokens`) and send it as
 `Authorization: Bearer <token>`. Everything under /api answers in JSON, errors
@@ -28,8 +28,8 @@ from werkzeug.http import HTTP_STATUS_CODES
 import api_spec
 import ratelimit
 import tasks
-from forms import EditProfileForm, PostForm, RegistrationForm
-from models import TASK_ACTIVE, ApiToken, Post, Task, User, db, isoformat_utc
+from forms import AccountForm, NewUserForm, PostForm
+from models import ApiToken, Post, Task, User, db, isoformat_utc
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -166,8 +166,8 @@ def basic_auth_required(view):
         if auth is None or auth.type != "basic" or not auth.username:
             return unauthorized("Basic", "Send your username and password with HTTP Basic auth.")
         enforce_token_rate_limit(auth.username)
-        user = db.session.scalar(sa.select(User).where(User.username == auth.username))
-        if user is None or not user.check_password(auth.password or ""):
+        user = User.authenticate(auth.username, auth.password or "")
+        if user is None:
             return unauthorized("Basic", "Invalid username or password.")
         g.basic_user = user
         return view(*args, **kwargs)
@@ -196,8 +196,17 @@ def enforce_token_rate_limit(username: str) -> None:
 # --- request bodies and validation ----------------------------------------------------
 
 
-def json_body(allowed: set[str], required: set[str] = frozenset()) -> dict[str, str]:
-    """The request's JSON object, whose fields must all be strings from `allowed`."""
+def json_body(
+    allowed: set[str],
+    required: set[str] = frozenset(),
+    ignored: set[str] = frozenset(),
+    nullable: set[str] = frozenset(),
+) -> dict[str, str]:
+    """The request's JSON object, whose fields must all be strings from `allowed`.
+
+    Names in `ignored` are dropped first (the read-only fields of an object the API
+    returned, sent back whole by a client); a null in a `nullable` field reads as "".
+    """
     if not request.is_json:
         api_abort(415, "Send a JSON body with 'Content-Type: application/json'.")
     try:
@@ -206,6 +215,8 @@ def json_body(allowed: set[str], required: set[str] = frozenset()) -> dict[str, 
         api_abort(400, "The body is not valid JSON.")
     if not isinstance(data, dict):
         api_abort(400, "The body must be a JSON object.")
+    data = {name: value for name, value in data.items() if name not in ignored}
+    data.update({name: "" for name in nullable if name in data and data[name] is None})
     unknown = sorted(set(data) - allowed)
     if unknown:
         api_abort(400, f"Unknown fields: {', '.join(unknown)}.")
@@ -230,20 +241,6 @@ def validate_form(form_class, fields: dict[str, str], *args, renamed: dict | Non
         first = next(iter(errors.values()))[0]
         api_abort(400, first, errors=errors)
     return form
-
-
-class UserUpdateForm(EditProfileForm):
-    """The web profile form, plus the registration form's email rules."""
-
-    email = RegistrationForm.email
-
-    def __init__(self, user: User, *args, **kwargs):
-        super().__init__(user.username, *args, **kwargs)
-        self.original_email = user.email
-
-    def validate_email(self, field):
-        if field.data.strip().lower() != self.original_email.strip().lower():
-            RegistrationForm.validate_email(self, field)
 
 
 # --- pagination ------------------------------------------------------------------------
@@ -410,15 +407,25 @@ def get_following(id):
     return paginated(query, user_to_dict, "api.get_following", id=id)
 
 
+# What the API itself returns in a user but never takes back: a client may PUT the
+# whole object it fetched (as the tutorial's client does) and these are skipped.
+USER_READ_ONLY = {"id", "last_seen", "post_count", "follower_count", "following_count", "_links"}
+
+
 @bp.post("/users")
 def create_user():
     """Register, with exactly the web registration form's rules."""
-    fields = {"username", "email", "password"}
-    data = json_body(allowed=fields, required=fields)
-    form = validate_form(RegistrationForm, {**data, "password2": data["password"]})
-    user = User(username=form.username.data, email=form.email.data.strip())
-    user.set_password(form.password.data)
-    db.session.add(user)
+    required = {"username", "email", "password"}
+    data = json_body(
+        allowed=required | {"about_me"},
+        required=required,
+        ignored=USER_READ_ONLY,
+        nullable={"about_me"},
+    )
+    form = validate_form(NewUserForm, {**data, "password2": data["password"]})
+    user = User.register(
+        form.username.data, form.email.data, form.password.data, form.about_me.data or None
+    )
     commit_or_conflict("That username or email address is already registered.")
     # The caller owns the new account, so it sees the email.
     return created(user_to_dict(user, include_email=True), url_for("api.get_user", id=user.id))
@@ -431,12 +438,14 @@ def update_user(id):
     user = get_or_404(User, id)
     if user.id != token_user().id:
         api_abort(403, "You can only change your own account.")
-    data = json_body(allowed={"username", "email", "about_me"})
+    data = json_body(
+        allowed={"username", "email", "about_me"}, ignored=USER_READ_ONLY, nullable={"about_me"}
+    )
     current = {"username": user.username, "email": user.email, "about_me": user.about_me or ""}
-    form = validate_form(UserUpdateForm, {**current, **data}, user)
-    user.username = form.username.data
-    user.email = form.email.data.strip()
-    user.about_me = form.about_me.data
+    form = validate_form(AccountForm, {**current, **data}, user)
+    user.update_profile(
+        username=form.username.data, about_me=form.about_me.data, email=form.email.data
+    )
     commit_or_conflict("That username or email address is already registered.")
     return user_to_dict(user)
 
@@ -483,8 +492,7 @@ def create_post():
     """Publish a post (1–140 characters, the web form's rules)."""
     data = json_body(allowed={"body"}, required={"body"})
     form = validate_form(PostForm, {"post": data["body"]}, renamed={"post": "body"})
-    post = Post(body=form.post.data.strip(), author=token_user())
-    db.session.add(post)
+    post = token_user().publish(form.post.data)
     db.session.commit()
     return created(post_to_dict(post), url_for("api.get_post", id=post.id))
 
@@ -517,17 +525,7 @@ def task_to_dict(task: Task) -> dict:
 
 def own_task(id: str) -> Task:
     """The token user's task with that id; anyone else's is a 404, as if it did not exist."""
-    task = db.session.get(Task, id)
-    if task is None or task.user_id != token_user().id:
-        api_abort(404, f"No task with id {id}.")
-    return task
-
-
-def active_task(user: User, name: str) -> Task | None:
-    query = sa.select(Task).where(
-        Task.user_id == user.id, Task.name == name, Task.status.in_(TASK_ACTIVE)
-    )
-    return db.session.scalar(query)
+    return db.first_or_404(Task.owned_by(token_user().id, id), description=f"No task with id {id}.")
 
 
 @bp.post("/tasks")
@@ -541,7 +539,7 @@ def create_task():
     user = token_user()
     task = tasks.USER_TASKS[name](user, request.url_root)
     if task is None:
-        active = active_task(user, name)
+        active = Task.active_for(user.id, name)
         extra = {"task": task_to_dict(active)} if active else {}
         api_abort(409, f"A {name} task is already in progress.", **extra)
     return created(task_to_dict(task), url_for("api.get_task", id=task.id), status=202)

@@ -9,7 +9,8 @@ import copy
 
 from wtforms.validators import DataRequired, Email, Length, Regexp
 
-from forms import EditProfileForm, PostForm, RegistrationForm
+from forms import AccountForm, NewUserForm, PostForm
+from models import POST_MAX, TaskStatus
 
 # Paging limits, shared with api.py (which imports this module).
 DEFAULT_PER_PAGE = 10
@@ -78,6 +79,12 @@ def collection_of(item_schema: str) -> dict:
     }
 
 
+# Sent back by clients that PUT a whole fetched user; the server ignores them.
+READ_ONLY_USER_FIELDS = {
+    name: {"readOnly": True, "description": "Ignored when sent."}
+    for name in ("id", "last_seen", "post_count", "follower_count", "following_count", "_links")
+}
+
 SCHEMAS = {
     "Error": {
         "type": "object",
@@ -139,18 +146,23 @@ SCHEMAS = {
         "required": ["username", "email", "password"],
         "additionalProperties": False,
         "properties": {
-            "username": form_string(RegistrationForm.username),
-            "email": form_string(RegistrationForm.email),
-            "password": form_string(RegistrationForm.password),
+            "username": form_string(NewUserForm.username),
+            "email": form_string(NewUserForm.email),
+            "password": form_string(NewUserForm.password),
+            "about_me": nullable(form_string(NewUserForm.about_me)),
+            **READ_ONLY_USER_FIELDS,
         },
     },
     "UserUpdate": {
         "type": "object",
         "additionalProperties": False,
+        "description": "A user as `GET` returned it may be sent back whole: its read-only "
+        "fields are ignored.",
         "properties": {
-            "username": form_string(EditProfileForm.username),
-            "email": form_string(RegistrationForm.email),
-            "about_me": form_string(EditProfileForm.about_me),
+            "username": form_string(AccountForm.username),
+            "email": form_string(AccountForm.email),
+            "about_me": nullable(form_string(AccountForm.about_me)),
+            **READ_ONLY_USER_FIELDS,
         },
     },
     "Post": {
@@ -195,7 +207,7 @@ SCHEMAS = {
             "id": {"type": "string"},
             "name": {"type": "string"},
             "description": {"type": "string"},
-            "status": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
+            "status": {"enum": [status.value for status in TaskStatus]},
             "progress": {"type": "integer", "minimum": 0, "maximum": 100},
             "message": nullable({"type": "string"}),
             "created_at": TIMESTAMP,
@@ -459,7 +471,7 @@ operation(
 operation(
     "post",
     "/api/posts",
-    "Publish a post (1-140 characters)",
+    f"Publish a post (1-{POST_MAX} characters)",
     {"201": created_response("The new post.", ref("Post"))},
     tag="posts",
     body="NewPost",

@@ -1,40 +1,42 @@
 """Web forms; Flask-WTF adds the CSRF token (field `csrf_token`) to each."""
 
-import sqlalchemy as sa
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Regexp, ValidationError
 
-from models import User, db
+from models import (
+    ABOUT_ME_MAX,
+    EMAIL_MAX,
+    MESSAGE_MAX,
+    PASSWORD_MAX,
+    PASSWORD_MIN,
+    POST_MAX,
+    USERNAME_MAX,
+    USERNAME_PATTERN,
+    User,
+)
 
 USERNAME_RULES = [
     DataRequired(),
-    Length(min=1, max=64),
-    # \Z, not $: "$" also matches before a trailing newline.
-    Regexp(r"^[A-Za-z0-9_.-]+\Z", message="Use letters, digits, '.', '_' or '-' only."),
+    Length(min=1, max=USERNAME_MAX),
+    Regexp(USERNAME_PATTERN, message="Use letters, digits, '.', '_' or '-' only."),
 ]
-PASSWORD_RULES = [DataRequired(), Length(min=8, max=128)]
-
-
-def username_taken(username: str) -> bool:
-    return db.session.scalar(sa.select(User.id).where(User.username == username)) is not None
-
-
-def email_taken(email: str) -> bool:
-    query = sa.select(User.id).where(sa.func.lower(User.email) == email.strip().lower())
-    return db.session.scalar(query) is not None
+EMAIL_RULES = [DataRequired(), Length(max=EMAIL_MAX), Email()]
+PASSWORD_RULES = [DataRequired(), Length(min=PASSWORD_MIN, max=PASSWORD_MAX)]
+USERNAME_TAKEN = "That username is taken. Please use a different one."
+EMAIL_TAKEN = "That email address is already registered."
 
 
 class LoginForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired(), Length(max=64)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=128)])
+    username = StringField("Username", validators=[DataRequired(), Length(max=USERNAME_MAX)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=PASSWORD_MAX)])
     remember_me = BooleanField("Remember me")
     submit = SubmitField("Sign in")
 
 
 class RegistrationForm(FlaskForm):
     username = StringField("Username", validators=USERNAME_RULES)
-    email = StringField("Email", validators=[DataRequired(), Length(max=120), Email()])
+    email = StringField("Email", validators=EMAIL_RULES)
     password = PasswordField("Password", validators=PASSWORD_RULES)
     password2 = PasswordField(
         "Repeat password",
@@ -43,16 +45,22 @@ class RegistrationForm(FlaskForm):
     submit = SubmitField("Register")
 
     def validate_username(self, username):
-        if username_taken(username.data):
-            raise ValidationError("That username is taken. Please use a different one.")
+        if User.by_username(username.data) is not None:
+            raise ValidationError(USERNAME_TAKEN)
 
     def validate_email(self, email):
-        if email_taken(email.data):
-            raise ValidationError("That email address is already registered.")
+        if User.by_email(email.data) is not None:
+            raise ValidationError(EMAIL_TAKEN)
+
+
+class NewUserForm(RegistrationForm):
+    """Registration over the API, which also takes the profile's `about_me`."""
+
+    about_me = TextAreaField("About me", validators=[Length(max=ABOUT_ME_MAX)])
 
 
 class ResetPasswordRequestForm(FlaskForm):
-    email = StringField("Email", validators=[DataRequired(), Length(max=120), Email()])
+    email = StringField("Email", validators=EMAIL_RULES)
     submit = SubmitField("Request password reset")
 
 
@@ -67,22 +75,33 @@ class ResetPasswordForm(FlaskForm):
 
 class EditProfileForm(FlaskForm):
     username = StringField("Username", validators=USERNAME_RULES)
-    about_me = TextAreaField("About me", validators=[Length(max=140)])
+    about_me = TextAreaField("About me", validators=[Length(max=ABOUT_ME_MAX)])
     submit = SubmitField("Save")
 
-    def __init__(self, original_username, *args, **kwargs):
+    def __init__(self, user: User, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.original_username = original_username
+        self.user = user
 
     def validate_username(self, username):
-        if username.data != self.original_username and username_taken(username.data):
-            raise ValidationError("That username is taken. Please use a different one.")
+        if username.data != self.user.username and User.by_username(username.data) is not None:
+            raise ValidationError(USERNAME_TAKEN)
+
+
+class AccountForm(EditProfileForm):
+    """The profile form plus the e-mail address (the API changes both in one request)."""
+
+    email = StringField("Email", validators=EMAIL_RULES)
+
+    def validate_email(self, field):
+        owner = User.by_email(field.data)
+        if owner is not None and owner.id != self.user.id:
+            raise ValidationError(EMAIL_TAKEN)
 
 
 class PostForm(FlaskForm):
     post = TextAreaField(
         "Say something",
-        validators=[DataRequired(message="Write something first."), Length(max=140)],
+        validators=[DataRequired(message="Write something first."), Length(max=POST_MAX)],
     )
     submit = SubmitField("Post")
 
@@ -99,6 +118,6 @@ class EmptyForm(FlaskForm):
 class MessageForm(FlaskForm):
     message = TextAreaField(
         "Message",
-        validators=[DataRequired(message="Write something first."), Length(min=1, max=140)],
+        validators=[DataRequired(message="Write something first."), Length(max=MESSAGE_MAX)],
     )
     submit = SubmitField("Send")

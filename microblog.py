@@ -1,5 +1,6 @@
 """The Microblog web app: `create_app()` and the routes."""
 
+import functools
 import logging
 import sys
 from logging.handlers import SMTPHandler
@@ -15,16 +16,20 @@ from flask import (
     flash,
     has_request_context,
     jsonify,
+    make_response,
     redirect,
     render_template,
     request,
     session,
     url_for,
 )
+from flask.globals import request_ctx
 from flask_bootstrap import Bootstrap5
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.http import HTTP_STATUS_CODES
 
 import api
 import config as settings
@@ -40,7 +45,7 @@ from forms import (
     ResetPasswordRequestForm,
 )
 from mailer import mail, send_password_reset_email
-from models import Page, Post, Task, User, db, isoformat_utc, notifications_payload
+from models import Page, Post, Task, TaskStatus, User, db, isoformat_utc, notifications_payload
 from tasks import consumer_seen_recently, huey, send_export, start_export
 
 log = logging.getLogger("microblog")
@@ -61,6 +66,9 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     # Whether mail goes out is decided by MAIL_SERVER alone, in tests too (they run a real server).
     "MAIL_SUPPRESS_SEND": False,
+    # How often open pages ask for notifications: idle, and while a task is moving.
+    "NOTIFICATIONS_POLL_IDLE_MS": 10000,
+    "NOTIFICATIONS_POLL_BUSY_MS": 1000,
 }
 
 
@@ -90,6 +98,8 @@ def create_app(config=None):
     app.cli.add_command(search_module.reindex_command)
     register_error_handlers(app)
     app.jinja_env.filters["isoformat_utc"] = isoformat_utc
+    app.jinja_env.filters["human_size"] = human_size
+    app.jinja_env.globals["TaskStatus"] = TaskStatus
     configure_logging(app)
     return app
 
@@ -122,24 +132,93 @@ def configure_logging(app):
     app.logger.addHandler(handler)
 
 
-def register_error_handlers(app):
-    @app.errorhandler(404)
-    def not_found(_error):
-        return render_template("errors/404.html"), 404
+# What each error page says; the status line's reason is the heading.
+ERROR_REASONS = {
+    400: "The request could not be understood.",
+    403: "You are not allowed to do that.",
+    404: "Sorry, that page does not exist (or is not yours to see).",
+    405: "This address does not accept that kind of request.",
+    413: "The request is too large.",
+    500: "An unexpected error occurred. It has been logged. Please try again.",
+}
 
-    @app.errorhandler(500)
+
+def wants_json() -> bool:
+    """True when the client prefers JSON to HTML (API clients such as HTTPie say so)."""
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def error_page(status: int, reason: str | None = None, **context):
+    """The one error page (HTML, or JSON for clients that ask for it)."""
+    reason = reason or ERROR_REASONS.get(status) or HTTP_STATUS_CODES.get(status, "Error")
+    if wants_json():
+        return api.error_response(status, reason)
+    heading = context.pop("heading", None) or HTTP_STATUS_CODES.get(status, "Error").capitalize()
+    page = render_template(
+        "errors/error.html", title=heading, heading=heading, reason=reason, **context
+    )
+    return make_response(page, status)
+
+
+def register_error_handlers(app):
+    """Every web error renders `errors/error.html` (JSON when asked); /api has its own."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        if request_ctx.url_adapter is None:
+            return error  # a refused Host: no URL can be built for a page, werkzeug's will do
+        response = error_page(error.code or 500, _custom_description(error))
+        if "Allow" in error.get_response().headers:
+            response.headers["Allow"] = error.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(InternalServerError)
     def internal_error(_error):
         # Flask has already logged the traceback; drop the failed transaction.
         db.session.rollback()
-        return render_template("errors/500.html"), 500
+        return error_page(500, heading="Something went wrong")
 
     @app.errorhandler(CSRFError)
-    def csrf_error(error):
-        return render_template("errors/400.html", reason=error.description), 400
+    def form_expired(_error):
+        # The form's token is missing or from another session: offer what was typed again,
+        # with a fresh token, rather than losing it. Passwords are never echoed back.
+        fields = {
+            name: ("" if "password" in name else value)
+            for name, value in request.form.items()
+            if name not in {"csrf_token", "submit"}
+        }
+        return error_page(
+            400,
+            "Your form expired (it was open too long, or you signed in or out meanwhile).",
+            heading="Your form expired",
+            resubmit_fields=fields,
+        )
 
-    @app.errorhandler(413)
-    def too_large(_error):
-        return render_template("errors/400.html", reason="The request is too large."), 413
+    @app.errorhandler(sa.exc.IntegrityError)
+    def lost_race(_error):
+        # Two requests claimed the same username or address at once; the forms' checks
+        # passed for both, the unique index let one win.
+        db.session.rollback()
+        return error_page(409, "That name or address was just taken. Please try another.")
+
+
+def _custom_description(error: HTTPException) -> str | None:
+    """A view's own message (`abort(404, "...")`), not werkzeug's generic text."""
+    generic = type(error).description
+    return error.description if error.description != generic else None
+
+
+def anonymous_only(view):
+    """Pages for signed-out visitors (sign in, register, reset): signed-in users go home."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if current_user.is_authenticated:
+            return redirect(url_for("main.index"))
+        return view(*args, **kwargs)
+
+    return wrapper
 
 
 @login.user_loader
@@ -195,7 +274,7 @@ def record_last_seen():
 def index():
     form = PostForm()
     if form.validate_on_submit():
-        db.session.add(Post(body=form.post.data.strip(), author=current_user))
+        current_user.publish(form.post.data)
         db.session.commit()
         flash("Your post is now live!", "success")
         return redirect(url_for("main.index"))
@@ -228,10 +307,7 @@ def explore():
 @bp.route("/post/<int:post_id>/delete", methods=["POST"])
 @login_required
 def delete_post(post_id):
-    form = EmptyForm()
-    post = db.session.get(Post, post_id)
-    if not form.validate_on_submit() or post is None or post.user_id != current_user.id:
-        abort(404)
+    post = db.first_or_404(current_user.posts_select().where(Post.id == post_id))
     db.session.delete(post)
     db.session.commit()
     flash("Your post was deleted.", "info")
@@ -242,13 +318,12 @@ def delete_post(post_id):
 # --- accounts ----------------------------------------------------------------
 
 
+@anonymous_only
 def login_view():
-    if current_user.is_authenticated:
-        return redirect(url_for("main.index"))
     form = LoginForm()
     if form.validate_on_submit():
-        user = db.session.scalar(sa.select(User).where(User.username == form.username.data))
-        if user is None or not user.check_password(form.password.data):
+        user = User.authenticate(form.username.data, form.password.data)
+        if user is None:
             flash("Invalid username or password.", "danger")
             return render_template("login.html", title="Sign in", form=form), 401
         login_user(user, remember=form.remember_me.data)
@@ -264,22 +339,17 @@ bp.add_url_rule("/login", "login", login_view, methods=["GET", "POST"])
 
 @bp.route("/logout", methods=["POST"])
 def logout():
-    form = EmptyForm()
-    if form.validate_on_submit():
-        logout_user()
-        flash("You have been logged out.", "info")
+    logout_user()
+    flash("You have been logged out.", "info")
     return redirect(url_for("main.index"))
 
 
 @bp.route("/register", methods=["GET", "POST"])
+@anonymous_only
 def register():
-    if current_user.is_authenticated:
-        return redirect(url_for("main.index"))
     form = RegistrationForm()
     if form.validate_on_submit():
-        user = User(username=form.username.data, email=form.email.data.strip())
-        user.set_password(form.password.data)
-        db.session.add(user)
+        User.register(form.username.data, form.email.data, form.password.data)
         db.session.commit()
         flash("Congratulations, you are now a registered user! Please sign in.", "success")
         return redirect(url_for("main.login"))
@@ -288,13 +358,11 @@ def register():
 
 
 @bp.route("/reset_password_request", methods=["GET", "POST"])
+@anonymous_only
 def reset_password_request():
-    if current_user.is_authenticated:
-        return redirect(url_for("main.index"))
     form = ResetPasswordRequestForm()
     if form.validate_on_submit():
-        email = form.email.data.strip().lower()
-        user = db.session.scalar(sa.select(User).where(sa.func.lower(User.email) == email))
+        user = User.by_email(form.email.data)
         if user:
             try:
                 send_password_reset_email(user)
@@ -311,9 +379,8 @@ def reset_password_request():
 
 
 @bp.route("/reset_password/<token>", methods=["GET", "POST"])
+@anonymous_only
 def reset_password(token):
-    if current_user.is_authenticated:
-        return redirect(url_for("main.index"))
     user = User.verify_reset_password_token(token)
     if user is None:
         flash("That reset link is invalid, expired or already used.", "danger")
@@ -334,7 +401,7 @@ def reset_password(token):
 @bp.route("/user/<username>")
 @login_required
 def user(username):
-    user = db.first_or_404(sa.select(User).where(User.username == username))
+    user = db.first_or_404(User.named(username))
     posts = paginate(user.posts_select())
     newer, older = page_links(posts, "main.user", username=user.username)
     return render_template(
@@ -350,10 +417,9 @@ def user(username):
 @bp.route("/edit_profile", methods=["GET", "POST"])
 @login_required
 def edit_profile():
-    form = EditProfileForm(current_user.username)
+    form = EditProfileForm(current_user)
     if form.validate_on_submit():
-        current_user.username = form.username.data
-        current_user.about_me = form.about_me.data
+        current_user.update_profile(username=form.username.data, about_me=form.about_me.data)
         db.session.commit()
         flash("Your changes have been saved.", "success")
         return redirect(url_for("main.edit_profile"))
@@ -366,10 +432,7 @@ def edit_profile():
 
 def _follow_target(username):
     """The user to follow/unfollow, or a redirect response explaining why not."""
-    form = EmptyForm()
-    if not form.validate_on_submit():
-        abort(400)
-    user = db.session.scalar(sa.select(User).where(User.username == username))
+    user = User.by_username(username)
     if user is None:
         flash(f"User {username} not found.", "danger")
         return None, redirect(url_for("main.index"))
@@ -428,7 +491,7 @@ def notifications():
     return jsonify(notifications_payload(int(user_id), since))
 
 
-# --- background tasks: export your posts (DESIGN.md §4–§6) ------------------------------
+# --- background tasks: export your posts -------------------------------------------------
 
 
 @bp.app_context_processor
@@ -438,33 +501,32 @@ def inject_task_banners():
     if not has_request_context() or not current_user.is_authenticated:
         return {}
     tasks = current_user.tasks_in_progress()
-    waiting = any(task.status == "queued" for task in tasks)
-    return {
-        "task_banners": tasks,
-        "worker_missing": waiting and not consumer_seen_recently(),
-        "human_size": human_size,
-    }
+    return {"task_banners": tasks, "worker_missing": worker_missing(tasks)}
+
+
+def worker_missing(tasks) -> bool:
+    """A task is waiting in the queue and no consumer has reported in recently."""
+    waiting = any(task.status == TaskStatus.QUEUED for task in tasks)
+    return waiting and not consumer_seen_recently()
 
 
 def human_size(size: int | None) -> str:
     """1536 → "1.5 KB"."""
-    size = size or 0
+    amount = float(size or 0)
     for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
+        if amount < 1024 or unit == "GB":
+            return f"{int(amount)} {unit}" if unit == "bytes" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    raise AssertionError("unreachable")
 
 
 @bp.route("/export_posts", methods=["POST"], endpoint="export_posts")
 @login_required
 def export_posts_view():
-    form = EmptyForm()
-    if not form.validate_on_submit():
-        abort(400)
     task = start_export(current_user, request.url_root)
     if task is None:
         flash("An export of your posts is already in progress.", "warning")
-    elif task.status == "failed":
+    elif task.status == TaskStatus.FAILED:
         flash(f"The export could not be started: {task.message}", "danger")
     return redirect(url_for("main.user", username=current_user.username))
 
@@ -484,17 +546,32 @@ def tasks():
     )
 
 
-def own_task_or_404(task_id: str) -> Task:
+def own_task(task_id: str) -> Task:
     """The current user's task with that id; anyone else's (or none) is a 404."""
-    task = db.session.get(Task, task_id)
-    if task is None or not current_user.is_authenticated or task.user_id != current_user.id:
+    if not current_user.is_authenticated:
         abort(404)
-    return task
+    return db.first_or_404(Task.owned_by(current_user.id, task_id))
+
+
+@bp.route("/tasks/<task_id>/banner")
+@login_required
+def task_banner(task_id):
+    """One task's banner, rendered here only: the page script swaps it in as the task moves."""
+    task = own_task(task_id)
+    if not task.shows_banner:
+        return ""
+    next_url = request.args.get("next")
+    return render_template(
+        "_task_banner.html",
+        task=task,
+        next_url=next_url if is_safe_next(next_url) else None,
+        worker_missing=worker_missing([task]),
+    )
 
 
 @bp.route("/exports/<task_id>")
 def download_export(task_id):
-    download = send_export(own_task_or_404(task_id))
+    download = send_export(own_task(task_id))
     if download is None:
         abort(404)
     return download
@@ -503,9 +580,7 @@ def download_export(task_id):
 @bp.route("/tasks/<task_id>/cancel", methods=["POST"])
 @login_required
 def cancel_task(task_id):
-    task = own_task_or_404(task_id)
-    if not EmptyForm().validate_on_submit():
-        abort(400)
+    task = own_task(task_id)
     outcome = task.cancel(huey)
     if outcome == "cancelled":
         flash(f"{task.description}: cancelled.", "info")
@@ -519,14 +594,11 @@ def cancel_task(task_id):
 @bp.route("/tasks/<task_id>/dismiss", methods=["POST"])
 @login_required
 def dismiss_task(task_id):
-    task = own_task_or_404(task_id)
-    if not EmptyForm().validate_on_submit():
-        abort(400)
-    if task.is_active:
-        flash("A task still in progress cannot be dismissed; cancel it first.", "warning")
-    else:
-        task.dismissed = True
+    task = own_task(task_id)
+    if task.dismiss():
         db.session.commit()
+    else:
+        flash("A task still in progress cannot be dismissed; cancel it first.", "warning")
     return redirect(safe_referrer())
 
 
@@ -541,13 +613,11 @@ def safe_referrer() -> str:
 
 def _message_recipient(username):
     """The user to write to, or an error page saying why not (4xx)."""
-    recipient = db.session.scalar(sa.select(User).where(User.username == username))
+    recipient = User.by_username(username)
     if recipient is None:
-        reason = f"There is no user called {username}."
-        return None, (render_template("errors/400.html", reason=reason), 404)
+        return None, error_page(404, f"There is no user called {username}.")
     if recipient.id == current_user.id:
-        reason = "You cannot send a private message to yourself."
-        return None, (render_template("errors/400.html", reason=reason), 400)
+        return None, error_page(400, "You cannot send a private message to yourself.")
     return recipient, None
 
 
@@ -559,7 +629,7 @@ def send_message(username):
         return refusal
     form = MessageForm()
     if form.validate_on_submit():
-        current_user.send_message(recipient, form.message.data.strip())
+        current_user.send_message(recipient, form.message.data)
         db.session.commit()
         flash(f"Your message to {recipient.username} has been sent.", "success")
         return redirect(url_for("main.user", username=recipient.username))
@@ -590,7 +660,7 @@ def messages():
 @login_required
 def user_popup(username):
     """The small profile card shown when hovering a username (an HTML fragment)."""
-    user = db.first_or_404(sa.select(User).where(User.username == username))
+    user = db.first_or_404(User.named(username))
     return render_template("_user_popup.html", user=user, form=EmptyForm())
 
 

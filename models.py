@@ -1,5 +1,7 @@
 """Database models and the `db` object; the domain logic lives here."""
 
+import enum
+import functools
 import hashlib
 import json
 import logging
@@ -35,13 +37,47 @@ class Base(so.DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 
+# Who commits: views, API endpoints, CLI commands and tasks end their own unit of work
+# (commit, or let the request teardown discard it). Model methods only add, change and
+# flush, except where the order of commits is the point: `launch_task` commits the row
+# before enqueueing, and the `Task` state transitions are each a compare-and-set that
+# commits at once, because the web process and the worker race on the same row. No
+# model method rolls back a session it did not open.
+
+# Named limits: the columns, the forms and the OpenAPI document all read these.
+USERNAME_MAX = 64
+# Letters, digits, '.', '_' and '-'. `\Z`, not `$`: "$" also matches before a trailing newline.
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]+\Z"
+EMAIL_MAX = 120
+PASSWORD_MIN = 8
+PASSWORD_MAX = 128
+POST_MAX = 140
+ABOUT_ME_MAX = 140
+MESSAGE_MAX = 140
+
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 RESET_TOKEN_MAX_AGE = 3600  # seconds
 
 
+def normalize_email(email: str) -> str:
+    """The form an address is stored and compared in: surrounding spaces dropped."""
+    return email.strip()
+
+
+@functools.cache
+def _decoy_password_hash() -> str:
+    # Checked against when the username is unknown, so that a failed sign-in costs the
+    # same time whether or not the account exists (no probing for usernames by timing).
+    return generate_password_hash(secrets.token_hex(16))
+
+
 @sa.event.listens_for(sa.Engine, "connect")
 def _tune_sqlite(dbapi_connection, _record):
-    """WAL, a busy timeout and foreign keys on every SQLite connection (DESIGN.md §3)."""
+    """WAL, a busy timeout and foreign keys on every SQLite connection, in both processes.
+
+    WAL lets the worker write progress while pages read; the busy timeout makes a writer
+    wait for another instead of failing with "database is locked".
+    """
     if not isinstance(dbapi_connection, sqlite3.Connection):
         return
     cursor = dbapi_connection.cursor()
@@ -88,10 +124,10 @@ followers = sa.Table(
 
 class User(UserMixin, db.Model):
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
-    username: so.Mapped[str] = so.mapped_column(sa.String(64), index=True, unique=True)
-    email: so.Mapped[str] = so.mapped_column(sa.String(120), index=True, unique=True)
+    username: so.Mapped[str] = so.mapped_column(sa.String(USERNAME_MAX), index=True, unique=True)
+    email: so.Mapped[str] = so.mapped_column(sa.String(EMAIL_MAX), index=True, unique=True)
     password_hash: so.Mapped[str | None] = so.mapped_column(sa.String(256))
-    about_me: so.Mapped[str | None] = so.mapped_column(sa.String(140))
+    about_me: so.Mapped[str | None] = so.mapped_column(sa.String(ABOUT_ME_MAX))
     last_seen: so.Mapped[datetime | None] = so.mapped_column(default=utcnow)
 
     posts: so.WriteOnlyMapped["Post"] = so.relationship(
@@ -118,6 +154,61 @@ class User(UserMixin, db.Model):
 
     def __repr__(self):
         return f"<User {self.username}>"
+
+    # --- accounts -------------------------------------------------------------
+    @classmethod
+    def named(cls, username: str) -> sa.Select:
+        """The user with that username, as a query (for `db.first_or_404`)."""
+        return sa.select(cls).where(cls.username == username)
+
+    @classmethod
+    def by_username(cls, username: str) -> Optional["User"]:
+        return db.session.scalar(cls.named(username))
+
+    @classmethod
+    def by_email(cls, email: str) -> Optional["User"]:
+        """The user with that address, compared without regard to case."""
+        address = normalize_email(email).lower()
+        return db.session.scalar(sa.select(cls).where(sa.func.lower(cls.email) == address))
+
+    @classmethod
+    def register(
+        cls, username: str, email: str, password: str, about_me: str | None = None
+    ) -> "User":
+        """Add a new account to the session (the caller commits)."""
+        user = cls(username=username, email=normalize_email(email), about_me=about_me)
+        user.set_password(password)
+        db.session.add(user)
+        return user
+
+    @classmethod
+    def authenticate(cls, username: str, password: str) -> Optional["User"]:
+        """The user with that username and password, else None."""
+        user = cls.by_username(username)
+        if user is None:
+            check_password_hash(_decoy_password_hash(), password)
+            return None
+        return user if user.check_password(password) else None
+
+    def update_profile(
+        self,
+        username: str | None = None,
+        about_me: str | None = None,
+        email: str | None = None,
+    ) -> None:
+        """Change the given profile fields (the caller commits)."""
+        if username is not None:
+            self.username = username
+        if about_me is not None:
+            self.about_me = about_me
+        if email is not None:
+            self.email = normalize_email(email)
+
+    def publish(self, body: str) -> "Post":
+        """Add a post by this user (the caller commits)."""
+        post = Post(body=body.strip(), author=self)
+        db.session.add(post)
+        return post
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
@@ -228,29 +319,37 @@ class User(UserMixin, db.Model):
 
     # --- background tasks -----------------------------------------------------
     def launch_task(self, task_function, description: str, *args) -> Optional["Task"]:
-        """Record a task, commit, then enqueue it with the same id (DESIGN.md §4).
+        """Record a task, commit, then enqueue it with the same id.
 
-        The task function is called as `task_function(user_id, *args)`.
+        The row is committed first so the worker always finds it, whichever process is
+        faster. The task function is called as `task_function(user_id, *args)`.
 
         Returns None when a task of that name is already queued or running for this user
         (the partial unique index decides, so concurrent requests start one task), and a
         `failed` row when the queue could not take it.
         """
         task_id, user_id = str(uuid.uuid4()), self.id
-        db.session.add(
-            Task(id=task_id, name=task_function.name, description=description, user_id=user_id)
-        )
-        try:
-            db.session.commit()
-        except sa.exc.IntegrityError:
-            db.session.rollback()
+        row = {
+            "id": task_id,
+            "name": task_function.name,
+            "description": description,
+            "user_id": user_id,
+        }
+        inserted = db.session.execute(_insert_unless_conflict(Task, row)).rowcount
+        db.session.commit()
+        if inserted != 1:
             return None
         try:
             # In Huey's immediate mode (tests) this runs the whole task before returning.
             task_function.huey.enqueue(task_function.task_class((user_id, *args), None, id=task_id))
         except Exception as exc:  # the queue is down: the row must not stay "queued" forever
             logging.getLogger("microblog").exception("Could not enqueue task %s", task_id)
-            Task.change(task_id, ["queued"], status="failed", message=f"Could not start: {exc}")
+            Task.change(
+                task_id,
+                [TaskStatus.QUEUED],
+                status=TaskStatus.FAILED,
+                message=f"Could not start: {exc}",
+            )
         return db.session.get(Task, task_id, populate_existing=True)
 
     def tasks_in_progress(self) -> list["Task"]:
@@ -261,7 +360,7 @@ class User(UserMixin, db.Model):
             .where(
                 Task.user_id == self.id,
                 sa.or_(
-                    Task.status.in_(TASK_ACTIVE),
+                    Task.status.in_(TaskStatus.active()),
                     sa.and_(Task.dismissed.is_(False), Task.finished_at > recent),
                 ),
             )
@@ -289,7 +388,7 @@ class User(UserMixin, db.Model):
 
     def send_message(self, recipient: "User", body: str) -> "Message":
         """Send `body` to `recipient` and refresh their unread badge (caller commits)."""
-        message = Message(author=self, recipient=recipient, body=body)
+        message = Message(author=self, recipient=recipient, body=body.strip())
         db.session.add(message)
         db.session.flush()
         recipient.add_notification("unread_message_count", recipient.unread_message_count())
@@ -316,6 +415,18 @@ class User(UserMixin, db.Model):
         self.add_notification("unread_message_count", 0)
 
 
+def _insert_unless_conflict(model, values: dict):
+    """INSERT that quietly skips a row breaking a unique index (rowcount tells which).
+
+    Both databases spell it ON CONFLICT DO NOTHING; no transaction is spoiled by it.
+    """
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(model).values(**values).on_conflict_do_nothing()
+
+
 def _reset_serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="reset-password")
 
@@ -324,7 +435,7 @@ class Post(db.Model):
     __table_args__ = (sa.Index("ix_post_user_id_timestamp", "user_id", "timestamp"),)
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
-    body: so.Mapped[str] = so.mapped_column(sa.String(140))
+    body: so.Mapped[str] = so.mapped_column(sa.String(POST_MAX))
     timestamp: so.Mapped[datetime] = so.mapped_column(index=True, default=utcnow)
     user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user.id", ondelete="CASCADE"))
 
@@ -413,10 +524,74 @@ class RateLimitHit(db.Model):
     at: so.Mapped[float] = so.mapped_column(index=True, default=time.time)
 
 
-# --- background tasks (DESIGN.md §4) ----------------------------------------------
+# --- background tasks ----------------------------------------------------------------
+#
+# A task is a Huey task plus a `Task` row keyed by the same id: Huey runs it, the row is
+# what users see (status, progress, message) and survives Huey keeping no results.
 
-TASK_ACTIVE = ("queued", "running")
-TASK_TERMINAL = ("done", "failed", "cancelled")
+
+class TaskStatus(enum.StrEnum):
+    """A task's lifecycle: queued → running → done | failed | cancelled.
+
+    The one list of these words: the column, the partial unique index, the templates,
+    the page script (through the server-rendered banner) and the OpenAPI document use it.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @classmethod
+    def active(cls) -> tuple["TaskStatus", ...]:
+        return (cls.QUEUED, cls.RUNNING)
+
+    @classmethod
+    def terminal(cls) -> tuple["TaskStatus", ...]:
+        return (cls.DONE, cls.FAILED, cls.CANCELLED)
+
+    @property
+    def is_active(self) -> bool:
+        return self in TaskStatus.active()
+
+    @property
+    def label(self) -> str:
+        """The word shown to users ("Running")."""
+        return self.value.capitalize()
+
+    @property
+    def alert(self) -> str:
+        """The Bootstrap contextual class of this state's banner."""
+        return _STATUS_ALERTS[self]
+
+    @property
+    def default_text(self) -> str:
+        """What a task in this state says when it has no message of its own."""
+        return _STATUS_TEXTS[self]
+
+
+_STATUS_ALERTS = {
+    TaskStatus.QUEUED: "info",
+    TaskStatus.RUNNING: "info",
+    TaskStatus.DONE: "success",
+    TaskStatus.FAILED: "danger",
+    TaskStatus.CANCELLED: "secondary",
+}
+_STATUS_TEXTS = {
+    TaskStatus.QUEUED: "Waiting for the background worker…",
+    TaskStatus.RUNNING: "Working…",
+    TaskStatus.DONE: "Done.",
+    TaskStatus.FAILED: "Something went wrong.",
+    TaskStatus.CANCELLED: "Cancelled.",
+}
+
+
+def _status_in(statuses) -> sa.TextClause:
+    """`status IN ('queued', 'running')`, for index predicates (which take plain SQL)."""
+    return sa.text(f"status IN ({', '.join(repr(str(status)) for status in statuses)})")
+
+
 # A finished task keeps its banner for this long unless the user dismisses it.
 TASK_BANNER_LIFETIME = timedelta(days=1)
 
@@ -433,8 +608,8 @@ class Task(db.Model):
             "user_id",
             "name",
             unique=True,
-            sqlite_where=sa.text("status IN ('queued', 'running')"),
-            postgresql_where=sa.text("status IN ('queued', 'running')"),
+            sqlite_where=_status_in(TaskStatus.active()),
+            postgresql_where=_status_in(TaskStatus.active()),
         ),
     )
 
@@ -442,7 +617,18 @@ class Task(db.Model):
     name: so.Mapped[str] = so.mapped_column(sa.String(128))
     description: so.Mapped[str] = so.mapped_column(sa.String(128))
     user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user.id", ondelete="CASCADE"))
-    status: so.Mapped[str] = so.mapped_column(sa.String(16), default="queued")
+    # Stored as its plain word (VARCHAR, no CHECK): the schema is unchanged by the enum.
+    status: so.Mapped[TaskStatus] = so.mapped_column(
+        sa.Enum(
+            TaskStatus,
+            native_enum=False,
+            create_constraint=False,
+            length=16,
+            values_callable=lambda statuses: [status.value for status in statuses],
+            validate_strings=True,
+        ),
+        default=TaskStatus.QUEUED,
+    )
     progress: so.Mapped[int] = so.mapped_column(default=0)
     message: so.Mapped[str | None] = so.mapped_column(sa.String(500))
     cancel_requested: so.Mapped[bool] = so.mapped_column(default=False)
@@ -461,9 +647,22 @@ class Task(db.Model):
     def __repr__(self):
         return f"<Task {self.name} {self.id} {self.status}>"
 
+    @classmethod
+    def owned_by(cls, user_id: int, task_id: str) -> sa.Select:
+        """That user's task with that id: anyone else's looks exactly like a missing one."""
+        return sa.select(cls).where(cls.id == task_id, cls.user_id == user_id)
+
+    @classmethod
+    def active_for(cls, user_id: int, name: str) -> Optional["Task"]:
+        """The user's queued or running task of that name, if any."""
+        query = sa.select(cls).where(
+            cls.user_id == user_id, cls.name == name, cls.status.in_(TaskStatus.active())
+        )
+        return db.session.scalar(query)
+
     @property
     def is_active(self) -> bool:
-        return self.status in TASK_ACTIVE
+        return self.status.is_active
 
     @property
     def is_expired(self) -> bool:
@@ -471,7 +670,21 @@ class Task(db.Model):
 
     @property
     def has_download(self) -> bool:
-        return self.status == "done" and bool(self.result_file) and not self.is_expired
+        return self.status == TaskStatus.DONE and bool(self.result_file) and not self.is_expired
+
+    @property
+    def download_expired(self) -> bool:
+        """Finished with a file that has since been deleted."""
+        return (
+            self.status == TaskStatus.DONE
+            and self.result_size is not None
+            and not (self.has_download)
+        )
+
+    @property
+    def status_text(self) -> str:
+        """The sentence the banner and the task history show under the task's name."""
+        return self.message or self.status.default_text
 
     @property
     def duration(self) -> timedelta | None:
@@ -479,8 +692,23 @@ class Task(db.Model):
             return None
         return (self.finished_at or utcnow()) - self.started_at
 
+    @property
+    def shows_banner(self) -> bool:
+        """Active, or finished recently and not dismissed (as `User.tasks_in_progress`)."""
+        if self.is_active:
+            return True
+        recent = utcnow() - TASK_BANNER_LIFETIME
+        return not self.dismissed and self.finished_at is not None and self.finished_at > recent
+
+    def dismiss(self) -> bool:
+        """Hide a finished task's banner; False (nothing done) while it is still active."""
+        if self.is_active:
+            return False
+        self.dismissed = True
+        return True
+
     def to_notification(self) -> dict:
-        """The `task_progress` payload (DESIGN.md §6), plus what the banner needs."""
+        """The `task_progress` payload: enough for the page to know what changed."""
         return {
             "task_id": self.id,
             "name": self.name,
@@ -499,11 +727,12 @@ class Task(db.Model):
         """Set `values` if the row is in one of the `only_from` states; notify and commit.
 
         Every status change goes through this compare-and-set, so a late signal (say
-        "complete" after the user cancelled) cannot overwrite a newer state.
+        "complete" after the user cancelled) cannot overwrite a newer state. It commits
+        either way: the UPDATE has taken SQLite's write lock, which must not be held.
         """
         now = utcnow()
         values.setdefault("updated_at", now)
-        if values.get("status") in TASK_TERMINAL:
+        if values.get("status") in TaskStatus.terminal():
             values.setdefault("finished_at", now)
         result = db.session.execute(
             sa.update(cls)
@@ -512,7 +741,7 @@ class Task(db.Model):
             .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:
-            db.session.rollback()
+            db.session.commit()
             return None
         task = db.session.get(cls, task_id, populate_existing=True)
         task.notify()
@@ -525,12 +754,14 @@ class Task(db.Model):
         A queued task is revoked in `queue` (a Huey instance); a running one gets a flag
         that it checks at each progress write.
         """
-        if Task.change(self.id, ["queued"], status="cancelled", message="Cancelled."):
+        if Task.change(
+            self.id, [TaskStatus.QUEUED], status=TaskStatus.CANCELLED, message="Cancelled."
+        ):
             queue.revoke_by_id(self.id, revoke_once=True)
             return "cancelled"
         result = db.session.execute(
             sa.update(Task)
-            .where(Task.id == self.id, Task.status == "running")
+            .where(Task.id == self.id, Task.status == TaskStatus.RUNNING)
             .values(cancel_requested=True, message="Cancelling…")
             .execution_options(synchronize_session=False)
         )
@@ -552,12 +783,16 @@ class Task(db.Model):
             values["message"] = message
         result = db.session.execute(
             sa.update(cls)
-            .where(cls.id == task_id, cls.status == "running", cls.cancel_requested.is_(False))
+            .where(
+                cls.id == task_id,
+                cls.status == TaskStatus.RUNNING,
+                cls.cancel_requested.is_(False),
+            )
             .values(**values)
             .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:
-            db.session.rollback()
+            db.session.commit()
             return False
         db.session.get(cls, task_id, populate_existing=True).notify()
         db.session.commit()
@@ -567,7 +802,7 @@ class Task(db.Model):
     def stale(cls, older_than: timedelta) -> sa.Select:
         """Running rows whose heartbeat stopped: their worker died."""
         cutoff = utcnow() - older_than
-        return sa.select(cls).where(cls.status == "running", cls.updated_at < cutoff)
+        return sa.select(cls).where(cls.status == TaskStatus.RUNNING, cls.updated_at < cutoff)
 
     @classmethod
     def expired_results(cls) -> sa.Select:
@@ -585,7 +820,7 @@ class Message(db.Model):
         sa.ForeignKey("user.id", ondelete="CASCADE"), index=True
     )
     recipient_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user.id", ondelete="CASCADE"))
-    body: so.Mapped[str] = so.mapped_column(sa.String(140))
+    body: so.Mapped[str] = so.mapped_column(sa.String(MESSAGE_MAX))
     timestamp: so.Mapped[datetime] = so.mapped_column(default=utcnow)
 
     author: so.Mapped[User] = so.relationship(

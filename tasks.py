@@ -1,4 +1,4 @@
-"""Background tasks, run by the Huey consumer: `huey_consumer tasks.huey` (DESIGN.md §4–§5).
+"""Background tasks, run by the Huey consumer: `huey_consumer tasks.huey`.
 
 The web app imports this module to enqueue tasks; only the consumer runs them. The state
 users see lives in the `Task` table, driven by Huey's signals and the tasks' own progress
@@ -26,7 +26,7 @@ from huey.storage import RedisStorage, SqliteStorage
 
 import config as settings
 from mailer import mail_configured, send_email
-from models import Post, Task, User, db, isoformat_utc, utcnow
+from models import Post, Task, TaskStatus, User, db, isoformat_utc, utcnow
 
 log = logging.getLogger("huey.microblog")
 
@@ -215,17 +215,19 @@ def _row_signal(*signal_names):
 
 @_row_signal(S.SIGNAL_EXECUTING)
 def on_executing(task):
-    values = {"status": "running", "message": None}
+    values = {"status": TaskStatus.RUNNING, "message": None}
     row = db.session.get(Task, task.id)
     if row is not None and row.started_at is None:
         values["started_at"] = utcnow()
-    Task.change(task.id, ["queued"], **values)
+    Task.change(task.id, [TaskStatus.QUEUED], **values)
 
 
 @_row_signal(S.SIGNAL_COMPLETE)
 def on_complete(task):
     expires = utcnow() + timedelta(days=EXPORT_EXPIRY_DAYS)
-    Task.change(task.id, ["running"], status="done", progress=100, expires_at=expires)
+    Task.change(
+        task.id, [TaskStatus.RUNNING], status=TaskStatus.DONE, progress=100, expires_at=expires
+    )
 
 
 @_row_signal(S.SIGNAL_ERROR)
@@ -235,22 +237,27 @@ def on_error(task, exc):
         return
     if task.retries > 0:  # Huey runs it again after retry_delay
         message = f"Could not send the email ({describe(exc)}); trying again shortly."
-        Task.change(task.id, ["running"], message=message)
+        Task.change(task.id, [TaskStatus.RUNNING], message=message)
     elif row.result_file:  # only the email failed: the export itself is fine
         message = (
             f"Your export is ready to download, but the email could not be sent ({describe(exc)})."
         )
         expires = utcnow() + timedelta(days=EXPORT_EXPIRY_DAYS)
         Task.change(
-            task.id, ["running"], status="done", progress=100, message=message, expires_at=expires
+            task.id,
+            [TaskStatus.RUNNING],
+            status=TaskStatus.DONE,
+            progress=100,
+            message=message,
+            expires_at=expires,
         )
     else:
-        Task.change(task.id, ["queued", "running"], status="failed", message=describe(exc))
+        Task.change(task.id, TaskStatus.active(), status=TaskStatus.FAILED, message=describe(exc))
 
 
 @_row_signal(S.SIGNAL_CANCELED, S.SIGNAL_REVOKED)
 def on_cancelled(task):
-    if Task.change(task.id, ["queued", "running"], status="cancelled", message="Cancelled."):
+    if Task.change(task.id, TaskStatus.active(), status=TaskStatus.CANCELLED, message="Cancelled."):
         remove_partial_export(task.id)
 
 
@@ -258,7 +265,7 @@ def on_cancelled(task):
 def on_interrupted(task):
     # The consumer is stopping: put the task back so that the next consumer runs it.
     message = "Paused while the background worker restarts."
-    if Task.change(task.id, ["running"], status="queued", message=message):
+    if Task.change(task.id, [TaskStatus.RUNNING], status=TaskStatus.QUEUED, message=message):
         huey.enqueue(task)
         log.info("Task %s interrupted; re-queued", task.id)
 
@@ -408,7 +415,7 @@ def export_posts(user_id: int, site_url: str = "", task=None) -> int:
     with app_context():
         row = db.session.get(Task, task.id)
         user = db.session.get(User, user_id)
-        if row is None or user is None or row.status != "running":
+        if row is None or user is None or row.status != TaskStatus.RUNNING:
             log.info("Task %s: nothing to do (row or user gone, or not running)", task.id)
             return 0
         count = 0
@@ -419,7 +426,7 @@ def export_posts(user_id: int, site_url: str = "", task=None) -> int:
                 task.retries = 0  # retrying does not help a failed export; only mail is transient
                 remove_partial_export(row.id)
                 raise
-            Task.change(row.id, ["running"], result_file=name, result_size=size)
+            Task.change(row.id, [TaskStatus.RUNNING], result_file=name, result_size=size)
             row = db.session.get(Task, row.id, populate_existing=True)
         try:
             mailed = email_export(row, site_url)
@@ -432,7 +439,7 @@ def export_posts(user_id: int, site_url: str = "", task=None) -> int:
             message = "Your export is ready. We also emailed it to you."
         else:
             message = "Your export is ready to download."
-        Task.change(row.id, ["running"], message=message)
+        Task.change(row.id, [TaskStatus.RUNNING], message=message)
         return count
 
 
@@ -446,7 +453,7 @@ def reap_stale_tasks() -> int:
         stale = db.session.scalars(Task.stale(timedelta(seconds=TASK_STALE_SECONDS))).all()
         for row in stale:
             message = "The background worker stopped before this task finished. Please try again."
-            if Task.change(row.id, ["running"], status="failed", message=message):
+            if Task.change(row.id, [TaskStatus.RUNNING], status=TaskStatus.FAILED, message=message):
                 remove_partial_export(row.id)
                 log.warning("Task %s failed: its heartbeat stopped", row.id)
         return len(stale)

@@ -33,8 +33,10 @@
   // Features register a handler per notification name; the poller calls them.
   var handlers = {};
   var since = 0;
-  var IDLE_MS = 10000;
-  var BUSY_MS = 1000;
+  // Poll intervals come from the server (data attributes), so tests can shorten them.
+  var settings = document.currentScript.dataset;
+  var IDLE_MS = parseInt(settings.pollIdleMs, 10) || 10000;
+  var BUSY_MS = parseInt(settings.pollBusyMs, 10) || 1000;
   var fastUntil = 0;
 
   function on(name, handler) {
@@ -88,103 +90,62 @@
   });
 })();
 
-// --- Background task banners (DESIGN.md §6) -------------------------------------
-// Each `.task-banner` in base.html follows its task's `task_progress` notifications:
-// the bar moves, then turns into a Download link (or the failure reason), no reload.
+// --- Background task banners ------------------------------------------------------
+// The server renders each banner (templates/_task_banner.html); when a task's
+// `task_progress` notification arrives, the script fetches that banner again and swaps
+// it in, so the page and a reload always say the same thing.
 (function () {
   "use strict";
 
-  var ACTIVE = { queued: true, running: true };
+  var loading = {};  // task id -> true while its banner is being fetched
+  var again = {};    // task id -> a newer notification arrived during the fetch
 
-  function humanSize(size) {
-    var units = ["bytes", "KB", "MB", "GB"];
-    for (var i = 0; i < units.length; i++) {
-      if (size < 1024 || i === units.length - 1) {
-        return i === 0 ? size + " bytes" : size.toFixed(1) + " " + units[i];
-      }
-      size /= 1024;
-    }
+  function container() {
+    return document.getElementById("task-banners");
   }
 
-  function setText(banner, build) {
-    var text = banner.querySelector(".task-text");
-    text.textContent = "";
-    build(text);
+  function bannerFor(taskId) {
+    return document.querySelector('.task-banner[data-task-id="' + taskId + '"]');
   }
 
-  function append(parent, tag, className, content) {
-    var el = document.createElement(tag);
-    if (className) el.className = className;
-    if (content != null) el.textContent = content;
-    parent.appendChild(el);
-    return el;
+  function bannerUrl(taskId) {
+    var base = container().getAttribute("data-banner-base").replace("TASK_ID", encodeURIComponent(taskId));
+    return base + "?next=" + encodeURIComponent(location.pathname + location.search);
   }
 
-  function showProgress(banner, data) {
-    var shown = parseInt(banner.getAttribute("data-progress") || "0", 10);
-    var progress = Math.max(shown, data.progress || 0);  // never backwards
-    banner.setAttribute("data-progress", String(progress));
-    var bar = banner.querySelector(".progress");
-    if (bar) {
-      bar.setAttribute("aria-valuenow", String(progress));
-      bar.querySelector(".progress-bar").style.width = progress + "%";
-    }
-    var percent = banner.querySelector(".task-percent");
-    if (percent) percent.textContent = progress + "%";
-    var message = banner.querySelector(".task-message");
-    if (message && data.message) message.textContent = data.message;
-  }
-
-  function showFinished(banner, data) {
-    var bar = banner.querySelector(".progress");
-    if (bar) bar.remove();
-    var cancel = banner.querySelector(".task-cancel");
-    if (cancel) cancel.remove();
-    var dismiss = banner.querySelector(".task-dismiss");
-    if (dismiss) dismiss.classList.remove("d-none");
-    banner.classList.remove("alert-info");
-    if (data.status === "done" && data.result_size != null) {
-      banner.classList.add("alert-success");
-      setText(banner, function (text) {
-        text.appendChild(document.createTextNode("Your export is ready — "));
-        var link = append(text, "a", "task-download alert-link", "Download");
-        link.href = banner.getAttribute("data-download-url");
-        append(text, "span", "task-size", " (" + humanSize(data.result_size) + ")");
-        if (data.message) append(text, "span", "task-message small d-block", data.message);
+  function refresh(taskId) {
+    if (loading[taskId]) { again[taskId] = true; return; }
+    loading[taskId] = true;
+    fetch(bannerUrl(taskId), { credentials: "same-origin" })
+      .then(function (response) {
+        if (!response.ok) throw new Error("banner " + response.status);
+        return response.text();
+      })
+      .then(function (html) {
+        var old = bannerFor(taskId);
+        var template = document.createElement("template");
+        template.innerHTML = html.trim();
+        var fresh = template.content.firstElementChild;
+        // An empty answer: the task no longer has a banner (dismissed, or long finished).
+        if (!fresh) { if (old) old.remove(); return; }
+        if (old) old.replaceWith(fresh); else container().appendChild(fresh);
+        if (fresh.hasAttribute("data-active")) window.microblog.hurry();
+      })
+      .catch(function () { /* try again with the next notification */ })
+      .then(function () {
+        loading[taskId] = false;
+        if (again[taskId]) { again[taskId] = false; refresh(taskId); }
       });
-    } else if (data.status === "failed") {
-      banner.classList.add("alert-danger");
-      setText(banner, function (text) {
-        text.appendChild(document.createTextNode("Failed: "));
-        append(text, "span", "task-message", data.message || "unknown error");
-      });
-    } else {
-      banner.classList.add("alert-secondary");
-      setText(banner, function (text) {
-        append(text, "span", "task-message", data.message || data.status);
-      });
-    }
   }
 
   function update(data) {
-    var banner = document.querySelector('.task-banner[data-task-id="' + data.task_id + '"]');
-    if (!banner) return;
-    banner.setAttribute("data-status", data.status);
-    if (ACTIVE[data.status]) {
-      showProgress(banner, data);
-      window.microblog.hurry();
-    } else if (banner.getAttribute("data-finished") !== "1") {
-      banner.setAttribute("data-finished", "1");
-      showFinished(banner, data);
-    }
+    if (container()) refresh(data.task_id);
   }
 
   window.microblog.on("task_progress", update);
 
   document.addEventListener("DOMContentLoaded", function () {
-    var active = document.querySelectorAll(
-      '.task-banner[data-status="queued"], .task-banner[data-status="running"]');
-    if (active.length) window.microblog.hurry();
+    if (document.querySelector(".task-banner[data-active]")) window.microblog.hurry();
   });
 })();
 

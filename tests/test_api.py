@@ -501,7 +501,7 @@ def test_register_lost_race_is_409(app, api, users, monkeypatch):
     """Two requests for one username: the database's unique index decides."""
     import forms
 
-    monkeypatch.setattr(forms, "username_taken", lambda username: False)
+    monkeypatch.setattr(forms.RegistrationForm, "validate_username", lambda form, field: None)
     response = api.post("/api/users", json={**NEW_USER, "username": "alice"})
     assert response.status_code == 409
     assert response.json["error"] == "Conflict"
@@ -550,7 +550,7 @@ def test_update_validates_like_the_web_forms(app, api, users, tokens, body, fiel
 
 
 @pytest.mark.parametrize(
-    "body", [{"password": "new password"}, {"about_me": None}, ["about_me"], "text"]
+    "body", [{"password": "new password"}, {"about_me": 5}, ["about_me"], "text"]
 )
 def test_update_rejects_malformed_bodies(api, users, tokens, body):
     response = api.put(f"/api/users/{users['alice']}", token=tokens["alice"], json=body)
@@ -815,3 +815,62 @@ def test_download_of_an_expired_export_is_gone(app, api, users, tokens, immediat
     task = api.get(f"/api/tasks/{task_id}", token=tokens["alice"]).json
     assert "download" not in task["_links"]
     assert api.get(f"/api/tasks/{task_id}/download", token=tokens["alice"]).status_code == 404
+
+
+# --- clients written for the tutorial's API ----------------------------------------------
+
+
+def test_register_with_about_me(app, api):
+    response = api.post("/api/users", json={**NEW_USER, "about_me": "Hello, I am Dave."})
+    assert response.status_code == 201
+    assert response.json["about_me"] == "Hello, I am Dave."
+    with app.app_context():
+        assert User.by_username(NEW_USER["username"]).about_me == "Hello, I am Dave."
+
+
+def test_register_refuses_unknown_fields_by_name(api):
+    response = api.post("/api/users", json={**NEW_USER, "shoe_size": "44"})
+    assert response.status_code == 400
+    assert response.json["message"] == "Unknown fields: shoe_size."
+
+
+@pytest.mark.parametrize("about_me", [None, "Old words"])
+def test_put_back_the_whole_fetched_user(app, api, users, tokens, about_me):
+    """GET a user, change about_me, PUT the object back: read-only fields are ignored."""
+    with app.app_context():
+        db.session.get(User, users["alice"]).about_me = about_me
+        db.session.commit()
+    url = f"/api/users/{users['alice']}"
+    fetched = api.get(url, token=tokens["alice"]).json
+    assert fetched["about_me"] == about_me and "_links" in fetched and "id" in fetched
+    fetched["about_me"] = "New words"
+    response = api.put(url, token=tokens["alice"], json=fetched)
+    assert response.status_code == 200
+    assert response.json["about_me"] == "New words"
+    with app.app_context():
+        user = db.session.get(User, users["alice"])
+        assert (user.username, user.about_me) == ("alice", "New words")
+
+
+def test_put_back_ignores_forged_read_only_values(app, api, users, tokens):
+    url = f"/api/users/{users['alice']}"
+    body = {"id": users["bob"], "post_count": 999, "about_me": "still me"}
+    response = api.put(url, token=tokens["alice"], json=body)
+    assert response.status_code == 200
+    assert (response.json["id"], response.json["post_count"]) == (users["alice"], 0)
+
+
+def test_null_about_me_clears_it(app, api, users, tokens):
+    url = f"/api/users/{users['alice']}"
+    api.put(url, token=tokens["alice"], json={"about_me": "something"})
+    response = api.put(url, token=tokens["alice"], json={"about_me": None})
+    assert response.status_code == 200
+    with app.app_context():
+        assert not db.session.get(User, users["alice"]).about_me
+
+
+def test_put_still_refuses_unknown_fields(api, users, tokens):
+    url = f"/api/users/{users['alice']}"
+    response = api.put(url, token=tokens["alice"], json={"about_me": "x", "is_admin": "yes"})
+    assert response.status_code == 400
+    assert response.json["message"] == "Unknown fields: is_admin."

@@ -79,7 +79,7 @@ def test_csrf_failure_is_a_friendly_400(client, auth):
     auth.login()
     response = client.post("/follow/bob")
     assert response.status_code == 400
-    assert "Bad request" in response.get_data(as_text=True)
+    assert "Your form expired" in response.get_data(as_text=True)
 
 
 def test_bootstrap_is_served_by_the_app_itself(client, auth):
@@ -223,3 +223,41 @@ def test_trusted_hosts_refuse_forged_host_headers(tmp_path, monkeypatch):
     client = app.test_client()
     assert client.get("/login", headers={"Host": "evil.example"}).status_code == 400
     assert client.get("/login", headers={"Host": "microblog.example.com"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "status", "text"),
+    [
+        ("GET", "/user/nobody", 404, "Not found"),
+        ("DELETE", "/index", 405, "does not accept that kind of request"),
+        ("GET", "/logout", 405, "does not accept that kind of request"),
+    ],
+)
+def test_error_pages_share_one_template(client, auth, method, url, status, text):
+    auth.login()
+    response = client.open(url, method=method)
+    assert response.status_code == status
+    html = response.get_data(as_text=True)
+    assert text in html and 'class="error-reason"' in html
+
+
+def test_too_large_request_gets_the_error_page(client, auth, app):
+    auth.login()
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    response = client.submit("/index", {"post": "x" * 5000})
+    assert response.status_code == 413
+    assert "The request is too large." in response.get_data(as_text=True)
+
+
+def test_signed_in_json_client_gets_json_404(client, auth):
+    auth.login()
+    response = client.get("/user/nobody", headers={"Accept": "application/json"})
+    assert response.status_code == 404
+    assert response.json["error"] == "Not Found"
+
+
+@pytest.mark.parametrize("url", ["/login", "/register", "/reset_password_request"])
+def test_signed_in_users_go_home_from_visitor_pages(client, auth, url):
+    auth.login()
+    response = client.get(url)
+    assert response.status_code == 302 and response.headers["Location"] == "/index"

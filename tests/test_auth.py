@@ -3,8 +3,9 @@
 import pytest
 import sqlalchemy as sa
 
-from models import User, db
+from models import Post, User, db
 from tests.conftest import PASSWORD
+from tests.live import CSRF_FIELD
 
 
 def user_count(app):
@@ -142,10 +143,33 @@ def test_csrf_token_is_required_for_posts(client, auth, app):
     auth.login()
     response = client.post("/index", data={"post": "no token"})
     assert response.status_code == 400
-    assert "The CSRF token is missing." in response.get_data(as_text=True)
+    assert "Your form expired" in response.get_data(as_text=True)
     response = client.post("/index", data={"post": "bad token", "csrf_token": "forged"})
     assert response.status_code == 400
-    assert "The CSRF token is invalid." in response.get_data(as_text=True)
+    assert "Your form expired" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Post)) == 0
+
+
+def test_expired_form_is_offered_again_and_goes_through(client, auth, app):
+    """A post typed into a page whose token went stale is shown again, ready to send."""
+    auth.login()
+    response = client.post("/index", data={"post": "typed with care", "csrf_token": "stale"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert ">typed with care</textarea>" in html
+    fresh_token = CSRF_FIELD.search(html).group(1)
+    response = client.post("/index", data={"post": "typed with care", "csrf_token": fresh_token})
+    assert response.status_code == 302
+    with app.app_context():
+        assert db.session.scalar(sa.select(Post.body)) == "typed with care"
+
+
+def test_expired_form_never_echoes_a_password(client, users):
+    response = client.post("/login", data={"username": "alice", "password": "s3cret-typed"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "s3cret-typed" not in html and ">alice</textarea>" in html
 
 
 def test_logout_without_csrf_token_keeps_the_session(client, auth):

@@ -255,7 +255,7 @@ def test_expired_exports_are_deleted(app, client, finished_export):
     assert not path.exists()
     assert only_task(app).result_file is None
     page = client.get("/tasks").get_data(as_text=True)
-    assert "expired" in page and f'href="/exports/{finished_export.id}"' not in page
+    assert "Expired" in page and f'href="/exports/{finished_export.id}"' not in page
     with app.app_context():
         assert tasks.delete_expired_exports.call_local() == 0
 

@@ -138,41 +138,49 @@ def token_user() -> User:
     return g.api_token.user
 
 
-def token_auth_required(view):
-    """Require `Authorization: Bearer <token>` with a valid, unexpired token."""
+def auth_required(scheme: str, authenticate):
+    """A decorator: `authenticate(request.authorization)` returns None, or why it refused."""
 
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        auth = request.authorization
-        if auth is None or auth.type != "bearer" or not auth.token:
-            return unauthorized("Bearer", "Send a token: 'Authorization: Bearer <token>'.")
-        token = ApiToken.find(auth.token)
-        if token is None:
-            return unauthorized("Bearer", "The token is invalid or has expired.")
-        g.api_token = token
-        if token.user.seen_now():
-            db.session.commit()
-        return view(*args, **kwargs)
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            refusal = authenticate(request.authorization)
+            if refusal:
+                return unauthorized(scheme, refusal)
+            return view(*args, **kwargs)
 
-    return wrapper
+        return wrapper
+
+    return decorator
 
 
-def basic_auth_required(view):
-    """Require HTTP Basic credentials, rate limited per client IP and per username."""
+def _check_bearer_token(auth) -> str | None:
+    """A valid, unexpired bearer token: its row goes to `g.api_token`."""
+    if auth is None or auth.type != "bearer" or not auth.token:
+        return "Send a token: 'Authorization: Bearer <token>'."
+    token = ApiToken.find(auth.token)
+    if token is None:
+        return "The token is invalid or has expired."
+    g.api_token = token
+    if token.user.seen_now():
+        db.session.commit()
+    return None
 
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        auth = request.authorization
-        if auth is None or auth.type != "basic" or not auth.username:
-            return unauthorized("Basic", "Send your username and password with HTTP Basic auth.")
-        enforce_token_rate_limit(auth.username)
-        user = User.authenticate(auth.username, auth.password or "")
-        if user is None:
-            return unauthorized("Basic", "Invalid username or password.")
-        g.basic_user = user
-        return view(*args, **kwargs)
 
-    return wrapper
+def _check_basic_credentials(auth) -> str | None:
+    """A username and password (rate limited per client IP and username): `g.basic_user`."""
+    if auth is None or auth.type != "basic" or not auth.username:
+        return "Send your username and password with HTTP Basic auth."
+    enforce_token_rate_limit(auth.username)
+    user = User.authenticate(auth.username, auth.password or "")
+    if user is None:
+        return "Invalid username or password."
+    g.basic_user = user
+    return None
+
+
+token_auth_required = auth_required("Bearer", _check_bearer_token)
+basic_auth_required = auth_required("Basic", _check_basic_credentials)
 
 
 def enforce_token_rate_limit(username: str) -> None:

@@ -318,6 +318,13 @@ def delete_post(post_id):
 # --- accounts ----------------------------------------------------------------
 
 
+def form_page(form, title: str, heading=None, template="form_page.html", status=None):
+    """A page built around `form`: 400 when it was submitted and refused, else 200."""
+    if status is None:
+        status = 400 if form.is_submitted() else 200
+    return render_template(template, title=title, heading=heading, form=form), status
+
+
 @anonymous_only
 def login_view():
     form = LoginForm()
@@ -325,12 +332,11 @@ def login_view():
         user = User.authenticate(form.username.data, form.password.data)
         if user is None:
             flash("Invalid username or password.", "danger")
-            return render_template("login.html", title="Sign in", form=form), 401
+            return form_page(form, "Sign in", template="login.html", status=401)
         login_user(user, remember=form.remember_me.data)
         next_page = request.args.get("next")
         return redirect(next_page if is_safe_next(next_page) else url_for("main.index"))
-    status = 400 if form.is_submitted() else 200
-    return render_template("login.html", title="Sign in", form=form), status
+    return form_page(form, "Sign in", template="login.html")
 
 
 # `login` is the LoginManager; the view keeps the tutorial's URL and endpoint name.
@@ -353,8 +359,7 @@ def register():
         db.session.commit()
         flash("Congratulations, you are now a registered user! Please sign in.", "success")
         return redirect(url_for("main.login"))
-    status = 400 if form.is_submitted() else 200
-    return render_template("register.html", title="Register", form=form), status
+    return form_page(form, "Register")
 
 
 @bp.route("/reset_password_request", methods=["GET", "POST"])
@@ -371,11 +376,7 @@ def reset_password_request():
         # The same answer whether or not the address exists: no account probing.
         flash("Check your email for the instructions to reset your password.", "info")
         return redirect(url_for("main.login"))
-    status = 400 if form.is_submitted() else 200
-    return (
-        render_template("reset_password_request.html", title="Reset password", form=form),
-        status,
-    )
+    return form_page(form, "Reset password", heading="Reset your password")
 
 
 @bp.route("/reset_password/<token>", methods=["GET", "POST"])
@@ -391,8 +392,7 @@ def reset_password(token):
         db.session.commit()
         flash("Your password has been reset.", "success")
         return redirect(url_for("main.login"))
-    status = 400 if form.is_submitted() else 200
-    return render_template("reset_password.html", title="Reset password", form=form), status
+    return form_page(form, "Reset password", heading="Choose a new password")
 
 
 # --- profiles and following ----------------------------------------------------
@@ -426,44 +426,37 @@ def edit_profile():
     if request.method == "GET":
         form.username.data = current_user.username
         form.about_me.data = current_user.about_me
-    status = 400 if form.is_submitted() else 200
-    return render_template("edit_profile.html", title="Edit profile", form=form), status
+    return form_page(form, "Edit profile")
 
 
-def _follow_target(username):
-    """The user to follow/unfollow, or a redirect response explaining why not."""
+def change_following(username: str, follow: bool):
+    """Follow or unfollow `username`, then back to their profile (or say why not)."""
     user = User.by_username(username)
     if user is None:
         flash(f"User {username} not found.", "danger")
-        return None, redirect(url_for("main.index"))
+        return redirect(url_for("main.index"))
     if user.id == current_user.id:
         flash("You cannot follow or unfollow yourself.", "warning")
-        return None, redirect(url_for("main.user", username=username))
-    return user, None
+    elif follow:
+        current_user.follow(user)
+        flash(f"You are following {username}!", "success")
+    else:
+        current_user.unfollow(user)
+        flash(f"You are not following {username}.", "info")
+    db.session.commit()
+    return redirect(url_for("main.user", username=username))
 
 
 @bp.route("/follow/<username>", methods=["POST"])
 @login_required
 def follow(username):
-    user, refusal = _follow_target(username)
-    if refusal:
-        return refusal
-    current_user.follow(user)
-    db.session.commit()
-    flash(f"You are following {username}!", "success")
-    return redirect(url_for("main.user", username=username))
+    return change_following(username, follow=True)
 
 
 @bp.route("/unfollow/<username>", methods=["POST"])
 @login_required
 def unfollow(username):
-    user, refusal = _follow_target(username)
-    if refusal:
-        return refusal
-    current_user.unfollow(user)
-    db.session.commit()
-    flash(f"You are not following {username}.", "info")
-    return redirect(url_for("main.user", username=username))
+    return change_following(username, follow=False)
 
 
 # --- notifications -----------------------------------------------------------------
@@ -633,11 +626,8 @@ def send_message(username):
         db.session.commit()
         flash(f"Your message to {recipient.username} has been sent.", "success")
         return redirect(url_for("main.user", username=recipient.username))
-    status = 400 if form.is_submitted() else 200
-    return (
-        render_template("send_message.html", title="Send message", form=form, recipient=recipient),
-        status,
-    )
+    heading = f"Send a private message to {recipient.username}"
+    return form_page(form, "Send message", heading=heading)
 
 
 @bp.route("/messages")

@@ -399,20 +399,14 @@ def get_users():
     return paginated(sa.select(User).order_by(User.id), user_to_dict, "api.get_users")
 
 
-@bp.get("/users/<int:id>/followers")
+@bp.get("/users/<int:id>/followers", endpoint="get_followers", defaults={"relation": "followers"})
+@bp.get("/users/<int:id>/following", endpoint="get_following", defaults={"relation": "following"})
 @token_auth_required
-def get_followers(id):
+def get_related_users(id, relation):
+    """The user's followers, or the users they follow, by id."""
     user = get_or_404(User, id)
-    query = user.followers.select().order_by(User.id)
-    return paginated(query, user_to_dict, "api.get_followers", id=id)
-
-
-@bp.get("/users/<int:id>/following")
-@token_auth_required
-def get_following(id):
-    user = get_or_404(User, id)
-    query = user.following.select().order_by(User.id)
-    return paginated(query, user_to_dict, "api.get_following", id=id)
+    query = getattr(user, relation).select().order_by(User.id)
+    return paginated(query, user_to_dict, f"api.get_{relation}", id=id)
 
 
 # What the API itself returns in a user but never takes back: a client may PUT the

@@ -17,11 +17,20 @@ PROJECT_DIR = Path(__file__).resolve().parent
 load_dotenv(PROJECT_DIR / ".env")
 
 
-def data_dir(path: Path | None = None) -> Path:
-    """The directory holding app.db, huey.db, exports/ and the secret key."""
-    path = path or Path(os.environ.get("MICROBLOG_DATA_DIR") or PROJECT_DIR / "instance")
-    # Databases, exports and the key are private: every file we create is 0600.
+def use_private_files() -> None:
+    """From now on, every file and directory this process creates is private (0600 / 0700).
+
+    The databases (app.db, huey.db and their WAL files), the exports and the secret key hold
+    users' data or the signing key. SQLite and open() create files with the mode the umask
+    leaves, so the umask is the one place that covers them all. It is process-wide, so it is
+    set explicitly, once at startup, by create_app() and by the Huey consumer. Idempotent.
+    """
     os.umask(0o077)
+
+
+def data_dir(path: Path | None = None) -> Path:
+    """The directory holding app.db, huey.db, exports/ and the secret key; created if needed."""
+    path = path or Path(os.environ.get("MICROBLOG_DATA_DIR") or PROJECT_DIR / "instance")
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
 

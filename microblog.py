@@ -67,6 +67,9 @@ DEFAULTS = {
 def create_app(config=None):
     """Build the app: defaults, then the environment, then `config` (tests)."""
     config = dict(config or {})
+    # Every file we create (databases, exports, the secret key) must be 0600: set once,
+    # here at startup, for the whole process.
+    settings.use_private_files()
     app = Flask(__name__)
     app.config.from_mapping(DEFAULTS)
     data_dir = Path(config["DATA_DIR"]) if "DATA_DIR" in config else None

@@ -103,6 +103,12 @@ class MicroblogConsumer(Consumer):
     scheduler_class = MicroblogScheduler
     _last_beat = 0.0
 
+    def __init__(self, huey, **options):
+        # Every file the consumer creates (huey.db, exports) must be 0600: set once, at
+        # startup, before anything is opened.
+        settings.use_private_files()
+        super().__init__(huey, **options)
+
     def stop(self, graceful=False):
         stopping.set()
         super().stop(graceful=graceful)

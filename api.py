@@ -1,4 +1,4 @@
-"""The JSON API under /api: tokens, users and posts (issue 5), tutorial-compatible.
+"""The JSON API under /api: tokens, users and posts, tutorial-compatible.
 
 Clients get a token with HTTP Basic auth (`POST /api/tokens`) and send it as
 `Authorization: Bearer <token>`. Everything under /api answers in JSON, errors
@@ -33,13 +33,6 @@ from models import TASK_ACTIVE, ApiToken, Post, Task, User, db, isoformat_utc
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-DEFAULTS = {
-    # Token requests (HTTP Basic) allowed per window, per client IP and per username.
-    "API_TOKEN_LIMIT_PER_IP": 30,
-    "API_TOKEN_LIMIT_PER_USER": 10,
-    "API_TOKEN_LIMIT_WINDOW": 300,  # seconds
-    "RATE_LIMIT_PREFIX": "microblog:ratelimit:",  # Redis key prefix
-}
 DEFAULT_PER_PAGE = api_spec.DEFAULT_PER_PAGE
 MAX_PER_PAGE = api_spec.MAX_PER_PAGE
 MAX_PAGE = api_spec.MAX_PAGE
@@ -48,8 +41,6 @@ REALM = "microblog"
 
 def init_app(app):
     """Mount the API on `app`: routes, JSON errors, and no CSRF (it uses tokens, not cookies)."""
-    for key, value in DEFAULTS.items():
-        app.config.setdefault(key, value)
     app.register_blueprint(bp)
     app.extensions["csrf"].exempt(bp)
     app.before_request(json_routing_errors)

@@ -54,24 +54,15 @@ bootstrap = Bootstrap5()
 
 bp = Blueprint("main", __name__)
 
-DEFAULTS = {
-    "BOOTSTRAP_SERVE_LOCAL": True,  # no CDN: the site must work offline
-    "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
-    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
-    "MAX_CONTENT_LENGTH": 1024 * 1024,
-    # Whether mail goes out is decided by MAIL_SERVER alone, in tests too (they run a real server).
-    "MAIL_SUPPRESS_SEND": False,
-}
-
 
 def create_app(config=None):
-    """Build the app: defaults, then the environment, then `config` (tests)."""
+    """Build the app: defaults, then the environment (both from config.py), then `config`
+    (tests)."""
     config = dict(config or {})
     # Every file we create (databases, exports, the secret key) must be 0600: set once,
     # here at startup, for the whole process.
     settings.use_private_files()
     app = Flask(__name__)
-    app.config.from_mapping(DEFAULTS)
     data_dir = Path(config["DATA_DIR"]) if "DATA_DIR" in config else None
     app.config.from_mapping(settings.from_environment(data_dir))
     app.config.from_mapping(config)
@@ -431,7 +422,7 @@ def notifications():
     return jsonify(notifications_payload(int(user_id), since))
 
 
-# --- background tasks: export your posts (DESIGN.md §4–§6) ------------------------------
+# --- background tasks: export your posts ------------------------------------------------
 
 
 @bp.app_context_processor

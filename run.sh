@@ -39,6 +39,11 @@ ensure_chromium() {
   fi
 }
 
+check_config() {
+  # One clear line naming the variable, instead of a traceback from each process.
+  "$PY" config.py
+}
+
 migrate() {
   "$VENV/bin/flask" --app microblog db upgrade
 }
@@ -46,6 +51,7 @@ migrate() {
 serve() {
   local host="${HOST:-127.0.0.1}" port="${PORT:-5000}" pids=() own_session=()
   command -v setsid >/dev/null 2>&1 && own_session=(setsid)
+  check_config
   migrate
   # Each server runs in its own session: a Ctrl-C in the terminal reaches only this script,
   # whose trap then sends each exactly one signal. (A second SIGINT would make the consumer
@@ -96,6 +102,7 @@ case "${1:-start}" in
     ;;
   migrate)
     ensure_venv requirements.txt
+    check_config
     migrate
     ;;
   *)

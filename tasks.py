@@ -1,4 +1,4 @@
-"""Background tasks, run by the Huey consumer: `huey_consumer tasks.huey` (DESIGN.md §4–§5).
+"""Background tasks, run by the Huey consumer: `huey_consumer tasks.huey`.
 
 The web app imports this module to enqueue tasks; only the consumer runs them. The state
 users see lives in the `Task` table, driven by Huey's signals and the tasks' own progress
@@ -24,24 +24,26 @@ from huey.consumer import Consumer, Scheduler
 from huey.exceptions import CancelExecution
 from huey.storage import RedisStorage, SqliteStorage
 
-import config as settings
+import config
 from mailer import mail_configured, send_email
 from models import Post, Task, User, db, isoformat_utc, utcnow
 
 log = logging.getLogger("huey.microblog")
 
 
+# Only for MICROBLOG_EXPORT_BATCH_DELAY below, a test hook on its way out; every other
+# setting is declared and parsed in config.py.
 def _env_float(name: str, default: float) -> float:
     value = os.environ.get(name)
     return float(value) if value else default
 
 
-# Knobs read by both processes (environment or .env). Tests shorten the intervals.
-HUEY_NAME = os.environ.get("HUEY_NAME") or "microblog"
-# How often the periodic tasks (reaper, export cleanup) run; Huey's own default is 60 s.
-PERIODIC_SECONDS = _env_float("MICROBLOG_PERIODIC_SECONDS", 60)
-# A running task whose heartbeat is older than this is declared lost by the reaper.
-TASK_STALE_SECONDS = _env_float("MICROBLOG_TASK_STALE_SECONDS", 120)
+# The knobs, declared and parsed in config.py (environment or .env), read once here: Huey's
+# decorators below need them at import time. Tests shorten the intervals.
+settings = config.load()
+HUEY_NAME: str = settings["HUEY_NAME"]
+PERIODIC_SECONDS: float = settings["MICROBLOG_PERIODIC_SECONDS"]
+TASK_STALE_SECONDS: float = settings["MICROBLOG_TASK_STALE_SECONDS"]
 # A running task writes its heartbeat at least this often, even when the bar does not move.
 TASK_HEARTBEAT_SECONDS = min(5.0, TASK_STALE_SECONDS / 4)
 # The bar moves at most this often: ≤ ~100 writes per task whatever its size.
@@ -51,14 +53,13 @@ CONSUMER_HEARTBEAT_SECONDS = 5.0
 CONSUMER_SILENT_SECONDS = 30.0
 CONSUMER_HEARTBEAT_KEY = "microblog.consumer-heartbeat"
 
-EXPORT_BATCH_SIZE = int(_env_float("MICROBLOG_EXPORT_BATCH_SIZE", 5000))
+EXPORT_BATCH_SIZE: int = settings["MICROBLOG_EXPORT_BATCH_SIZE"]
 # For the fault tests only: sleep this long after each batch so an export can be caught mid-run.
 EXPORT_BATCH_DELAY = _env_float("MICROBLOG_EXPORT_BATCH_DELAY", 0)
-EXPORT_EXPIRY_DAYS = _env_float("MICROBLOG_EXPORT_EXPIRY_DAYS", 7)
-# Larger exports are mailed as a link to the download page instead of an attachment.
-EXPORT_ATTACH_MAX_BYTES = int(_env_float("MICROBLOG_EXPORT_ATTACH_MAX_BYTES", 5 * 1024 * 1024))
-MAIL_RETRIES = int(_env_float("MICROBLOG_MAIL_RETRIES", 3))
-MAIL_RETRY_DELAY = _env_float("MICROBLOG_MAIL_RETRY_DELAY", 30)
+EXPORT_EXPIRY_DAYS: float = settings["MICROBLOG_EXPORT_EXPIRY_DAYS"]
+EXPORT_ATTACH_MAX_BYTES: int = settings["MICROBLOG_EXPORT_ATTACH_MAX_BYTES"]
+MAIL_RETRIES: int = settings["MICROBLOG_MAIL_RETRIES"]
+MAIL_RETRY_DELAY: float = settings["MICROBLOG_MAIL_RETRY_DELAY"]
 
 # The app tasks run in, as gunicorn would find it. Imported by name, and only in the
 # consumer, so that this module never imports the web app (imports point one way).
@@ -86,7 +87,7 @@ class LazySqliteStorage(SqliteStorage):
         pass
 
     def _create_connection(self):
-        settings.data_dir(Path(self.filename).parent)
+        config.data_dir(Path(self.filename).parent)
         conn = super()._create_connection()
         for statement in self.ddl:  # all "create ... if not exists"
             conn.execute(statement)
@@ -106,7 +107,7 @@ class MicroblogConsumer(Consumer):
     def __init__(self, huey, **options):
         # Every file the consumer creates (huey.db, exports) must be 0600: set once, at
         # startup, before anything is opened.
-        settings.use_private_files()
+        config.use_private_files()
         super().__init__(huey, **options)
 
     def stop(self, graceful=False):
@@ -130,15 +131,15 @@ class MicroblogHuey(Huey):
 
 def make_huey() -> Huey:
     """Redis when REDIS_URL is set, else SQLite in `<data dir>/huey.db` (WAL, busy timeout)."""
-    redis_url = os.environ.get("REDIS_URL")
-    if redis_url:
-        return MicroblogHuey(HUEY_NAME, results=False, storage_class=RedisStorage, url=redis_url)
-    directory = Path(os.environ.get("MICROBLOG_DATA_DIR") or settings.PROJECT_DIR / "instance")
+    if settings["REDIS_URL"]:
+        return MicroblogHuey(
+            HUEY_NAME, results=False, storage_class=RedisStorage, url=settings["REDIS_URL"]
+        )
     return MicroblogHuey(
         HUEY_NAME,
         results=False,
         storage_class=LazySqliteStorage,
-        filename=str(directory / "huey.db"),
+        filename=str(settings["DATA_DIR"] / "huey.db"),
         journal_mode="wal",
         timeout=10,
     )

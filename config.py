@@ -92,13 +92,17 @@ def directory_path(value: str) -> Path:
 
 
 def database_url(value: str) -> str:
+    """A SQLAlchemy URL. `postgres://` (what hosting providers hand out, which SQLAlchemy
+    rejects) and `postgresql://` without a driver (which SQLAlchemy maps to psycopg2, not
+    installed) both mean PostgreSQL through psycopg 3, the installed driver."""
     value = value.strip()
+    scheme, separator, rest = value.partition("://")
+    if separator and scheme.lower() in {"postgres", "postgresql"}:
+        value = f"postgresql+psycopg://{rest}"
     try:
         sa.make_url(value)
     except sa.exc.ArgumentError:
-        raise ValueError(
-            "expected a database URL such as postgresql+psycopg://user@host/db"
-        ) from None
+        raise ValueError("expected a database URL such as postgresql://user@host/db") from None
     return value
 
 

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 import config
 from microblog import create_app
+from models import db
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -90,11 +92,56 @@ def test_every_setting_is_documented_once_in_the_readme():
 # --- DATABASE_URL ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        # What Heroku, Render and others hand out; SQLAlchemy alone rejects the name.
+        ("postgres://u:p@db.example:5432/blog", "postgresql+psycopg://u:p@db.example:5432/blog"),
+        # No driver: SQLAlchemy would pick psycopg2, which is not installed.
+        ("postgresql://u@db.example/blog", "postgresql+psycopg://u@db.example/blog"),
+        ("POSTGRES://u@h/blog?sslmode=require", "postgresql+psycopg://u@h/blog?sslmode=require"),
+        # An explicit driver, or another database, is left as it is.
+        ("postgresql+psycopg://u@h/blog", "postgresql+psycopg://u@h/blog"),
+        ("postgresql+psycopg2://u@h/blog", "postgresql+psycopg2://u@h/blog"),
+        ("sqlite:////var/lib/microblog/app.db", "sqlite:////var/lib/microblog/app.db"),
+    ],
+)
+def test_database_url_spellings(given, expected):
+    assert config.database_url(given) == expected
+    assert config.load({"DATABASE_URL": given})["SQLALCHEMY_DATABASE_URI"] == expected
+
+
+def test_postgres_url_reaches_the_app(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgres://u@db.example/blog")
+    app = create_app({"DATA_DIR": str(tmp_path)})
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@db.example/blog"
+
+
 def test_an_invalid_database_url_is_named_but_not_repeated():
     with pytest.raises(config.ConfigError) as error:
         config.load({"DATABASE_URL": "secret-password-not-a-url"})
     assert "DATABASE_URL" in str(error.value)
     assert "secret-password" not in str(error.value)
+
+
+def test_postgres_scheme_connects(tmp_path, monkeypatch):
+    """`postgres://…`, as a hosting provider gives it, really connects through psycopg 3."""
+    base_url = os.environ.get("TEST_DATABASE_URL")
+    if not base_url:
+        pytest.skip("TEST_DATABASE_URL is not set; no PostgreSQL server to connect to")
+    url = sa.make_url(base_url)
+    if url.get_backend_name() != "postgresql":
+        pytest.skip("TEST_DATABASE_URL is not a PostgreSQL URL")
+    rest = url.render_as_string(hide_password=False).split("://", 1)[1]
+    monkeypatch.setenv("DATABASE_URL", f"postgres://{rest}")
+    app = create_app({"DATA_DIR": str(tmp_path)})
+    with app.app_context():
+        try:
+            assert db.engine.dialect.driver == "psycopg"
+            assert db.session.scalar(sa.text("SELECT 1")) == 1
+        finally:
+            db.session.remove()
+            db.engine.dispose()
 
 
 # --- invalid values stop the process at start, naming the variable ---------------------------

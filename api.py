@@ -1,4 +1,4 @@
-"""The JSON API under /api: tokens, users and posts, tutorial-compatible.
+"""The JSON API under /api: tokens, users, posts and tasks, tutorial-compatible.
 
 Clients get a token with HTTP Basic auth (`POST /api/tokens`) and send it as
 `Authorization: Bearer <token>`. Everything under /api answers in JSON, errors

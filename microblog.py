@@ -422,7 +422,7 @@ def notifications():
     return jsonify(notifications_payload(int(user_id), since))
 
 
-# --- background tasks: export your posts ------------------------------------------------
+# --- background tasks: export your posts -------------------------------------------------
 
 
 @bp.app_context_processor

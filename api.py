@@ -11,6 +11,8 @@ and a matching entry in `api_spec.py`.
 
 import functools
 import re
+from collections.abc import Set
+from typing import NoReturn
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
@@ -59,7 +61,7 @@ def error_response(status: int, message: str | None = None, headers=None, **extr
     return response
 
 
-def api_abort(status: int, message: str | None = None, headers=None, **extra):
+def api_abort(status: int, message: str | None = None, headers=None, **extra) -> NoReturn:
     """Stop the request with a JSON error (see `error_response`)."""
     abort(error_response(status, message, headers, **extra))
 
@@ -187,7 +189,7 @@ def enforce_token_rate_limit(username: str) -> None:
 # --- request bodies and validation ----------------------------------------------------
 
 
-def json_body(allowed: set[str], required: set[str] = frozenset()) -> dict[str, str]:
+def json_body(allowed: Set[str], required: Set[str] = frozenset()) -> dict[str, str]:
     """The request's JSON object, whose fields must all be strings from `allowed`."""
     if not request.is_json:
         api_abort(415, "Send a JSON body with 'Content-Type: application/json'.")

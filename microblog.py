@@ -4,6 +4,7 @@ import logging
 import sys
 from logging.handlers import SMTPHandler
 from pathlib import Path
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -141,7 +142,7 @@ def load_user(user_id):
     return db.session.get(User, int(user_id))
 
 
-def is_safe_next(target: str | None) -> bool:
+def is_safe_next(target: str | None) -> TypeGuard[str]:
     """True for a path inside this site; rejects `//host`, `/\\host` and absolute URLs."""
     if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
         return False
@@ -442,11 +443,12 @@ def inject_task_banners():
 
 def human_size(size: int | None) -> str:
     """1536 → "1.5 KB"."""
-    size = size or 0
+    amount = float(size or 0)
     for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
+        if amount < 1024 or unit == "GB":
+            return f"{int(amount)} {unit}" if unit == "bytes" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    raise AssertionError("unreachable")
 
 
 @bp.route("/export_posts", methods=["POST"], endpoint="export_posts")

@@ -7,9 +7,10 @@ import secrets
 import sqlite3
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional, cast, overload
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -41,7 +42,11 @@ RESET_TOKEN_MAX_AGE = 3600  # seconds
 
 @sa.event.listens_for(sa.Engine, "connect")
 def _tune_sqlite(dbapi_connection, _record):
-    """WAL, a busy timeout and foreign keys on every SQLite connection (DESIGN.md §3)."""
+    """WAL, a busy timeout and foreign keys on every SQLite connection, in both processes.
+
+    WAL lets the worker write progress while pages read; the busy timeout makes a writer
+    wait for another instead of failing with "database is locked".
+    """
     if not isinstance(dbapi_connection, sqlite3.Connection):
         return
     cursor = dbapi_connection.cursor()
@@ -57,6 +62,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+@overload
+def isoformat_utc(moment: datetime) -> str: ...
+@overload
+def isoformat_utc(moment: None) -> None: ...
 def isoformat_utc(moment: datetime | None) -> str | None:
     """`2024-05-01T12:00:00Z` for a naive UTC datetime."""
     if moment is None:
@@ -68,12 +77,26 @@ def isoformat_utc(moment: datetime | None) -> str | None:
 class Page:
     """One page of results, without counting the whole result set (that grows with the table)."""
 
-    items: list
+    items: Sequence[Any]
     number: int
     has_next: bool
 
     def __iter__(self):
         return iter(self.items)
+
+
+if TYPE_CHECKING:
+    # db.Model is built from Base at run time; a type checker cannot take a base class from
+    # an attribute of an object, so it sees the declarative base itself.
+    Model = Base
+else:
+    Model = db.Model
+
+
+def execute_dml(statement: sa.Executable) -> sa.CursorResult[Any]:
+    """Run an UPDATE or DELETE in the session. Its result is a CursorResult, the kind that
+    has a rowcount (the session's signature promises only a generic Result)."""
+    return cast(sa.CursorResult[Any], db.session.execute(statement))
 
 
 followers = sa.Table(
@@ -86,7 +109,7 @@ followers = sa.Table(
 )
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     username: so.Mapped[str] = so.mapped_column(sa.String(64), index=True, unique=True)
     email: so.Mapped[str] = so.mapped_column(sa.String(120), index=True, unique=True)
@@ -123,7 +146,9 @@ class User(UserMixin, db.Model):
         self.password_hash = generate_password_hash(password)
 
     def check_password(self, password: str) -> bool:
-        return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+        if not self.password_hash:  # no password set: nothing matches
+            return False
+        return check_password_hash(self.password_hash, password)
 
     def avatar(self, size: int) -> str:
         """Gravatar URL for the user's email (an identicon when they have none)."""
@@ -153,11 +178,11 @@ class User(UserMixin, db.Model):
 
     def followers_count(self) -> int:
         query = sa.select(sa.func.count()).where(followers.c.followed_id == self.id)
-        return db.session.scalar(query)
+        return db.session.execute(query).scalar_one()
 
     def following_count(self) -> int:
         query = sa.select(sa.func.count()).where(followers.c.follower_id == self.id)
-        return db.session.scalar(query)
+        return db.session.execute(query).scalar_one()
 
     def followed_ids(self) -> sa.Select:
         """The ids of the users this user follows, as a subquery."""
@@ -183,7 +208,7 @@ class User(UserMixin, db.Model):
         query = sa.select(sa.func.count(Post.id)).where(
             sa.or_(Post.user_id == self.id, Post.user_id.in_(self.followed_ids()))
         )
-        return db.session.scalar(query)
+        return db.session.execute(query).scalar_one()
 
     def posts_select(self) -> sa.Select:
         """The user's own posts, newest first."""
@@ -228,7 +253,7 @@ class User(UserMixin, db.Model):
 
     # --- background tasks -----------------------------------------------------
     def launch_task(self, task_function, description: str, *args) -> Optional["Task"]:
-        """Record a task, commit, then enqueue it with the same id (DESIGN.md §4).
+        """Record a task, commit, then enqueue it with the same id.
 
         The task function is called as `task_function(user_id, *args)`.
 
@@ -285,7 +310,9 @@ class User(UserMixin, db.Model):
     )
 
     def posts_count(self) -> int:
-        return db.session.scalar(sa.select(sa.func.count()).where(Post.user_id == self.id))
+        return db.session.execute(
+            sa.select(sa.func.count()).where(Post.user_id == self.id)
+        ).scalar_one()
 
     def send_message(self, recipient: "User", body: str) -> "Message":
         """Send `body` to `recipient` and refresh their unread badge (caller commits)."""
@@ -299,7 +326,7 @@ class User(UserMixin, db.Model):
         query = sa.select(sa.func.count()).where(Message.recipient_id == self.id)
         if self.last_message_read_time is not None:
             query = query.where(Message.timestamp > self.last_message_read_time)
-        return db.session.scalar(query)
+        return db.session.execute(query).scalar_one()
 
     def received_messages_select(self) -> sa.Select:
         """Messages sent to this user, newest first."""
@@ -320,7 +347,7 @@ def _reset_serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="reset-password")
 
 
-class Post(db.Model):
+class Post(Model):
     __table_args__ = (sa.Index("ix_post_user_id_timestamp", "user_id", "timestamp"),)
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
@@ -334,7 +361,7 @@ class Post(db.Model):
         return f"<Post {self.body}>"
 
 
-class Notification(db.Model):
+class Notification(Model):
     __table_args__ = (sa.Index("ix_notification_user_id_timestamp", "user_id", "timestamp"),)
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
@@ -360,7 +387,7 @@ def hash_api_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     """A bearer token for the JSON API; only its SHA-256 is kept."""
 
     __tablename__ = "api_token"
@@ -398,7 +425,7 @@ class ApiToken(db.Model):
         return db.session.scalar(query)
 
 
-class RateLimitHit(db.Model):
+class RateLimitHit(Model):
     """One counted attempt; the rate limiter counts a key's rows inside its window.
 
     Kept in the database (not in process memory) so every gunicorn worker sees the
@@ -413,7 +440,7 @@ class RateLimitHit(db.Model):
     at: so.Mapped[float] = so.mapped_column(index=True, default=time.time)
 
 
-# --- background tasks (DESIGN.md §4) ----------------------------------------------
+# --- background tasks ----------------------------------------------------------------
 
 TASK_ACTIVE = ("queued", "running")
 TASK_TERMINAL = ("done", "failed", "cancelled")
@@ -421,7 +448,7 @@ TASK_TERMINAL = ("done", "failed", "cancelled")
 TASK_BANNER_LIFETIME = timedelta(days=1)
 
 
-class Task(db.Model):
+class Task(Model):
     """A background job: the Huey task with the same id plus what the user sees of it."""
 
     __table_args__ = (
@@ -480,7 +507,7 @@ class Task(db.Model):
         return (self.finished_at or utcnow()) - self.started_at
 
     def to_notification(self) -> dict:
-        """The `task_progress` payload (DESIGN.md §6), plus what the banner needs."""
+        """The `task_progress` payload: enough for the page to know what changed."""
         return {
             "task_id": self.id,
             "name": self.name,
@@ -505,7 +532,7 @@ class Task(db.Model):
         values.setdefault("updated_at", now)
         if values.get("status") in TASK_TERMINAL:
             values.setdefault("finished_at", now)
-        result = db.session.execute(
+        result = execute_dml(
             sa.update(cls)
             .where(cls.id == task_id, cls.status.in_(tuple(only_from)))
             .values(**values)
@@ -514,7 +541,7 @@ class Task(db.Model):
         if result.rowcount != 1:
             db.session.rollback()
             return None
-        task = db.session.get(cls, task_id, populate_existing=True)
+        task = db.session.get_one(cls, task_id, populate_existing=True)
         task.notify()
         db.session.commit()
         return task
@@ -528,7 +555,7 @@ class Task(db.Model):
         if Task.change(self.id, ["queued"], status="cancelled", message="Cancelled."):
             queue.revoke_by_id(self.id, revoke_once=True)
             return "cancelled"
-        result = db.session.execute(
+        result = execute_dml(
             sa.update(Task)
             .where(Task.id == self.id, Task.status == "running")
             .values(cancel_requested=True, message="Cancelling…")
@@ -550,7 +577,7 @@ class Task(db.Model):
         }
         if message is not None:
             values["message"] = message
-        result = db.session.execute(
+        result = execute_dml(
             sa.update(cls)
             .where(cls.id == task_id, cls.status == "running", cls.cancel_requested.is_(False))
             .values(**values)
@@ -559,7 +586,7 @@ class Task(db.Model):
         if result.rowcount != 1:
             db.session.rollback()
             return False
-        db.session.get(cls, task_id, populate_existing=True).notify()
+        db.session.get_one(cls, task_id, populate_existing=True).notify()
         db.session.commit()
         return True
 
@@ -574,7 +601,7 @@ class Task(db.Model):
         return sa.select(cls).where(cls.result_file.is_not(None), cls.expires_at <= utcnow())
 
 
-class Message(db.Model):
+class Message(Model):
     """A private message; only its recipient (and its author) may read it."""
 
     # The inbox and the unread count both look messages up by recipient, newest first.

@@ -13,16 +13,18 @@ import smtplib
 import threading
 import time
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import sqlalchemy as sa
-from flask import current_app, has_app_context, render_template, send_file
+from flask import Flask, current_app, has_app_context, render_template, send_file
 from huey import Huey, crontab
 from huey import signals as S
 from huey.consumer import Consumer, Scheduler
 from huey.exceptions import CancelExecution
 from huey.storage import RedisStorage, SqliteStorage
+from werkzeug.local import LocalProxy
 
 import config
 from mailer import mail_configured, send_email
@@ -160,15 +162,16 @@ def consumer_seen_recently() -> bool:
 
 # --- the Flask app inside the consumer ------------------------------------------------
 
-_app = None
+_app: Flask | None = None
 _app_lock = threading.Lock()
 
 
-def flask_app():
+def flask_app() -> Flask:
     """The current app (immediate mode, tests), or the consumer's own, created once."""
     global _app
     if has_app_context():
-        return current_app._get_current_object()
+        # current_app is a proxy, typed as the app it stands for: hand out the app itself.
+        return cast("LocalProxy[Flask]", current_app)._get_current_object()
     with _app_lock:
         if _app is None:
             module, factory = APP_FACTORY.split(":")
@@ -195,7 +198,7 @@ def create_app_early():
 
 # --- signals: Huey's view of a task, written to its Task row --------------------------
 
-TRACKED_TASKS = set()
+TRACKED_TASKS: set[str] = set()
 
 
 def tracked(fn):
@@ -222,7 +225,7 @@ def _row_signal(*signal_names):
 
 @_row_signal(S.SIGNAL_EXECUTING)
 def on_executing(task):
-    values = {"status": "running", "message": None}
+    values: dict[str, Any] = {"status": "running", "message": None}
     row = db.session.get(Task, task.id)
     if row is not None and row.started_at is None:
         values["started_at"] = utcnow()
@@ -332,7 +335,7 @@ def remove_partial_export(task_id: str) -> None:
     (exports_dir() / f"{task_id}.json.part").unlink(missing_ok=True)
 
 
-def _timestamp(value) -> str:
+def _timestamp(value: str | datetime) -> str:
     """`2024-05-01T12:00:00Z` for a stored timestamp.
 
     SQLite hands back its stored text ("2024-05-01 12:00:00.123456") because the query
@@ -356,7 +359,9 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
     Reads in batches on its own connection and writes as it goes, so memory stays flat
     however many posts there are. Returns (file name, post count, size in bytes).
     """
-    total = db.session.scalar(sa.select(sa.func.count()).where(Post.user_id == user_id))
+    total = db.session.execute(
+        sa.select(sa.func.count()).where(Post.user_id == user_id)
+    ).scalar_one()
     progress = Progress(task_id, total)
     progress.write(0, f"Exporting {total} posts…")
     final = exports_dir() / f"{task_id}.json"
@@ -390,6 +395,8 @@ def email_export(row: Task, site_url: str) -> bool:
     """Mail the export (attached, or a link when large); False when mail is not configured."""
     if not mail_configured():
         return False
+    if row.result_file is None or row.result_size is None:
+        raise ValueError(f"task {row.id} has no export file to mail")
     Task.record_progress(row.id, 100, "Sending the email…")
     path = exports_dir() / row.result_file
     attach = row.result_size <= EXPORT_ATTACH_MAX_BYTES
@@ -427,7 +434,7 @@ def export_posts(user_id: int, site_url: str = "", task=None) -> int:
                 remove_partial_export(row.id)
                 raise
             Task.change(row.id, ["running"], result_file=name, result_size=size)
-            row = db.session.get(Task, row.id, populate_existing=True)
+            row = db.session.get_one(Task, row.id, populate_existing=True)
         try:
             mailed = email_export(row, site_url)
         except (smtplib.SMTPException, OSError):

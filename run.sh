@@ -3,7 +3,7 @@
 #   ./run.sh            install if needed, migrate, start web (gunicorn) + worker (huey)
 #   ./run.sh test       install test dependencies and run the test suite (args go to pytest)
 #   ./run.sh bench      run the benchmarks
-#   ./run.sh lint       ruff
+#   ./run.sh lint       ruff, node --check, mypy
 #   ./run.sh migrate    apply database migrations only
 set -euo pipefail
 
@@ -99,6 +99,8 @@ case "${1:-start}" in
     if command -v node >/dev/null 2>&1; then
       for script in static/*.js; do node --check "$script"; done
     fi
+    # Type checks of the application modules ([tool.mypy] in pyproject.toml).
+    "$VENV/bin/mypy"
     ;;
   migrate)
     ensure_venv requirements.txt

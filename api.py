@@ -11,6 +11,8 @@ and a matching entry in `api_spec.py`.
 
 import functools
 import re
+from collections.abc import Set
+from typing import NoReturn
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
@@ -33,13 +35,6 @@ from models import ApiToken, Post, Task, User, db, isoformat_utc
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-DEFAULTS = {
-    # Token requests (HTTP Basic) allowed per window, per client IP and per username.
-    "API_TOKEN_LIMIT_PER_IP": 30,
-    "API_TOKEN_LIMIT_PER_USER": 10,
-    "API_TOKEN_LIMIT_WINDOW": 300,  # seconds
-    "RATE_LIMIT_PREFIX": "microblog:ratelimit:",  # Redis key prefix
-}
 DEFAULT_PER_PAGE = api_spec.DEFAULT_PER_PAGE
 MAX_PER_PAGE = api_spec.MAX_PER_PAGE
 MAX_PAGE = api_spec.MAX_PAGE
@@ -48,8 +43,6 @@ REALM = "microblog"
 
 def init_app(app):
     """Mount the API on `app`: routes, JSON errors, and no CSRF (it uses tokens, not cookies)."""
-    for key, value in DEFAULTS.items():
-        app.config.setdefault(key, value)
     app.register_blueprint(bp)
     app.extensions["csrf"].exempt(bp)
     app.before_request(json_routing_errors)
@@ -68,7 +61,7 @@ def error_response(status: int, message: str | None = None, headers=None, **extr
     return response
 
 
-def api_abort(status: int, message: str | None = None, headers=None, **extra):
+def api_abort(status: int, message: str | None = None, headers=None, **extra) -> NoReturn:
     """Stop the request with a JSON error (see `error_response`)."""
     abort(error_response(status, message, headers, **extra))
 
@@ -205,10 +198,10 @@ def enforce_token_rate_limit(username: str) -> None:
 
 
 def json_body(
-    allowed: set[str],
-    required: set[str] = frozenset(),
-    ignored: set[str] = frozenset(),
-    nullable: set[str] = frozenset(),
+    allowed: Set[str],
+    required: Set[str] = frozenset(),
+    ignored: Set[str] = frozenset(),
+    nullable: Set[str] = frozenset(),
 ) -> dict[str, str]:
     """The request's JSON object, whose fields must all be strings from `allowed`.
 

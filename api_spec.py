@@ -6,6 +6,7 @@ read from the web forms, so the document and the validation cannot drift apart.
 """
 
 import copy
+from typing import Any
 
 from wtforms.validators import DataRequired, Email, Length, Regexp
 
@@ -33,7 +34,7 @@ def form_string(field) -> dict:
     Uniqueness and the finer points of email syntax are beyond JSON Schema; the
     server answers 400 for those.
     """
-    schema = {"type": "string"}
+    schema: dict[str, Any] = {"type": "string"}
     for validator in field.kwargs.get("validators", []):
         if isinstance(validator, Length):
             if validator.min > 0:
@@ -324,9 +325,10 @@ PAGE = [
     },
 ]
 
-TOKEN_AUTH = [{"token": []}]
-BASIC_AUTH = [{"basic": []}]
-NO_AUTH: list = []
+# Security requirements: the scheme's name and its (OAuth-only, so empty) scopes.
+TOKEN_AUTH: list[dict[str, list[str]]] = [{"token": []}]
+BASIC_AUTH: list[dict[str, list[str]]] = [{"basic": []}]
+NO_AUTH: list[dict[str, list[str]]] = []
 
 PATHS: dict = {}
 

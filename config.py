@@ -1,14 +1,29 @@
-"""Configuration shared by the web app and the Huey consumer.
+"""Configuration shared by the web app and the Huey consumer: every setting, parsed once.
 
-Both processes import this module, so both read the same environment, the same
-optional `.env` file and the same data directory.
+Each setting is declared once, in `SETTINGS`, with its default and its parser. They are
+layered as in Flask's tutorial: defaults, then the environment (and the optional `.env`
+file), then, in `create_app(config)`, the test overrides. Both processes import this
+module, so both read the same environment, the same `.env` and the same data directory.
+
+- `load()` parses the environment and returns every setting; it only reads. The consumer
+  (tasks.py) calls it once at import, because Huey's decorators need values then.
+- `from_environment()` is the web app's mapping: `load()` plus the fixed Flask settings and
+  what comes from the data directory (the generated secret key, the SQLite database).
+
+An invalid value stops the process at start with a `ConfigError` naming the variable.
 """
 
+import math
 import os
 import secrets
+import sys
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import sqlalchemy as sa
 from dotenv import load_dotenv
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -17,11 +32,221 @@ PROJECT_DIR = Path(__file__).resolve().parent
 load_dotenv(PROJECT_DIR / ".env")
 
 
-def data_dir(path: Path | None = None) -> Path:
-    """The directory holding app.db, huey.db, exports/ and the secret key."""
-    path = path or Path(os.environ.get("MICROBLOG_DATA_DIR") or PROJECT_DIR / "instance")
-    # Databases, exports and the key are private: every file we create is 0600.
+class ConfigError(Exception):
+    """One or more settings in the environment (or `.env`) have an invalid value."""
+
+
+# --- parsers: text from the environment → value, or ValueError saying what was expected ----
+
+
+def text(value: str) -> str:
+    return value
+
+
+def boolean(value: str) -> bool:
+    word = value.strip().lower()
+    if word in {"1", "true", "yes", "on"}:
+        return True
+    if word in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false (1/0, yes/no, on/off)")
+
+
+def integer(minimum: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+        if number < minimum:
+            raise ValueError(f"expected a whole number ≥ {minimum}")
+        return number
+
+    return parse
+
+
+def number(minimum: float, *, strict: bool = False) -> Callable[[str], float]:
+    """A finite number ≥ `minimum` (> `minimum` when `strict`)."""
+
+    def parse(value: str) -> float:
+        try:
+            result = float(value.strip())
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if not math.isfinite(result) or result < minimum or (strict and result == minimum):
+            raise ValueError(f"expected a number {'>' if strict else '≥'} {minimum:g}")
+        return result
+
+    return parse
+
+
+def comma_list(value: str) -> list[str]:
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        raise ValueError("expected a comma-separated list")
+    return items
+
+
+def directory_path(value: str) -> Path:
+    return Path(value)
+
+
+def database_url(value: str) -> str:
+    """A SQLAlchemy URL. `postgres://` (what hosting providers hand out, which SQLAlchemy
+    rejects) and `postgresql://` without a driver (which SQLAlchemy maps to psycopg2, not
+    installed) both mean PostgreSQL through psycopg 3, the installed driver."""
+    value = value.strip()
+    scheme, separator, rest = value.partition("://")
+    if separator and scheme.lower() in {"postgres", "postgresql"}:
+        value = f"postgresql+psycopg://{rest}"
+    try:
+        sa.make_url(value)
+    except sa.exc.ArgumentError:
+        raise ValueError("expected a database URL such as postgresql://user@host/db") from None
+    return value
+
+
+def redis_url(value: str) -> str:
+    value = value.strip()
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected a URL such as redis://127.0.0.1:6379/0")
+    return value
+
+
+# --- every setting ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str  # the environment variable
+    default: Any  # used when the variable is unset or empty
+    parse: Callable[[str], Any] = text
+    key: str = ""  # the key in the settings (Flask's app.config): `env` unless given
+    secret: bool = False  # never repeat the value in an error message
+
+    @property
+    def name(self) -> str:
+        return self.key or self.env
+
+
+SETTINGS = (
+    # Where app.db, huey.db, exports/ and the generated secret key live.
+    Setting("MICROBLOG_DATA_DIR", PROJECT_DIR / "instance", directory_path, key="DATA_DIR"),
+    # None: generated once and kept in the data dir (from_environment).
+    Setting("SECRET_KEY", None, secret=True),
+    # None: SQLite in the data dir (from_environment).
+    Setting("DATABASE_URL", None, database_url, key="SQLALCHEMY_DATABASE_URI", secret=True),
+    # Set: the task queue and the rate limits use Redis instead of SQLite.
+    Setting("REDIS_URL", None, redis_url, secret=True),
+    # Unset MAIL_SERVER: emails are logged, not sent.
+    Setting("MAIL_SERVER", None),
+    Setting("MAIL_PORT", 25, integer(1)),
+    Setting("MAIL_USE_TLS", False, boolean),
+    Setting("MAIL_USE_SSL", False, boolean),
+    Setting("MAIL_USERNAME", None),
+    Setting("MAIL_PASSWORD", None, secret=True),
+    Setting("MAIL_DEFAULT_SENDER", "microblog@localhost"),
+    # Addresses that receive error reports (when mail is configured).
+    Setting("ADMINS", [], comma_list),
+    Setting("POSTS_PER_PAGE", 25, integer(1)),
+    # Links in emails are built from the Host header: in production, pin the names.
+    Setting("TRUSTED_HOSTS", None, comma_list),
+    # Token requests (HTTP Basic) allowed per window, per client IP and per username.
+    Setting("API_TOKEN_LIMIT_PER_IP", 30, integer(1)),
+    Setting("API_TOKEN_LIMIT_PER_USER", 10, integer(1)),
+    Setting("API_TOKEN_LIMIT_WINDOW", 300, integer(1)),  # seconds
+    # How often open pages ask for notifications (ms): idle, and while a task is moving.
+    Setting("MICROBLOG_POLL_IDLE_MS", 10000, integer(100), key="NOTIFICATIONS_POLL_IDLE_MS"),
+    Setting("MICROBLOG_POLL_BUSY_MS", 1000, integer(100), key="NOTIFICATIONS_POLL_BUSY_MS"),
+    # --- background tasks (tasks.py); tests shorten the intervals ---
+    Setting("HUEY_NAME", "microblog"),  # the queue's name
+    # How often the periodic tasks (reaper, export cleanup) run; Huey's own default is 60 s.
+    Setting("MICROBLOG_PERIODIC_SECONDS", 60.0, number(0, strict=True)),
+    # A running task whose heartbeat is older than this is declared lost by the reaper.
+    Setting("MICROBLOG_TASK_STALE_SECONDS", 120.0, number(0, strict=True)),
+    # Posts read and written per batch of an export.
+    Setting("MICROBLOG_EXPORT_BATCH_SIZE", 5000, integer(1)),
+    # Exports are deleted this many days after they finish.
+    Setting("MICROBLOG_EXPORT_EXPIRY_DAYS", 7.0, number(0)),
+    # Larger exports are mailed as a link to the download page instead of an attachment.
+    Setting("MICROBLOG_EXPORT_ATTACH_MAX_BYTES", 5 * 1024 * 1024, integer(0)),
+    # SMTP failures while mailing an export are retried this often, this many seconds apart.
+    Setting("MICROBLOG_MAIL_RETRIES", 3, integer(0)),
+    Setting("MICROBLOG_MAIL_RETRY_DELAY", 30.0, number(0)),
+)
+
+
+def flask_settings() -> dict[str, Any]:
+    """Fixed settings of Flask and its extensions (not read from the environment)."""
+    return {
+        "BOOTSTRAP_SERVE_LOCAL": True,  # no CDN: the site must work offline
+        "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        # Whether mail goes out is decided by MAIL_SERVER alone, in tests too (they run a
+        # real server).
+        "MAIL_SUPPRESS_SEND": False,
+        "RATE_LIMIT_PREFIX": "microblog:ratelimit:",  # Redis key prefix
+    }
+
+
+def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every setting: its default, or its parsed value from `environ` (os.environ).
+
+    Only reads: creates no file or directory. Raises ConfigError naming every variable
+    whose value is invalid.
+    """
+    environ = os.environ if environ is None else environ
+    settings: dict[str, Any] = {}
+    errors = []
+    for setting in SETTINGS:
+        raw = environ.get(setting.env, "")
+        if not raw.strip():
+            settings[setting.name] = setting.default
+            continue
+        try:
+            settings[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            shown = "" if setting.secret else f"={raw!r}"
+            errors.append(f"{setting.env}{shown}: {exc}")
+    if errors:
+        raise ConfigError("invalid configuration (environment or .env): " + "; ".join(errors))
+    return settings
+
+
+def from_environment(directory: Path | None = None) -> dict[str, Any]:
+    """The web app's configuration: fixed Flask settings, then `load()`, then what the data
+    directory provides (created if needed): the secret key and the SQLite database.
+
+    `directory` overrides MICROBLOG_DATA_DIR (tests use a temporary one).
+    """
+    settings = {**flask_settings(), **load()}
+    directory = data_dir(directory or settings["DATA_DIR"])
+    settings["DATA_DIR"] = str(directory)
+    settings["SECRET_KEY"] = settings["SECRET_KEY"] or read_or_create_secret_key(directory)
+    settings["SQLALCHEMY_DATABASE_URI"] = (
+        settings["SQLALCHEMY_DATABASE_URI"] or f"sqlite:///{directory / 'app.db'}"
+    )
+    return settings
+
+
+# --- the data directory ------------------------------------------------------------------
+
+
+def use_private_files() -> None:
+    """From now on, every file and directory this process creates is private (0600 / 0700).
+
+    The databases (app.db, huey.db and their WAL files), the exports and the secret key hold
+    users' data or the signing key. SQLite and open() create files with the mode the umask
+    leaves, so the umask is the one place that covers them all. It is process-wide, so it is
+    set explicitly, once at startup, by create_app() and by the Huey consumer. Idempotent.
+    """
     os.umask(0o077)
+
+
+def data_dir(path: Path | None = None) -> Path:
+    """The directory holding app.db, huey.db, exports/ and the secret key; created if needed."""
+    path = path or load()["DATA_DIR"]
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
 
@@ -52,45 +277,10 @@ def _read_secret(path: Path) -> str:
     raise RuntimeError(f"{path} is empty; delete it to generate a new secret key")
 
 
-def env_bool(name: str, default: bool = False) -> bool:
-    """Read a boolean environment variable ("1", "true", "yes", "on")."""
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
-
-
-def env_list(name: str) -> list[str]:
-    """A comma-separated environment variable as a list."""
-    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
-
-
-def from_environment(directory: Path | None = None) -> dict:
-    """Build the app configuration from the environment (DESIGN.md §2).
-
-    `directory` overrides MICROBLOG_DATA_DIR (tests use a temporary one).
-    """
-    directory = data_dir(directory)
-    return {
-        "DATA_DIR": str(directory),
-        "SECRET_KEY": os.environ.get("SECRET_KEY") or read_or_create_secret_key(directory),
-        "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL")
-        or f"sqlite:///{directory / 'app.db'}",
-        "REDIS_URL": os.environ.get("REDIS_URL") or None,
-        "MAIL_SERVER": os.environ.get("MAIL_SERVER") or None,
-        "MAIL_PORT": env_int("MAIL_PORT", 25),
-        "MAIL_USE_TLS": env_bool("MAIL_USE_TLS"),
-        "MAIL_USE_SSL": env_bool("MAIL_USE_SSL"),
-        "MAIL_USERNAME": os.environ.get("MAIL_USERNAME") or None,
-        "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD") or None,
-        "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER") or "microblog@localhost",
-        "ADMINS": env_list("ADMINS"),
-        "POSTS_PER_PAGE": env_int("POSTS_PER_PAGE", 25),
-        # Links in emails are built from the Host header: in production, pin the names.
-        "TRUSTED_HOSTS": env_list("TRUSTED_HOSTS") or None,
-    }
+if __name__ == "__main__":
+    # `python config.py`: check the configuration (run.sh does, before starting anything),
+    # and say what is wrong in one line instead of a traceback.
+    try:
+        load()
+    except ConfigError as exc:
+        sys.exit(f"microblog: {exc}")

@@ -5,6 +5,7 @@ import logging
 import sys
 from logging.handlers import SMTPHandler
 from pathlib import Path
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -59,24 +60,15 @@ bootstrap = Bootstrap5()
 
 bp = Blueprint("main", __name__)
 
-DEFAULTS = {
-    "BOOTSTRAP_SERVE_LOCAL": True,  # no CDN: the site must work offline
-    "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
-    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
-    "MAX_CONTENT_LENGTH": 1024 * 1024,
-    # Whether mail goes out is decided by MAIL_SERVER alone, in tests too (they run a real server).
-    "MAIL_SUPPRESS_SEND": False,
-    # How often open pages ask for notifications: idle, and while a task is moving.
-    "NOTIFICATIONS_POLL_IDLE_MS": 10000,
-    "NOTIFICATIONS_POLL_BUSY_MS": 1000,
-}
-
 
 def create_app(config=None):
-    """Build the app: defaults, then the environment, then `config` (tests)."""
+    """Build the app: defaults, then the environment (both from config.py), then `config`
+    (tests)."""
     config = dict(config or {})
+    # Every file we create (databases, exports, the secret key) must be 0600: set once,
+    # here at startup, for the whole process.
+    settings.use_private_files()
     app = Flask(__name__)
-    app.config.from_mapping(DEFAULTS)
     data_dir = Path(config["DATA_DIR"]) if "DATA_DIR" in config else None
     app.config.from_mapping(settings.from_environment(data_dir))
     app.config.from_mapping(config)
@@ -226,7 +218,7 @@ def load_user(user_id):
     return db.session.get(User, int(user_id))
 
 
-def is_safe_next(target: str | None) -> bool:
+def is_safe_next(target: str | None) -> TypeGuard[str]:
     """True for a path inside this site; rejects `//host`, `/\\host` and absolute URLs."""
     if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
         return False

@@ -9,9 +9,10 @@ import secrets
 import sqlite3
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional, cast, overload
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -19,6 +20,7 @@ from flask import current_app
 from flask_login import UserMixin
 from flask_sqlalchemy import SQLAlchemy
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.dialects import postgresql, sqlite
 from werkzeug.security import check_password_hash, generate_password_hash
 
 
@@ -93,6 +95,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+@overload
+def isoformat_utc(moment: datetime) -> str: ...
+@overload
+def isoformat_utc(moment: None) -> None: ...
 def isoformat_utc(moment: datetime | None) -> str | None:
     """`2024-05-01T12:00:00Z` for a naive UTC datetime."""
     if moment is None:
@@ -104,12 +110,26 @@ def isoformat_utc(moment: datetime | None) -> str | None:
 class Page:
     """One page of results, without counting the whole result set (that grows with the table)."""
 
-    items: list
+    items: Sequence[Any]
     number: int
     has_next: bool
 
     def __iter__(self):
         return iter(self.items)
+
+
+if TYPE_CHECKING:
+    # db.Model is built from Base at run time; a type checker cannot take a base class from
+    # an attribute of an object, so it sees the declarative base itself.
+    Model = Base
+else:
+    Model = db.Model
+
+
+def execute_dml(statement: sa.Executable) -> sa.CursorResult[Any]:
+    """Run an UPDATE or DELETE in the session. Its result is a CursorResult, the kind that
+    has a rowcount (the session's signature promises only a generic Result)."""
+    return cast(sa.CursorResult[Any], db.session.execute(statement))
 
 
 followers = sa.Table(
@@ -122,7 +142,7 @@ followers = sa.Table(
 )
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     username: so.Mapped[str] = so.mapped_column(sa.String(USERNAME_MAX), index=True, unique=True)
     email: so.Mapped[str] = so.mapped_column(sa.String(EMAIL_MAX), index=True, unique=True)
@@ -214,7 +234,9 @@ class User(UserMixin, db.Model):
         self.password_hash = generate_password_hash(password)
 
     def check_password(self, password: str) -> bool:
-        return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+        if not self.password_hash:  # no password set: nothing matches
+            return False
+        return check_password_hash(self.password_hash, password)
 
     def avatar(self, size: int) -> str:
         """Gravatar URL for the user's email (an identicon when they have none)."""
@@ -244,11 +266,11 @@ class User(UserMixin, db.Model):
 
     def followers_count(self) -> int:
         query = sa.select(sa.func.count()).where(followers.c.followed_id == self.id)
-        return db.session.scalar(query)
+        return db.session.execute(query).scalar_one()
 
     def following_count(self) -> int:
         query = sa.select(sa.func.count()).where(followers.c.follower_id == self.id)
-        return db.session.scalar(query)
+        return db.session.execute(query).scalar_one()
 
     def followed_ids(self) -> sa.Select:
         """The ids of the users this user follows, as a subquery."""
@@ -274,7 +296,7 @@ class User(UserMixin, db.Model):
         query = sa.select(sa.func.count(Post.id)).where(
             sa.or_(Post.user_id == self.id, Post.user_id.in_(self.followed_ids()))
         )
-        return db.session.scalar(query)
+        return db.session.execute(query).scalar_one()
 
     def posts_select(self) -> sa.Select:
         """The user's own posts, newest first."""
@@ -335,7 +357,7 @@ class User(UserMixin, db.Model):
             "description": description,
             "user_id": user_id,
         }
-        inserted = db.session.execute(_insert_unless_conflict(Task, row)).rowcount
+        inserted = execute_dml(_insert_unless_conflict(Task, row)).rowcount
         db.session.commit()
         if inserted != 1:
             return None
@@ -384,7 +406,9 @@ class User(UserMixin, db.Model):
     )
 
     def posts_count(self) -> int:
-        return db.session.scalar(sa.select(sa.func.count()).where(Post.user_id == self.id))
+        return db.session.execute(
+            sa.select(sa.func.count()).where(Post.user_id == self.id)
+        ).scalar_one()
 
     def send_message(self, recipient: "User", body: str) -> "Message":
         """Send `body` to `recipient` and refresh their unread badge (caller commits)."""
@@ -398,7 +422,7 @@ class User(UserMixin, db.Model):
         query = sa.select(sa.func.count()).where(Message.recipient_id == self.id)
         if self.last_message_read_time is not None:
             query = query.where(Message.timestamp > self.last_message_read_time)
-        return db.session.scalar(query)
+        return db.session.execute(query).scalar_one()
 
     def received_messages_select(self) -> sa.Select:
         """Messages sent to this user, newest first."""
@@ -415,23 +439,21 @@ class User(UserMixin, db.Model):
         self.add_notification("unread_message_count", 0)
 
 
-def _insert_unless_conflict(model, values: dict):
+def _insert_unless_conflict(model, values: dict) -> sa.Executable:
     """INSERT that quietly skips a row breaking a unique index (rowcount tells which).
 
     Both databases spell it ON CONFLICT DO NOTHING; no transaction is spoiled by it.
     """
     if db.engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(model).values(**values).on_conflict_do_nothing()
+        return postgresql.insert(model).values(**values).on_conflict_do_nothing()
+    return sqlite.insert(model).values(**values).on_conflict_do_nothing()
 
 
 def _reset_serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="reset-password")
 
 
-class Post(db.Model):
+class Post(Model):
     __table_args__ = (sa.Index("ix_post_user_id_timestamp", "user_id", "timestamp"),)
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
@@ -445,7 +467,7 @@ class Post(db.Model):
         return f"<Post {self.body}>"
 
 
-class Notification(db.Model):
+class Notification(Model):
     __table_args__ = (sa.Index("ix_notification_user_id_timestamp", "user_id", "timestamp"),)
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
@@ -471,7 +493,7 @@ def hash_api_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     """A bearer token for the JSON API; only its SHA-256 is kept."""
 
     __tablename__ = "api_token"
@@ -509,7 +531,7 @@ class ApiToken(db.Model):
         return db.session.scalar(query)
 
 
-class RateLimitHit(db.Model):
+class RateLimitHit(Model):
     """One counted attempt; the rate limiter counts a key's rows inside its window.
 
     Kept in the database (not in process memory) so every gunicorn worker sees the
@@ -596,7 +618,7 @@ def _status_in(statuses) -> sa.TextClause:
 TASK_BANNER_LIFETIME = timedelta(days=1)
 
 
-class Task(db.Model):
+class Task(Model):
     """A background job: the Huey task with the same id plus what the user sees of it."""
 
     __table_args__ = (
@@ -734,7 +756,7 @@ class Task(db.Model):
         values.setdefault("updated_at", now)
         if values.get("status") in TaskStatus.terminal():
             values.setdefault("finished_at", now)
-        result = db.session.execute(
+        result = execute_dml(
             sa.update(cls)
             .where(cls.id == task_id, cls.status.in_(tuple(only_from)))
             .values(**values)
@@ -743,7 +765,7 @@ class Task(db.Model):
         if result.rowcount != 1:
             db.session.commit()
             return None
-        task = db.session.get(cls, task_id, populate_existing=True)
+        task = db.session.get_one(cls, task_id, populate_existing=True)
         task.notify()
         db.session.commit()
         return task
@@ -759,7 +781,7 @@ class Task(db.Model):
         ):
             queue.revoke_by_id(self.id, revoke_once=True)
             return "cancelled"
-        result = db.session.execute(
+        result = execute_dml(
             sa.update(Task)
             .where(Task.id == self.id, Task.status == TaskStatus.RUNNING)
             .values(cancel_requested=True, message="Cancelling…")
@@ -781,7 +803,7 @@ class Task(db.Model):
         }
         if message is not None:
             values["message"] = message
-        result = db.session.execute(
+        result = execute_dml(
             sa.update(cls)
             .where(
                 cls.id == task_id,
@@ -794,7 +816,7 @@ class Task(db.Model):
         if result.rowcount != 1:
             db.session.commit()
             return False
-        db.session.get(cls, task_id, populate_existing=True).notify()
+        db.session.get_one(cls, task_id, populate_existing=True).notify()
         db.session.commit()
         return True
 
@@ -809,7 +831,7 @@ class Task(db.Model):
         return sa.select(cls).where(cls.result_file.is_not(None), cls.expires_at <= utcnow())
 
 
-class Message(db.Model):
+class Message(Model):
     """A private message; only its recipient (and its author) may read it."""
 
     # The inbox and the unread count both look messages up by recipient, newest first.

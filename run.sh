@@ -3,7 +3,7 @@
 #   ./run.sh            install if needed, migrate, start web (gunicorn) + worker (huey)
 #   ./run.sh test       install test dependencies and run the test suite (args go to pytest)
 #   ./run.sh bench      run the benchmarks
-#   ./run.sh lint       ruff
+#   ./run.sh lint       ruff, node --check, mypy
 #   ./run.sh migrate    apply database migrations only
 set -euo pipefail
 
@@ -39,6 +39,11 @@ ensure_chromium() {
   fi
 }
 
+check_config() {
+  # One clear line naming the variable, instead of a traceback from each process.
+  "$PY" config.py
+}
+
 migrate() {
   "$VENV/bin/flask" --app microblog db upgrade
 }
@@ -46,6 +51,7 @@ migrate() {
 serve() {
   local host="${HOST:-127.0.0.1}" port="${PORT:-5000}" pids=() own_session=()
   command -v setsid >/dev/null 2>&1 && own_session=(setsid)
+  check_config
   migrate
   # Each server runs in its own session: a Ctrl-C in the terminal reaches only this script,
   # whose trap then sends each exactly one signal. (A second SIGINT would make the consumer
@@ -93,9 +99,12 @@ case "${1:-start}" in
     if command -v node >/dev/null 2>&1; then
       for script in static/*.js; do node --check "$script"; done
     fi
+    # Type checks of the application modules ([tool.mypy] in pyproject.toml).
+    "$VENV/bin/mypy"
     ;;
   migrate)
     ensure_venv requirements.txt
+    check_config
     migrate
     ;;
   *)

@@ -13,35 +13,39 @@ import smtplib
 import threading
 import time
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import sqlalchemy as sa
-from flask import current_app, has_app_context, render_template, send_file
+from flask import Flask, current_app, has_app_context, render_template, send_file
 from huey import Huey, crontab
 from huey import signals as S
 from huey.consumer import Consumer, Scheduler
 from huey.exceptions import CancelExecution
 from huey.storage import RedisStorage, SqliteStorage
+from werkzeug.local import LocalProxy
 
-import config as settings
+import config
 from mailer import mail_configured, send_email
 from models import Post, Task, TaskStatus, User, db, isoformat_utc, utcnow
 
 log = logging.getLogger("huey.microblog")
 
 
+# Only for MICROBLOG_EXPORT_BATCH_DELAY below, a test hook on its way out; every other
+# setting is declared and parsed in config.py.
 def _env_float(name: str, default: float) -> float:
     value = os.environ.get(name)
     return float(value) if value else default
 
 
-# Knobs read by both processes (environment or .env). Tests shorten the intervals.
-HUEY_NAME = os.environ.get("HUEY_NAME") or "microblog"
-# How often the periodic tasks (reaper, export cleanup) run; Huey's own default is 60 s.
-PERIODIC_SECONDS = _env_float("MICROBLOG_PERIODIC_SECONDS", 60)
-# A running task whose heartbeat is older than this is declared lost by the reaper.
-TASK_STALE_SECONDS = _env_float("MICROBLOG_TASK_STALE_SECONDS", 120)
+# The knobs, declared and parsed in config.py (environment or .env), read once here: Huey's
+# decorators below need them at import time. Tests shorten the intervals.
+settings = config.load()
+HUEY_NAME: str = settings["HUEY_NAME"]
+PERIODIC_SECONDS: float = settings["MICROBLOG_PERIODIC_SECONDS"]
+TASK_STALE_SECONDS: float = settings["MICROBLOG_TASK_STALE_SECONDS"]
 # A running task writes its heartbeat at least this often, even when the bar does not move.
 TASK_HEARTBEAT_SECONDS = min(5.0, TASK_STALE_SECONDS / 4)
 # The bar moves at most this often: ≤ ~100 writes per task whatever its size.
@@ -51,14 +55,13 @@ CONSUMER_HEARTBEAT_SECONDS = 5.0
 CONSUMER_SILENT_SECONDS = 30.0
 CONSUMER_HEARTBEAT_KEY = "microblog.consumer-heartbeat"
 
-EXPORT_BATCH_SIZE = int(_env_float("MICROBLOG_EXPORT_BATCH_SIZE", 5000))
+EXPORT_BATCH_SIZE: int = settings["MICROBLOG_EXPORT_BATCH_SIZE"]
 # For the fault tests only: sleep this long after each batch so an export can be caught mid-run.
 EXPORT_BATCH_DELAY = _env_float("MICROBLOG_EXPORT_BATCH_DELAY", 0)
-EXPORT_EXPIRY_DAYS = _env_float("MICROBLOG_EXPORT_EXPIRY_DAYS", 7)
-# Larger exports are mailed as a link to the download page instead of an attachment.
-EXPORT_ATTACH_MAX_BYTES = int(_env_float("MICROBLOG_EXPORT_ATTACH_MAX_BYTES", 5 * 1024 * 1024))
-MAIL_RETRIES = int(_env_float("MICROBLOG_MAIL_RETRIES", 3))
-MAIL_RETRY_DELAY = _env_float("MICROBLOG_MAIL_RETRY_DELAY", 30)
+EXPORT_EXPIRY_DAYS: float = settings["MICROBLOG_EXPORT_EXPIRY_DAYS"]
+EXPORT_ATTACH_MAX_BYTES: int = settings["MICROBLOG_EXPORT_ATTACH_MAX_BYTES"]
+MAIL_RETRIES: int = settings["MICROBLOG_MAIL_RETRIES"]
+MAIL_RETRY_DELAY: float = settings["MICROBLOG_MAIL_RETRY_DELAY"]
 
 # The app tasks run in, as gunicorn would find it. Imported by name, and only in the
 # consumer, so that this module never imports the web app (imports point one way).
@@ -86,7 +89,7 @@ class LazySqliteStorage(SqliteStorage):
         pass
 
     def _create_connection(self):
-        settings.data_dir(Path(self.filename).parent)
+        config.data_dir(Path(self.filename).parent)
         conn = super()._create_connection()
         for statement in self.ddl:  # all "create ... if not exists"
             conn.execute(statement)
@@ -102,6 +105,12 @@ class MicroblogConsumer(Consumer):
 
     scheduler_class = MicroblogScheduler
     _last_beat = 0.0
+
+    def __init__(self, huey, **options):
+        # Every file the consumer creates (huey.db, exports) must be 0600: set once, at
+        # startup, before anything is opened.
+        config.use_private_files()
+        super().__init__(huey, **options)
 
     def stop(self, graceful=False):
         stopping.set()
@@ -124,15 +133,15 @@ class MicroblogHuey(Huey):
 
 def make_huey() -> Huey:
     """Redis when REDIS_URL is set, else SQLite in `<data dir>/huey.db` (WAL, busy timeout)."""
-    redis_url = os.environ.get("REDIS_URL")
-    if redis_url:
-        return MicroblogHuey(HUEY_NAME, results=False, storage_class=RedisStorage, url=redis_url)
-    directory = Path(os.environ.get("MICROBLOG_DATA_DIR") or settings.PROJECT_DIR / "instance")
+    if settings["REDIS_URL"]:
+        return MicroblogHuey(
+            HUEY_NAME, results=False, storage_class=RedisStorage, url=settings["REDIS_URL"]
+        )
     return MicroblogHuey(
         HUEY_NAME,
         results=False,
         storage_class=LazySqliteStorage,
-        filename=str(directory / "huey.db"),
+        filename=str(settings["DATA_DIR"] / "huey.db"),
         journal_mode="wal",
         timeout=10,
     )
@@ -153,15 +162,16 @@ def consumer_seen_recently() -> bool:
 
 # --- the Flask app inside the consumer ------------------------------------------------
 
-_app = None
+_app: Flask | None = None
 _app_lock = threading.Lock()
 
 
-def flask_app():
+def flask_app() -> Flask:
     """The current app (immediate mode, tests), or the consumer's own, created once."""
     global _app
     if has_app_context():
-        return current_app._get_current_object()
+        # current_app is a proxy, typed as the app it stands for: hand out the app itself.
+        return cast("LocalProxy[Flask]", current_app)._get_current_object()
     with _app_lock:
         if _app is None:
             module, factory = APP_FACTORY.split(":")
@@ -188,7 +198,7 @@ def create_app_early():
 
 # --- signals: Huey's view of a task, written to its Task row --------------------------
 
-TRACKED_TASKS = set()
+TRACKED_TASKS: set[str] = set()
 
 
 def tracked(fn):
@@ -215,7 +225,7 @@ def _row_signal(*signal_names):
 
 @_row_signal(S.SIGNAL_EXECUTING)
 def on_executing(task):
-    values = {"status": TaskStatus.RUNNING, "message": None}
+    values: dict[str, Any] = {"status": TaskStatus.RUNNING, "message": None}
     row = db.session.get(Task, task.id)
     if row is not None and row.started_at is None:
         values["started_at"] = utcnow()
@@ -332,7 +342,7 @@ def remove_partial_export(task_id: str) -> None:
     (exports_dir() / f"{task_id}.json.part").unlink(missing_ok=True)
 
 
-def _timestamp(value) -> str:
+def _timestamp(value: str | datetime) -> str:
     """`2024-05-01T12:00:00Z` for a stored timestamp.
 
     SQLite hands back its stored text ("2024-05-01 12:00:00.123456") because the query
@@ -356,7 +366,9 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
     Reads in batches on its own connection and writes as it goes, so memory stays flat
     however many posts there are. Returns (file name, post count, size in bytes).
     """
-    total = db.session.scalar(sa.select(sa.func.count()).where(Post.user_id == user_id))
+    total = db.session.execute(
+        sa.select(sa.func.count()).where(Post.user_id == user_id)
+    ).scalar_one()
     progress = Progress(task_id, total)
     progress.write(0, f"Exporting {total} posts…")
     final = exports_dir() / f"{task_id}.json"
@@ -390,6 +402,8 @@ def email_export(row: Task, site_url: str) -> bool:
     """Mail the export (attached, or a link when large); False when mail is not configured."""
     if not mail_configured():
         return False
+    if row.result_file is None or row.result_size is None:
+        raise ValueError(f"task {row.id} has no export file to mail")
     Task.record_progress(row.id, 100, "Sending the email…")
     path = exports_dir() / row.result_file
     attach = row.result_size <= EXPORT_ATTACH_MAX_BYTES
@@ -427,7 +441,7 @@ def export_posts(user_id: int, site_url: str = "", task=None) -> int:
                 remove_partial_export(row.id)
                 raise
             Task.change(row.id, [TaskStatus.RUNNING], result_file=name, result_size=size)
-            row = db.session.get(Task, row.id, populate_existing=True)
+            row = db.session.get_one(Task, row.id, populate_existing=True)
         try:
             mailed = email_export(row, site_url)
         except (smtplib.SMTPException, OSError):

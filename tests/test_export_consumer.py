@@ -9,30 +9,16 @@ import os
 import signal
 import socket
 import threading
-from datetime import timedelta
 
 import pytest
-import sqlalchemy as sa
 
-from models import Post, db, utcnow
-from tests.conftest import PASSWORD, exported_posts
+from tests.conftest import PASSWORD
+from tests.helpers import AWKWARD_BODY, add_posts, exported_posts
 from tests.live import Browser, wait_for
 
 pytestmark = pytest.mark.consumer
 # Read at import: the `app` fixture removes REDIS_URL from the environment during each test.
 REDIS_URL = os.environ.get("REDIS_URL")
-
-
-def add_posts(app, user_id, count):
-    start = utcnow() - timedelta(days=10)
-    with app.app_context():
-        rows = [
-            {"body": f"post {i} ünïcode \"quoted\" </script>", "user_id": user_id,
-             "timestamp": start + timedelta(seconds=i)}
-            for i in range(count)
-        ]  # fmt: skip
-        db.session.execute(sa.insert(Post), rows)
-        db.session.commit()
 
 
 def start_export(site, username="alice"):
@@ -55,8 +41,8 @@ def redis_url_or_skip(backend):
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_export_with_consumer_and_email(app, users, live, smtp_server, backend):
-    add_posts(app, users["alice"], 1234)
-    add_posts(app, users["bob"], 5)
+    add_posts(app, users["alice"], 1234, body=AWKWARD_BODY)
+    add_posts(app, users["bob"], 5, body=AWKWARD_BODY)
     site = live(
         redis_url_or_skip(backend),
         MAIL_SERVER="127.0.0.1",
@@ -98,7 +84,7 @@ def test_export_with_consumer_and_email(app, users, live, smtp_server, backend):
 
 
 def test_large_export_is_mailed_as_a_link(app, users, live, smtp_server):
-    add_posts(app, users["alice"], 300)
+    add_posts(app, users["alice"], 300, body=AWKWARD_BODY)
     site = live(
         MAIL_SERVER="127.0.0.1",
         MAIL_PORT=smtp_server.port,
@@ -116,7 +102,7 @@ def test_large_export_is_mailed_as_a_link(app, users, live, smtp_server):
 
 
 def test_queued_without_worker_then_ready_to_download_without_mail(app, users, live):
-    add_posts(app, users["alice"], 10)
+    add_posts(app, users["alice"], 10, body=AWKWARD_BODY)
     site = live()
     site.start_web()
     browser, task_id = start_export(site)  # no consumer yet: the task waits
@@ -142,7 +128,7 @@ SLOW_EXPORT = {"MICROBLOG_EXPORT_BATCH_SIZE": 20, "MICROBLOG_EXPORT_BATCH_DELAY"
 def test_stop_requeues_a_running_export_which_completes_after_restart(
     app, users, live, stop_signal
 ):
-    add_posts(app, users["alice"], 600)  # 30 batches, ~3 s
+    add_posts(app, users["alice"], 600, body=AWKWARD_BODY)  # 30 batches, ~3 s
     site = live(**SLOW_EXPORT)
     site.start_web()
     consumer = site.start_consumer()
@@ -169,7 +155,7 @@ def test_stop_requeues_a_running_export_which_completes_after_restart(
 
 
 def test_sigkill_leaves_a_running_task_that_the_reaper_fails(app, users, live):
-    add_posts(app, users["alice"], 600)
+    add_posts(app, users["alice"], 600, body=AWKWARD_BODY)
     site = live(MICROBLOG_TASK_STALE_SECONDS=2, MICROBLOG_PERIODIC_SECONDS=1, **SLOW_EXPORT)
     site.start_web()
     consumer = site.start_consumer()
@@ -219,7 +205,7 @@ class RefusingSmtpServer:
 
 
 def test_smtp_down_retries_then_ends_done_with_a_message(app, users, live):
-    add_posts(app, users["alice"], 10)
+    add_posts(app, users["alice"], 10, body=AWKWARD_BODY)
     smtp = RefusingSmtpServer()
     try:
         site = live(

@@ -9,20 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 import tasks
-from models import Notification, Post, Task, User, db, utcnow
-from tests.conftest import PASSWORD, exported_posts
-
-
-def add_posts(app, user_id, count, start=None):
-    """`count` posts, one a minute, inserted out of order so the export must sort them."""
-    start = start or utcnow() - timedelta(days=30)
-    with app.app_context():
-        rows = [
-            {"body": f"post {i}", "timestamp": start + timedelta(minutes=i), "user_id": user_id}
-            for i in reversed(range(count))
-        ]
-        db.session.execute(sa.insert(Post), rows)
-        db.session.commit()
+from models import Notification, Task, User, db, utcnow
+from tests.conftest import PASSWORD
+from tests.helpers import add_posts, exported_posts
 
 
 def only_task(app, user_id=None):
@@ -41,8 +30,9 @@ def export_path(app, task):
 
 
 def test_export_lifecycle(app, client, auth, users, immediate):
-    add_posts(app, users["alice"], 25)
-    add_posts(app, users["bob"], 3)
+    # Inserted newest first: the export must sort them.
+    add_posts(app, users["alice"], 25, newest_first=True)
+    add_posts(app, users["bob"], 3, newest_first=True)
     auth.login()
 
     response = client.submit("/export_posts")
@@ -83,7 +73,7 @@ def test_export_of_no_posts(app, client, auth, users, immediate):
 
 
 def test_progress_is_monotonic_and_bounded(app, client, auth, users, immediate, monkeypatch):
-    add_posts(app, users["alice"], 1000)
+    add_posts(app, users["alice"], 1000, newest_first=True)
     monkeypatch.setattr(tasks, "EXPORT_BATCH_SIZE", 7)
     monkeypatch.setattr(tasks, "PROGRESS_MIN_INTERVAL", 0)
     seen = []
@@ -106,7 +96,7 @@ def test_progress_is_monotonic_and_bounded(app, client, auth, users, immediate, 
 
 
 def test_two_concurrent_launches_start_one_task(app, users, immediate, monkeypatch):
-    add_posts(app, users["alice"], 50)
+    add_posts(app, users["alice"], 50, newest_first=True)
     # Slow the first export down so that it is still running when the second launch commits.
     monkeypatch.setattr(tasks, "EXPORT_BATCH_SIZE", 10)
     monkeypatch.setattr(tasks, "EXPORT_BATCH_DELAY", 0.1)
@@ -204,7 +194,7 @@ def test_exception_in_export_fails_the_task(app, client, auth, users, immediate,
 
 @pytest.fixture
 def finished_export(app, client, auth, users, immediate):
-    add_posts(app, users["alice"], 5)
+    add_posts(app, users["alice"], 5, newest_first=True)
     auth.login()
     client.submit("/export_posts")
     return only_task(app)
@@ -317,7 +307,7 @@ def test_cancel_requires_csrf(app, client, auth, users, immediate):
 
 
 def test_cancel_a_running_export(app, users, immediate, monkeypatch):
-    add_posts(app, users["alice"], 200)
+    add_posts(app, users["alice"], 200, newest_first=True)
     monkeypatch.setattr(tasks, "EXPORT_BATCH_SIZE", 10)
     monkeypatch.setattr(tasks, "EXPORT_BATCH_DELAY", 0.05)
     monkeypatch.setattr(tasks, "PROGRESS_MIN_INTERVAL", 0)

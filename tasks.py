@@ -52,8 +52,6 @@ CONSUMER_SILENT_SECONDS = 30.0
 CONSUMER_HEARTBEAT_KEY = "microblog.consumer-heartbeat"
 
 EXPORT_BATCH_SIZE = int(_env_float("MICROBLOG_EXPORT_BATCH_SIZE", 5000))
-# For the fault tests only: sleep this long after each batch so an export can be caught mid-run.
-EXPORT_BATCH_DELAY = _env_float("MICROBLOG_EXPORT_BATCH_DELAY", 0)
 EXPORT_EXPIRY_DAYS = _env_float("MICROBLOG_EXPORT_EXPIRY_DAYS", 7)
 # Larger exports are mailed as a link to the download page instead of an attachment.
 EXPORT_ATTACH_MAX_BYTES = int(_env_float("MICROBLOG_EXPORT_ATTACH_MAX_BYTES", 5 * 1024 * 1024))
@@ -343,6 +341,10 @@ def _posts_json(batch) -> str:
     return json.dumps(posts, ensure_ascii=False)[1:-1]
 
 
+# Called with the number of posts written after each batch; tests set it to pause an export mid-run.
+after_export_batch = None
+
+
 def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
     """Stream the user's posts, oldest first, to exports/<task id>.json.
 
@@ -371,8 +373,8 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
         for batch in rows.partitions():
             out.write(("\n" if done == 0 else ",\n") + _posts_json(batch))
             done += len(batch)
-            if EXPORT_BATCH_DELAY:
-                time.sleep(EXPORT_BATCH_DELAY)
+            if after_export_batch:
+                after_export_batch(done)
             progress.update(done)
         out.write("\n]}\n")
     os.replace(partial, final)

@@ -130,9 +130,18 @@ def start_gunicorn(log: Path, env, *options, app="microblog:create_app()") -> su
     return process
 
 
-def start_consumer(log: Path, env, workers=2) -> subprocess.Popen:
-    """huey_consumer with run.sh's flags; returns once it has logged its start."""
-    command = [BIN / "huey_consumer", "tasks.huey", "-w", str(workers), *CONSUMER_FLAGS]
+def start_consumer(log: Path, env, workers=2, pause_per_batch=None) -> subprocess.Popen:
+    """huey_consumer with run.sh's flags; returns once it has logged its start.
+
+    With `pause_per_batch` (seconds) it is the same consumer started through
+    tests/slow_consumer.py, which sleeps after each batch of an export so that a test can
+    catch the export mid-run.
+    """
+    arguments = ["tasks.huey", "-w", str(workers), *CONSUMER_FLAGS]
+    if pause_per_batch:
+        command = [sys.executable, "-m", "tests.slow_consumer", pause_per_batch, *arguments]
+    else:
+        command = [BIN / "huey_consumer", *arguments]
     process = _spawn(command, log, env)
     started = f"PID {process.pid}"
     try:
@@ -183,10 +192,10 @@ class LiveSite:
         self.url = self.web.url
         return self.url
 
-    def start_consumer(self, workers=2, **env):
+    def start_consumer(self, workers=2, pause_per_batch=None):
         """A consumer (see start_consumer()); all of the site's consumers share one log."""
-        env = {**self.env, **{key: str(value) for key, value in env.items()}}
-        process = start_consumer(self.data_dir / "consumer.log", env, workers)
+        log = self.data_dir / "consumer.log"
+        process = start_consumer(log, self.env, workers, pause_per_batch)
         self.consumers.append(process)
         return process
 

@@ -121,17 +121,20 @@ def test_queued_without_worker_then_ready_to_download_without_mail(app, users, l
     }
 
 
-SLOW_EXPORT = {"MICROBLOG_EXPORT_BATCH_SIZE": 20, "MICROBLOG_EXPORT_BATCH_DELAY": 0.1}
+# With a consumer that pauses 0.1 s after each batch (tests/slow_consumer.py): 600 posts take
+# 30 batches, about 3 s, so that a test can stop the consumer mid-export.
+SLOW_BATCH_SIZE = 20
+SLOW_PAUSE = 0.1
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_stop_requeues_a_running_export_which_completes_after_restart(
     app, users, live, stop_signal
 ):
-    add_posts(app, users["alice"], 600, body=AWKWARD_BODY)  # 30 batches, ~3 s
-    site = live(**SLOW_EXPORT)
+    add_posts(app, users["alice"], 600, body=AWKWARD_BODY)
+    site = live(MICROBLOG_EXPORT_BATCH_SIZE=SLOW_BATCH_SIZE)
     site.start_web()
-    consumer = site.start_consumer()
+    consumer = site.start_consumer(pause_per_batch=SLOW_PAUSE)
     browser, task_id = start_export(site)
     wait_for(lambda: site.task(task_id)["progress"] >= 10, what="the export to be under way")
 
@@ -144,7 +147,7 @@ def test_stop_requeues_a_running_export_which_completes_after_restart(
     _, page, _ = browser.get("/index")
     assert b"Paused while the background worker restarts" in page
 
-    site.start_consumer()
+    site.start_consumer(pause_per_batch=SLOW_PAUSE)
     task = site.wait_for_status(task_id, "done", "failed")
 
     assert task["status"] == "done", task
@@ -156,16 +159,20 @@ def test_stop_requeues_a_running_export_which_completes_after_restart(
 
 def test_sigkill_leaves_a_running_task_that_the_reaper_fails(app, users, live):
     add_posts(app, users["alice"], 600, body=AWKWARD_BODY)
-    site = live(MICROBLOG_TASK_STALE_SECONDS=2, MICROBLOG_PERIODIC_SECONDS=1, **SLOW_EXPORT)
+    site = live(
+        MICROBLOG_TASK_STALE_SECONDS=2,
+        MICROBLOG_PERIODIC_SECONDS=1,
+        MICROBLOG_EXPORT_BATCH_SIZE=SLOW_BATCH_SIZE,
+    )
     site.start_web()
-    consumer = site.start_consumer()
+    consumer = site.start_consumer(pause_per_batch=SLOW_PAUSE)
     browser, task_id = start_export(site)
     wait_for(lambda: site.task(task_id)["progress"] >= 10, what="the export to be under way")
 
     site.stop_consumer(consumer, signal.SIGKILL)
     assert site.task(task_id)["status"] == "running"
 
-    site.start_consumer(MICROBLOG_EXPORT_BATCH_DELAY=0)
+    site.start_consumer()  # without the pause
     task = site.wait_for_status(task_id, "failed", "done", timeout=30)
 
     assert task["status"] == "failed"

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from werkzeug.security import generate_password_hash  # noqa: E402
 
 from tests.helpers import add_user  # noqa: E402
-from tests.live import server_env, start_gunicorn, stop_process  # noqa: E402
+from tests.live import CSRF_FIELD, server_env, start_gunicorn, stop_process  # noqa: E402
 
 PASSWORD = "benchmark password"
 TARGET = 900  # requests/s: 3x the tutorial's ~300/s
@@ -82,7 +82,7 @@ def login(base_url: str) -> str:
     connection.request("GET", "/login")
     response = connection.getresponse()
     cookie = response.getheader("Set-Cookie").split(";")[0]
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', response.read().decode()).group(1)
+    token = CSRF_FIELD.search(response.read().decode()).group(1)
     body = urllib.parse.urlencode({"username": "poller", "password": PASSWORD, "csrf_token": token})
     headers = {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"}
     connection.request("POST", "/login", body=body, headers=headers)

@@ -7,7 +7,6 @@ and hammers each page from 16 keep-alive connections. Run with `./run.sh bench`.
 import argparse
 import http.client
 import random
-import re
 import statistics
 import sys
 import tempfile
@@ -23,7 +22,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from tests.helpers import add_posts, add_user, follow  # noqa: E402 (needs the project on sys.path)
-from tests.live import server_env, start_gunicorn, stop_process  # noqa: E402
+from tests.live import CSRF_FIELD, server_env, start_gunicorn, stop_process  # noqa: E402
 
 PASSWORD = "benchmark password"
 
@@ -58,7 +57,7 @@ def login(base: str, username: str) -> str:
     jar = CookieJar()
     opener = build_opener(HTTPCookieProcessor(jar))
     html = opener.open(f"{base}/login").read().decode()
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)
+    token = CSRF_FIELD.search(html).group(1)
     form = urlencode({"csrf_token": token, "username": username, "password": PASSWORD})
     opener.open(f"{base}/login", data=form.encode()).read()
     return "; ".join(f"{c.name}={c.value}" for c in jar)

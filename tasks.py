@@ -12,6 +12,7 @@ import os
 import smtplib
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,13 +34,6 @@ from models import Post, Task, TaskStatus, User, db, isoformat_utc, utcnow
 log = logging.getLogger("huey.microblog")
 
 
-# Only for MICROBLOG_EXPORT_BATCH_DELAY below, a test hook on its way out; every other
-# setting is declared and parsed in config.py.
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
 # The knobs, declared and parsed in config.py (environment or .env), read once here: Huey's
 # decorators below need them at import time. Tests shorten the intervals.
 settings = config.load()
@@ -56,8 +50,6 @@ CONSUMER_SILENT_SECONDS = 30.0
 CONSUMER_HEARTBEAT_KEY = "microblog.consumer-heartbeat"
 
 EXPORT_BATCH_SIZE: int = settings["MICROBLOG_EXPORT_BATCH_SIZE"]
-# For the fault tests only: sleep this long after each batch so an export can be caught mid-run.
-EXPORT_BATCH_DELAY = _env_float("MICROBLOG_EXPORT_BATCH_DELAY", 0)
 EXPORT_EXPIRY_DAYS: float = settings["MICROBLOG_EXPORT_EXPIRY_DAYS"]
 EXPORT_ATTACH_MAX_BYTES: int = settings["MICROBLOG_EXPORT_ATTACH_MAX_BYTES"]
 MAIL_RETRIES: int = settings["MICROBLOG_MAIL_RETRIES"]
@@ -360,6 +352,10 @@ def _posts_json(batch) -> str:
     return json.dumps(posts, ensure_ascii=False)[1:-1]
 
 
+# Called with the number of posts written after each batch; tests set it to pause an export mid-run.
+after_export_batch: Callable[[int], None] | None = None
+
+
 def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
     """Stream the user's posts, oldest first, to exports/<task id>.json.
 
@@ -390,8 +386,8 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
         for batch in rows.partitions():
             out.write(("\n" if done == 0 else ",\n") + _posts_json(batch))
             done += len(batch)
-            if EXPORT_BATCH_DELAY:
-                time.sleep(EXPORT_BATCH_DELAY)
+            if after_export_batch:
+                after_export_batch(done)
             progress.update(done)
         out.write("\n]}\n")
     os.replace(partial, final)

@@ -13,12 +13,11 @@ Run with `./run.sh bench` or `python tests/bench_export.py [--sizes 10000,100000
 import argparse
 import json
 import os
-import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -27,6 +26,7 @@ from werkzeug.security import generate_password_hash  # noqa: E402
 
 from microblog import create_app  # noqa: E402
 from models import db  # noqa: E402
+from tests.helpers import add_posts, add_user  # noqa: E402
 from tests.live import Browser, LiveSite  # noqa: E402
 
 PASSWORD = "bench password"
@@ -35,31 +35,18 @@ RSS_TARGET_MIB = 100
 LATENCY_TARGET = 0.5
 
 
-def create_schema(data_dir: Path) -> None:
+def create_schema(data_dir: Path):
     app = create_app({"DATA_DIR": str(data_dir)})
     with app.app_context():
         db.create_all()
-        db.engine.dispose()
+    return app
 
 
-def seed(data_dir: Path, username: str, count: int) -> None:
-    """One user with `count` posts, inserted in bulk with executemany."""
-    conn = sqlite3.connect(data_dir / "app.db")
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=OFF")
-    user_id = conn.execute(
-        "INSERT INTO user (username, email, password_hash) VALUES (?, ?, ?)",
-        (username, f"{username}@example.com", generate_password_hash(PASSWORD)),
-    ).lastrowid
-    start = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=count)
-    rows = (
-        (f"Post number {i} of {username}, with some words to make it realistic.",
-         (start + timedelta(seconds=i)).isoformat(" "), user_id)
-        for i in range(count)
-    )  # fmt: skip
-    conn.executemany("INSERT INTO post (body, timestamp, user_id) VALUES (?, ?, ?)", rows)
-    conn.commit()
-    conn.close()
+def seed(app, username: str, count: int) -> None:
+    """One user with `count` posts, a second apart, the newest a second ago."""
+    user_id = add_user(app, username, generate_password_hash(PASSWORD))
+    body = f"Post number {{i}} of {username}, with some words to make it realistic."
+    add_posts(app, user_id, count, body=body, step=timedelta(seconds=1))
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -146,11 +133,13 @@ def main():
     os.environ.pop("REDIS_URL", None)  # the targets are for SQLite
     with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
         data_dir = Path(tmp)
-        create_schema(data_dir)
+        app = create_schema(data_dir)
         started = time.perf_counter()
         for size in sizes:
-            seed(data_dir, f"user{size}", size)
-        seed(data_dir, "latency", 10)
+            seed(app, f"user{size}", size)
+        seed(app, "latency", 10)
+        with app.app_context():
+            db.engine.dispose()
         print(f"seeded {sum(sizes) + 10:,} posts in {time.perf_counter() - started:.1f} s")
         site = LiveSite(data_dir)
         try:

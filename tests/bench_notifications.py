@@ -26,6 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from werkzeug.security import generate_password_hash  # noqa: E402
 
+from tests.helpers import add_user  # noqa: E402
+from tests.live import CSRF_FIELD, server_env, start_gunicorn, stop_process  # noqa: E402
+
 PASSWORD = "benchmark password"
 TARGET = 900  # requests/s: 3x the tutorial's ~300/s
 
@@ -59,49 +62,17 @@ def hello_app():
 
 def prepare(data_dir: str) -> None:
     """Migrate a fresh database and create the benchmark user."""
-    env = {**os.environ, "MICROBLOG_DATA_DIR": data_dir}
     flask = [sys.executable, "-m", "flask", "--app", "microblog", "db", "upgrade"]
-    subprocess.run(flask, cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run(flask, cwd=ROOT, env=server_env(data_dir), check=True, capture_output=True)
     from microblog import create_app
     from models import User, db
 
     app = create_app({"DATA_DIR": data_dir})
+    user_id = add_user(app, "poller", generate_password_hash(PASSWORD))
     with app.app_context():
-        user = User(username="poller", email="poller@example.com")
-        user.password_hash = generate_password_hash(PASSWORD)
-        db.session.add(user)
-        db.session.commit()
-        user.add_notification("unread_message_count", 0)
+        db.session.get(User, user_id).add_notification("unread_message_count", 0)
         db.session.commit()
         db.engine.dispose()
-
-
-def start_gunicorn(data_dir: str, app_spec: str, args: list[str]):
-    """Start gunicorn on a free port of 127.0.0.1; returns (process, base URL)."""
-    command = [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", *args, app_spec]
-    env = {**os.environ, "MICROBLOG_DATA_DIR": data_dir}
-    env.pop("DATABASE_URL", None)
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        match = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", line)
-        if match:
-            return process, match.group(1)
-    process.kill()
-    raise RuntimeError("gunicorn did not start")
-
-
-def stop(process) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    process.stderr.close()
 
 
 def login(base_url: str) -> str:
@@ -111,7 +82,7 @@ def login(base_url: str) -> str:
     connection.request("GET", "/login")
     response = connection.getresponse()
     cookie = response.getheader("Set-Cookie").split(";")[0]
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', response.read().decode()).group(1)
+    token = CSRF_FIELD.search(response.read().decode()).group(1)
     body = urllib.parse.urlencode({"username": "poller", "password": PASSWORD, "csrf_token": token})
     headers = {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"}
     connection.request("POST", "/login", body=body, headers=headers)
@@ -171,7 +142,9 @@ def database_version(data_dir: str) -> tuple:
 def run(label: str, app_spec: str, gunicorn_args: list[str], args) -> float:
     data_dir = tempfile.mkdtemp(prefix="microblog-bench-")
     prepare(data_dir)
-    process, base_url = start_gunicorn(data_dir, app_spec, gunicorn_args)
+    log = Path(data_dir) / "web.log"
+    server = start_gunicorn(log, server_env(data_dir), *gunicorn_args, app=app_spec)
+    base_url = server.url
     try:
         cookie = login(base_url) if "hello_app" not in app_spec else "session=none"
         asyncio.run(load(base_url, cookie, args.connections, 2))  # warm up
@@ -181,7 +154,7 @@ def run(label: str, app_spec: str, gunicorn_args: list[str], args) -> float:
         elapsed = time.monotonic() - started
         after = database_version(data_dir)
     finally:
-        stop(process)
+        stop_process(server)
     total = sum(counts.values())
     rate = counts.get(b"200", 0) / elapsed
     statuses = ", ".join(f"{k.decode()}: {v}" for k, v in sorted(counts.items()))

@@ -6,12 +6,8 @@ and hammers each page from 16 keep-alive connections. Run with `./run.sh bench`.
 
 import argparse
 import http.client
-import os
 import random
-import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -19,19 +15,20 @@ import time
 from datetime import datetime, timedelta
 from http.cookiejar import CookieJar
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 from urllib.request import HTTPCookieProcessor, build_opener
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from tests.live import free_port  # noqa: E402 (needs the project on sys.path)
+from tests.helpers import add_posts, add_user, follow  # noqa: E402 (needs the project on sys.path)
+from tests.live import CSRF_FIELD, server_env, start_gunicorn, stop_process  # noqa: E402
 
 PASSWORD = "benchmark password"
 
 
 def seed(data_dir: Path, users: int, follows: int, heavy_posts: int, posts_each: int):
-    """Fill a fresh database quickly with raw inserts; returns the heavy user's name."""
+    """Fill a fresh database; returns the heavy user's name and the number of posts."""
     from werkzeug.security import generate_password_hash
 
     from microblog import create_app
@@ -43,63 +40,16 @@ def seed(data_dir: Path, users: int, follows: int, heavy_posts: int, posts_each:
     start = datetime(2024, 1, 1)
     with app.app_context():
         db.create_all()
-        connection = db.session.connection()
-        connection.exec_driver_sql(
-            "INSERT INTO user (id, username, email, password_hash) VALUES (?, ?, ?, ?)",
-            [(i, f"user{i}", f"user{i}@example.com", password_hash) for i in range(1, users + 1)],
-        )
-        pairs = {
-            (u, f)
-            for u in range(1, users + 1)
-            for f in rng.sample(range(1, users + 1), follows)
-            if f != u
-        }
-        connection.exec_driver_sql(
-            "INSERT INTO followers (follower_id, followed_id) VALUES (?, ?)", list(pairs)
-        )
-        posts = [(f"heavy post {n}", start + timedelta(minutes=n), 1) for n in range(heavy_posts)]
-        posts += [
-            (f"post {n} of user{u}", start + timedelta(minutes=rng.randrange(heavy_posts)), u)
-            for u in range(2, users + 1)
-            for n in range(posts_each)
-        ]
-        connection.exec_driver_sql(
-            "INSERT INTO post (body, timestamp, user_id) VALUES (?, ?, ?)", posts
-        )
-        db.session.commit()
+    ids = [add_user(app, f"user{i}", password_hash) for i in range(1, users + 1)]
+    for user_id in ids:
+        follow(app, user_id, *(f for f in rng.sample(ids, follows) if f != user_id))
+    add_posts(app, ids[0], heavy_posts, body="heavy post {i}", start=start)
+    for user_id in ids[1:]:
+        moments = [start + timedelta(minutes=rng.randrange(heavy_posts)) for _ in range(posts_each)]
+        add_posts(app, user_id, posts_each, body=f"post {{i}} of user{user_id}", timestamps=moments)
+    with app.app_context():
         db.engine.dispose()
-    return "user1", len(posts)
-
-
-def start_gunicorn(data_dir: Path, port: int, workers: int) -> subprocess.Popen:
-    env = {**os.environ, "MICROBLOG_DATA_DIR": str(data_dir)}
-    env.pop("DATABASE_URL", None)
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    process = subprocess.Popen(
-        [
-            str(gunicorn),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--threads",
-            "4",
-            "--log-level",
-            "warning",
-            "microblog:create_app()",
-        ],
-        cwd=PROJECT,
-        env=env,
-    )
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("gunicorn did not start")
+    return "user1", heavy_posts + (users - 1) * posts_each
 
 
 def login(base: str, username: str) -> str:
@@ -107,7 +57,7 @@ def login(base: str, username: str) -> str:
     jar = CookieJar()
     opener = build_opener(HTTPCookieProcessor(jar))
     html = opener.open(f"{base}/login").read().decode()
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)
+    token = CSRF_FIELD.search(html).group(1)
     form = urlencode({"csrf_token": token, "username": username, "password": PASSWORD})
     opener.open(f"{base}/login", data=form.encode()).read()
     return "; ".join(f"{c.name}={c.value}" for c in jar)
@@ -160,10 +110,11 @@ def main():
         data_dir = Path(tmp)
         heavy, total = seed(data_dir, users=200, follows=20, heavy_posts=10_000, posts_each=20)
         print(f"seeded 200 users x 20 follows, {total} posts ({heavy} has 10000)")
-        port = free_port()
-        server = start_gunicorn(data_dir, port, args.workers)
+        options = ("--workers", str(args.workers), "--threads", "4", "--log-level", "warning")
+        server = start_gunicorn(data_dir / "web.log", server_env(data_dir), *options)
         try:
-            base = f"http://127.0.0.1:{port}"
+            base = server.url
+            port = urlsplit(base).port
             viewers = {"heavy user": heavy, "light user": "user150"}
             for viewer, username in viewers.items():
                 cookie = login(base, username)
@@ -176,8 +127,7 @@ def main():
                         f"({r['requests']} requests, {r['errors']} errors)"
                     )
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            stop_process(server)
 
 
 if __name__ == "__main__":

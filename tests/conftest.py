@@ -5,7 +5,8 @@ from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
 from microblog import create_app
-from models import User, db
+from models import db
+from tests.helpers import add_user
 from tests.live import CSRF_FIELD, free_port
 
 PASSWORD = "correct horse battery"
@@ -75,13 +76,7 @@ def make_user(app, password_hash):
     """Create a user with the shared test password; returns its id."""
 
     def make(username, email=None, about_me=None):
-        with app.app_context():
-            user = User(username=username, email=email or f"{username}@example.com")
-            user.password_hash = password_hash
-            user.about_me = about_me
-            db.session.add(user)
-            db.session.commit()
-            return user.id
+        return add_user(app, username, password_hash, email, about_me)
 
     return make
 
@@ -274,21 +269,6 @@ def live(app, users, tmp_path):
     yield make
     for site in sites:
         site.stop()
-
-
-def exported_posts(app, user_id):
-    """A user's posts as an export must list them: oldest first, `body` and UTC `timestamp`."""
-    import sqlalchemy as sa
-
-    from models import Post, isoformat_utc
-
-    with app.app_context():
-        query = (
-            sa.select(Post.body, Post.timestamp)
-            .where(Post.user_id == user_id)
-            .order_by(Post.timestamp, Post.id)
-        )
-        return [{"body": b, "timestamp": isoformat_utc(t)} for b, t in db.session.execute(query)]
 
 
 def schema_differences(connection) -> list:

@@ -1,10 +1,13 @@
 """A live Microblog for tests and benchmarks: gunicorn and huey_consumer subprocesses.
 
-Both run from the project root on a temporary data dir, configured only through the
-environment, exactly as `./run.sh` starts them. `Browser` is a small HTTP client that logs
-in and submits forms with their CSRF token.
+`start_gunicorn()` and `start_consumer()` are the one way every test and benchmark starts
+them: from the project root on a data dir, configured only through the environment, with
+run.sh's flags. `LiveSite` is a data dir with its processes; `Browser` is a small HTTP client
+that logs in and submits forms with their CSRF token.
 """
 
+import contextlib
+import http.client
 import http.cookiejar
 import os
 import re
@@ -43,6 +46,130 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# --- the processes, started one way for every test and benchmark ------------------------
+
+# Settings that would point a server at something real (a database, Redis, a mail server,
+# admins to mail) or that it should make up itself (its key).
+HOST_SETTINGS = {"DATABASE_URL", "REDIS_URL", "MAIL_SERVER", "SECRET_KEY", "ADMINS"}
+# run.sh's consumer flags: thread workers with fast polling.
+CONSUMER_FLAGS = ["-k", "thread", "-d", "0.01", "-m", "0.5", "-b", "1.1"]
+
+
+def server_env(data_dir, **settings) -> dict:
+    """This process's environment for a server on `data_dir`, without HOST_SETTINGS, plus
+    `settings`."""
+    env = {key: value for key, value in os.environ.items() if key not in HOST_SETTINGS}
+    env.update(MICROBLOG_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+    env.update({key: str(value) for key, value in settings.items()})
+    return env
+
+
+def _spawn(command, log: Path, env, pass_fds=()) -> subprocess.Popen:
+    """Start `command` in the project dir, its output appended to `log`.
+
+    In a session of its own, like run.sh's servers: a Ctrl-C reaches only the test run, whose
+    clean-up then stops each process once (a second SIGINT would make the consumer abandon
+    its graceful shutdown).
+    """
+    log_file = open(log, "ab")  # closed by stop_process()
+    process = subprocess.Popen(
+        [str(part) for part in command],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        pass_fds=pass_fds,
+        start_new_session=True,
+    )
+    process.log_file = log_file
+    process.log_path = Path(log)
+    return process
+
+
+def read_log(process) -> str:
+    return process.log_path.read_text(errors="replace") if process.log_path.exists() else ""
+
+
+def _running(process, name):
+    if process.poll() is not None:
+        raise AssertionError(f"{name} exited with {process.returncode}:\n{read_log(process)}")
+    return True
+
+
+def start_gunicorn(log: Path, env, *options, app="microblog:create_app()") -> subprocess.Popen:
+    """gunicorn serving `app` with `options`; returns the process, its base URL in `.url`,
+    once a worker answers HTTP.
+
+    It serves a socket bound here on a free port and handed over (`fd://`), so no other
+    process can take the port in between, whatever the log level.
+    """
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        fd = listener.fileno()
+        command = [BIN / "gunicorn", "--bind", f"fd://{fd}", *options, app]
+        process = _spawn(command, log, env, pass_fds=[fd])
+    process.url = f"http://127.0.0.1:{port}"
+
+    def answers():
+        _running(process, "gunicorn")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            connection.request("GET", "/")
+            connection.getresponse().read()
+            return True
+        except OSError:  # no worker has booted yet
+            return False
+        finally:
+            connection.close()
+
+    try:
+        wait_for(answers, what="gunicorn to answer")
+    except BaseException:
+        stop_process(process, signal.SIGKILL)
+        raise
+    return process
+
+
+def start_consumer(log: Path, env, workers=2, pause_per_batch=None) -> subprocess.Popen:
+    """huey_consumer with run.sh's flags; returns once it has logged its start.
+
+    With `pause_per_batch` (seconds) it is the same consumer started through
+    tests/slow_consumer.py, which sleeps after each batch of an export so that a test can
+    catch the export mid-run.
+    """
+    arguments = ["tasks.huey", "-w", str(workers), *CONSUMER_FLAGS]
+    if pause_per_batch:
+        command = [sys.executable, "-m", "tests.slow_consumer", pause_per_batch, *arguments]
+    else:
+        command = [BIN / "huey_consumer", *arguments]
+    process = _spawn(command, log, env)
+    started = f"PID {process.pid}"
+    try:
+        wait_for(
+            lambda: _running(process, "huey_consumer") and started in read_log(process),
+            what="the consumer to start",
+        )
+    except BaseException:
+        stop_process(process, signal.SIGKILL)
+        raise
+    return process
+
+
+def stop_process(process, sig=signal.SIGTERM, timeout=30):
+    """Send `sig` and wait for the process to end (gunicorn stops on SIGTERM; the consumer
+    gracefully on SIGINT); killed, and an error, if it has not ended within `timeout`."""
+    try:
+        if process.poll() is None:
+            process.send_signal(sig)
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"{process.args[0]} did not stop within {timeout} s") from None
+    finally:
+        process.log_file.close()
+
+
 class LiveSite:
     """A data dir plus the web and worker processes started on it."""
 
@@ -50,117 +177,48 @@ class LiveSite:
         self.data_dir = Path(data_dir)
         self.huey_name = f"microblogtest{uuid.uuid4().hex[:12]}"
         self.redis_url = redis_url
-        self.env = {
-            key: value
-            for key, value in os.environ.items()
-            if key not in {"DATABASE_URL", "REDIS_URL", "MAIL_SERVER", "SECRET_KEY", "ADMINS"}
-        }
-        self.env.update(
-            MICROBLOG_DATA_DIR=str(self.data_dir),
-            HUEY_NAME=self.huey_name,
-            PYTHONUNBUFFERED="1",
-        )
+        self.env = server_env(self.data_dir, HUEY_NAME=self.huey_name, **env)
         if redis_url:
             self.env["REDIS_URL"] = redis_url
-        self.env.update({key: str(value) for key, value in env.items()})
         self.web = None
         self.url = None
         self.consumers = []
 
-    # --- processes ------------------------------------------------------------------
-    def _spawn(self, args, log_name, env=None):
-        log = open(self.data_dir / log_name, "ab")  # closed in stop_consumer() / stop()
-        process = subprocess.Popen(
-            args,
-            cwd=PROJECT_DIR,
-            env={**self.env, **(env or {})},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        process.log_file = log
-        return process
-
     def start_web(self) -> str:
-        """gunicorn on a free port (bound by gunicorn itself); returns the base URL."""
-        self.web = self._spawn(
-            [
-                BIN / "gunicorn",
-                "--bind",
-                "127.0.0.1:0",
-                "--workers",
-                "1",
-                "--threads",
-                "4",
-                "microblog:create_app()",
-            ],
-            "web.log",
+        """gunicorn (one worker, four threads); returns the base URL."""
+        self.web = start_gunicorn(
+            self.data_dir / "web.log", self.env, "--workers", "1", "--threads", "4"
         )
-        log = self.data_dir / "web.log"
-
-        def listening():
-            if self.web.poll() is not None:
-                raise AssertionError(f"gunicorn exited:\n{log.read_text()}")
-            match = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", log.read_text())
-            return match and match.group(1)
-
-        self.url = wait_for(listening, what="gunicorn to listen")
+        self.url = self.web.url
         return self.url
 
-    def start_consumer(self, workers=2, **env):
-        """huey_consumer with run.sh's flags; returns once it has written its heartbeat."""
-        process = self._spawn(
-            [
-                BIN / "huey_consumer",
-                "tasks.huey",
-                "-w",
-                str(workers),
-                "-k",
-                "thread",
-                "-d",
-                "0.01",
-                "-m",
-                "0.5",
-                "-b",
-                "1.1",
-            ],
-            "consumer.log",
-            {key: str(value) for key, value in env.items()},
-        )
+    def start_consumer(self, workers=2, pause_per_batch=None):
+        """A consumer (see start_consumer()); all of the site's consumers share one log."""
+        log = self.data_dir / "consumer.log"
+        process = start_consumer(log, self.env, workers, pause_per_batch)
         self.consumers.append(process)
-        marker = f"PID {process.pid}"
-        wait_for(
-            lambda: self._alive(process) and marker in self.consumer_log(),
-            what="the consumer to start",
-        )
         return process
-
-    def _alive(self, process):
-        if process.poll() is not None:
-            raise AssertionError(f"huey_consumer exited:\n{self.consumer_log()}")
-        return True
 
     def consumer_log(self) -> str:
         path = self.data_dir / "consumer.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop_consumer(self, process, sig=signal.SIGINT, timeout=30):
-        process.send_signal(sig)
-        process.wait(timeout=timeout)
-        process.log_file.close()
         self.consumers.remove(process)
+        stop_process(process, sig, timeout)
 
     def stop(self):
-        for process in list(self.consumers):
-            if process.poll() is None:
-                self.stop_consumer(process, signal.SIGINT)
-            else:
-                process.log_file.close()
-                self.consumers.remove(process)
-        if self.web is not None:
-            self.web.terminate()
-            self.web.wait(timeout=30)
-            self.web.log_file.close()
-            self.web = None
+        """Stop every process (consumers first), even when one of them will not stop."""
+        with contextlib.ExitStack() as stack:  # callbacks run last-in first-out
+            stack.callback(self._delete_redis_keys)
+            if self.web is not None:
+                stack.callback(stop_process, self.web, signal.SIGTERM)
+                self.web = None
+            for process in self.consumers:
+                stack.callback(stop_process, process, signal.SIGINT)
+            self.consumers = []
+
+    def _delete_redis_keys(self):
         if self.redis_url:
             import redis
 

@@ -21,6 +21,7 @@ import api_spec
 import ratelimit
 from models import ApiToken, Post, RateLimitHit, Task, User, db, utcnow
 from tests.conftest import PASSWORD
+from tests.helpers import add_posts, follow
 
 # Read at import: the `app` fixture removes REDIS_URL from the environment.
 REDIS_URL = os.environ.get("REDIS_URL")
@@ -124,20 +125,6 @@ def token_for(app):
 @pytest.fixture
 def tokens(users, token_for):
     return {name: token_for(user_id) for name, user_id in users.items()}
-
-
-def add_posts(app, user_id, bodies):
-    with app.app_context():
-        start = utcnow() - timedelta(hours=1)
-        for n, body in enumerate(bodies):
-            db.session.add(Post(body=body, user_id=user_id, timestamp=start + timedelta(minutes=n)))
-        db.session.commit()
-
-
-def follow(app, follower_id, followed_id):
-    with app.app_context():
-        db.session.get(User, follower_id).follow(db.session.get(User, followed_id))
-        db.session.commit()
 
 
 # --- tokens ----------------------------------------------------------------------------------

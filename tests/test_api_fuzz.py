@@ -8,11 +8,8 @@ matches the document (status, content type, headers, body).
 
 import base64
 import contextlib
-import os
-import socket
 import subprocess
-import sys
-import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -24,34 +21,13 @@ import api_spec
 from microblog import create_app
 from models import ApiToken, User, db
 from tests.conftest import PASSWORD
+from tests.live import BIN, PROJECT_DIR, server_env, start_gunicorn, stop_process
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
 EXAMPLES = 12  # per operation and generation mode: enough to shake out 5xx, still quick
 
 
 def basic(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-
-
-def server_env(data_dir: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(MICROBLOG_DATA_DIR=str(data_dir), MAIL_SERVER="", SECRET_KEY="fuzz")
-    return env
-
-
-def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}")
-        try:
-            if requests.get(url, timeout=5).status_code == 200:
-                return
-        except requests.RequestException:  # not listening yet, or still booting
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
 def database_url(data_dir: Path) -> str:
@@ -63,9 +39,9 @@ def data_dir(tmp_path_factory, password_hash):
     """A data dir migrated with Alembic (as `./run.sh` does), with one user, `fuzzer`."""
     data_dir = tmp_path_factory.mktemp("fuzz")
     subprocess.run(
-        [VENV_BIN / "flask", "--app", "microblog", "db", "upgrade"],
+        [BIN / "flask", "--app", "microblog", "db", "upgrade"],
         cwd=PROJECT_DIR,
-        env=server_env(data_dir),
+        env=server_env(data_dir, SECRET_KEY="fuzz"),
         check=True,
         capture_output=True,
     )
@@ -81,27 +57,16 @@ def data_dir(tmp_path_factory, password_hash):
 
 @contextlib.contextmanager
 def gunicorn(data_dir: Path, factory: str, *options: str):
-    """gunicorn on a socket we bound ourselves (port 0), so no port can be taken meanwhile."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.set_inheritable(True)
-    base_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    process = subprocess.Popen(
-        [VENV_BIN / "gunicorn", "--bind", f"fd://{listener.fileno()}", *options, factory],
-        cwd=PROJECT_DIR,
-        env=server_env(data_dir),
-        pass_fds=[listener.fileno()],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    """gunicorn (tests/live.py) on the data dir; yields its base URL."""
+    log = data_dir / f"gunicorn-{uuid.uuid4().hex[:8]}.log"
+    process = start_gunicorn(log, server_env(data_dir, SECRET_KEY="fuzz"), *options, app=factory)
     try:
-        wait_until_up(f"{base_url}/api/openapi.json", process)
-        yield base_url
+        yield process.url
     finally:
-        process.terminate()
-        _, stderr = process.communicate(timeout=30)
-        listener.close()
+        stop_process(process)
     # A traceback in the server log means a request crashed somewhere.
-    assert b"Traceback" not in stderr, stderr.decode(errors="replace")
+    output = log.read_text(errors="replace")
+    assert "Traceback" not in output, output
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import PASSWORD, exported_posts
+from tests.conftest import PASSWORD
+from tests.helpers import AWKWARD_BODY, add_posts, exported_posts
 from tests.live import wait_for
-from tests.test_export_consumer import add_posts
 
 pytestmark = pytest.mark.consumer
 REDIS_URL = os.environ.get("REDIS_URL")
@@ -39,8 +39,8 @@ def call(base, method, path, token=None, basic=None, body=None):
 def test_export_over_the_api_with_a_real_consumer(app, users, live, backend):
     if backend == "redis" and not REDIS_URL:
         pytest.skip("REDIS_URL is not set: the Redis variant runs only where Redis is available")
-    add_posts(app, users["alice"], 2500)
-    add_posts(app, users["bob"], 3)
+    add_posts(app, users["alice"], 2500, body=AWKWARD_BODY)
+    add_posts(app, users["bob"], 3, body=AWKWARD_BODY)
     site = live(REDIS_URL if backend == "redis" else None, MICROBLOG_EXPORT_BATCH_SIZE=500)
     base = site.start_web()
     site.start_consumer()

@@ -2,14 +2,11 @@
 
 import json
 import time
-from datetime import timedelta
 
 import pytest
-import sqlalchemy as sa
 
-from models import Post, db, utcnow
 from tests.conftest import PASSWORD
-from tests.live import LiveSite
+from tests.helpers import add_posts
 
 # `page` is the shared fixture in conftest.py: Debian's chromium through Playwright.
 
@@ -17,27 +14,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.consumer]
 
 
 @pytest.fixture
-def site(app, users, tmp_path):
-    with app.app_context():
-        start = utcnow() - timedelta(days=1)
-        rows = [
-            {
-                "body": f"post {i}",
-                "user_id": users["alice"],
-                "timestamp": start + timedelta(seconds=i),
-            }
-            for i in range(500)
-        ]
-        db.session.execute(sa.insert(Post), rows)
-        db.session.commit()
+def site(app, users, live):
+    add_posts(app, users["alice"], 500)
     # 25 batches of 20 posts, 0.2 s each: about 5 s, long enough to watch the bar move.
-    live = LiveSite(tmp_path, MICROBLOG_EXPORT_BATCH_SIZE=20, MICROBLOG_EXPORT_BATCH_DELAY=0.2)
-    try:
-        live.start_web()
-        live.start_consumer()
-        yield live
-    finally:
-        live.stop()
+    site = live(MICROBLOG_EXPORT_BATCH_SIZE=20)
+    site.start_web()
+    site.start_consumer(pause_per_batch=0.2)
+    return site
 
 
 def test_progress_bar_moves_and_becomes_a_download_link(page, site):

@@ -9,30 +9,16 @@ import os
 import signal
 import socket
 import threading
-from datetime import timedelta
 
 import pytest
-import sqlalchemy as sa
 
-from models import Post, db, utcnow
-from tests.conftest import PASSWORD, exported_posts
+from tests.conftest import PASSWORD
+from tests.helpers import AWKWARD_BODY, add_posts, exported_posts
 from tests.live import Browser, wait_for
 
 pytestmark = pytest.mark.consumer
 # Read at import: the `app` fixture removes REDIS_URL from the environment during each test.
 REDIS_URL = os.environ.get("REDIS_URL")
-
-
-def add_posts(app, user_id, count):
-    start = utcnow() - timedelta(days=10)
-    with app.app_context():
-        rows = [
-            {"body": f"post {i} ünïcode \"quoted\" </script>", "user_id": user_id,
-             "timestamp": start + timedelta(seconds=i)}
-            for i in range(count)
-        ]  # fmt: skip
-        db.session.execute(sa.insert(Post), rows)
-        db.session.commit()
 
 
 def start_export(site, username="alice"):
@@ -55,8 +41,8 @@ def redis_url_or_skip(backend):
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_export_with_consumer_and_email(app, users, live, smtp_server, backend):
-    add_posts(app, users["alice"], 1234)
-    add_posts(app, users["bob"], 5)
+    add_posts(app, users["alice"], 1234, body=AWKWARD_BODY)
+    add_posts(app, users["bob"], 5, body=AWKWARD_BODY)
     site = live(
         redis_url_or_skip(backend),
         MAIL_SERVER="127.0.0.1",
@@ -98,7 +84,7 @@ def test_export_with_consumer_and_email(app, users, live, smtp_server, backend):
 
 
 def test_large_export_is_mailed_as_a_link(app, users, live, smtp_server):
-    add_posts(app, users["alice"], 300)
+    add_posts(app, users["alice"], 300, body=AWKWARD_BODY)
     site = live(
         MAIL_SERVER="127.0.0.1",
         MAIL_PORT=smtp_server.port,
@@ -116,7 +102,7 @@ def test_large_export_is_mailed_as_a_link(app, users, live, smtp_server):
 
 
 def test_queued_without_worker_then_ready_to_download_without_mail(app, users, live):
-    add_posts(app, users["alice"], 10)
+    add_posts(app, users["alice"], 10, body=AWKWARD_BODY)
     site = live()
     site.start_web()
     browser, task_id = start_export(site)  # no consumer yet: the task waits
@@ -135,17 +121,20 @@ def test_queued_without_worker_then_ready_to_download_without_mail(app, users, l
     }
 
 
-SLOW_EXPORT = {"MICROBLOG_EXPORT_BATCH_SIZE": 20, "MICROBLOG_EXPORT_BATCH_DELAY": 0.1}
+# With a consumer that pauses 0.1 s after each batch (tests/slow_consumer.py): 600 posts take
+# 30 batches, about 3 s, so that a test can stop the consumer mid-export.
+SLOW_BATCH_SIZE = 20
+SLOW_PAUSE = 0.1
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_stop_requeues_a_running_export_which_completes_after_restart(
     app, users, live, stop_signal
 ):
-    add_posts(app, users["alice"], 600)  # 30 batches, ~3 s
-    site = live(**SLOW_EXPORT)
+    add_posts(app, users["alice"], 600, body=AWKWARD_BODY)
+    site = live(MICROBLOG_EXPORT_BATCH_SIZE=SLOW_BATCH_SIZE)
     site.start_web()
-    consumer = site.start_consumer()
+    consumer = site.start_consumer(pause_per_batch=SLOW_PAUSE)
     browser, task_id = start_export(site)
     wait_for(lambda: site.task(task_id)["progress"] >= 10, what="the export to be under way")
 
@@ -158,7 +147,7 @@ def test_stop_requeues_a_running_export_which_completes_after_restart(
     _, page, _ = browser.get("/index")
     assert b"Paused while the background worker restarts" in page
 
-    site.start_consumer()
+    site.start_consumer(pause_per_batch=SLOW_PAUSE)
     task = site.wait_for_status(task_id, "done", "failed")
 
     assert task["status"] == "done", task
@@ -169,17 +158,21 @@ def test_stop_requeues_a_running_export_which_completes_after_restart(
 
 
 def test_sigkill_leaves_a_running_task_that_the_reaper_fails(app, users, live):
-    add_posts(app, users["alice"], 600)
-    site = live(MICROBLOG_TASK_STALE_SECONDS=2, MICROBLOG_PERIODIC_SECONDS=1, **SLOW_EXPORT)
+    add_posts(app, users["alice"], 600, body=AWKWARD_BODY)
+    site = live(
+        MICROBLOG_TASK_STALE_SECONDS=2,
+        MICROBLOG_PERIODIC_SECONDS=1,
+        MICROBLOG_EXPORT_BATCH_SIZE=SLOW_BATCH_SIZE,
+    )
     site.start_web()
-    consumer = site.start_consumer()
+    consumer = site.start_consumer(pause_per_batch=SLOW_PAUSE)
     browser, task_id = start_export(site)
     wait_for(lambda: site.task(task_id)["progress"] >= 10, what="the export to be under way")
 
     site.stop_consumer(consumer, signal.SIGKILL)
     assert site.task(task_id)["status"] == "running"
 
-    site.start_consumer(MICROBLOG_EXPORT_BATCH_DELAY=0)
+    site.start_consumer()  # without the pause
     task = site.wait_for_status(task_id, "failed", "done", timeout=30)
 
     assert task["status"] == "failed"
@@ -219,7 +212,7 @@ class RefusingSmtpServer:
 
 
 def test_smtp_down_retries_then_ends_done_with_a_message(app, users, live):
-    add_posts(app, users["alice"], 10)
+    add_posts(app, users["alice"], 10, body=AWKWARD_BODY)
     smtp = RefusingSmtpServer()
     try:
         site = live(

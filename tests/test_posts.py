@@ -5,30 +5,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from models import Post, User, db, followers, utcnow
+from models import Post, User, db, utcnow
+from tests.helpers import add_posts, follow
 
 
-@pytest.fixture
-def add_posts(app):
-    """Insert posts as (username, body) pairs, the first oldest."""
-
-    def add(*pairs):
-        with app.app_context():
-            start = utcnow() - timedelta(hours=1)
-            for minutes, (username, body) in enumerate(pairs):
-                author = db.session.scalar(sa.select(User).where(User.username == username))
-                db.session.add(
-                    Post(body=body, author=author, timestamp=start + timedelta(minutes=minutes))
-                )
-            db.session.commit()
-
-    return add
-
-
-def follow(app, follower, followed):
-    with app.app_context():
-        db.session.execute(sa.insert(followers).values(follower_id=follower, followed_id=followed))
-        db.session.commit()
+def minutes_ago(minutes):
+    return utcnow() - timedelta(minutes=minutes)
 
 
 def bodies(html: str, candidates) -> list:
@@ -81,28 +63,29 @@ def test_post_bodies_are_escaped(client, auth):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
-def test_home_timeline_has_own_and_followed_posts_newest_first(client, auth, app, users, add_posts):
+def test_home_timeline_has_own_and_followed_posts_newest_first(client, auth, app, users):
     follow(app, users["alice"], users["bob"])
-    add_posts(
-        ("bob", "bob one"), ("carol", "carol one"), ("alice", "alice one"), ("bob", "bob two")
-    )
+    add_posts(app, users["bob"], ["bob one"], start=minutes_ago(4))
+    add_posts(app, users["carol"], ["carol one"], start=minutes_ago(3))
+    add_posts(app, users["alice"], ["alice one"], start=minutes_ago(2))
+    add_posts(app, users["bob"], ["bob two"], start=minutes_ago(1))
     auth.login()
     html = client.get("/index").get_data(as_text=True)
     everything = ["bob one", "carol one", "alice one", "bob two"]
     assert bodies(html, everything) == ["bob two", "alice one", "bob one"]
 
 
-def test_unfollowing_removes_posts_from_the_timeline(client, auth, app, users, add_posts):
+def test_unfollowing_removes_posts_from_the_timeline(client, auth, app, users):
     follow(app, users["alice"], users["bob"])
-    add_posts(("bob", "bob one"))
+    add_posts(app, users["bob"], ["bob one"])
     auth.login()
     assert "bob one" in client.get("/index").get_data(as_text=True)
     client.submit("/unfollow/bob")
     assert "bob one" not in client.get("/index").get_data(as_text=True)
 
 
-def test_timeline_pagination(client, auth, app, users, add_posts):
-    add_posts(*[("alice", f"post {n}") for n in range(7)])  # 3 per page in tests
+def test_timeline_pagination(client, auth, app, users):
+    add_posts(app, users["alice"], 7)  # "post 0" … "post 6", oldest first; 3 per page in tests
     auth.login()
     all_posts = [f"post {n}" for n in range(7)]
     pages = [
@@ -118,23 +101,24 @@ def test_timeline_pagination(client, auth, app, users, add_posts):
 
 
 @pytest.mark.parametrize("page", ["0", "-1", "abc", "99999"])
-def test_odd_page_numbers_do_not_fail(client, auth, add_posts, page):
-    add_posts(("alice", "only post"))
+def test_odd_page_numbers_do_not_fail(client, auth, app, users, page):
+    add_posts(app, users["alice"], ["only post"])
     auth.login()
     response = client.get(f"/index?page={page}")
     assert response.status_code == 200
 
 
-def test_explore_shows_everyone(client, auth, add_posts):
-    add_posts(("bob", "bob one"), ("carol", "carol one"))
+def test_explore_shows_everyone(client, auth, app, users):
+    add_posts(app, users["bob"], ["bob one"], start=minutes_ago(2))
+    add_posts(app, users["carol"], ["carol one"], start=minutes_ago(1))
     auth.login()
     html = client.get("/explore").get_data(as_text=True)
     assert bodies(html, ["bob one", "carol one"]) == ["carol one", "bob one"]
     assert 'name="post"' not in html
 
 
-def test_delete_own_post(client, auth, app, add_posts):
-    add_posts(("alice", "regret"), ("alice", "keeper"))
+def test_delete_own_post(client, auth, app, users):
+    add_posts(app, users["alice"], ["regret", "keeper"])
     auth.login()
     with app.app_context():
         post_id = db.session.scalar(sa.select(Post.id).where(Post.body == "regret"))
@@ -147,8 +131,8 @@ def test_delete_own_post(client, auth, app, add_posts):
     assert post_bodies(app) == ["keeper"]
 
 
-def test_cannot_delete_someone_elses_post(client, auth, app, add_posts):
-    add_posts(("bob", "bob's post"))
+def test_cannot_delete_someone_elses_post(client, auth, app, users):
+    add_posts(app, users["bob"], ["bob's post"])
     auth.login()
     with app.app_context():
         post_id = db.session.scalar(sa.select(Post.id))
@@ -158,8 +142,8 @@ def test_cannot_delete_someone_elses_post(client, auth, app, add_posts):
     assert post_bodies(app) == ["bob's post"]
 
 
-def test_delete_needs_post_and_csrf(client, auth, app, add_posts):
-    add_posts(("alice", "still here"))
+def test_delete_needs_post_and_csrf(client, auth, app, users):
+    add_posts(app, users["alice"], ["still here"])
     auth.login()
     with app.app_context():
         post_id = db.session.scalar(sa.select(Post.id))
@@ -180,9 +164,11 @@ def test_timeline_query_walks_the_timestamp_index(app, users):
         assert "ix_post_timestamp" in details, details
 
 
-def test_timeline_count_matches_the_timeline(app, users, add_posts):
+def test_timeline_count_matches_the_timeline(app, users):
     follow(app, users["alice"], users["bob"])
-    add_posts(("alice", "a1"), ("bob", "b1"), ("bob", "b2"), ("carol", "c1"))
+    add_posts(app, users["alice"], ["a1"], start=minutes_ago(4))
+    add_posts(app, users["bob"], ["b1", "b2"], start=minutes_ago(3))
+    add_posts(app, users["carol"], ["c1"], start=minutes_ago(1))
     with app.app_context():
         for username in users:
             user = db.session.get(User, users[username])

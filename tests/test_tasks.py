@@ -9,20 +9,10 @@ import pytest
 import sqlalchemy as sa
 
 import tasks
-from models import Notification, Post, Task, User, db, utcnow
-from tests.conftest import PASSWORD, exported_posts
-
-
-def add_posts(app, user_id, count, start=None):
-    """`count` posts, one a minute, inserted out of order so the export must sort them."""
-    start = start or utcnow() - timedelta(days=30)
-    with app.app_context():
-        rows = [
-            {"body": f"post {i}", "timestamp": start + timedelta(minutes=i), "user_id": user_id}
-            for i in reversed(range(count))
-        ]
-        db.session.execute(sa.insert(Post), rows)
-        db.session.commit()
+from models import Notification, Task, User, db, utcnow
+from tests.conftest import PASSWORD
+from tests.helpers import add_posts, exported_posts
+from tests.live import wait_for
 
 
 def only_task(app, user_id=None):
@@ -41,8 +31,9 @@ def export_path(app, task):
 
 
 def test_export_lifecycle(app, client, auth, users, immediate):
-    add_posts(app, users["alice"], 25)
-    add_posts(app, users["bob"], 3)
+    # Inserted newest first: the export must sort them.
+    add_posts(app, users["alice"], 25, newest_first=True)
+    add_posts(app, users["bob"], 3, newest_first=True)
     auth.login()
 
     response = client.submit("/export_posts")
@@ -83,7 +74,7 @@ def test_export_of_no_posts(app, client, auth, users, immediate):
 
 
 def test_progress_is_monotonic_and_bounded(app, client, auth, users, immediate, monkeypatch):
-    add_posts(app, users["alice"], 1000)
+    add_posts(app, users["alice"], 1000, newest_first=True)
     monkeypatch.setattr(tasks, "EXPORT_BATCH_SIZE", 7)
     monkeypatch.setattr(tasks, "PROGRESS_MIN_INTERVAL", 0)
     seen = []
@@ -106,10 +97,11 @@ def test_progress_is_monotonic_and_bounded(app, client, auth, users, immediate, 
 
 
 def test_two_concurrent_launches_start_one_task(app, users, immediate, monkeypatch):
-    add_posts(app, users["alice"], 50)
-    # Slow the first export down so that it is still running when the second launch commits.
-    monkeypatch.setattr(tasks, "EXPORT_BATCH_SIZE", 10)
-    monkeypatch.setattr(tasks, "EXPORT_BATCH_DELAY", 0.1)
+    add_posts(app, users["alice"], 50, newest_first=True)
+    # The export that starts holds after its first batch until the other launch has returned:
+    # that launch must find it still running.
+    returned = threading.Event()
+    monkeypatch.setattr(tasks, "after_export_batch", lambda _done: returned.wait(timeout=10))
     barrier = threading.Barrier(2)
     results = []
 
@@ -119,6 +111,7 @@ def test_two_concurrent_launches_start_one_task(app, users, immediate, monkeypat
             barrier.wait()
             task = user.launch_task(tasks.export_posts, "Exporting your posts")
             results.append(task.id if task else None)
+            returned.set()
 
     threads = [threading.Thread(target=launch) for _ in range(2)]
     for thread in threads:
@@ -204,7 +197,7 @@ def test_exception_in_export_fails_the_task(app, client, auth, users, immediate,
 
 @pytest.fixture
 def finished_export(app, client, auth, users, immediate):
-    add_posts(app, users["alice"], 5)
+    add_posts(app, users["alice"], 5, newest_first=True)
     auth.login()
     client.submit("/export_posts")
     return only_task(app)
@@ -317,18 +310,27 @@ def test_cancel_requires_csrf(app, client, auth, users, immediate):
 
 
 def test_cancel_a_running_export(app, users, immediate, monkeypatch):
-    add_posts(app, users["alice"], 200)
+    add_posts(app, users["alice"], 200, newest_first=True)
     monkeypatch.setattr(tasks, "EXPORT_BATCH_SIZE", 10)
-    monkeypatch.setattr(tasks, "EXPORT_BATCH_DELAY", 0.05)
     monkeypatch.setattr(tasks, "PROGRESS_MIN_INTERVAL", 0)
+    # After its second batch (the first one's progress is written by then) the export holds
+    # until the cancel request has been answered.
+    answered = threading.Event()
+
+    def hold_after_second_batch(done):
+        if done >= 20:
+            answered.wait(timeout=30)
+
+    monkeypatch.setattr(tasks, "after_export_batch", hold_after_second_batch)
     exporter, canceller = app.test_client(), app.test_client()
     for client in (exporter, canceller):
         client.submit("/login", {"username": "alice", "password": PASSWORD})
     worker = threading.Thread(target=exporter.submit, args=("/export_posts",))
     worker.start()
-    task_id = wait_for(lambda: running_task_id(app, users["alice"]))
+    task_id = wait_for(lambda: running_task_id(app, users["alice"]), what="the export to start")
 
     response = canceller.submit(f"/tasks/{task_id}/cancel", follow_redirects=True)
+    answered.set()
     worker.join(timeout=30)
 
     assert "cancelling" in response.get_data(as_text=True)
@@ -346,16 +348,6 @@ def running_task_id(app, user_id):
                 Task.user_id == user_id, Task.status == "running", Task.progress > 0
             )
         )
-
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("timed out waiting")
 
 
 # --- lost workers ----------------------------------------------------------------------

@@ -1,0 +1,90 @@
+"""Plain helpers for the tests and the benchmarks: users, posts and follows written straight
+into the database, and what an export of a user's posts must contain.
+
+No pytest here, so that the benchmarks can import it too; the fixtures are in conftest.py and
+the processes (gunicorn, huey_consumer) in live.py.
+"""
+
+from datetime import timedelta
+from itertools import islice
+
+import sqlalchemy as sa
+
+from models import Post, User, db, followers, isoformat_utc, utcnow
+
+MINUTE = timedelta(minutes=1)
+# A `body` template for add_posts that an export must escape: non-ASCII, quotes, markup.
+AWKWARD_BODY = 'post {i} ünïcode "quoted" </script>'
+INSERT_BATCH = 10_000  # rows per executemany: a million posts never sit in memory at once
+
+
+def add_user(app, username, password_hash, email=None, about_me=None) -> int:
+    """Create a user (with an already hashed password: hashing is slow); returns its id."""
+    with app.app_context():
+        user = User(username=username, email=email or f"{username}@example.com")
+        user.password_hash = password_hash
+        user.about_me = about_me
+        db.session.add(user)
+        db.session.commit()
+        return user.id
+
+
+def add_posts(
+    app,
+    user_id,
+    bodies_or_count,
+    *,
+    body="post {i}",
+    start=None,
+    step=MINUTE,
+    timestamps=None,
+    newest_first=False,
+) -> None:
+    """Give a user posts, oldest first, `step` apart; the newest is `step` before now
+    unless `start` says when the first one is.
+
+    `bodies_or_count` is a list of bodies, or a number of posts whose bodies come from the
+    `body` template (`{i}` is the post's index: "post 0", "post 1", …). `timestamps` gives
+    each post its own time instead of `start`/`step`. `newest_first` inserts the rows in
+    reverse, so that only a query that sorts by time finds them in order.
+    """
+    if isinstance(bodies_or_count, int):
+        count = bodies_or_count
+        bodies = (body.format(i=i) for i in range(count))
+    else:
+        bodies = list(bodies_or_count)
+        count = len(bodies)
+    if timestamps is None:
+        first = start if start is not None else utcnow() - step * count
+        timestamps = (first + step * i for i in range(count))
+    rows = (
+        {"body": text, "timestamp": moment, "user_id": user_id}
+        for text, moment in zip(bodies, timestamps, strict=True)
+    )
+    if newest_first:
+        rows = reversed(list(rows))
+    with app.app_context():
+        while batch := list(islice(rows, INSERT_BATCH)):
+            db.session.execute(sa.insert(Post.__table__), batch)
+        db.session.commit()
+
+
+def follow(app, follower_id, *followed_ids) -> None:
+    """`follower_id` follows each of `followed_ids`."""
+    with app.app_context():
+        db.session.execute(
+            sa.insert(followers),
+            [{"follower_id": follower_id, "followed_id": followed} for followed in followed_ids],
+        )
+        db.session.commit()
+
+
+def exported_posts(app, user_id) -> list:
+    """A user's posts as an export must list them: oldest first, `body` and UTC `timestamp`."""
+    with app.app_context():
+        query = (
+            sa.select(Post.body, Post.timestamp)
+            .where(Post.user_id == user_id)
+            .order_by(Post.timestamp, Post.id)
+        )
+        return [{"body": b, "timestamp": isoformat_utc(t)} for b, t in db.session.execute(query)]

@@ -228,6 +228,12 @@ def is_safe_next(target: str | None) -> TypeGuard[str]:
     return not parts.scheme and not parts.netloc
 
 
+def redirect_with(category: str, message: str, endpoint: str, **values):
+    """Flash `message` (a Bootstrap alert category) and redirect to `endpoint`."""
+    flash(message, category)
+    return redirect(url_for(endpoint, **values))
+
+
 def page_number() -> int:
     page = request.args.get("page", 1, type=int)
     return page if page and page > 0 else 1
@@ -268,8 +274,7 @@ def index():
     if form.validate_on_submit():
         current_user.publish(form.post.data)
         db.session.commit()
-        flash("Your post is now live!", "success")
-        return redirect(url_for("main.index"))
+        return redirect_with("success", "Your post is now live!", "main.index")
     status = 400 if form.is_submitted() else 200
     posts = paginate(current_user.following_posts())
     newer, older = page_links(posts, "main.index")
@@ -338,8 +343,7 @@ bp.add_url_rule("/login", "login", login_view, methods=["GET", "POST"])
 @bp.route("/logout", methods=["POST"])
 def logout():
     logout_user()
-    flash("You have been logged out.", "info")
-    return redirect(url_for("main.index"))
+    return redirect_with("info", "You have been logged out.", "main.index")
 
 
 @bp.route("/register", methods=["GET", "POST"])
@@ -349,8 +353,11 @@ def register():
     if form.validate_on_submit():
         User.register(form.username.data, form.email.data, form.password.data)
         db.session.commit()
-        flash("Congratulations, you are now a registered user! Please sign in.", "success")
-        return redirect(url_for("main.login"))
+        return redirect_with(
+            "success",
+            "Congratulations, you are now a registered user! Please sign in.",
+            "main.login",
+        )
     return form_page(form, "Register")
 
 
@@ -366,8 +373,9 @@ def reset_password_request():
             except OSError:
                 log.exception("Could not send the password reset email")
         # The same answer whether or not the address exists: no account probing.
-        flash("Check your email for the instructions to reset your password.", "info")
-        return redirect(url_for("main.login"))
+        return redirect_with(
+            "info", "Check your email for the instructions to reset your password.", "main.login"
+        )
     return form_page(form, "Reset password", heading="Reset your password")
 
 
@@ -376,14 +384,16 @@ def reset_password_request():
 def reset_password(token):
     user = User.verify_reset_password_token(token)
     if user is None:
-        flash("That reset link is invalid, expired or already used.", "danger")
-        return redirect(url_for("main.reset_password_request"))
+        return redirect_with(
+            "danger",
+            "That reset link is invalid, expired or already used.",
+            "main.reset_password_request",
+        )
     form = ResetPasswordForm()
     if form.validate_on_submit():
         user.set_password(form.password.data)
         db.session.commit()
-        flash("Your password has been reset.", "success")
-        return redirect(url_for("main.login"))
+        return redirect_with("success", "Your password has been reset.", "main.login")
     return form_page(form, "Reset password", heading="Choose a new password")
 
 
@@ -413,8 +423,7 @@ def edit_profile():
     if form.validate_on_submit():
         current_user.update_profile(username=form.username.data, about_me=form.about_me.data)
         db.session.commit()
-        flash("Your changes have been saved.", "success")
-        return redirect(url_for("main.edit_profile"))
+        return redirect_with("success", "Your changes have been saved.", "main.edit_profile")
     if request.method == "GET":
         form.username.data = current_user.username
         form.about_me.data = current_user.about_me
@@ -425,8 +434,7 @@ def change_following(username: str, follow: bool):
     """Follow or unfollow `username`, then back to their profile (or say why not)."""
     user = User.by_username(username)
     if user is None:
-        flash(f"User {username} not found.", "danger")
-        return redirect(url_for("main.index"))
+        return redirect_with("danger", f"User {username} not found.", "main.index")
     if user.id == current_user.id:
         flash("You cannot follow or unfollow yourself.", "warning")
     elif follow:
@@ -616,8 +624,12 @@ def send_message(username):
     if form.validate_on_submit():
         current_user.send_message(recipient, form.message.data)
         db.session.commit()
-        flash(f"Your message to {recipient.username} has been sent.", "success")
-        return redirect(url_for("main.user", username=recipient.username))
+        return redirect_with(
+            "success",
+            f"Your message to {recipient.username} has been sent.",
+            "main.user",
+            username=recipient.username,
+        )
     heading = f"Send a private message to {recipient.username}"
     return form_page(form, "Send message", heading=heading)
 

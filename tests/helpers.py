@@ -88,3 +88,13 @@ def exported_posts(app, user_id) -> list:
             .order_by(Post.timestamp, Post.id)
         )
         return [{"body": b, "timestamp": isoformat_utc(t)} for b, t in db.session.execute(query)]
+
+
+def assert_json_error(response, status: int) -> None:
+    """`response` is the API's JSON error for `status`, with `Allow` on a 405."""
+    assert response.status_code == status
+    assert response.headers["Content-Type"] == "application/json"
+    body = response.json() if callable(response.json) else response.json
+    assert set(body) >= {"error", "message"}
+    if status == 405:
+        assert {"GET", "POST"} & set(response.headers["Allow"].replace(" ", "").split(","))

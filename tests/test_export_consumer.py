@@ -31,6 +31,14 @@ def start_export(site, username="alice"):
     return browser, task["id"]
 
 
+def site_with_mail(live, smtp_port, redis_url=None, **env):
+    """gunicorn and a consumer that mail through the SMTP server on `smtp_port`."""
+    site = live(redis_url, MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_port, **env)
+    site.start_web()
+    site.start_consumer()
+    return site
+
+
 def redis_url_or_skip(backend):
     if backend == "sqlite":
         return None
@@ -43,14 +51,9 @@ def redis_url_or_skip(backend):
 def test_export_with_consumer_and_email(app, users, live, smtp_server, backend):
     add_posts(app, users["alice"], 1234, body=AWKWARD_BODY)
     add_posts(app, users["bob"], 5, body=AWKWARD_BODY)
-    site = live(
-        redis_url_or_skip(backend),
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=smtp_server.port,
-        MICROBLOG_EXPORT_BATCH_SIZE=100,
+    site = site_with_mail(
+        live, smtp_server.port, redis_url_or_skip(backend), MICROBLOG_EXPORT_BATCH_SIZE=100
     )
-    site.start_web()
-    site.start_consumer()
 
     browser, task_id = start_export(site)
     task = site.wait_for_status(task_id, "done", "failed")
@@ -85,13 +88,7 @@ def test_export_with_consumer_and_email(app, users, live, smtp_server, backend):
 
 def test_large_export_is_mailed_as_a_link(app, users, live, smtp_server):
     add_posts(app, users["alice"], 300, body=AWKWARD_BODY)
-    site = live(
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=smtp_server.port,
-        MICROBLOG_EXPORT_ATTACH_MAX_BYTES=1000,
-    )
-    site.start_web()
-    site.start_consumer()
+    site = site_with_mail(live, smtp_server.port, MICROBLOG_EXPORT_ATTACH_MAX_BYTES=1000)
 
     _browser, task_id = start_export(site)
 
@@ -215,14 +212,9 @@ def test_smtp_down_retries_then_ends_done_with_a_message(app, users, live):
     add_posts(app, users["alice"], 10, body=AWKWARD_BODY)
     smtp = RefusingSmtpServer()
     try:
-        site = live(
-            MAIL_SERVER="127.0.0.1",
-            MAIL_PORT=smtp.port,
-            MICROBLOG_MAIL_RETRIES=2,
-            MICROBLOG_MAIL_RETRY_DELAY=1,
+        site = site_with_mail(
+            live, smtp.port, MICROBLOG_MAIL_RETRIES=2, MICROBLOG_MAIL_RETRY_DELAY=1
         )
-        site.start_web()
-        site.start_consumer()
         browser, task_id = start_export(site)
 
         task = site.wait_for_status(task_id, "done", "failed")

@@ -24,6 +24,12 @@ def post_bodies(app):
         return list(db.session.scalars(sa.select(Post.body).order_by(Post.id)))
 
 
+def only_post_id(app) -> int:
+    with app.app_context():
+        (post_id,) = db.session.scalars(sa.select(Post.id))
+        return post_id
+
+
 def test_write_a_post(client, auth, app):
     auth.login()
     response = client.submit("/index", {"post": "  my first post  "})
@@ -133,9 +139,8 @@ def test_delete_own_post(client, auth, app, users):
 
 def test_cannot_delete_someone_elses_post(client, auth, app, users):
     add_posts(app, users["bob"], ["bob's post"])
+    post_id = only_post_id(app)
     auth.login()
-    with app.app_context():
-        post_id = db.session.scalar(sa.select(Post.id))
     assert "/delete" not in client.get("/explore").get_data(as_text=True)
     assert client.submit(f"/post/{post_id}/delete").status_code == 404
     assert client.submit("/post/9999/delete").status_code == 404
@@ -144,9 +149,8 @@ def test_cannot_delete_someone_elses_post(client, auth, app, users):
 
 def test_delete_needs_post_and_csrf(client, auth, app, users):
     add_posts(app, users["alice"], ["still here"])
+    post_id = only_post_id(app)
     auth.login()
-    with app.app_context():
-        post_id = db.session.scalar(sa.select(Post.id))
     assert client.get(f"/post/{post_id}/delete").status_code == 405
     assert client.post(f"/post/{post_id}/delete").status_code == 400
     assert post_bodies(app) == ["still here"]

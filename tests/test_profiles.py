@@ -26,13 +26,6 @@ def test_profile_page(client, auth, app, users):
     assert 'action="/follow/bob"' in html
 
 
-def test_unknown_profile_is_404(client, auth):
-    auth.login()
-    response = client.get("/user/nobody")
-    assert response.status_code == 404
-    assert "Not found" in response.get_data(as_text=True)
-
-
 def test_avatar_is_a_gravatar_of_the_lowercased_email(app, make_user):
     user_id = make_user("dora", email=" Dora@Example.com ")
     with app.app_context():

@@ -58,3 +58,6 @@ def test_progress_bar_moves_and_becomes_a_download_link(page, site):
     response = page.request.get(site.url + link.get_attribute("href"))
     assert response.status == 200
     assert len(json.loads(response.body())["posts"]) == 500
+    # The banner the script swapped in is the one a reload renders: one rendering, one text.
+    page.reload()
+    assert page.locator(".task-banner").inner_text() == banner

@@ -372,7 +372,7 @@ def get_token():
 @token_auth_required
 def revoke_token():
     """Revoke the token that authenticated this request."""
-    db.session.delete(g.api_token)
+    g.api_token.revoke()
     db.session.commit()
     return "", 204
 

@@ -304,8 +304,8 @@ def explore():
 @bp.route("/post/<int:post_id>/delete", methods=["POST"])
 @login_required
 def delete_post(post_id):
-    post = db.first_or_404(current_user.posts_select().where(Post.id == post_id))
-    db.session.delete(post)
+    if not current_user.delete_post(post_id):
+        abort(404)
     db.session.commit()
     flash("Your post was deleted.", "info")
     next_page = request.args.get("next")

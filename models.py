@@ -224,6 +224,14 @@ class User(UserMixin, Model):
         if email is not None:
             self.email = normalize_email(email)
 
+    def delete_post(self, post_id: int) -> bool:
+        """Delete one of this user's own posts; False when it is not theirs or is gone."""
+        post = db.session.scalar(self.posts_select().where(Post.id == post_id))
+        if post is None:
+            return False
+        db.session.delete(post)
+        return True
+
     def publish(self, body: str) -> "Post":
         """Add a post by this user (the caller commits)."""
         post = Post(body=body.strip(), author=self)
@@ -521,6 +529,10 @@ class ApiToken(Model):
         )
         db.session.add(row)
         return token, row
+
+    def revoke(self) -> None:
+        """Delete this token (the caller commits)."""
+        db.session.delete(self)
 
     @staticmethod
     def find(token: str) -> Optional["ApiToken"]:

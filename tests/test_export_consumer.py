@@ -89,6 +89,7 @@ def test_large_export_is_mailed_as_a_link(app, users, live, smtp_server):
         MAIL_SERVER="127.0.0.1",
         MAIL_PORT=smtp_server.port,
         MICROBLOG_EXPORT_ATTACH_MAX_BYTES=1000,
+        SITE_URL="http://microblog.example.org",  # http: the test browser sends no Secure cookie
     )
     site.start_web()
     site.start_consumer()
@@ -98,7 +99,10 @@ def test_large_export_is_mailed_as_a_link(app, users, live, smtp_server):
     assert site.wait_for_status(task_id, "done", "failed")["status"] == "done"
     (message,) = smtp_server.messages
     assert list(message.iter_attachments()) == []
-    assert f"{site.url}/exports/{task_id}" in message.get_body(("plain",)).get_content()
+    # The link is the configured public URL, not the address the request came in on.
+    text = message.get_body(("plain",)).get_content()
+    assert f"http://microblog.example.org/exports/{task_id}" in text
+    assert site.url not in text
 
 
 def test_queued_without_worker_then_ready_to_download_without_mail(app, users, live):

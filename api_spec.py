@@ -294,11 +294,11 @@ ERROR_RESPONSES = {
     409: _error("Conflicts with the current state."),
     413: _error("The request body is too large."),
     415: _error("The body is not `application/json`."),
-    503: _error("A service the request needs (the mail server) is unavailable; try again."),
     429: _error(
         "Too many requests.",
         {"Retry-After": _header("Seconds to wait.", {"type": "string", "pattern": "^[0-9]+$"})},
     ),
+    503: _error("A service the request needs (the mail server) is unavailable; try again."),
 }
 
 

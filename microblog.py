@@ -582,7 +582,9 @@ def change_password():
     current_user.change_password(form.password.data)
     db.session.commit()
     # Every other browser and API token is signed out; this one carries on.
-    sign_in(current_user, remember=bool(request.cookies.get("remember_token")))
+    cookie = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
+    remembered = bool(request.cookies.get(cookie))
+    sign_in(current_user._get_current_object(), remember=remembered)
     flash("Your password has been changed. Every other session has been signed out.", "success")
     return redirect(url_for("main.settings"))
 

@@ -31,6 +31,7 @@ import api_spec
 import ratelimit
 import tasks
 from forms import AccountForm, NewUserForm, PostForm
+from mailer import send_email_change_emails
 from models import ApiToken, Post, Task, User, db, isoformat_utc
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -177,21 +178,20 @@ basic_auth_required = auth_required("Basic", _check_basic_credentials)
 
 
 def enforce_token_rate_limit(username: str) -> None:
-    """429 with Retry-After when this IP or this username asked too often."""
-    config = current_app.config
-    window = config["API_TOKEN_LIMIT_WINDOW"]
-    checks = [
-        (f"api-token:ip:{request.remote_addr}", config["API_TOKEN_LIMIT_PER_IP"]),
-        (f"api-token:user:{username.lower()[:64]}", config["API_TOKEN_LIMIT_PER_USER"]),
-    ]
-    for key, limit in checks:
-        retry_after = ratelimit.hit(key, limit, window)
-        if retry_after:
-            api_abort(
-                429,
-                f"Too many token requests; try again in {retry_after} seconds.",
-                {"Retry-After": str(retry_after)},
-            )
+    """429 with Retry-After when this client address, or this address for this username,
+    asked too often. Never per username alone: a flood from elsewhere must not lock the
+    owner out."""
+    refuse_if_limited(ratelimit.api_token(username), "token requests")
+
+
+def refuse_if_limited(retry_after: int, what: str) -> None:
+    """A 429 with Retry-After when a rate limit (`ratelimit.*`) refused."""
+    if retry_after:
+        api_abort(
+            429,
+            f"Too many {what}; try again in {retry_after} seconds.",
+            {"Retry-After": str(retry_after)},
+        )
 
 
 # --- request bodies and validation ----------------------------------------------------
@@ -214,6 +214,8 @@ def json_body(
         data = request.get_json()
     except BadRequest:
         api_abort(400, "The body is not valid JSON.")
+    except RecursionError:
+        api_abort(400, "The body is nested too deeply.")
     if not isinstance(data, dict):
         api_abort(400, "The body must be a JSON object.")
     data = {name: value for name, value in data.items() if name not in ignored}
@@ -227,7 +229,20 @@ def json_body(
     wrong_type = sorted(name for name, value in data.items() if not isinstance(value, str))
     if wrong_type:
         api_abort(400, f"These fields must be strings: {', '.join(wrong_type)}.")
+    not_text = sorted(name for name, value in data.items() if not is_unicode_text(value))
+    if not_text:
+        api_abort(400, f"These fields are not valid Unicode text: {', '.join(not_text)}.")
     return data
+
+
+def is_unicode_text(value: str) -> bool:
+    """False for a string with a lone UTF-16 surrogate (JSON's "\\ud800"): it is not text,
+    and neither the database nor the password hash can take it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate_form(form_class, fields: dict[str, str], *args, renamed: dict | None = None):
@@ -418,6 +433,7 @@ def create_user():
         nullable={"about_me"},
     )
     form = validate_form(NewUserForm, {**data, "password2": data["password"]})
+    refuse_if_limited(ratelimit.registration(), "new accounts from your address")
     user = User.register(
         form.username.data, form.email.data, form.password.data, form.about_me.data or None
     )
@@ -429,20 +445,50 @@ def create_user():
 @bp.put("/users/<int:id>")
 @token_auth_required
 def update_user(id):
-    """Change your own username, email or about_me; others' accounts are 403."""
+    """Change your own username or about_me; others' accounts are 403.
+
+    A new email also needs `current_password`, and takes effect only once the link mailed
+    to the new address is opened (the current address is told); until then the answer
+    shows the current address. The same email sent back (a whole fetched user) is no change.
+    """
     user = get_or_404(User, id)
     if user.id != token_user().id:
         api_abort(403, "You can only change your own account.")
     data = json_body(
-        allowed={"username", "email", "about_me"}, ignored=USER_READ_ONLY, nullable={"about_me"}
+        allowed={"username", "email", "about_me", "current_password"},
+        ignored=USER_READ_ONLY,
+        nullable={"about_me"},
     )
     current = {"username": user.username, "email": user.email, "about_me": user.about_me or ""}
     form = validate_form(AccountForm, {**current, **data}, user)
+    # The same address (maybe re-cased) is the same mailbox: no password, no confirmation.
+    same_address = User.by_email(form.email.data) == user
+    new_email = None if same_address else form.email.data
+    if new_email:
+        check_current_password(user, data.get("current_password"))
     user.update_profile(
-        username=form.username.data, about_me=form.about_me.data, email=form.email.data
+        username=form.username.data,
+        about_me=form.about_me.data,
+        email=form.email.data if same_address else None,
     )
     commit_or_conflict("That username or email address is already registered.")
+    if new_email:
+        try:
+            send_email_change_emails(user, new_email)
+        except OSError:
+            current_app.logger.exception("Could not send the email change confirmation")
+            api_abort(503, "The confirmation email could not be sent; try again later.")
     return user_to_dict(user)
+
+
+def check_current_password(user: User, password: str | None) -> None:
+    """403 unless `password` is the user's (a stolen token alone cannot take the account);
+    guesses count against the same limits as signing in."""
+    if not password:
+        api_abort(403, "Changing the email address needs your password in 'current_password'.")
+    refuse_if_limited(ratelimit.sign_in(user.username), "password attempts")
+    if not user.check_password(password):
+        api_abort(403, "The current password is wrong.")
 
 
 def commit_or_conflict(message: str) -> None:
@@ -532,7 +578,7 @@ def create_task():
         known = ", ".join(sorted(tasks.USER_TASKS))
         api_abort(400, f"Unknown task {name!r}; known tasks: {known}.")
     user = token_user()
-    task = tasks.USER_TASKS[name](user, request.url_root)
+    task = tasks.USER_TASKS[name](user)
     if task is None:
         active = Task.active_for(user.id, name)
         extra = {"task": task_to_dict(active)} if active else {}

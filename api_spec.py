@@ -11,13 +11,13 @@ from typing import Any
 from wtforms.validators import DataRequired, Email, Length, Regexp
 
 from forms import AccountForm, NewUserForm, PostForm
-from models import POST_MAX, TaskStatus
+from models import MAX_ROW_ID, POST_MAX, TaskStatus
 
 # Paging limits, shared with api.py (which imports this module).
 DEFAULT_PER_PAGE = 10
 MAX_PER_PAGE = 100
 MAX_PAGE = 1_000_000  # keeps OFFSET inside what every database accepts
-MAX_ID = 2**31 - 1  # PostgreSQL's INTEGER; larger ids cannot exist
+MAX_ID = MAX_ROW_ID  # larger ids cannot exist
 
 
 def ref(name: str) -> dict:
@@ -161,8 +161,19 @@ SCHEMAS = {
         "fields are ignored.",
         "properties": {
             "username": form_string(AccountForm.username),
-            "email": form_string(AccountForm.email),
+            "email": {
+                **form_string(AccountForm.email),
+                "description": "A new address needs `current_password`; it takes effect when "
+                "the link mailed to it is opened (the current address is told). Until then "
+                "the user shows the current address. The current address sent back is no "
+                "change.",
+            },
             "about_me": nullable(form_string(AccountForm.about_me)),
+            "current_password": {
+                "type": "string",
+                "writeOnly": True,
+                "description": "Your password: needed to change the email address.",
+            },
             **READ_ONLY_USER_FIELDS,
         },
     },
@@ -287,6 +298,7 @@ ERROR_RESPONSES = {
         "Too many requests.",
         {"Retry-After": _header("Seconds to wait.", {"type": "string", "pattern": "^[0-9]+$"})},
     ),
+    503: _error("A service the request needs (the mail server) is unavailable; try again."),
 }
 
 
@@ -422,8 +434,8 @@ operation(
 operation(
     "post",
     "/api/users",
-    "Register a new account (the web registration form's rules)",
-    {"201": created_response("The new user.", ref("User")), **errors(409)},
+    "Register a new account (the web registration form's rules; a few per client address and hour)",
+    {"201": created_response("The new user.", ref("User")), **errors(409, 429)},
     tag="users",
     body="NewUser",
     security=NO_AUTH,
@@ -439,8 +451,11 @@ operation(
 operation(
     "put",
     "/api/users/{id}",
-    "Change your own username, email or about_me",
-    {"200": json_response("The updated user.", ref("User")), **errors(403, 404, 409)},
+    "Change your own username, about_me, or email (with `current_password`, once confirmed)",
+    {
+        "200": json_response("The updated user.", ref("User")),
+        **errors(403, 404, 409, 429, 503),
+    },
     tag="users",
     parameters=[ID],
     body="UserUpdate",

@@ -106,6 +106,15 @@ def database_url(value: str) -> str:
     return value
 
 
+def site_url(value: str) -> str:
+    """The public base URL (`https://microblog.example.org`), without a trailing slash."""
+    value = value.strip().rstrip("/")
+    scheme, separator, rest = value.partition("://")
+    if scheme not in {"http", "https"} or not separator or not rest or "?" in rest or "#" in rest:
+        raise ValueError("expected a URL such as https://microblog.example.org")
+    return value
+
+
 def redis_url(value: str) -> str:
     value = value.strip()
     if not value.startswith(("redis://", "rediss://", "unix://")):
@@ -149,12 +158,28 @@ SETTINGS = (
     # Addresses that receive error reports (when mail is configured).
     Setting("ADMINS", [], comma_list),
     Setting("POSTS_PER_PAGE", 25, integer(1)),
-    # Links in emails are built from the Host header: in production, pin the names.
+    # The host names the site answers to (others get 400).
     Setting("TRUSTED_HOSTS", None, comma_list),
-    # Token requests (HTTP Basic) allowed per window, per client IP and per username.
+    # The public base URL of every link in a mail (never the request's Host header); an
+    # https URL also makes the cookies Secure. run.sh derives one from HOST and PORT.
+    Setting("SITE_URL", "http://127.0.0.1:5000", site_url),
+    # How many proxies in front (nginx: 1) may say who the client is (X-Forwarded-For/-Proto).
+    Setting("TRUSTED_PROXIES", 0, integer(0)),
+    # Token requests (HTTP Basic) allowed per window, per client IP and per (client IP, username).
     Setting("API_TOKEN_LIMIT_PER_IP", 30, integer(1)),
     Setting("API_TOKEN_LIMIT_PER_USER", 10, integer(1)),
     Setting("API_TOKEN_LIMIT_WINDOW", 300, integer(1)),  # seconds
+    # Web sign-in attempts (and current-password checks) the same way.
+    Setting("SIGN_IN_LIMIT_PER_IP", 30, integer(1)),
+    Setting("SIGN_IN_LIMIT_PER_USER", 10, integer(1)),
+    Setting("SIGN_IN_LIMIT_WINDOW", 300, integer(1)),  # seconds
+    # Password-reset mails per e-mail address and requests per client IP, per window.
+    Setting("RESET_LIMIT_PER_ADDRESS", 3, integer(1)),
+    Setting("RESET_LIMIT_PER_IP", 10, integer(1)),
+    Setting("RESET_LIMIT_WINDOW", 3600, integer(1)),  # seconds
+    # New accounts (web and API) per client IP, per window.
+    Setting("REGISTER_LIMIT_PER_IP", 5, integer(1)),
+    Setting("REGISTER_LIMIT_WINDOW", 3600, integer(1)),  # seconds
     # How often open pages ask for notifications (ms): idle, and while a task is moving.
     Setting("MICROBLOG_POLL_IDLE_MS", 10000, integer(100), key="NOTIFICATIONS_POLL_IDLE_MS"),
     Setting("MICROBLOG_POLL_BUSY_MS", 1000, integer(100), key="NOTIFICATIONS_POLL_BUSY_MS"),
@@ -187,7 +212,16 @@ def flask_settings() -> dict[str, Any]:
         # real server).
         "MAIL_SUPPRESS_SEND": False,
         "RATE_LIMIT_PREFIX": "microblog:ratelimit:",  # Redis key prefix
+        # A cross-site POST carries no cookie; a link from elsewhere still signs you in.
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
     }
+
+
+def cookie_security(site: str) -> dict[str, Any]:
+    """Cookies only over https when the site is served over https."""
+    secure = site.startswith("https://")
+    return {"SESSION_COOKIE_SECURE": secure, "REMEMBER_COOKIE_SECURE": secure}
 
 
 def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -1,7 +1,14 @@
 """Web forms; Flask-WTF adds the CSRF token (field `csrf_token`) to each."""
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, PasswordField, StringField, SubmitField, TextAreaField
+from wtforms import (
+    BooleanField,
+    HiddenField,
+    PasswordField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Regexp, ValidationError
 
 from models import (
@@ -23,6 +30,20 @@ USERNAME_RULES = [
 ]
 EMAIL_RULES = [DataRequired(), Length(max=EMAIL_MAX), Email()]
 PASSWORD_RULES = [DataRequired(), Length(min=PASSWORD_MIN, max=PASSWORD_MAX)]
+
+
+def repeat_password(label: str = "Repeat password") -> PasswordField:
+    """The second password field, which must match `password`."""
+    return PasswordField(
+        label, validators=[DataRequired(), EqualTo("password", message="Passwords must match.")]
+    )
+
+
+def current_password_field() -> PasswordField:
+    """The account's password, asked again before a sensitive change."""
+    return PasswordField("Current password", validators=[DataRequired(), Length(max=PASSWORD_MAX)])
+
+
 USERNAME_TAKEN = "That username is taken. Please use a different one."
 EMAIL_TAKEN = "That email address is already registered."
 
@@ -38,10 +59,7 @@ class RegistrationForm(FlaskForm):
     username = StringField("Username", validators=USERNAME_RULES)
     email = StringField("Email", validators=EMAIL_RULES)
     password = PasswordField("Password", validators=PASSWORD_RULES)
-    password2 = PasswordField(
-        "Repeat password",
-        validators=[DataRequired(), EqualTo("password", message="Passwords must match.")],
-    )
+    password2 = repeat_password()
     submit = SubmitField("Register")
 
     def validate_username(self, username):
@@ -66,11 +84,25 @@ class ResetPasswordRequestForm(FlaskForm):
 
 class ResetPasswordForm(FlaskForm):
     password = PasswordField("Password", validators=PASSWORD_RULES)
-    password2 = PasswordField(
-        "Repeat password",
-        validators=[DataRequired(), EqualTo("password", message="Passwords must match.")],
-    )
+    password2 = repeat_password()
     submit = SubmitField("Reset password")
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = current_password_field()
+    password = PasswordField("New password", validators=PASSWORD_RULES)
+    password2 = repeat_password("Repeat new password")
+    submit = SubmitField("Change password")
+
+
+class ChangeEmailForm(FlaskForm):
+    email = StringField("New email", validators=EMAIL_RULES)
+    current_password = current_password_field()
+    submit = SubmitField("Change email")
+
+    def validate_email(self, email):
+        if User.by_email(email.data) is not None:
+            raise ValidationError(EMAIL_TAKEN)
 
 
 class EditProfileForm(FlaskForm):
@@ -121,3 +153,9 @@ class MessageForm(FlaskForm):
         validators=[DataRequired(message="Write something first."), Length(max=MESSAGE_MAX)],
     )
     submit = SubmitField("Send")
+
+
+class MarkReadForm(FlaskForm):
+    """ "I have seen these messages": the newest one shown, so later ones stay unread."""
+
+    up_to = HiddenField()

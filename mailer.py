@@ -2,7 +2,7 @@
 
 import logging
 
-from flask import current_app, render_template
+from flask import current_app, has_request_context, render_template, request, url_for
 from flask_mail import Mail, Message
 
 mail = Mail()
@@ -29,11 +29,43 @@ def send_email(subject, recipients, text_body, html_body, attachments=()) -> boo
     return True
 
 
-def send_password_reset_email(user) -> bool:
-    token = user.get_reset_password_token()
+def external_url(endpoint: str, **values) -> str:
+    """An absolute link for a mail: SITE_URL plus the route's path, never the request's
+    Host header (which anyone can forge)."""
+    path = url_for(endpoint, **values)
+    root = request.script_root if has_request_context() else ""
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return current_app.config["SITE_URL"] + path
+
+
+def send_templated(subject: str, recipient: str, template: str, **context) -> bool:
+    """Send `email/<template>.txt` and `.html`, rendered with `context`, to one address."""
     return send_email(
-        "[Microblog] Reset your password",
-        [user.email],
-        render_template("email/reset_password.txt", user=user, token=token),
-        render_template("email/reset_password.html", user=user, token=token),
+        f"[Microblog] {subject}",
+        [recipient],
+        render_template(f"email/{template}.txt", **context),
+        render_template(f"email/{template}.html", **context),
     )
+
+
+def send_password_reset_email(user) -> bool:
+    link = external_url("main.reset_password", token=user.get_reset_password_token())
+    return send_templated("Reset your password", user.email, "reset_password", user=user, link=link)
+
+
+def send_email_change_emails(user, new_email: str) -> bool:
+    """The confirmation link to the new address, and a notice to the current one."""
+    token = user.get_email_change_token(new_email)
+    link = external_url("main.confirm_email", token=token)
+    context = {"user": user, "new_email": new_email, "link": link}
+    sent = send_templated("Confirm your new email address", new_email, "confirm_email", **context)
+    settings = external_url("main.settings")
+    send_templated(
+        "Your email address is being changed",
+        user.email,
+        "email_change_notice",
+        settings_link=settings,
+        **context,
+    )
+    return sent

@@ -3,6 +3,8 @@
 import functools
 import logging
 import sys
+import time
+from datetime import datetime
 from logging.handlers import SMTPHandler
 from pathlib import Path
 from typing import TypeGuard
@@ -31,22 +33,36 @@ from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import api
 import config as settings
+import ratelimit
 import search as search_module
 from forms import (
+    ChangeEmailForm,
+    ChangePasswordForm,
     EditProfileForm,
     EmptyForm,
     LoginForm,
+    MarkReadForm,
     MessageForm,
     PostForm,
     RegistrationForm,
     ResetPasswordForm,
     ResetPasswordRequestForm,
 )
-from mailer import mail, send_password_reset_email
-from models import Page, Post, Task, TaskStatus, User, db, isoformat_utc, notifications_payload
+from mailer import mail, send_email_change_emails, send_password_reset_email
+from models import (
+    Page,
+    Post,
+    Task,
+    TaskStatus,
+    User,
+    db,
+    isoformat_utc,
+    notifications_payload,
+)
 from tasks import consumer_seen_recently, huey, send_export, start_export
 
 log = logging.getLogger("microblog")
@@ -72,6 +88,12 @@ def create_app(config=None):
     data_dir = Path(config["DATA_DIR"]) if "DATA_DIR" in config else None
     app.config.from_mapping(settings.from_environment(data_dir))
     app.config.from_mapping(config)
+    cookies = settings.cookie_security(app.config["SITE_URL"])
+    app.config.from_mapping({key: value for key, value in cookies.items() if key not in config})
+    if app.config["TRUSTED_PROXIES"]:
+        # Believe the client address and scheme only from that many proxies in front.
+        proxies = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
 
     db.init_app(app)
     migrate.init_app(
@@ -86,6 +108,7 @@ def create_app(config=None):
     bootstrap.init_app(app)
 
     app.register_blueprint(bp)
+    app.after_request(add_security_headers)
     api.init_app(app)  # /api: JSON, token auth, no CSRF
     app.cli.add_command(search_module.reindex_command)
     register_error_handlers(app)
@@ -121,7 +144,80 @@ def configure_logging(app):
         secure=() if app.config["MAIL_USE_TLS"] else None,
     )
     handler.setLevel(logging.ERROR)
+    handler.addFilter(OncePerInterval(ERROR_MAIL_INTERVAL))
     app.logger.addHandler(handler)
+
+
+# The same error is mailed to the admins at most once in this many seconds (per process).
+ERROR_MAIL_INTERVAL = 300
+
+
+class OncePerInterval(logging.Filter):
+    """Lets a record through once per `interval` seconds per distinct error: a flood of
+    failing requests sends one mail, not one each.
+
+    Kept in memory, not in the database: the database may be what is failing.
+    """
+
+    def __init__(self, interval: float):
+        super().__init__()
+        self.interval = interval
+        self.last_sent: dict[tuple, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = self.error_key(record)
+        now = time.monotonic()
+        if now - self.last_sent.get(key, -self.interval) < self.interval:
+            return False
+        self.last_sent[key] = now
+        return True
+
+    @staticmethod
+    def error_key(record: logging.LogRecord) -> tuple:
+        """What makes two errors the same: the exception's type and where it was raised
+        (else the log message's template and where it was logged)."""
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            traceback = error.__traceback__
+            while traceback is not None and traceback.tb_next is not None:
+                traceback = traceback.tb_next
+            where = (
+                (traceback.tb_frame.f_code.co_filename, traceback.tb_lineno) if traceback else ()
+            )
+            return (type(error).__name__, *where)
+        return (str(record.msg), record.pathname, record.lineno)
+
+
+# No script but our own files (no inline code), no framing, forms and fetches to this site
+# only. Styles may be inline (the progress bar's width); avatars come from Gravatar and
+# Bootstrap's icons are data: images.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: https://www.gravatar.com",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "object-src 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    # Links to other sites do not carry our URLs (a reset link's token, say).
+    "Referrer-Policy": "same-origin",
+}
+
+
+def add_security_headers(response):
+    """Every response, pages and API alike, carries the browser protections."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 # What each error page says; the status line's reason is the heading.
@@ -214,8 +310,9 @@ def anonymous_only(view):
 
 
 @login.user_loader
-def load_user(user_id):
-    return db.session.get(User, int(user_id))
+def load_user(session_id):
+    """The signed-in user, unless their sessions were ended since this one began."""
+    return User.from_session_id(session_id)
 
 
 def is_safe_next(target: str | None) -> TypeGuard[str]:
@@ -235,8 +332,14 @@ def redirect_with(category: str, message: str, endpoint: str, **values):
 
 
 def page_number() -> int:
-    page = request.args.get("page", 1, type=int)
-    return page if page and page > 0 else 1
+    """`?page=`: page 1 when missing or not a positive number; 404 past any page there
+    can be (a huge OFFSET would overflow the database's integers)."""
+    value = request.args.get("page", "")
+    if not value.isdecimal() or not value.isascii():
+        return 1
+    if len(value) > 7 or int(value) > api.MAX_PAGE:
+        abort(404, f"There is no page {value[:20]}.")
+    return max(int(value), 1)
 
 
 def paginate(query) -> Page:
@@ -301,7 +404,7 @@ def explore():
     )
 
 
-@bp.route("/post/<int:post_id>/delete", methods=["POST"])
+@bp.route("/post/<int(max=2147483647):post_id>/delete", methods=["POST"])
 @login_required
 def delete_post(post_id):
     if not current_user.delete_post(post_id):
@@ -322,15 +425,42 @@ def form_page(form, title: str, heading=None, template="form_page.html", status=
     return render_template(template, title=title, heading=heading, form=form), status
 
 
+def too_many(page, retry_after: int, what: str):
+    """`page` (a view's answer) as a 429 saying how long to wait before trying `what` again."""
+    flash(
+        f"Too many {what} from your address. Please wait {ratelimit.in_words(retry_after)} "
+        "and try again.",
+        "danger",
+    )
+    response = make_response(page())
+    response.status_code = 429
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def sign_in(user: User, remember: bool = False) -> None:
+    """Start a session for `user`, with a new CSRF token (a form token from before
+    signing in must not work after it)."""
+    session.pop("csrf_token", None)
+    if not user.session_generation:  # a row written without the ORM
+        user.end_sessions()
+        db.session.commit()
+    login_user(user, remember=remember)
+
+
 @anonymous_only
 def login_view():
     form = LoginForm()
     if form.validate_on_submit():
+        retry_after = ratelimit.sign_in(form.username.data)
+        if retry_after:
+            page = functools.partial(form_page, form, "Sign in", template="login.html")
+            return too_many(page, retry_after, "sign-in attempts")
         user = User.authenticate(form.username.data, form.password.data)
         if user is None:
             flash("Invalid username or password.", "danger")
             return form_page(form, "Sign in", template="login.html", status=401)
-        login_user(user, remember=form.remember_me.data)
+        sign_in(user, remember=form.remember_me.data)
         next_page = request.args.get("next")
         return redirect(next_page if is_safe_next(next_page) else url_for("main.index"))
     return form_page(form, "Sign in", template="login.html")
@@ -342,6 +472,10 @@ bp.add_url_rule("/login", "login", login_view, methods=["GET", "POST"])
 
 @bp.route("/logout", methods=["POST"])
 def logout():
+    """Sign out: this session and every copy of its cookies stop working."""
+    if current_user.is_authenticated:
+        current_user.end_sessions()
+        db.session.commit()
     logout_user()
     return redirect_with("info", "You have been logged out.", "main.index")
 
@@ -351,6 +485,9 @@ def logout():
 def register():
     form = RegistrationForm()
     if form.validate_on_submit():
+        retry_after = ratelimit.registration()
+        if retry_after:
+            return too_many(lambda: form_page(form, "Register"), retry_after, "new accounts")
         User.register(form.username.data, form.email.data, form.password.data)
         db.session.commit()
         return redirect_with(
@@ -366,6 +503,12 @@ def register():
 def reset_password_request():
     form = ResetPasswordRequestForm()
     if form.validate_on_submit():
+        retry_after = ratelimit.reset_mail(form.email.data)
+        if retry_after:
+            page = functools.partial(
+                form_page, form, "Reset password", heading="Reset your password"
+            )
+            return too_many(page, retry_after, "password reset requests")
         user = User.by_email(form.email.data)
         if user:
             try:
@@ -391,10 +534,124 @@ def reset_password(token):
         )
     form = ResetPasswordForm()
     if form.validate_on_submit():
-        user.set_password(form.password.data)
+        user.change_password(form.password.data)
         db.session.commit()
         return redirect_with("success", "Your password has been reset.", "main.login")
     return form_page(form, "Reset password", heading="Choose a new password")
+
+
+# --- account settings: password, e-mail, sessions ---------------------------------------
+
+
+def settings_page(status: int = 200, password_form=None, email_form=None):
+    """The settings page; the form that was just refused (if any) shows its errors."""
+    page = render_template(
+        "settings.html",
+        title="Settings",
+        password_form=password_form or ChangePasswordForm(formdata=None),
+        email_form=email_form or ChangeEmailForm(formdata=None),
+        form=EmptyForm(),
+    )
+    return page, status
+
+
+def settings_form_refused(form, name: str):
+    """None when the settings form `form` (shown as `name` on the page) is valid and its
+    `current_password` is right; else the answer to give (the page with its errors, or 429)."""
+    page = functools.partial(settings_page, 400, **{name: form})
+    if not form.validate_on_submit():
+        return page()
+    return current_password_refused(form, page)
+
+
+def current_password_refused(form, page):
+    """None when `form.current_password` is the signed-in user's password; else the answer
+    to give: a 429 when guessed too often, or `page` with the field's error."""
+    retry_after = ratelimit.sign_in(current_user.username)
+    if retry_after:
+        return too_many(page, retry_after, "password attempts")
+    if not current_user.check_password(form.current_password.data):
+        form.current_password.errors = ["That is not your current password."]
+        return page()
+    return None
+
+
+@bp.route("/settings", endpoint="settings")
+@login_required
+def account_settings():
+    return settings_page()
+
+
+@bp.route("/settings/password", methods=["POST"])
+@login_required
+def change_password():
+    form = ChangePasswordForm()
+    refusal = settings_form_refused(form, "password_form")
+    if refusal:
+        return refusal
+    current_user.change_password(form.password.data)
+    db.session.commit()
+    # Every other browser and API token is signed out; this one carries on.
+    cookie = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
+    remembered = bool(request.cookies.get(cookie))
+    sign_in(current_user._get_current_object(), remember=remembered)
+    flash("Your password has been changed. Every other session has been signed out.", "success")
+    return redirect(url_for("main.settings"))
+
+
+@bp.route("/settings/email", methods=["POST"])
+@login_required
+def change_email():
+    form = ChangeEmailForm()
+    refusal = settings_form_refused(form, "email_form")
+    if refusal:
+        return refusal
+    try:
+        send_email_change_emails(current_user, form.email.data)
+    except OSError:
+        log.exception("Could not send the email change confirmation")
+        flash("The confirmation email could not be sent. Please try again later.", "danger")
+        return redirect(url_for("main.settings"))
+    flash(
+        f"We sent a confirmation link to {form.email.data}. Your address changes when you open it.",
+        "info",
+    )
+    return redirect(url_for("main.settings"))
+
+
+@bp.route("/settings/sign_out_everywhere", methods=["POST"])
+@login_required
+def sign_out_everywhere():
+    """End every session (this one too) and every API token."""
+    form = EmptyForm()
+    if not form.validate_on_submit():
+        return error_page(400)
+    current_user.end_all_sessions()
+    db.session.commit()
+    logout_user()
+    flash("You have been signed out everywhere, API tokens included.", "info")
+    return redirect(url_for("main.login"))
+
+
+@bp.route("/confirm_email/<token>", methods=["GET", "POST"])
+def confirm_email(token):
+    """The link mailed to a new address: a button (POST) makes it the account's address."""
+    user, new_email = User.email_change_from_token(token)
+    if user is None:
+        flash("That confirmation link is invalid, expired or already used.", "danger")
+        return redirect(url_for("main.index"))
+    form = EmptyForm()
+    if form.validate_on_submit():
+        owner = User.by_email(new_email)
+        if owner is not None and owner.id != user.id:
+            return error_page(409, "That email address has been registered meanwhile.")
+        user.update_profile(email=new_email)
+        db.session.commit()
+        flash(f"Your email address is now {new_email}.", "success")
+        return redirect(url_for("main.index"))
+    form.submit.label.text = f"Use {new_email}"
+    heading = f"Make {new_email} the email address of {user.username}?"
+    return form_page(form, "Confirm email", heading=heading)
 
 
 # --- profiles and following ----------------------------------------------------
@@ -474,14 +731,18 @@ def notifications():
     Every open page polls this, so it takes the user id Flask-Login keeps in the signed
     session instead of loading the User row, and reads with one indexed query.
     """
-    user_id = session.get("_user_id")
-    if user_id is None:
+    session_id = session.get("_user_id")
+    if session_id is None:
         # No session yet (say, only a "remember me" cookie): let Flask-Login decide.
         if not current_user.is_authenticated:
             return login.unauthorized()
-        user_id = current_user.id
+        session_id = current_user.get_id()
     since = request.args.get("since", 0.0, type=float) or 0.0
-    return jsonify(notifications_payload(int(user_id), since))
+    payload = notifications_payload(str(session_id), since)
+    if payload is None:  # signed out everywhere since this session began
+        session.clear()
+        return login.unauthorized()
+    return jsonify(payload)
 
 
 # --- background tasks: export your posts -------------------------------------------------
@@ -516,7 +777,7 @@ def human_size(size: int | None) -> str:
 @bp.route("/export_posts", methods=["POST"], endpoint="export_posts")
 @login_required
 def export_posts_view():
-    task = start_export(current_user, request.url_root)
+    task = start_export(current_user)
     if task is None:
         flash("An export of your posts is already in progress.", "warning")
     elif task.status == TaskStatus.FAILED:
@@ -637,14 +898,43 @@ def send_message(username):
 @bp.route("/messages")
 @login_required
 def messages():
-    """The messages sent to the current user, newest first; viewing them marks them read."""
-    current_user.mark_messages_read()
-    db.session.commit()
+    """The messages sent to the current user, newest first. Only reads: the page marks them
+    read with a POST (a link from another site must not clear the badge)."""
     page = paginate(current_user.received_messages_select())
     newer, older = page_links(page, "main.messages")
+    newest = max((message.timestamp for message in page), default=None)
+    # To the microsecond: the newest message itself must count as read.
+    form = MarkReadForm(up_to=newest.isoformat() + "Z" if newest else "")
     return render_template(
-        "messages.html", title="Messages", messages=page, newer_url=newer, older_url=older
+        "messages.html",
+        title="Messages",
+        messages=page,
+        newer_url=newer,
+        older_url=older,
+        form=form,
     )
+
+
+@bp.route("/messages/read", methods=["POST"])
+@login_required
+def mark_messages_read():
+    """Messages up to the newest one the page showed are read (the page script posts this)."""
+    form = MarkReadForm()
+    if not form.validate_on_submit():
+        return error_page(400)
+    current_user.mark_messages_read(parse_utc(form.up_to.data))
+    db.session.commit()
+    if wants_json():
+        return jsonify({"unread": current_user.unread_message_count()})
+    return redirect(url_for("main.messages"))
+
+
+def parse_utc(text: str | None):
+    """`2024-05-01T12:00:00Z` → a naive UTC datetime; None when missing or malformed."""
+    try:
+        return datetime.fromisoformat((text or "").replace("Z", "+00:00")).replace(tzinfo=None)
+    except ValueError:
+        return None
 
 
 # --- user popups -----------------------------------------------------------------------

@@ -57,8 +57,17 @@ POST_MAX = 140
 ABOUT_ME_MAX = 140
 MESSAGE_MAX = 140
 
+# PostgreSQL's INTEGER: larger ids cannot exist (and would overflow SQLite's binding).
+MAX_ROW_ID = 2**31 - 1
+
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 RESET_TOKEN_MAX_AGE = 3600  # seconds
+EMAIL_CHANGE_TOKEN_MAX_AGE = 24 * 3600  # seconds
+
+
+def new_session_generation() -> str:
+    """A fresh random session generation (see `User.get_id`)."""
+    return secrets.token_hex(16)
 
 
 def normalize_email(email: str) -> str:
@@ -149,6 +158,12 @@ class User(UserMixin, Model):
     password_hash: so.Mapped[str | None] = so.mapped_column(sa.String(256))
     about_me: so.Mapped[str | None] = so.mapped_column(sa.String(ABOUT_ME_MAX))
     last_seen: so.Mapped[datetime | None] = so.mapped_column(default=utcnow)
+    # Part of every session cookie and remember-me token: a new value signs out every copy.
+    # (The empty server default only serves rows written without the ORM; signing in gives
+    # them a value.)
+    session_generation: so.Mapped[str] = so.mapped_column(
+        sa.String(32), default=new_session_generation, server_default=""
+    )
 
     posts: so.WriteOnlyMapped["Post"] = so.relationship(
         back_populates="author", passive_deletes=True
@@ -209,6 +224,60 @@ class User(UserMixin, Model):
             check_password_hash(_decoy_password_hash(), password)
             return None
         return user if user.check_password(password) else None
+
+    # --- sessions ---------------------------------------------------------------
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the session and the remember-me cookie: the id plus the
+        session generation, so that rotating the generation ends every copy of both."""
+        return f"{self.id}:{self.session_generation}"
+
+    @classmethod
+    def from_session_id(cls, session_id: str) -> Optional["User"]:
+        """The user a session's id (`get_id()`) names, if its generation is still current."""
+        user_id, _, generation = str(session_id).partition(":")
+        if not user_id.isdigit() or not generation:
+            return None  # also a cookie from before sessions were revocable
+        user = db.session.get(cls, int(user_id)) if int(user_id) <= MAX_ROW_ID else None
+        if user is None or not secrets.compare_digest(user.session_generation, generation):
+            return None
+        return user
+
+    def end_sessions(self) -> None:
+        """Sign out every browser: each session cookie and remember-me token stops working."""
+        self.session_generation = new_session_generation()
+
+    def end_all_sessions(self) -> None:
+        """Sign out everywhere: every browser session and every API token (the caller
+        commits). For a password change or reset, a disabled account, "sign out everywhere"."""
+        self.end_sessions()
+        db.session.execute(sa.delete(ApiToken).where(ApiToken.user_id == self.id))
+
+    def change_password(self, new_password: str) -> None:
+        """Set a new password and end every session and API token (the caller commits)."""
+        self.set_password(new_password)
+        self.end_all_sessions()
+
+    # --- changing the e-mail address ---------------------------------------------
+    def get_email_change_token(self, new_email: str) -> str:
+        """A signed link token that sets `new_email` once opened (see `confirm_email_change`).
+
+        It names the current address too, so it works once: after the change it no longer
+        matches."""
+        data = {"id": self.id, "old": self.email, "new": normalize_email(new_email)}
+        return _email_change_serializer().dumps(data)
+
+    @staticmethod
+    def email_change_from_token(token: str) -> tuple[Optional["User"], str]:
+        """The user and new address a valid, unexpired, unused token names; (None, "") else."""
+        try:
+            data = _email_change_serializer().loads(token, max_age=EMAIL_CHANGE_TOKEN_MAX_AGE)
+            user = db.session.get(User, int(data["id"]))
+            new_email = str(data["new"])
+        except (BadSignature, KeyError, TypeError, ValueError, OverflowError):
+            return None, ""
+        if user is None or data.get("old") != user.email:
+            return None, ""
+        return user, new_email
 
     def update_profile(
         self,
@@ -441,10 +510,14 @@ class User(UserMixin, Model):
             .order_by(Message.timestamp.desc(), Message.id.desc())
         )
 
-    def mark_messages_read(self) -> None:
-        """Everything received so far is read; every open page's badge drops to 0."""
-        self.last_message_read_time = utcnow()
-        self.add_notification("unread_message_count", 0)
+    def mark_messages_read(self, up_to: datetime | None = None) -> None:
+        """Messages received up to `up_to` (the newest one the reader saw; default now) are
+        read; every open page's badge shows what is left."""
+        moment = min(up_to, utcnow()) if up_to else utcnow()
+        if self.last_message_read_time and self.last_message_read_time >= moment:
+            return
+        self.last_message_read_time = moment
+        self.add_notification("unread_message_count", self.unread_message_count())
 
 
 def _insert_unless_conflict(model, values: dict) -> sa.Executable:
@@ -459,6 +532,10 @@ def _insert_unless_conflict(model, values: dict) -> sa.Executable:
 
 def _reset_serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="reset-password")
+
+
+def _email_change_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="change-email")
 
 
 class Post(Model):
@@ -879,14 +956,24 @@ NOTIFICATIONS_SINCE = (
 )
 
 
-def notifications_payload(user_id: int, since: float) -> list[dict]:
-    """What `GET /notifications` returns, read with one indexed Core query (no ORM objects).
+SESSION_GENERATION_OF = sa.select(User.session_generation).where(User.id == sa.bindparam("user_id"))
+
+
+def notifications_payload(session_id: str, since: float) -> list[dict] | None:
+    """What `GET /notifications` returns for the session id Flask-Login keeps (`User.get_id`),
+    read with two indexed Core queries (no ORM objects); None when that session has ended.
 
     Every open page polls this every few seconds, so it skips everything it can.
     """
+    user_id, _, generation = session_id.partition(":")
+    if not user_id.isdigit() or int(user_id) > MAX_ROW_ID:
+        return None
     # A pooled connection of its own: no ORM Session to set up and tear down.
     with db.engine.connect() as connection:
-        rows = connection.execute(NOTIFICATIONS_SINCE, {"user_id": user_id, "since": since})
+        current = connection.scalar(SESSION_GENERATION_OF, {"user_id": int(user_id)})
+        if current is None or not secrets.compare_digest(current, generation):
+            return None
+        rows = connection.execute(NOTIFICATIONS_SINCE, {"user_id": int(user_id), "since": since})
         return [
             {"name": name, "data": json.loads(payload), "timestamp": timestamp}
             for name, payload, timestamp in rows

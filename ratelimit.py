@@ -10,7 +10,7 @@ import time
 
 import redis
 import sqlalchemy as sa
-from flask import current_app
+from flask import current_app, request
 
 from models import RateLimitHit, db
 
@@ -25,6 +25,37 @@ def hit(key: str, limit: int, window: int) -> int:
     if redis_url:
         return _redis_hit(redis_url, key, limit, window)
     return _database_hit(key, limit, window)
+
+
+def client_address() -> str:
+    """The client's address: the socket's, or what TRUSTED_PROXIES lets ProxyFix believe."""
+    return request.remote_addr or "unknown"
+
+
+def per_client(name: str, subject: str | None = None) -> str:
+    """The key of `name`'s bucket for this client address (and `subject`, such as a
+    username): a flood from one address never fills another address's bucket."""
+    key = f"{name}:ip:{client_address()}"
+    if subject is not None:
+        key += f":{subject.strip().lower()[:120]}"
+    return key
+
+
+def check(*limits: tuple[str, int, int]) -> int:
+    """Count an attempt against each (key, limit, window); 0 if all allow it, else the
+    seconds to wait for the first that refuses."""
+    for key, limit, window in limits:
+        retry_after = hit(key, limit, window)
+        if retry_after:
+            return retry_after
+    return 0
+
+
+def in_words(seconds: int) -> str:
+    """ "30 seconds", "5 minutes": how long to wait, for a person."""
+    if seconds < 90:
+        return f"{seconds} seconds"
+    return f"{math.ceil(seconds / 60)} minutes"
 
 
 def clock() -> float:
@@ -69,3 +100,50 @@ def _redis_client(redis_url: str):
     if redis_url not in clients:
         clients[redis_url] = redis.Redis.from_url(redis_url)
     return clients[redis_url]
+
+
+# --- what is limited, and how much (the settings are in config.py) -----------------------
+
+
+def _limits(prefix: str, *pairs: tuple[str, str]) -> list[tuple[str, int, int]]:
+    config = current_app.config
+    window = config[f"{prefix}_WINDOW"]
+    return [(key, config[f"{prefix}_{setting}"], window) for key, setting in pairs]
+
+
+def sign_in(username: str) -> int:
+    """A password check for `username` (web sign-in, or a current password re-typed)."""
+    return check(
+        *_limits(
+            "SIGN_IN_LIMIT",
+            (per_client("sign-in"), "PER_IP"),
+            (per_client("sign-in", username), "PER_USER"),
+        )
+    )
+
+
+def api_token(username: str) -> int:
+    """A token request (HTTP Basic) for `username`."""
+    return check(
+        *_limits(
+            "API_TOKEN_LIMIT",
+            (per_client("api-token"), "PER_IP"),
+            (per_client("api-token", username), "PER_USER"),
+        )
+    )
+
+
+def reset_mail(email: str) -> int:
+    """A password-reset request for `email`: per client, and per address whoever asks."""
+    return check(
+        *_limits(
+            "RESET_LIMIT",
+            (per_client("reset"), "PER_IP"),
+            (f"reset:address:{email.strip().lower()[:120]}", "PER_ADDRESS"),
+        )
+    )
+
+
+def registration() -> int:
+    """A new account from this client address."""
+    return check(*_limits("REGISTER_LIMIT", (per_client("register"), "PER_IP")))

@@ -51,6 +51,10 @@ migrate() {
 serve() {
   local host="${HOST:-127.0.0.1}" port="${PORT:-5000}" pids=() own_session=()
   command -v setsid >/dev/null 2>&1 && own_session=(setsid)
+  # Links in mails point here unless SITE_URL (environment or .env) says where the public is.
+  if [ -z "${SITE_URL:-}" ] && ! grep -qs '^SITE_URL=.' .env; then
+    export SITE_URL="http://$host:$port"
+  fi
   check_config
   migrate
   # Each server runs in its own session: a Ctrl-C in the terminal reaches only this script,

@@ -394,7 +394,7 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
     return final.name, done, final.stat().st_size
 
 
-def email_export(row: Task, site_url: str) -> bool:
+def email_export(row: Task) -> bool:
     """Mail the export (attached, or a link when large); False when mail is not configured."""
     if not mail_configured():
         return False
@@ -403,7 +403,8 @@ def email_export(row: Task, site_url: str) -> bool:
     Task.record_progress(row.id, 100, "Sending the email…")
     path = exports_dir() / row.result_file
     attach = row.result_size <= EXPORT_ATTACH_MAX_BYTES
-    link = f"{site_url.rstrip('/')}/exports/{row.id}" if site_url else None
+    # SITE_URL, never a request's Host header: the link goes out by mail.
+    link = f"{current_app.config['SITE_URL']}/exports/{row.id}"
     context = {"user": row.user, "task": row, "attached": attach, "link": link}
     attachments = [("posts.json", "application/json", path.read_bytes())] if attach else []
     return send_email(
@@ -417,10 +418,12 @@ def email_export(row: Task, site_url: str) -> bool:
 
 @tracked
 @huey.task(context=True, retries=MAIL_RETRIES, retry_delay=MAIL_RETRY_DELAY, name="export_posts")
-def export_posts(user_id: int, site_url: str = "", task=None) -> int:
+def export_posts(user_id: int, _site_url: str = "", task=None) -> int:
     """Export a user's posts to a JSON file, then email it. Returns the number of posts.
 
     Only the email is retried (SMTP down); when a retry runs, the file is already there.
+    (`_site_url` is unused: jobs queued by older versions still carry it; links in the mail
+    come from SITE_URL.)
     """
     with app_context():
         row = db.session.get(Task, task.id)
@@ -439,7 +442,7 @@ def export_posts(user_id: int, site_url: str = "", task=None) -> int:
             Task.change(row.id, [TaskStatus.RUNNING], result_file=name, result_size=size)
             row = db.session.get_one(Task, row.id, populate_existing=True)
         try:
-            mailed = email_export(row, site_url)
+            mailed = email_export(row)
         except (smtplib.SMTPException, OSError):
             raise  # transient (server down, connection lost): Huey retries after a delay
         except Exception:
@@ -486,9 +489,9 @@ def delete_expired_exports() -> int:
 # --- tasks a user may start (the web form and POST /api/tasks) ----------------------------
 
 
-def start_export(user, site_url: str):
+def start_export(user):
     """Launch "export your posts" for `user`; None when one is already in progress."""
-    return user.launch_task(export_posts, "Exporting your posts", site_url)
+    return user.launch_task(export_posts, "Exporting your posts")
 
 
 USER_TASKS = {"export_posts": start_export}

@@ -260,3 +260,38 @@
     scheduleHide();
   });
 })();
+
+// --- Forms that ask first, and messages marked read once shown ----------------------------
+// Inline handlers (onsubmit="...") would need the Content-Security-Policy to allow inline
+// script; the forms say what to ask in `data-confirm` instead.
+(function () {
+  "use strict";
+  document.addEventListener("submit", function (event) {
+    var form = event.target.closest && event.target.closest("form[data-confirm]");
+    if (form && !window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
+  });
+
+  // Reading /messages changes nothing by itself (a link from another site must not clear the
+  // badge); the page, once shown, says that these messages have been seen.
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.getElementById("mark-read");
+    if (!form) return;
+    fetch(form.action, {
+      method: "POST",
+      body: new FormData(form),
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (result) {
+        if (!result) return;
+        form.hidden = true;
+        var badge = document.getElementById("message_count");
+        if (badge) {
+          badge.textContent = String(result.unread);
+          badge.classList.toggle("d-none", !result.unread);
+        }
+      })
+      .catch(function () { /* the button still works */ });
+  });
+})();

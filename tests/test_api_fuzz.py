@@ -21,7 +21,7 @@ import api_spec
 from microblog import create_app
 from models import ApiToken, User, db
 from tests.conftest import PASSWORD
-from tests.live import BIN, PROJECT_DIR, server_env, start_gunicorn, stop_process
+from tests.live import BIN, CSRF_FIELD, PROJECT_DIR, server_env, start_gunicorn, stop_process
 
 EXAMPLES = 12  # per operation and generation mode: enough to shake out 5xx, still quick
 
@@ -72,8 +72,10 @@ def gunicorn(data_dir: Path, factory: str, *options: str):
 @pytest.fixture(scope="module")
 def live_server(data_dir):
     app = create_app({"DATA_DIR": str(data_dir), "SQLALCHEMY_DATABASE_URI": database_url(data_dir)})
-    # The per-IP token limit would otherwise turn most token requests into 429s.
-    factory = 'microblog:create_app({"API_TOKEN_LIMIT_PER_IP": 1000000})'
+    # The per-address limits would otherwise turn most token requests, registrations and
+    # password checks into 429s.
+    limits = ("API_TOKEN_LIMIT_PER_IP", "REGISTER_LIMIT_PER_IP", "SIGN_IN_LIMIT_PER_IP")
+    factory = f"microblog:create_app({ {name: 1000000 for name in limits}!r})"
     with gunicorn(data_dir, factory, "--workers", "2") as base_url:
         yield {"base_url": base_url, "app": app}
     with app.app_context():
@@ -138,6 +140,73 @@ def test_api_fuzz(case, live_server, fuzz_token):
 
 
 GUNICORN_REQUEST_LINE_LIMIT = 4094
+
+# Inputs that once made a 500 (and a mail to the admins each): a lone UTF-16 surrogate in
+# any JSON string, JSON nested 1,000 deep, numbers too big for the database or for int().
+SURROGATE = "\\ud800"  # as written in JSON text
+ODD_BODIES = {
+    "surrogate password": '{"username": "odd", "email": "odd@example.com", "password": '
+    f'"{SURROGATE} and more"}}',
+    "surrogate username": f'{{"username": "o{SURROGATE}", "email": "o@example.com", '
+    '"password": "long enough"}',
+    "surrogate name": f'{{"{SURROGATE}": "x"}}',
+    "nested 1000 deep": "[" * 1000 + "]" * 1000,
+    "nested field": '{"username": ' + "[" * 1000 + "]" * 1000 + "}",
+    "5000-digit number": '{"username": ' + "9" * 5000 + "}",
+}
+ODD_TARGETS = [
+    ("POST", "/api/users"),
+    ("PUT", "/api/users/1"),
+    ("POST", "/api/posts"),
+    ("POST", "/api/tasks"),
+]
+HUGE = "99999999999999999999"
+
+
+@pytest.mark.parametrize("name", sorted(ODD_BODIES))
+@pytest.mark.parametrize(("method", "path"), ODD_TARGETS)
+def test_odd_json_is_a_400(live_server, fuzz_token, name, method, path):
+    response = requests.request(
+        method,
+        live_server["base_url"] + path,
+        data=ODD_BODIES[name].encode(),
+        headers={"Authorization": f"Bearer {fuzz_token}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/api/users?page={HUGE}",
+        f"/api/users/1/posts?page={HUGE}",
+        f"/api/users/1/followers?page={HUGE}&per_page={HUGE}",
+        f"/api/timeline?page={HUGE}",
+        f"/api/tasks?page={HUGE}",
+        f"/api/users/{HUGE}",
+        f"/api/posts/{HUGE}",
+    ],
+)
+def test_huge_numbers_in_the_api_are_4xx(live_server, fuzz_token, path):
+    response = requests.get(
+        live_server["base_url"] + path, headers={"Authorization": f"Bearer {fuzz_token}"}
+    )
+    assert response.status_code in (400, 404), response.text
+
+
+@pytest.mark.parametrize(
+    "path", ["/index", "/explore", "/user/fuzzer", "/tasks", "/messages", "/search?q=x"]
+)
+def test_huge_page_numbers_on_pages_are_404(live_server, path):
+    separator = "&" if "?" in path else "?"
+    session = requests.Session()
+    page = session.get(live_server["base_url"] + "/login").text
+    token = CSRF_FIELD.search(page).group(1)
+    login = {"username": "fuzzer", "password": PASSWORD, "csrf_token": token}
+    assert session.post(live_server["base_url"] + "/login", data=login).status_code == 200
+    response = session.get(f"{live_server['base_url']}{path}{separator}page={HUGE}")
+    assert response.status_code == 404
 
 
 def is_gunicorn_line_limit(response) -> bool:

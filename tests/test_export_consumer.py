@@ -88,14 +88,23 @@ def test_export_with_consumer_and_email(app, users, live, smtp_server, backend):
 
 def test_large_export_is_mailed_as_a_link(app, users, live, smtp_server):
     add_posts(app, users["alice"], 300, body=AWKWARD_BODY)
-    site = site_with_mail(live, smtp_server.port, MICROBLOG_EXPORT_ATTACH_MAX_BYTES=1000)
+    # SITE_URL in http: the test browser sends no Secure cookie.
+    site = site_with_mail(
+        live,
+        smtp_server.port,
+        MICROBLOG_EXPORT_ATTACH_MAX_BYTES=1000,
+        SITE_URL="http://microblog.example.org",
+    )
 
     _browser, task_id = start_export(site)
 
     assert site.wait_for_status(task_id, "done", "failed")["status"] == "done"
     (message,) = smtp_server.messages
     assert list(message.iter_attachments()) == []
-    assert f"{site.url}/exports/{task_id}" in message.get_body(("plain",)).get_content()
+    # The link is the configured public URL, not the address the request came in on.
+    text = message.get_body(("plain",)).get_content()
+    assert f"http://microblog.example.org/exports/{task_id}" in text
+    assert site.url not in text
 
 
 def test_queued_without_worker_then_ready_to_download_without_mail(app, users, live):

@@ -28,6 +28,17 @@ def unread_notification(app, username):
         return notifications[0].get_data() if notifications else None
 
 
+UP_TO = re.compile(r'name="up_to" type="hidden" value="([^"]*)"')
+
+
+def read_messages(client, page="/messages"):
+    """What the page script does once /messages is shown: POST its mark-read form."""
+    html = client.get(page).get_data(as_text=True)
+    up_to = UP_TO.search(html)
+    assert up_to, "no mark-read form on the page"
+    return client.submit("/messages/read", {"up_to": up_to.group(1)})
+
+
 def send(client, to, text):
     return client.submit(f"/send_message/{to}", {"message": text})
 
@@ -51,6 +62,10 @@ def test_send_message_reaches_recipient_and_updates_badge(app, client, auth):
 
     page = client.get("/messages").get_data(as_text=True)
     assert page.index("second one") < page.index("hi alice"), "newest first"
+    # Showing the page changes nothing (a link from another site must not clear the badge);
+    # the page's own POST marks what it showed as read.
+    assert unread_notification(app, "alice") == 2
+    assert read_messages(client).status_code == 302
     assert unread_notification(app, "alice") == 0
     assert badge(client) == (0, False)
 
@@ -60,7 +75,7 @@ def test_new_message_after_reading_counts_again(app, client, auth):
     send(client, "alice", "one")
     auth.logout()
     auth.login("alice")
-    client.get("/messages")
+    read_messages(client)
     auth.logout()
     auth.login("bob")
     send(client, "alice", "two")
@@ -68,6 +83,36 @@ def test_new_message_after_reading_counts_again(app, client, auth):
     auth.logout()
     auth.login("alice")
     assert badge(client) == (1, True)
+
+
+def test_a_message_arriving_after_the_page_was_shown_stays_unread(app, client, auth):
+    auth.login("bob")
+    send(client, "alice", "one")
+    auth.logout()
+    auth.login("alice")
+    html = client.get("/messages").get_data(as_text=True)
+    auth.logout()
+    auth.login("bob")
+    send(client, "alice", "two, sent while alice was reading")
+    auth.logout()
+    auth.login("alice")
+    response = client.submit(
+        "/messages/read",
+        {"up_to": UP_TO.search(html).group(1)},
+        headers={"Accept": "application/json"},
+    )
+    assert response.get_json() == {"unread": 1}
+    assert unread_notification(app, "alice") == 1
+
+
+def test_marking_read_needs_a_post_with_csrf(app, client, auth):
+    auth.login("bob")
+    send(client, "alice", "one")
+    auth.logout()
+    auth.login("alice")
+    assert client.get("/messages/read").status_code == 405
+    assert client.post("/messages/read", data={"up_to": ""}).status_code == 400
+    assert unread_notification(app, "alice") == 1
 
 
 def test_messages_are_paginated(app, client, auth):

@@ -9,6 +9,7 @@ from models import User, db
 from tests.conftest import PASSWORD
 
 NEW_PASSWORD = "a brand new password"
+SITE_URL = "https://microblog.example.org"
 
 
 @pytest.fixture
@@ -16,7 +17,7 @@ def app_config(request):
     """Point the app at the test's SMTP server; tests that don't take one get no mail."""
     if "smtp_server" in request.fixturenames:
         smtp = request.getfixturevalue("smtp_server")
-        return {"MAIL_SERVER": smtp.host, "MAIL_PORT": smtp.port}
+        return {"MAIL_SERVER": smtp.host, "MAIL_PORT": smtp.port, "SITE_URL": SITE_URL}
     if "dead_smtp_port" in request.fixturenames:
         return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": request.getfixturevalue("dead_smtp_port")}
     return {}
@@ -31,7 +32,7 @@ def dead_smtp_port():
 
 def reset_link_from(message) -> str:
     text = message.get_body(preferencelist=("plain",)).get_content()
-    return re.search(r"http://localhost(/reset_password/\S+)", text).group(1)
+    return re.search(re.escape(SITE_URL) + r"(/reset_password/\S+)", text).group(1)
 
 
 def request_reset(client, email="alice@example.com"):

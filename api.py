@@ -509,7 +509,7 @@ def task_to_dict(task: Task) -> dict:
         "description": task.description,
         "status": task.status,
         "progress": task.progress,
-        "message": task.message,
+        "message": task.status_text,
         "created_at": isoformat_utc(task.created_at),
         "started_at": isoformat_utc(task.started_at),
         "finished_at": isoformat_utc(task.finished_at),

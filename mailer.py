@@ -1,6 +1,7 @@
 """Outgoing email through Flask-Mail; logged instead of sent when no MAIL_SERVER is set."""
 
 import logging
+from urllib.parse import urlsplit
 
 from flask import current_app, render_template
 from flask_mail import Mail, Message
@@ -29,11 +30,23 @@ def send_email(subject, recipients, text_body, html_body, attachments=()) -> boo
     return True
 
 
-def send_password_reset_email(user) -> bool:
+def site_link(site_url: str, endpoint: str, **values) -> str:
+    """An absolute link to one of the site's pages, for an email written outside any request
+    (in the worker): `site_url` is where the site is, as the request that asked for the
+    email saw it. The one place emails build their links."""
+    parts = urlsplit(site_url)
+    adapter = current_app.url_map.bind(
+        parts.netloc, script_name=parts.path or "/", url_scheme=parts.scheme or "http"
+    )
+    return adapter.build(endpoint, values, force_external=True)
+
+
+def send_password_reset_email(user, site_url: str) -> bool:
     token = user.get_reset_password_token()
+    link = site_link(site_url, "main.reset_password", token=token)
     return send_email(
         "[Microblog] Reset your password",
         [user.email],
-        render_template("email/reset_password.txt", user=user, token=token),
-        render_template("email/reset_password.html", user=user, token=token),
+        render_template("email/reset_password.txt", user=user, link=link),
+        render_template("email/reset_password.html", user=user, link=link),
     )

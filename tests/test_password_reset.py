@@ -11,6 +11,13 @@ from tests.conftest import PASSWORD
 NEW_PASSWORD = "a brand new password"
 
 
+@pytest.fixture(autouse=True)
+def run_tasks_inline(immediate):
+    """The reset mail is a background task: run it in the test's thread. (A real consumer
+    and a slow mail server are in test_mail_queue.py.)"""
+    return immediate
+
+
 @pytest.fixture
 def app_config(request):
     """Point the app at the test's SMTP server; tests that don't take one get no mail."""

@@ -500,6 +500,7 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
         query = query.where(sa.tuple_(Post.timestamp, Post.id) > sa.tuple_(moment, after_id))
         os.truncate(partial, resume["size"])
         done = resume["done"]
+        log.info("Task %s: resuming after %d of %d posts", task_id, done, total)
         progress.write(progress.percent, f"Resuming after {done} of {total} posts…")
     else:
         done = 0

@@ -2,7 +2,6 @@
 
 import json
 import threading
-import time
 from datetime import timedelta
 
 import pytest

@@ -3,12 +3,14 @@
 import json
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+import models
 import tasks
-from models import Consumer, Notification, Task, User, db, utcnow
+from models import ApiToken, Consumer, Notification, Task, TaskStatus, User, db, utcnow
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts, exported_posts
 from tests.live import wait_for
@@ -426,3 +428,51 @@ def test_queued_tasks_go_to_the_tests_own_queue(app, client, auth, private_queue
     assert private_queue.pending_count() == 1
     assert private_queue.storage.filename == str(tmp_path / "huey.db")
     assert (tmp_path / "huey.db").exists()
+
+
+def test_a_task_is_in_the_notifications_from_the_moment_it_is_queued(client, auth, users):
+    auth.login()
+    client.submit("/export_posts")  # no consumer: it stays queued
+
+    (note,) = [n for n in client.get("/notifications?since=0").json if n["name"] == "task_progress"]
+    assert note["data"]["status"] == "queued"
+    assert note["data"]["message"] == TaskStatus.QUEUED.default_text
+
+
+def test_a_cancel_that_comes_too_late_says_so_everywhere(app, client, auth, users, immediate):
+    task_id = queued_task(app, users["alice"])
+    with app.app_context():
+        Task.change(task_id, [TaskStatus.QUEUED], status=TaskStatus.RUNNING)
+    auth.login()
+    client.submit(f"/tasks/{task_id}/cancel")  # the task is sending its mail: too late to stop
+    with app.app_context():
+        assert db.session.get(Task, task_id).status_text == models.TASK_TEXT_CANCELLING
+        Task.finish(task_id)
+        token, _ = ApiToken.issue(db.session.get(User, users["alice"]))
+        db.session.commit()
+
+    late = models.TASK_TEXT_CANCEL_TOO_LATE
+    api_task = client.get(f"/api/tasks/{task_id}", headers={"Authorization": f"Bearer {token}"})
+    assert (api_task.json["status"], api_task.json["message"]) == ("done", late)
+    assert late in client.get(f"/tasks/{task_id}/banner").get_data(as_text=True)
+    assert late in client.get("/index").get_data(as_text=True)
+    assert late in client.get("/tasks").get_data(as_text=True)
+    (note,) = [n for n in client.get("/notifications?since=0").json if n["name"] == "task_progress"]
+    assert note["data"]["message"] == late
+    assert "Cancelling" not in client.get("/tasks").get_data(as_text=True)
+
+
+def test_export_keeps_the_newest_finished_files(app, client, auth, users, immediate, monkeypatch):
+    monkeypatch.setattr(tasks, "EXPORT_KEEP", 2)
+    add_posts(app, users["alice"], 3)
+    auth.login()
+    for _ in range(3):
+        client.submit("/export_posts")
+
+    with app.app_context():
+        rows = db.session.scalars(User.tasks_select(db.session.get(User, users["alice"]))).all()
+        assert [row.status for row in rows] == ["done"] * 3
+        assert [bool(row.result_file) for row in rows] == [True, True, False]
+        assert rows[2].download_expired
+    files = sorted(path.name for path in (Path(app.config["DATA_DIR"]) / "exports").iterdir())
+    assert files == sorted(f"{row.id}.json" for row in rows[:2])

@@ -15,12 +15,13 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
 import sqlalchemy as sa
 from flask import Flask, current_app, has_app_context, render_template, send_file
 from huey import Huey, crontab
@@ -431,22 +432,19 @@ def remove_partial_export(task_id: str) -> None:
     (exports_dir() / f"{task_id}.json.part").unlink(missing_ok=True)
 
 
-def _timestamp(value: str | datetime) -> str:
-    """`2024-05-01T12:00:00Z` for a stored timestamp.
+def _posts_json(batch) -> bytes:
+    """A batch of posts as UTF-8 JSON objects separated by commas: one orjson call per batch.
 
-    SQLite hands back its stored text ("2024-05-01 12:00:00.123456") because the query
-    asks for a string: slicing it is several times faster than parsing and formatting a
-    datetime, which is most of the work of a large export. Other databases give datetimes.
+    Timestamps become `2024-05-01T12:00:00Z`. SQLite hands back its stored text
+    ("2024-05-01 12:00:00.123456") because the query asks for a string: slicing it, inline,
+    is several times faster than parsing and formatting a datetime, which would be most of
+    the work of a large export. Other databases give datetimes.
     """
-    if isinstance(value, str):
-        return f"{value[:10]}T{value[11:19]}Z"
-    return isoformat_utc(value)
-
-
-def _posts_json(batch) -> str:
-    """A batch of posts as JSON objects separated by commas (one C-level dumps per batch)."""
-    posts = [{"body": body, "timestamp": _timestamp(ts)} for body, ts, _id in batch]
-    return json.dumps(posts, ensure_ascii=False)[1:-1]
+    if batch and isinstance(batch[0][1], str):
+        posts = [{"body": body, "timestamp": f"{ts[:10]}T{ts[11:19]}Z"} for body, ts, _ in batch]
+    else:
+        posts = [{"body": body, "timestamp": isoformat_utc(ts)} for body, ts, _ in batch]
+    return orjson.dumps(posts)[1:-1]
 
 
 # Called with the number of posts written after each batch; tests set it to pause an export mid-run.
@@ -509,21 +507,33 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
         db.engine.connect() as conn,
         # Closing the result resets the cursor: an abandoned SQLite cursor would keep its
         # old snapshot open and make the next writer on this pooled connection fail.
-        conn.execution_options(yield_per=EXPORT_BATCH_SIZE).execute(query) as rows,
-        partial.open("a" if resume else "w", encoding="utf-8") as out,
+        conn.execution_options(stream_results=True).execute(query) as rows,
+        partial.open("ab" if resume else "wb") as out,
     ):
         if not resume:
-            out.write('{"posts": [')
-        for batch in rows.partitions():
-            out.write(("\n" if done == 0 else ",\n") + _posts_json(batch))
+            out.write(b'{"posts": [')
+        for batch in _batches(rows, EXPORT_BATCH_SIZE):
+            out.write(b"\n" if done == 0 else b",\n")
+            out.write(_posts_json(batch))
             done += len(batch)
             if after_export_batch:
                 after_export_batch(done)
             last = batch[-1]
             progress.update(done, checkpoint=functools.partial(_export_checkpoint, out, done, last))
-        out.write("\n]}\n")
+        out.write(b"\n]}\n")
     os.replace(partial, final)
     return final.name, done, final.stat().st_size
+
+
+def _batches(rows: sa.CursorResult, size: int):
+    """The rows of a streamed result in lists of `size`, mostly straight from the driver's
+    cursor (server-side on PostgreSQL): plain tuples, without the Row object per row that
+    would cost as much as the JSON encoding. Only for columns that need no result
+    processing (here text, an integer, and a timestamp that `_posts_json` handles)."""
+    batch: Sequence = rows.fetchmany(size)  # through SQLAlchemy first: it reads a row ahead
+    while batch:
+        yield batch
+        batch = rows.cursor.fetchmany(size)
 
 
 def prune_exports(user_id: int, keep: int) -> int:

@@ -476,3 +476,43 @@ def test_export_keeps_the_newest_finished_files(app, client, auth, users, immedi
         assert rows[2].download_expired
     files = sorted(path.name for path in (Path(app.config["DATA_DIR"]) / "exports").iterdir())
     assert files == sorted(f"{row.id}.json" for row in rows[:2])
+
+
+class Crash(BaseException):
+    """Stands for the worker dying mid-export: nothing in the task catches it."""
+
+
+def export_crashing_once_then_resumed(app, user_id, monkeypatch) -> tuple[bytes, list]:
+    """Export `user_id`'s posts with a crash after the third batch and a second run after it;
+    returns the file and what it must hold. Checkpoints at every batch (no rate limit)."""
+    monkeypatch.setattr(tasks, "EXPORT_BATCH_SIZE", 7)
+    monkeypatch.setattr(tasks, "PROGRESS_MIN_INTERVAL", 0)
+
+    def crash_after_third_batch(done):
+        if done == 21:
+            raise Crash()
+
+    with app.app_context():
+        db.session.add(Task(id="t1", name="export_posts", description="x", user_id=user_id,
+                            status="running"))  # fmt: skip
+        db.session.commit()
+        monkeypatch.setattr(tasks, "after_export_batch", crash_after_third_batch)
+        with pytest.raises(Crash):
+            tasks.write_export("t1", user_id)
+        # The third batch was written but not checkpointed: the resumed run writes it again.
+        assert json.loads(db.session.get(Task, "t1").checkpoint)["done"] == 14
+        monkeypatch.setattr(tasks, "after_export_batch", None)
+        name, count, _size = tasks.write_export("t1", user_id)
+        assert count == 50
+        content = (Path(app.config["DATA_DIR"]) / "exports" / name).read_bytes()
+    return content, exported_posts(app, user_id)
+
+
+def test_a_resumed_export_has_every_post_once_in_order(app, users, monkeypatch):
+    # Posts sharing a timestamp: only (timestamp, id) tells where the last batch stopped.
+    moments = [utcnow() - timedelta(minutes=i // 4) for i in range(50, 0, -1)]
+    add_posts(app, users["alice"], 50, timestamps=moments, newest_first=True)
+
+    content, expected = export_crashing_once_then_resumed(app, users["alice"], monkeypatch)
+
+    assert json.loads(content) == {"posts": expected}

@@ -31,7 +31,6 @@ import api_spec
 import ratelimit
 import tasks
 from forms import AccountForm, NewUserForm, PostForm
-from mailer import send_email_change_emails
 from models import ApiToken, Post, Task, User, db, isoformat_utc
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -473,10 +472,10 @@ def update_user(id):
     )
     commit_or_conflict("That username or email address is already registered.")
     if new_email:
-        try:
-            send_email_change_emails(user, new_email)
-        except OSError:
-            current_app.logger.exception("Could not send the email change confirmation")
+        try:  # the worker writes and sends it: a slow mail server holds no request
+            tasks.send_email_change(user.id, new_email)
+        except Exception:
+            current_app.logger.exception("Could not queue the email change confirmation")
             api_abort(503, "The confirmation email could not be sent; try again later.")
     return user_to_dict(user)
 
@@ -555,7 +554,7 @@ def task_to_dict(task: Task) -> dict:
         "description": task.description,
         "status": task.status,
         "progress": task.progress,
-        "message": task.message,
+        "message": task.status_text,
         "created_at": isoformat_utc(task.created_at),
         "started_at": isoformat_utc(task.started_at),
         "finished_at": isoformat_utc(task.finished_at),

@@ -189,6 +189,11 @@ SETTINGS = (
     Setting("MICROBLOG_PERIODIC_SECONDS", 60.0, number(0, strict=True)),
     # A running task whose heartbeat is older than this is declared lost by the reaper.
     Setting("MICROBLOG_TASK_STALE_SECONDS", 120.0, number(0, strict=True)),
+    # Each consumer records that it is alive this often; one silent for three times as long
+    # is dead, and a live one puts the tasks it was running back in the queue.
+    Setting("MICROBLOG_CONSUMER_HEARTBEAT_SECONDS", 5.0, number(0, strict=True)),
+    # Finished exports kept per user: older files are deleted when a new export finishes.
+    Setting("MICROBLOG_EXPORT_KEEP", 3, integer(1)),
     # Posts read and written per batch of an export.
     Setting("MICROBLOG_EXPORT_BATCH_SIZE", 5000, integer(1)),
     # Exports are deleted this many days after they finish.

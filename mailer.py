@@ -1,8 +1,9 @@
 """Outgoing email through Flask-Mail; logged instead of sent when no MAIL_SERVER is set."""
 
 import logging
+from urllib.parse import urlsplit
 
-from flask import current_app, has_request_context, render_template, request, url_for
+from flask import current_app, render_template
 from flask_mail import Mail, Message
 
 mail = Mail()
@@ -29,14 +30,14 @@ def send_email(subject, recipients, text_body, html_body, attachments=()) -> boo
     return True
 
 
-def external_url(endpoint: str, **values) -> str:
-    """An absolute link for a mail: SITE_URL plus the route's path, never the request's
-    Host header (which anyone can forge)."""
-    path = url_for(endpoint, **values)
-    root = request.script_root if has_request_context() else ""
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    return current_app.config["SITE_URL"] + path
+def site_link(endpoint: str, **values) -> str:
+    """An absolute link for a mail: built from SITE_URL, never from a request's Host header
+    (which anyone can forge), and so the same in the web process and in the worker."""
+    parts = urlsplit(current_app.config["SITE_URL"])
+    adapter = current_app.url_map.bind(
+        parts.netloc, script_name=parts.path or "/", url_scheme=parts.scheme or "http"
+    )
+    return adapter.build(endpoint, values, force_external=True)
 
 
 def send_templated(subject: str, recipient: str, template: str, **context) -> bool:
@@ -50,17 +51,17 @@ def send_templated(subject: str, recipient: str, template: str, **context) -> bo
 
 
 def send_password_reset_email(user) -> bool:
-    link = external_url("main.reset_password", token=user.get_reset_password_token())
+    link = site_link("main.reset_password", token=user.get_reset_password_token())
     return send_templated("Reset your password", user.email, "reset_password", user=user, link=link)
 
 
 def send_email_change_emails(user, new_email: str) -> bool:
     """The confirmation link to the new address, and a notice to the current one."""
     token = user.get_email_change_token(new_email)
-    link = external_url("main.confirm_email", token=token)
+    link = site_link("main.confirm_email", token=token)
     context = {"user": user, "new_email": new_email, "link": link}
     sent = send_templated("Confirm your new email address", new_email, "confirm_email", **context)
-    settings = external_url("main.settings")
+    settings = site_link("main.settings")
     send_templated(
         "Your email address is being changed",
         user.email,

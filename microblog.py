@@ -52,7 +52,7 @@ from forms import (
     ResetPasswordForm,
     ResetPasswordRequestForm,
 )
-from mailer import mail, send_email_change_emails, send_password_reset_email
+from mailer import mail
 from models import (
     Page,
     Post,
@@ -63,7 +63,14 @@ from models import (
     isoformat_utc,
     notifications_payload,
 )
-from tasks import consumer_seen_recently, huey, send_export, start_export
+from tasks import (
+    huey,
+    live_consumers,
+    send_email_change,
+    send_export,
+    send_password_reset,
+    start_export,
+)
 
 log = logging.getLogger("microblog")
 
@@ -511,10 +518,10 @@ def reset_password_request():
             return too_many(page, retry_after, "password reset requests")
         user = User.by_email(form.email.data)
         if user:
-            try:
-                send_password_reset_email(user)
-            except OSError:
-                log.exception("Could not send the password reset email")
+            try:  # the worker writes and sends it: a slow mail server holds no request
+                send_password_reset(user.id)
+            except Exception:
+                log.exception("Could not queue the password reset email")
         # The same answer whether or not the address exists: no account probing.
         return redirect_with(
             "info", "Check your email for the instructions to reset your password.", "main.login"
@@ -606,10 +613,10 @@ def change_email():
     refusal = settings_form_refused(form, "email_form")
     if refusal:
         return refusal
-    try:
-        send_email_change_emails(current_user, form.email.data)
-    except OSError:
-        log.exception("Could not send the email change confirmation")
+    try:  # the worker writes and sends it: a slow mail server holds no request
+        send_email_change(current_user.id, form.email.data)
+    except Exception:
+        log.exception("Could not queue the email change confirmation")
         flash("The confirmation email could not be sent. Please try again later.", "danger")
         return redirect(url_for("main.settings"))
     flash(
@@ -755,13 +762,19 @@ def inject_task_banners():
     if not has_request_context() or not current_user.is_authenticated:
         return {}
     tasks = current_user.tasks_in_progress()
-    return {"task_banners": tasks, "worker_missing": worker_missing(tasks)}
+    return {"task_banners": tasks, **worker_state(tasks)}
 
 
-def worker_missing(tasks) -> bool:
-    """A task is waiting in the queue and no consumer has reported in recently."""
+def worker_state(tasks) -> dict:
+    """What the banners of `tasks` say about the workers: `worker_missing` (a task waits in
+    the queue and no consumer is alive) and `live_consumer_ids` (a running task whose
+    consumer is not among them waits for the worker to restart). Asked only when a task is
+    active."""
+    if not any(task.is_active for task in tasks):
+        return {"worker_missing": False, "live_consumer_ids": set()}
+    live = {consumer.id for consumer in live_consumers()}
     waiting = any(task.status == TaskStatus.QUEUED for task in tasks)
-    return waiting and not consumer_seen_recently()
+    return {"worker_missing": waiting and not live, "live_consumer_ids": live}
 
 
 def human_size(size: int | None) -> str:
@@ -819,7 +832,7 @@ def task_banner(task_id):
         "_task_banner.html",
         task=task,
         next_url=next_url if is_safe_next(next_url) else None,
-        worker_missing=worker_missing([task]),
+        **worker_state([task]),
     )
 
 

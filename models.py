@@ -70,6 +70,9 @@ def new_session_generation() -> str:
     return secrets.token_hex(16)
 
 
+CONSUMER_ID_MAX = 64
+
+
 def normalize_email(email: str) -> str:
     """The form an address is stored and compared in: surrounding spaces dropped."""
     return email.strip()
@@ -433,8 +436,13 @@ class User(UserMixin, Model):
             "name": task_function.name,
             "description": description,
             "user_id": user_id,
+            # Kept so that a task whose worker died can be put back in the queue as it was.
+            "arguments": json.dumps([user_id, *args]),
         }
         inserted = execute_dml(_insert_unless_conflict(Task, row)).rowcount
+        if inserted == 1:
+            # In the same commit as the row: every open page learns of it while it waits.
+            db.session.get_one(Task, task_id).notify()
         db.session.commit()
         if inserted != 1:
             return None
@@ -696,6 +704,16 @@ _STATUS_TEXTS = {
     TaskStatus.FAILED: "Something went wrong.",
     TaskStatus.CANCELLED: "Cancelled.",
 }
+# The words of the other moments a task's row records; one place for each, like the above.
+TASK_TEXT_WORKER_LOST = "The background worker stopped; waiting for it to restart…"
+TASK_TEXT_CANCELLING = "Cancelling…"
+TASK_TEXT_CANCEL_TOO_LATE = "Finished before it could be cancelled."
+# A task whose worker died this many times is not tried again: it is probably what kills it.
+TASK_MAX_CRASHES = 3
+TASK_TEXT_TOO_MANY_CRASHES = (
+    f"The background worker stopped {TASK_MAX_CRASHES} times while running this task, "
+    "so it was not tried again."
+)
 
 
 def _status_in(statuses) -> sa.TextClause:
@@ -752,6 +770,14 @@ class Task(Model):
     result_file: so.Mapped[str | None] = so.mapped_column(sa.String(255))
     result_size: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
     expires_at: so.Mapped[datetime | None]
+    # The task function's arguments (JSON list), to queue it again after a crash.
+    arguments: so.Mapped[str | None] = so.mapped_column(sa.Text)
+    # The consumer running it (see `Consumer`); its death puts the task back in the queue.
+    consumer_id: so.Mapped[str | None] = so.mapped_column(sa.String(CONSUMER_ID_MAX))
+    # How many times a worker died under it.
+    crashes: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
+    # Where a resumed run continues (JSON, the task's own format), written with the progress.
+    checkpoint: so.Mapped[str | None] = so.mapped_column(sa.Text)
 
     user: so.Mapped[User] = so.relationship(back_populates="tasks")
 
@@ -794,8 +820,22 @@ class Task(Model):
 
     @property
     def status_text(self) -> str:
-        """The sentence the banner and the task history show under the task's name."""
+        """The sentence the banner, the task history, the notification and the API show."""
         return self.message or self.status.default_text
+
+    # What a task says while it waits to be put back in the queue.
+    WORKER_LOST_TEXT = TASK_TEXT_WORKER_LOST
+
+    def worker_lost(self, live_consumer_ids) -> bool:
+        """Running on a consumer that is no longer alive: it waits to be put back in the queue."""
+        return (
+            self.status == TaskStatus.RUNNING
+            and self.consumer_id is not None
+            and self.consumer_id not in live_consumer_ids
+        )
+
+    def get_checkpoint(self) -> dict | None:
+        return json.loads(self.checkpoint) if self.checkpoint else None
 
     @property
     def duration(self) -> timedelta | None:
@@ -825,7 +865,7 @@ class Task(Model):
             "name": self.name,
             "progress": self.progress,
             "status": self.status,
-            "message": self.message,
+            "message": self.status_text,
             "result_size": self.result_size if self.has_download else None,
         }
 
@@ -834,8 +874,9 @@ class Task(Model):
         self.user.add_notification("task_progress", self.to_notification())
 
     @classmethod
-    def change(cls, task_id: str, only_from, **values) -> Optional["Task"]:
-        """Set `values` if the row is in one of the `only_from` states; notify and commit.
+    def change(cls, task_id: str, only_from, *conditions, **values) -> Optional["Task"]:
+        """Set `values` if the row is in one of the `only_from` states (and meets any
+        further `conditions`); notify and commit.
 
         Every status change goes through this compare-and-set, so a late signal (say
         "complete" after the user cancelled) cannot overwrite a newer state. It commits
@@ -847,7 +888,7 @@ class Task(Model):
             values.setdefault("finished_at", now)
         result = execute_dml(
             sa.update(cls)
-            .where(cls.id == task_id, cls.status.in_(tuple(only_from)))
+            .where(cls.id == task_id, cls.status.in_(tuple(only_from)), *conditions)
             .values(**values)
             .execution_options(synchronize_session=False)
         )
@@ -865,23 +906,61 @@ class Task(Model):
         A queued task is revoked in `queue` (a Huey instance); a running one gets a flag
         that it checks at each progress write.
         """
-        if Task.change(
-            self.id, [TaskStatus.QUEUED], status=TaskStatus.CANCELLED, message="Cancelled."
-        ):
+        if Task.change(self.id, [TaskStatus.QUEUED], status=TaskStatus.CANCELLED, message=None):
             queue.revoke_by_id(self.id, revoke_once=True)
             return "cancelled"
-        result = execute_dml(
-            sa.update(Task)
-            .where(Task.id == self.id, Task.status == TaskStatus.RUNNING)
-            .values(cancel_requested=True, message="Cancelling…")
-            .execution_options(synchronize_session=False)
-        )
-        db.session.commit()
-        return "cancelling" if result.rowcount == 1 else None
+        if Task.change(
+            self.id, [TaskStatus.RUNNING], cancel_requested=True, message=TASK_TEXT_CANCELLING
+        ):
+            return "cancelling"
+        return None
 
     @classmethod
-    def record_progress(cls, task_id: str, percent: int, message: str | None = None) -> bool:
-        """Move the bar (never backwards) and the heartbeat of a running task, and notify.
+    def finish(cls, task_id: str, **values) -> Optional["Task"]:
+        """A running task ends `done`; one whose cancel came too late says so."""
+        message = values.pop("message", cls.message)
+        late = sa.case((cls.cancel_requested, TASK_TEXT_CANCEL_TOO_LATE), else_=message)
+        return cls.change(
+            task_id,
+            [TaskStatus.RUNNING],
+            status=TaskStatus.DONE,
+            progress=100,
+            message=late,
+            **values,
+        )
+
+    @classmethod
+    def requeue_lost(cls, task_id: str, consumer_id: str | None) -> Optional["Task"]:
+        """The consumer running this task died: queue it again, unless it was being cancelled
+        (then it is cancelled) or this was its last allowed crash (then it fails).
+
+        A compare-and-set on the dead consumer's id: when several live consumers notice the
+        same death at once, one of them wins. The caller enqueues a task that comes back
+        `queued`.
+        """
+        row = db.session.get(cls, task_id, populate_existing=True)
+        if row is None:
+            return None
+        values: dict[str, Any] = {"consumer_id": None, "crashes": row.crashes + 1}
+        if row.cancel_requested:
+            values.update(status=TaskStatus.CANCELLED, message=None)
+        elif row.crashes + 1 >= TASK_MAX_CRASHES:
+            values.update(status=TaskStatus.FAILED, message=TASK_TEXT_TOO_MANY_CRASHES)
+        else:
+            values.update(status=TaskStatus.QUEUED, message=TASK_TEXT_WORKER_LOST)
+        same_run = (
+            cls.consumer_id.is_(None) if consumer_id is None else cls.consumer_id == consumer_id
+        )
+        return cls.change(
+            task_id, [TaskStatus.RUNNING], same_run, cls.crashes == row.crashes, **values
+        )
+
+    @classmethod
+    def record_progress(
+        cls, task_id: str, percent: int, message: str | None = None, checkpoint=None
+    ) -> bool:
+        """Move the bar (never backwards) and the heartbeat of a running task, and notify;
+        with a `checkpoint` (JSON-able), also record where a resumed run would continue.
 
         One UPDATE and one commit. False when the task should stop: the user asked to
         cancel it, or it is no longer running (reaped, or its row was deleted).
@@ -892,6 +971,8 @@ class Task(Model):
         }
         if message is not None:
             values["message"] = message
+        if checkpoint is not None:
+            values["checkpoint"] = json.dumps(checkpoint)
         result = execute_dml(
             sa.update(cls)
             .where(
@@ -911,13 +992,75 @@ class Task(Model):
 
     @classmethod
     def stale(cls, older_than: timedelta) -> sa.Select:
-        """Running rows whose heartbeat stopped: their worker died."""
+        """Running rows whose own heartbeat stopped (their thread hangs, or they predate
+        consumer ids)."""
         cutoff = utcnow() - older_than
         return sa.select(cls).where(cls.status == TaskStatus.RUNNING, cls.updated_at < cutoff)
 
     @classmethod
+    def lost(cls, live_consumer_ids) -> sa.Select:
+        """Running rows whose consumer is not among the live ones: it died under them."""
+        return sa.select(cls.id, cls.consumer_id).where(
+            cls.status == TaskStatus.RUNNING,
+            cls.consumer_id.is_not(None),
+            cls.consumer_id.not_in(list(live_consumer_ids)),
+        )
+
+    @classmethod
+    def finished_exports(cls, user_id: int, name: str) -> sa.Select:
+        """The user's finished tasks of that name that still have a file, newest first."""
+        return (
+            sa.select(cls)
+            .where(
+                cls.user_id == user_id,
+                cls.name == name,
+                cls.status == TaskStatus.DONE,
+                cls.result_file.is_not(None),
+            )
+            .order_by(cls.finished_at.desc(), cls.id)
+        )
+
+    @classmethod
     def expired_results(cls) -> sa.Select:
         return sa.select(cls).where(cls.result_file.is_not(None), cls.expires_at <= utcnow())
+
+
+class Consumer(Model):
+    """A background worker process (Huey consumer) and its heartbeat.
+
+    Each consumer writes its row every few seconds while it runs and deletes it when it
+    stops cleanly. A row whose heartbeat stopped is a consumer that died: the tasks it was
+    running (`Task.consumer_id`) are put back in the queue by a live one.
+    """
+
+    id: so.Mapped[str] = so.mapped_column(sa.String(CONSUMER_ID_MAX), primary_key=True)
+    hostname: so.Mapped[str] = so.mapped_column(sa.String(255))
+    pid: so.Mapped[int]
+    started_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    heartbeat_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+
+    @classmethod
+    def beat(cls, consumer_id: str, hostname: str, pid: int) -> None:
+        """Record that this consumer is alive (one UPDATE; an INSERT the first time)."""
+        now = utcnow()
+        updated = execute_dml(
+            sa.update(cls).where(cls.id == consumer_id).values(heartbeat_at=now)
+        ).rowcount
+        if updated != 1:
+            db.session.add(cls(id=consumer_id, hostname=hostname, pid=pid, heartbeat_at=now))
+
+    @classmethod
+    def seen_since(cls, moment: datetime) -> sa.Select:
+        return sa.select(cls).where(cls.heartbeat_at >= moment)
+
+    @classmethod
+    def forget(cls, consumer_ids) -> None:
+        """Remove consumers that stopped (cleanly, or long ago)."""
+        execute_dml(sa.delete(cls).where(cls.id.in_(list(consumer_ids))))
+
+    @classmethod
+    def silent_since(cls, moment: datetime) -> sa.Select:
+        return sa.select(cls.id).where(cls.heartbeat_at < moment)
 
 
 class Message(Model):

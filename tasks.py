@@ -5,31 +5,42 @@ users see lives in the `Task` table, driven by Huey's signals and the tasks' own
 writes; Huey itself keeps no results.
 """
 
+import functools
 import importlib
 import json
 import logging
 import os
 import smtplib
+import socket
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
 import sqlalchemy as sa
 from flask import Flask, current_app, has_app_context, render_template, send_file
 from huey import Huey, crontab
 from huey import signals as S
-from huey.consumer import Consumer, Scheduler
+from huey.consumer import Consumer as HueyConsumer
+from huey.consumer import Scheduler
 from huey.exceptions import CancelExecution
 from huey.storage import RedisStorage, SqliteStorage
 from werkzeug.local import LocalProxy
 
 import config
-from mailer import mail_configured, send_email
-from models import Post, Task, TaskStatus, User, db, isoformat_utc, utcnow
+from mailer import (
+    mail_configured,
+    send_email,
+    send_email_change_emails,
+    send_password_reset_email,
+    site_link,
+)
+from models import Consumer, Post, Task, TaskStatus, User, db, isoformat_utc, utcnow
 
 log = logging.getLogger("huey.microblog")
 
@@ -44,12 +55,13 @@ TASK_STALE_SECONDS: float = settings["MICROBLOG_TASK_STALE_SECONDS"]
 TASK_HEARTBEAT_SECONDS = min(5.0, TASK_STALE_SECONDS / 4)
 # The bar moves at most this often: ≤ ~100 writes per task whatever its size.
 PROGRESS_MIN_INTERVAL = 0.1
-# The consumer records that it is alive this often; the page warns when it has been silent.
-CONSUMER_HEARTBEAT_SECONDS = 5.0
-CONSUMER_SILENT_SECONDS = 30.0
-CONSUMER_HEARTBEAT_KEY = "microblog.consumer-heartbeat"
+# Each consumer records that it is alive this often (and then looks for tasks whose consumer
+# died); one silent for CONSUMER_DEAD_SECONDS is dead.
+CONSUMER_HEARTBEAT_SECONDS: float = settings["MICROBLOG_CONSUMER_HEARTBEAT_SECONDS"]
+CONSUMER_DEAD_SECONDS = 3 * CONSUMER_HEARTBEAT_SECONDS
 
 EXPORT_BATCH_SIZE: int = settings["MICROBLOG_EXPORT_BATCH_SIZE"]
+EXPORT_KEEP: int = settings["MICROBLOG_EXPORT_KEEP"]
 EXPORT_EXPIRY_DAYS: float = settings["MICROBLOG_EXPORT_EXPIRY_DAYS"]
 EXPORT_ATTACH_MAX_BYTES: int = settings["MICROBLOG_EXPORT_ATTACH_MAX_BYTES"]
 MAIL_RETRIES: int = settings["MICROBLOG_MAIL_RETRIES"]
@@ -92,8 +104,9 @@ class MicroblogScheduler(Scheduler):
     periodic_task_seconds = PERIODIC_SECONDS
 
 
-class MicroblogConsumer(Consumer):
-    """Huey's consumer, plus a heartbeat and a stop flag that running tasks can see."""
+class MicroblogConsumer(HueyConsumer):
+    """Huey's consumer, plus a heartbeat, crash recovery and a stop flag that running tasks
+    can see."""
 
     scheduler_class = MicroblogScheduler
     _last_beat = 0.0
@@ -108,13 +121,20 @@ class MicroblogConsumer(Consumer):
         stopping.set()
         super().stop(graceful=graceful)
 
+    def run(self):
+        try:
+            super().run()
+        finally:
+            forget_consumer()
+
     def loop(self, health_check_ts=None):
         if time.monotonic() - self._last_beat >= CONSUMER_HEARTBEAT_SECONDS:
             self._last_beat = time.monotonic()
             try:
-                self.huey.put(CONSUMER_HEARTBEAT_KEY, time.time())
+                record_consumer_heartbeat()
+                recover_lost_tasks()
             except Exception:
-                log.exception("Could not record the consumer heartbeat")
+                log.exception("Could not record the consumer heartbeat or recover lost tasks")
         return super().loop(health_check_ts)
 
 
@@ -142,14 +162,92 @@ def make_huey() -> Huey:
 huey = make_huey()
 
 
-def consumer_seen_recently() -> bool:
-    """True when a consumer wrote its heartbeat in the last CONSUMER_SILENT_SECONDS."""
+# --- consumers: ids, heartbeats, and the tasks of the dead ones ---------------------------
+#
+# Each consumer process has an id and a row in the app database (`Consumer`) whose heartbeat
+# it moves every CONSUMER_HEARTBEAT_SECONDS. A task records the consumer that runs it. When a
+# consumer dies (SIGKILL, the OOM killer, a crash), any live consumer notices — its
+# heartbeat went silent, or, on the same machine, its process is gone — and puts the task
+# back in the queue, where it resumes from its checkpoint.
+
+CONSUMER_ID = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def record_consumer_heartbeat() -> None:
+    """This consumer is alive (called from its main loop)."""
+    with app_context():
+        Consumer.beat(CONSUMER_ID, socket.gethostname(), os.getpid())
+        db.session.commit()
+
+
+def forget_consumer() -> None:
+    """This consumer stopped cleanly: it is no longer counted among the live ones."""
     try:
-        beat = huey.get(CONSUMER_HEARTBEAT_KEY, peek=True)
+        with app_context():
+            Consumer.forget([CONSUMER_ID])
+            db.session.commit()
     except Exception:
-        log.exception("Could not read the consumer heartbeat")
+        log.exception("Could not remove this consumer's heartbeat")
+
+
+def _process_gone(consumer: Consumer) -> bool:
+    """A consumer on this machine whose process has ended: dead without waiting for its
+    heartbeat to go stale (what `./run.sh` restarting a killed worker relies on)."""
+    if consumer.hostname != socket.gethostname() or consumer.id == CONSUMER_ID:
         return False
-    return beat is not None and time.time() - float(beat) < CONSUMER_SILENT_SECONDS
+    if consumer.pid == os.getpid():
+        return True  # our pid, not our id: an earlier process that had the same pid
+    try:
+        os.kill(consumer.pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # someone else's process: alive as far as we can tell
+    return False
+
+
+def live_consumers() -> list[Consumer]:
+    """The consumers alive now: heard from in the last CONSUMER_DEAD_SECONDS, not gone."""
+    since = utcnow() - timedelta(seconds=CONSUMER_DEAD_SECONDS)
+    with app_context():
+        seen = db.session.scalars(Consumer.seen_since(since)).all()
+        return [consumer for consumer in seen if not _process_gone(consumer)]
+
+
+def consumer_seen_recently() -> bool:
+    """True when some consumer is alive (the page warns a waiting user otherwise)."""
+    try:
+        return bool(live_consumers())
+    except Exception:
+        log.exception("Could not read the consumers' heartbeats")
+        return False
+
+
+def recover_lost_tasks() -> int:
+    """Put the running tasks of dead consumers back in the queue; returns how many."""
+    live = {consumer.id for consumer in live_consumers()}
+    with app_context():
+        lost = db.session.execute(Task.lost(live)).all()
+        for task_id, consumer_id in lost:
+            row = Task.requeue_lost(task_id, consumer_id)
+            if row is None:
+                continue  # another consumer got there first, or the task moved on
+            log.warning("Task %s: its consumer %s died; now %s", task_id, consumer_id, row.status)
+            if row.status == TaskStatus.QUEUED:
+                enqueue_again(row)
+            elif row.status != TaskStatus.RUNNING:
+                remove_partial_export(row.id)
+        # Dead consumers are kept a day, for whoever wants to see what happened.
+        Consumer.forget(db.session.scalars(Consumer.silent_since(utcnow() - timedelta(days=1))))
+        db.session.commit()
+        return len(lost)
+
+
+def enqueue_again(row: Task) -> None:
+    """Queue a task row's Huey task again, with the same id and arguments."""
+    task_function = TRACKED_TASKS[row.name]
+    arguments = tuple(json.loads(row.arguments or "[]"))
+    huey.enqueue(task_function.task_class(arguments, None, id=row.id))
 
 
 # --- the Flask app inside the consumer ------------------------------------------------
@@ -190,12 +288,12 @@ def create_app_early():
 
 # --- signals: Huey's view of a task, written to its Task row --------------------------
 
-TRACKED_TASKS: set[str] = set()
+TRACKED_TASKS: dict[str, Any] = {}
 
 
 def tracked(fn):
     """Mark a task whose Huey id is also the id of a Task row."""
-    TRACKED_TASKS.add(fn.name)
+    TRACKED_TASKS[fn.name] = fn
     return fn
 
 
@@ -217,7 +315,11 @@ def _row_signal(*signal_names):
 
 @_row_signal(S.SIGNAL_EXECUTING)
 def on_executing(task):
-    values: dict[str, Any] = {"status": TaskStatus.RUNNING, "message": None}
+    values: dict[str, Any] = {
+        "status": TaskStatus.RUNNING,
+        "message": None,
+        "consumer_id": CONSUMER_ID,
+    }
     row = db.session.get(Task, task.id)
     if row is not None and row.started_at is None:
         values["started_at"] = utcnow()
@@ -226,10 +328,7 @@ def on_executing(task):
 
 @_row_signal(S.SIGNAL_COMPLETE)
 def on_complete(task):
-    expires = utcnow() + timedelta(days=EXPORT_EXPIRY_DAYS)
-    Task.change(
-        task.id, [TaskStatus.RUNNING], status=TaskStatus.DONE, progress=100, expires_at=expires
-    )
+    Task.finish(task.id, expires_at=utcnow() + timedelta(days=EXPORT_EXPIRY_DAYS))
 
 
 @_row_signal(S.SIGNAL_ERROR)
@@ -245,29 +344,26 @@ def on_error(task, exc):
             f"Your export is ready to download, but the email could not be sent ({describe(exc)})."
         )
         expires = utcnow() + timedelta(days=EXPORT_EXPIRY_DAYS)
-        Task.change(
-            task.id,
-            [TaskStatus.RUNNING],
-            status=TaskStatus.DONE,
-            progress=100,
-            message=message,
-            expires_at=expires,
-        )
+        Task.finish(task.id, message=message, expires_at=expires)
     else:
         Task.change(task.id, TaskStatus.active(), status=TaskStatus.FAILED, message=describe(exc))
 
 
 @_row_signal(S.SIGNAL_CANCELED, S.SIGNAL_REVOKED)
 def on_cancelled(task):
-    if Task.change(task.id, TaskStatus.active(), status=TaskStatus.CANCELLED, message="Cancelled."):
-        remove_partial_export(task.id)
+    Task.change(task.id, TaskStatus.active(), status=TaskStatus.CANCELLED, message=None)
+    # Also when the row was already cancelled (a queued task, revoked by the web app): a
+    # run that a crashed worker left behind has a partial file.
+    remove_partial_export(task.id)
 
 
 @_row_signal(S.SIGNAL_INTERRUPTED)
 def on_interrupted(task):
     # The consumer is stopping: put the task back so that the next consumer runs it.
     message = "Paused while the background worker restarts."
-    if Task.change(task.id, [TaskStatus.RUNNING], status=TaskStatus.QUEUED, message=message):
+    if Task.change(
+        task.id, [TaskStatus.RUNNING], status=TaskStatus.QUEUED, message=message, consumer_id=None
+    ):
         huey.enqueue(task)
         log.info("Task %s interrupted; re-queued", task.id)
 
@@ -284,25 +380,33 @@ class TaskAbandoned(Exception):
 class Progress:
     """Writes a task's progress: when the percentage moves (rate-limited) or for a heartbeat."""
 
-    def __init__(self, task_id: str, total: int):
+    def __init__(self, task_id: str, total: int, percent: int = 0):
         self.task_id = task_id
         self.total = max(total, 1)
-        self.percent = 0
+        self.percent = percent
         self.last_write = time.monotonic()
 
-    def update(self, done: int, message: str | None = None, force: bool = False) -> None:
+    def update(
+        self,
+        done: int,
+        message: str | None = None,
+        force: bool = False,
+        checkpoint: Callable[[], dict] | None = None,
+    ) -> None:
+        """Record `done` items when it is time to; `checkpoint` is then called for where a
+        resumed run would continue (it is recorded in the same write)."""
         if stopping.is_set():
             raise ConsumerStopping()
         percent = min(100, done * 100 // self.total)
         since = time.monotonic() - self.last_write
         moved = percent > self.percent and since >= PROGRESS_MIN_INTERVAL
         if force or moved or since >= TASK_HEARTBEAT_SECONDS:
-            self.write(percent, message)
+            self.write(percent, message, checkpoint() if checkpoint else None)
 
-    def write(self, percent: int, message: str | None = None) -> None:
+    def write(self, percent: int, message: str | None = None, checkpoint=None) -> None:
         self.percent = max(self.percent, percent)
         self.last_write = time.monotonic()
-        if Task.record_progress(self.task_id, self.percent, message):
+        if Task.record_progress(self.task_id, self.percent, message, checkpoint):
             return
         row = db.session.get(Task, self.task_id)
         if row is not None and row.cancel_requested:
@@ -334,64 +438,118 @@ def remove_partial_export(task_id: str) -> None:
     (exports_dir() / f"{task_id}.json.part").unlink(missing_ok=True)
 
 
-def _timestamp(value: str | datetime) -> str:
-    """`2024-05-01T12:00:00Z` for a stored timestamp.
+def _posts_json(batch) -> bytes:
+    """A batch of posts as UTF-8 JSON objects separated by commas: one orjson call per batch.
 
-    SQLite hands back its stored text ("2024-05-01 12:00:00.123456") because the query
-    asks for a string: slicing it is several times faster than parsing and formatting a
-    datetime, which is most of the work of a large export. Other databases give datetimes.
+    Timestamps become `2024-05-01T12:00:00Z`. SQLite hands back its stored text
+    ("2024-05-01 12:00:00.123456") because the query asks for a string: slicing it, inline,
+    is several times faster than parsing and formatting a datetime, which would be most of
+    the work of a large export. Other databases give datetimes.
     """
-    if isinstance(value, str):
-        return f"{value[:10]}T{value[11:19]}Z"
-    return isoformat_utc(value)
-
-
-def _posts_json(batch) -> str:
-    """A batch of posts as JSON objects separated by commas (one C-level dumps per batch)."""
-    posts = [{"body": body, "timestamp": _timestamp(ts)} for body, ts in batch]
-    return json.dumps(posts, ensure_ascii=False)[1:-1]
+    if batch and isinstance(batch[0][1], str):
+        posts = [{"body": body, "timestamp": f"{ts[:10]}T{ts[11:19]}Z"} for body, ts, _ in batch]
+    else:
+        posts = [{"body": body, "timestamp": isoformat_utc(ts)} for body, ts, _ in batch]
+    return orjson.dumps(posts)[1:-1]
 
 
 # Called with the number of posts written after each batch; tests set it to pause an export mid-run.
 after_export_batch: Callable[[int], None] | None = None
 
 
+def _export_checkpoint(out, done: int, last_row) -> dict:
+    """Where a resumed export continues: the file's size once flushed, the posts in it, and
+    the sort key of the last one. Written with the progress, so at most ~100 times."""
+    out.flush()
+    _body, timestamp, post_id = last_row
+    moment = timestamp if isinstance(timestamp, str) else timestamp.isoformat()
+    return {"size": os.fstat(out.fileno()).st_size, "done": done, "after": [moment, post_id]}
+
+
+def _resume_point(row: Task, partial: Path) -> dict | None:
+    """The checkpoint of an earlier run of this export, if its partial file is still there."""
+    checkpoint = row.get_checkpoint()
+    if checkpoint is None or not partial.is_file():
+        return None
+    if partial.stat().st_size < checkpoint["size"]:
+        return None  # not the file that checkpoint describes: start again
+    return checkpoint
+
+
 def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
     """Stream the user's posts, oldest first, to exports/<task id>.json.
 
     Reads in batches on its own connection and writes as it goes, so memory stays flat
-    however many posts there are. Returns (file name, post count, size in bytes).
+    however many posts there are. A run after a crash continues from the last checkpoint:
+    the partial file is cut back to what the checkpoint counted, and the query starts after
+    the last post it had written, so each post is in the file exactly once.
+    Returns (file name, post count, size in bytes).
     """
+    row = db.session.get_one(Task, task_id)
     total = db.session.execute(
         sa.select(sa.func.count()).where(Post.user_id == user_id)
     ).scalar_one()
-    progress = Progress(task_id, total)
-    progress.write(0, f"Exporting {total} posts…")
     final = exports_dir() / f"{task_id}.json"
     partial = final.with_name(final.name + ".part")
     query = (
-        sa.select(Post.body, sa.type_coerce(Post.timestamp, sa.String))
+        sa.select(Post.body, sa.type_coerce(Post.timestamp, sa.String), Post.id)
         .where(Post.user_id == user_id)
         .order_by(Post.timestamp, Post.id)
     )
-    done = 0
+    resume = _resume_point(row, partial)
+    progress = Progress(task_id, total, row.progress if resume else 0)
+    if resume:
+        after_time, after_id = resume["after"]
+        moment = sa.literal(datetime.fromisoformat(after_time), Post.timestamp.type)
+        query = query.where(sa.tuple_(Post.timestamp, Post.id) > sa.tuple_(moment, after_id))
+        os.truncate(partial, resume["size"])
+        done = resume["done"]
+        log.info("Task %s: resuming after %d of %d posts", task_id, done, total)
+        progress.write(progress.percent, f"Resuming after {done} of {total} posts…")
+    else:
+        done = 0
+        progress.write(0, f"Exporting {total} posts…")
     with (
         db.engine.connect() as conn,
         # Closing the result resets the cursor: an abandoned SQLite cursor would keep its
         # old snapshot open and make the next writer on this pooled connection fail.
-        conn.execution_options(yield_per=EXPORT_BATCH_SIZE).execute(query) as rows,
-        partial.open("w", encoding="utf-8") as out,
+        conn.execution_options(stream_results=True).execute(query) as rows,
+        partial.open("ab" if resume else "wb") as out,
     ):
-        out.write('{"posts": [')
-        for batch in rows.partitions():
-            out.write(("\n" if done == 0 else ",\n") + _posts_json(batch))
+        if not resume:
+            out.write(b'{"posts": [')
+        for batch in _batches(rows, EXPORT_BATCH_SIZE):
+            out.write(b"\n" if done == 0 else b",\n")
+            out.write(_posts_json(batch))
             done += len(batch)
             if after_export_batch:
                 after_export_batch(done)
-            progress.update(done)
-        out.write("\n]}\n")
+            last = batch[-1]
+            progress.update(done, checkpoint=functools.partial(_export_checkpoint, out, done, last))
+        out.write(b"\n]}\n")
     os.replace(partial, final)
     return final.name, done, final.stat().st_size
+
+
+def _batches(rows: sa.CursorResult, size: int):
+    """The rows of a streamed result in lists of `size`, mostly straight from the driver's
+    cursor (server-side on PostgreSQL): plain tuples, without the Row object per row that
+    would cost as much as the JSON encoding. Only for columns that need no result
+    processing (here text, an integer, and a timestamp that `_posts_json` handles)."""
+    batch: Sequence = rows.fetchmany(size)  # through SQLAlchemy first: it reads a row ahead
+    while batch:
+        yield batch
+        batch = rows.cursor.fetchmany(size)
+
+
+def prune_exports(user_id: int, keep: int) -> int:
+    """Delete the files of the user's finished exports beyond the newest `keep`."""
+    older = db.session.scalars(Task.finished_exports(user_id, "export_posts").offset(keep)).all()
+    for row in older:
+        (exports_dir() / (row.result_file or "")).unlink(missing_ok=True)
+        row.result_file = None
+    db.session.commit()
+    return len(older)
 
 
 def email_export(row: Task) -> bool:
@@ -403,8 +561,7 @@ def email_export(row: Task) -> bool:
     Task.record_progress(row.id, 100, "Sending the email…")
     path = exports_dir() / row.result_file
     attach = row.result_size <= EXPORT_ATTACH_MAX_BYTES
-    # SITE_URL, never a request's Host header: the link goes out by mail.
-    link = f"{current_app.config['SITE_URL']}/exports/{row.id}"
+    link = site_link("main.download_export", task_id=row.id)
     context = {"user": row.user, "task": row, "attached": attach, "link": link}
     attachments = [("posts.json", "application/json", path.read_bytes())] if attach else []
     return send_email(
@@ -418,12 +575,10 @@ def email_export(row: Task) -> bool:
 
 @tracked
 @huey.task(context=True, retries=MAIL_RETRIES, retry_delay=MAIL_RETRY_DELAY, name="export_posts")
-def export_posts(user_id: int, _site_url: str = "", task=None) -> int:
+def export_posts(user_id: int, task=None) -> int:
     """Export a user's posts to a JSON file, then email it. Returns the number of posts.
 
     Only the email is retried (SMTP down); when a retry runs, the file is already there.
-    (`_site_url` is unused: jobs queued by older versions still carry it; links in the mail
-    come from SITE_URL.)
     """
     with app_context():
         row = db.session.get(Task, task.id)
@@ -440,6 +595,8 @@ def export_posts(user_id: int, _site_url: str = "", task=None) -> int:
                 remove_partial_export(row.id)
                 raise
             Task.change(row.id, [TaskStatus.RUNNING], result_file=name, result_size=size)
+            # This one is about to be the newest: keep it and the KEEP - 1 before it.
+            prune_exports(user_id, EXPORT_KEEP - 1)
             row = db.session.get_one(Task, row.id, populate_existing=True)
         try:
             mailed = email_export(row)
@@ -456,14 +613,55 @@ def export_posts(user_id: int, _site_url: str = "", task=None) -> int:
         return count
 
 
+# --- mail -------------------------------------------------------------------------------
+
+
+def _mail_user(what: str, user_id: int, send, *args) -> bool:
+    """Call `send(user, *args)` to mail `what`, in a fresh app context; False when the
+    user is gone.
+
+    SMTP failures propagate, so Huey retries them after MAIL_RETRY_DELAY.
+    """
+    with app_context():
+        user = db.session.get(User, user_id)
+        if user is None:
+            return False
+        try:
+            return send(user, *args)
+        except Exception:
+            log.warning("Could not send %s to user %s", what, user_id)
+            raise
+
+
+@huey.task(retries=MAIL_RETRIES, retry_delay=MAIL_RETRY_DELAY, name="send_password_reset")
+def send_password_reset(user_id: int) -> bool:
+    """Mail a password reset link. The token is made here, when the mail is written: it is
+    valid for as long as the password it was made from."""
+    return _mail_user("the password reset email", user_id, send_password_reset_email)
+
+
+@huey.task(retries=MAIL_RETRIES, retry_delay=MAIL_RETRY_DELAY, name="send_email_change")
+def send_email_change(user_id: int, new_email: str) -> bool:
+    """Mail the confirmation link to the new address and a notice to the current one."""
+    return _mail_user(
+        "the email change confirmation", user_id, send_email_change_emails, new_email
+    )
+
+
 # --- periodic housekeeping ----------------------------------------------------------------
 
 
 @huey.periodic_task(crontab(minute="*"), name="reap_stale_tasks")
 def reap_stale_tasks() -> int:
-    """Fail running tasks whose heartbeat stopped: their consumer was killed."""
+    """Fail running tasks whose own heartbeat stopped while their consumer lives on (a hung
+    thread), or that predate consumer ids. A dead consumer's tasks are recovered instead."""
+    live = {consumer.id for consumer in live_consumers()}
     with app_context():
-        stale = db.session.scalars(Task.stale(timedelta(seconds=TASK_STALE_SECONDS))).all()
+        stale = [
+            row
+            for row in db.session.scalars(Task.stale(timedelta(seconds=TASK_STALE_SECONDS)))
+            if row.consumer_id is None or row.consumer_id in live
+        ]
         for row in stale:
             message = "The background worker stopped before this task finished. Please try again."
             if Task.change(row.id, [TaskStatus.RUNNING], status=TaskStatus.FAILED, message=message):

@@ -4,6 +4,7 @@ Also the faults: a consumer stopped with SIGINT mid-export, one killed with SIGK
 SMTP server that is down.
 """
 
+import functools
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import threading
 
 import pytest
 
+import models
 from tests.conftest import PASSWORD
 from tests.helpers import AWKWARD_BODY, add_posts, exported_posts
 from tests.live import Browser, wait_for
@@ -163,33 +165,94 @@ def test_stop_requeues_a_running_export_which_completes_after_restart(
     assert not list((site.data_dir / "exports").glob("*.part"))
 
 
-def test_sigkill_leaves_a_running_task_that_the_reaper_fails(app, users, live):
-    add_posts(app, users["alice"], 600, body=AWKWARD_BODY)
-    site = live(
-        MICROBLOG_TASK_STALE_SECONDS=2,
-        MICROBLOG_PERIODIC_SECONDS=1,
-        MICROBLOG_EXPORT_BATCH_SIZE=SLOW_BATCH_SIZE,
+# Consumers beat every 0.3 s, so one silent for 0.9 s is dead.
+FAST_BEATS = {"MICROBLOG_CONSUMER_HEARTBEAT_SECONDS": 0.3}
+
+
+def under_way(site, task_id, beyond=0):
+    """Wait until the running export has moved past `beyond` percent; returns the row."""
+    return wait_for(
+        lambda: (
+            (row := site.task(task_id))["status"] == "running" and row["progress"] > beyond and row
+        ),
+        what=f"the export past {beyond}%",
     )
+
+
+def test_a_frozen_consumer_is_noticed_by_a_live_one_and_the_export_resumes(app, users, live):
+    add_posts(app, users["alice"], 600, body=AWKWARD_BODY)
+    site = live(MICROBLOG_EXPORT_BATCH_SIZE=SLOW_BATCH_SIZE, **FAST_BEATS)
+    site.start_web()
+    frozen = site.start_consumer(pause_per_batch=SLOW_PAUSE)
+    browser, task_id = start_export(site)
+    under_way(site, task_id, 20)
+
+    # SIGSTOP: the process is still there but its heartbeat stops, as on another machine.
+    frozen.send_signal(signal.SIGSTOP)
+    wait_for(
+        lambda: b"waiting for it to restart" in browser.get("/index")[1],
+        timeout=10,
+        what="the banner to say that the worker is gone",
+    )
+    _, page, _ = browser.get("/index")
+    assert b"task-percent" not in page  # no frozen percentage
+    site.start_consumer(pause_per_batch=SLOW_PAUSE)
+    task = site.wait_for_status(task_id, "done", "failed")
+    site.stop_consumer(frozen, signal.SIGKILL)
+
+    assert (task["status"], task["crashes"]) == ("done", 1), task
+    assert "resuming after" in site.consumer_log()
+    assert json.loads(browser.get(f"/exports/{task_id}")[1]) == {
+        "posts": exported_posts(app, users["alice"])
+    }
+    assert not list((site.data_dir / "exports").glob("*.part"))
+
+
+def test_three_crashes_and_the_task_fails_saying_so(app, users, live):
+    add_posts(app, users["alice"], 600, body=AWKWARD_BODY)
+    site = live(MICROBLOG_EXPORT_BATCH_SIZE=SLOW_BATCH_SIZE, **FAST_BEATS)
     site.start_web()
     consumer = site.start_consumer(pause_per_batch=SLOW_PAUSE)
     browser, task_id = start_export(site)
-    wait_for(lambda: site.task(task_id)["progress"] >= 10, what="the export to be under way")
+    progress = 0
+    for crash in (1, 2, 3):
+        progress = under_way(site, task_id, progress)["progress"]
+        site.stop_consumer(consumer, signal.SIGKILL)
+        consumer = site.start_consumer(pause_per_batch=SLOW_PAUSE)
+        if crash < 3:
+            seen = functools.partial(lambda n: site.task(task_id)["crashes"] == n, crash)
+            wait_for(seen, what=f"crash {crash} seen")
 
-    site.stop_consumer(consumer, signal.SIGKILL)
-    assert site.task(task_id)["status"] == "running"
+    task = site.wait_for_status(task_id, "failed", "done")
 
-    site.start_consumer()  # without the pause
-    task = site.wait_for_status(task_id, "failed", "done", timeout=30)
-
-    assert task["status"] == "failed"
-    assert "background worker stopped" in task["message"]
-    _, page, _ = browser.get("/index")
-    assert b"background worker stopped" in page
+    assert (task["status"], task["crashes"]) == ("failed", 3), task
+    assert task["message"] == models.TASK_TEXT_TOO_MANY_CRASHES
+    assert models.TASK_TEXT_TOO_MANY_CRASHES.encode() in browser.get("/tasks")[1]
+    assert not list((site.data_dir / "exports").glob("*"))
     # The user can export again, and this time it completes.
     status, _ = browser.submit("/export_posts")
     new_task = site.task()
     assert status == 200 and new_task["id"] != task_id
     assert site.wait_for_status(new_task["id"], "done", "failed")["status"] == "done"
+
+
+def test_cancel_while_waiting_for_the_worker_to_restart(app, users, live):
+    add_posts(app, users["alice"], 600, body=AWKWARD_BODY)
+    site = live(MICROBLOG_EXPORT_BATCH_SIZE=SLOW_BATCH_SIZE, **FAST_BEATS)
+    site.start_web()
+    consumer = site.start_consumer(pause_per_batch=SLOW_PAUSE)
+    browser, task_id = start_export(site)
+    under_way(site, task_id, 10)
+    site.stop_consumer(consumer, signal.SIGKILL)
+
+    status, page = browser.submit(f"/tasks/{task_id}/cancel", token_from="/index")
+    assert status == 200 and "cancelling…" in page.decode()
+    site.start_consumer()
+    task = site.wait_for_status(task_id, "cancelled", "done", "failed", timeout=10)
+
+    assert task["status"] == "cancelled"
+    assert b"Cancelled." in browser.get("/tasks")[1]
+    assert not list((site.data_dir / "exports").glob("*"))
 
 
 class RefusingSmtpServer:

@@ -12,6 +12,13 @@ NEW_PASSWORD = "a brand new password"
 SITE_URL = "https://microblog.example.org"
 
 
+@pytest.fixture(autouse=True)
+def run_tasks_inline(immediate):
+    """The reset mail is a background task: run it in the test's thread. (A real consumer
+    and a slow mail server are in test_mail_queue.py.)"""
+    return immediate
+
+
 @pytest.fixture
 def app_config(request):
     """Point the app at the test's SMTP server; tests that don't take one get no mail."""

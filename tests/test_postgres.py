@@ -1,5 +1,7 @@
 """The core app on PostgreSQL, the scale-out database (runs when TEST_DATABASE_URL is set)."""
 
+import json
+
 import pytest
 import sqlalchemy as sa
 
@@ -90,3 +92,20 @@ def test_deleting_a_user_cascades_on_postgres(pg_app):
         db.session.commit()
         assert db.session.scalar(sa.select(sa.func.count(Post.id))) == 0
         assert bob.followers_count() == 0
+
+
+def test_a_resumed_export_on_postgres(pg_app, monkeypatch):
+    from datetime import timedelta
+
+    from models import utcnow
+    from tests.helpers import add_posts
+    from tests.test_tasks import export_crashing_once_then_resumed
+
+    with pg_app.app_context():
+        alice = User.by_username("alice").id
+    moments = [utcnow() - timedelta(minutes=i // 4) for i in range(50, 0, -1)]
+    add_posts(pg_app, alice, 50, timestamps=moments, newest_first=True)
+
+    content, expected = export_crashing_once_then_resumed(pg_app, alice, monkeypatch)
+
+    assert json.loads(content) == {"posts": expected}

@@ -2,14 +2,15 @@
 
 import json
 import threading
-import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+import models
 import tasks
-from models import Notification, Task, User, db, utcnow
+from models import ApiToken, Consumer, Notification, Task, TaskStatus, User, db, utcnow
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts, exported_posts
 from tests.live import wait_for
@@ -87,12 +88,14 @@ def test_progress_is_monotonic_and_bounded(app, client, auth, users, immediate, 
     client.submit("/export_posts")
 
     statuses = [s["status"] for s in seen]
-    assert statuses[0] == "running" and statuses[-1] == "done"
-    assert set(statuses) == {"running", "done"}
+    assert statuses[:2] == ["queued", "running"] and statuses[-1] == "done"
+    assert set(statuses) == {"queued", "running", "done"}
     progress = [s["progress"] for s in seen]
     assert progress == sorted(progress)
     assert progress[-1] == 100
-    assert 50 < len(seen) <= 105  # every percent once, not once per batch (143) or post
+    assert (
+        50 < len(seen) <= 106
+    )  # every percent once (and "queued"), not once per batch (143) or post
     assert only_task(app).status == "done"
 
 
@@ -389,10 +392,14 @@ def test_page_says_when_the_worker_is_not_running(app, client, auth, users, imme
     auth.login()
     assert "background worker is not running" in client.get("/index").get_data(as_text=True)
 
-    tasks.huey.put(tasks.CONSUMER_HEARTBEAT_KEY, time.time())
+    with app.app_context():
+        tasks.record_consumer_heartbeat()
     assert "background worker is not running" not in client.get("/index").get_data(as_text=True)
 
-    tasks.huey.put(tasks.CONSUMER_HEARTBEAT_KEY, time.time() - tasks.CONSUMER_SILENT_SECONDS - 1)
+    with app.app_context():
+        silent = utcnow() - timedelta(seconds=tasks.CONSUMER_DEAD_SECONDS + 1)
+        db.session.execute(sa.update(Consumer).values(heartbeat_at=silent))
+        db.session.commit()
     assert "background worker is not running" in client.get("/index").get_data(as_text=True)
 
 
@@ -421,3 +428,91 @@ def test_queued_tasks_go_to_the_tests_own_queue(app, client, auth, private_queue
     assert private_queue.pending_count() == 1
     assert private_queue.storage.filename == str(tmp_path / "huey.db")
     assert (tmp_path / "huey.db").exists()
+
+
+def test_a_task_is_in_the_notifications_from_the_moment_it_is_queued(client, auth, users):
+    auth.login()
+    client.submit("/export_posts")  # no consumer: it stays queued
+
+    (note,) = [n for n in client.get("/notifications?since=0").json if n["name"] == "task_progress"]
+    assert note["data"]["status"] == "queued"
+    assert note["data"]["message"] == TaskStatus.QUEUED.default_text
+
+
+def test_a_cancel_that_comes_too_late_says_so_everywhere(app, client, auth, users, immediate):
+    task_id = queued_task(app, users["alice"])
+    with app.app_context():
+        Task.change(task_id, [TaskStatus.QUEUED], status=TaskStatus.RUNNING)
+    auth.login()
+    client.submit(f"/tasks/{task_id}/cancel")  # the task is sending its mail: too late to stop
+    with app.app_context():
+        assert db.session.get(Task, task_id).status_text == models.TASK_TEXT_CANCELLING
+        Task.finish(task_id)
+        token, _ = ApiToken.issue(db.session.get(User, users["alice"]))
+        db.session.commit()
+
+    late = models.TASK_TEXT_CANCEL_TOO_LATE
+    api_task = client.get(f"/api/tasks/{task_id}", headers={"Authorization": f"Bearer {token}"})
+    assert (api_task.json["status"], api_task.json["message"]) == ("done", late)
+    assert late in client.get(f"/tasks/{task_id}/banner").get_data(as_text=True)
+    assert late in client.get("/index").get_data(as_text=True)
+    assert late in client.get("/tasks").get_data(as_text=True)
+    (note,) = [n for n in client.get("/notifications?since=0").json if n["name"] == "task_progress"]
+    assert note["data"]["message"] == late
+    assert "Cancelling" not in client.get("/tasks").get_data(as_text=True)
+
+
+def test_export_keeps_the_newest_finished_files(app, client, auth, users, immediate, monkeypatch):
+    monkeypatch.setattr(tasks, "EXPORT_KEEP", 2)
+    add_posts(app, users["alice"], 3)
+    auth.login()
+    for _ in range(3):
+        client.submit("/export_posts")
+
+    with app.app_context():
+        rows = db.session.scalars(User.tasks_select(db.session.get(User, users["alice"]))).all()
+        assert [row.status for row in rows] == ["done"] * 3
+        assert [bool(row.result_file) for row in rows] == [True, True, False]
+        assert rows[2].download_expired
+    files = sorted(path.name for path in (Path(app.config["DATA_DIR"]) / "exports").iterdir())
+    assert files == sorted(f"{row.id}.json" for row in rows[:2])
+
+
+class Crash(BaseException):
+    """Stands for the worker dying mid-export: nothing in the task catches it."""
+
+
+def export_crashing_once_then_resumed(app, user_id, monkeypatch) -> tuple[bytes, list]:
+    """Export `user_id`'s posts with a crash after the third batch and a second run after it;
+    returns the file and what it must hold. Checkpoints at every batch (no rate limit)."""
+    monkeypatch.setattr(tasks, "EXPORT_BATCH_SIZE", 7)
+    monkeypatch.setattr(tasks, "PROGRESS_MIN_INTERVAL", 0)
+
+    def crash_after_third_batch(done):
+        if done == 21:
+            raise Crash()
+
+    with app.app_context():
+        db.session.add(Task(id="t1", name="export_posts", description="x", user_id=user_id,
+                            status="running"))  # fmt: skip
+        db.session.commit()
+        monkeypatch.setattr(tasks, "after_export_batch", crash_after_third_batch)
+        with pytest.raises(Crash):
+            tasks.write_export("t1", user_id)
+        # The third batch was written but not checkpointed: the resumed run writes it again.
+        assert json.loads(db.session.get(Task, "t1").checkpoint)["done"] == 14
+        monkeypatch.setattr(tasks, "after_export_batch", None)
+        name, count, _size = tasks.write_export("t1", user_id)
+        assert count == 50
+        content = (Path(app.config["DATA_DIR"]) / "exports" / name).read_bytes()
+    return content, exported_posts(app, user_id)
+
+
+def test_a_resumed_export_has_every_post_once_in_order(app, users, monkeypatch):
+    # Posts sharing a timestamp: only (timestamp, id) tells where the last batch stopped.
+    moments = [utcnow() - timedelta(minutes=i // 4) for i in range(50, 0, -1)]
+    add_posts(app, users["alice"], 50, timestamps=moments, newest_first=True)
+
+    content, expected = export_crashing_once_then_resumed(app, users["alice"], monkeypatch)
+
+    assert json.loads(content) == {"posts": expected}

@@ -422,8 +422,9 @@ operation(
 operation(
     "post",
     "/api/users",
-    "Register a new account (the web registration form's rules)",
-    {"201": created_response("The new user.", ref("User")), **errors(409)},
+    "Register a new account (the web registration form's rules); 403 when the site's "
+    "registration is closed (MICROBLOG_REGISTRATION=closed)",
+    {"201": created_response("The new user.", ref("User")), **errors(403, 409)},
     tag="users",
     body="NewUser",
     security=NO_AUTH,

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import smtplib
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from huey.exceptions import CancelExecution
 from huey.storage import RedisStorage, SqliteStorage
 from werkzeug.local import LocalProxy
 
+import backup
 import config
 from mailer import mail_configured, send_email
 from models import Post, Task, TaskStatus, User, db, isoformat_utc, utcnow
@@ -44,9 +46,10 @@ TASK_STALE_SECONDS: float = settings["MICROBLOG_TASK_STALE_SECONDS"]
 TASK_HEARTBEAT_SECONDS = min(5.0, TASK_STALE_SECONDS / 4)
 # The bar moves at most this often: ≤ ~100 writes per task whatever its size.
 PROGRESS_MIN_INTERVAL = 0.1
-# The consumer records that it is alive this often; the page warns when it has been silent.
-CONSUMER_HEARTBEAT_SECONDS = 5.0
-CONSUMER_SILENT_SECONDS = 30.0
+# Each consumer records that it is alive this often, under a key of its own
+# ("<prefix>:<host>:<pid>"); the pages, /readyz and /admin/jobs read them all.
+CONSUMER_HEARTBEAT_SECONDS: float = settings["MICROBLOG_CONSUMER_HEARTBEAT_SECONDS"]
+CONSUMER_SILENT_SECONDS: float = settings["MICROBLOG_CONSUMER_SILENT_SECONDS"]
 CONSUMER_HEARTBEAT_KEY = "microblog.consumer-heartbeat"
 
 EXPORT_BATCH_SIZE: int = settings["MICROBLOG_EXPORT_BATCH_SIZE"]
@@ -111,11 +114,17 @@ class MicroblogConsumer(Consumer):
     def loop(self, health_check_ts=None):
         if time.monotonic() - self._last_beat >= CONSUMER_HEARTBEAT_SECONDS:
             self._last_beat = time.monotonic()
-            try:
-                self.huey.put(CONSUMER_HEARTBEAT_KEY, time.time())
-            except Exception:
-                log.exception("Could not record the consumer heartbeat")
+            beat(self.huey)
         return super().loop(health_check_ts)
+
+
+def beat(queue: Huey) -> None:
+    """Record that this consumer (host and process id) is alive, now."""
+    key = f"{CONSUMER_HEARTBEAT_KEY}:{socket.gethostname()}:{os.getpid()}"
+    try:
+        queue.put(key, time.time())
+    except Exception:
+        log.exception("Could not record the consumer heartbeat")
 
 
 class MicroblogHuey(Huey):
@@ -142,14 +151,34 @@ def make_huey() -> Huey:
 huey = make_huey()
 
 
+def consumer_heartbeats() -> dict[str, float]:
+    """Each consumer ("host:pid") that ever reported in, with its last heartbeat (Unix time).
+
+    Raises when the queue cannot be read.
+    """
+    prefix = CONSUMER_HEARTBEAT_KEY + ":"
+    beats = {}
+    for key, value in huey.all_results().items():
+        name = key.decode() if isinstance(key, bytes) else key  # Redis gives bytes
+        if name.startswith(prefix):
+            beats[name[len(prefix) :]] = float(huey.serializer.deserialize(value))
+    return beats
+
+
+def seconds_since_last_heartbeat() -> float | None:
+    """How long ago the most recent consumer heartbeat was; None if there never was one."""
+    beats = consumer_heartbeats()
+    return time.time() - max(beats.values()) if beats else None
+
+
 def consumer_seen_recently() -> bool:
     """True when a consumer wrote its heartbeat in the last CONSUMER_SILENT_SECONDS."""
     try:
-        beat = huey.get(CONSUMER_HEARTBEAT_KEY, peek=True)
+        silence = seconds_since_last_heartbeat()
     except Exception:
-        log.exception("Could not read the consumer heartbeat")
+        log.exception("Could not read the consumer heartbeats")
         return False
-    return beat is not None and time.time() - float(beat) < CONSUMER_SILENT_SECONDS
+    return silence is not None and silence < CONSUMER_SILENT_SECONDS
 
 
 # --- the Flask app inside the consumer ------------------------------------------------
@@ -334,6 +363,14 @@ def remove_partial_export(task_id: str) -> None:
     (exports_dir() / f"{task_id}.json.part").unlink(missing_ok=True)
 
 
+def delete_user(user: User) -> None:
+    """Delete an account with everything in it, then its export files (commits)."""
+    files = user.delete_account()
+    db.session.commit()
+    for name in files:
+        (exports_dir() / name).unlink(missing_ok=True)
+
+
 def _timestamp(value: str | datetime) -> str:
     """`2024-05-01T12:00:00Z` for a stored timestamp.
 
@@ -481,6 +518,26 @@ def delete_expired_exports() -> int:
         if expired:
             log.info("Deleted %d expired exports", len(expired))
         return len(expired)
+
+
+@huey.periodic_task(crontab(minute="30", hour="3"), name="daily_backup")
+def daily_backup() -> str:
+    """Back up the SQLite database into <data dir>/backups/, keeping the newest
+    MICROBLOG_BACKUP_KEEP; returns the new file's path ("" when there is nothing to do)."""
+    with app_context():
+        keep = current_app.config["MICROBLOG_BACKUP_KEEP"]
+        try:
+            source = backup.sqlite_path(current_app.config["SQLALCHEMY_DATABASE_URI"])
+        except backup.BackupError:
+            return ""  # PostgreSQL: pg_dump's job
+        if keep == 0:
+            return ""
+        directory = Path(current_app.config["DATA_DIR"]) / backup.BACKUP_DIR
+        target = backup.take(source, directory / backup.timestamped_name(backup.DAILY_PREFIX))
+        for old in backup.prune(directory, keep):
+            log.info("Deleted the old backup %s", old)
+        log.info("Backed up the database to %s", target)
+        return str(target)
 
 
 # --- tasks a user may start (the web form and POST /api/tasks) ----------------------------

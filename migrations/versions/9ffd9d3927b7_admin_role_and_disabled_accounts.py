@@ -1,0 +1,29 @@
+"""admin role and disabled accounts
+
+Revision ID: 9ffd9d3927b7
+Revises: d26d5f0f89e0
+Create Date: 2026-11-21 22:15:30.517804
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = '9ffd9d3927b7'
+down_revision = 'd26d5f0f89e0'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    # sa.false(), not '0': PostgreSQL refuses an integer default on a boolean column.
+    with op.batch_alter_table('user', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('is_admin', sa.Boolean(), server_default=sa.false(), nullable=False))
+        batch_op.add_column(sa.Column('disabled', sa.Boolean(), server_default=sa.false(), nullable=False))
+
+
+def downgrade():
+    with op.batch_alter_table('user', schema=None) as batch_op:
+        batch_op.drop_column('disabled')
+        batch_op.drop_column('is_admin')

@@ -87,6 +87,18 @@ def users(make_user):
     return {name: make_user(name) for name in ("alice", "bob", "carol")}
 
 
+@pytest.fixture
+def admin(app, make_user):
+    """An admin account called "root" (the shared test password); returns its id."""
+    from models import User
+
+    user_id = make_user("root")
+    with app.app_context():
+        db.session.get_one(User, user_id).make_admin(True)
+        db.session.commit()
+    return user_id
+
+
 class AuthActions:
     def __init__(self, client):
         self._client = client

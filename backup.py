@@ -90,7 +90,7 @@ def check(path: Path) -> dict[str, int]:
             users = conn.execute('SELECT count(*) FROM "user"').fetchone()[0]
             posts = conn.execute("SELECT count(*) FROM post").fetchone()[0]
     except sqlite3.DatabaseError as exc:
-        raise BackupError(f"{path} is not a readable SQLite database ({exc}).") from None
+        raise BackupError(f"{path} is not a SQLite database, or is damaged ({exc}).") from None
     return {"users": users, "posts": posts}
 
 

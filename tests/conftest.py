@@ -99,6 +99,28 @@ def admin(app, make_user):
     return user_id
 
 
+@pytest.fixture
+def flask_cli(app, tmp_path):
+    """Run `flask --app microblog ARGS` (a real process) on the `app` fixture's data dir, or
+    on `data_dir`, with `env` added; returns the finished process (text output)."""
+    import subprocess
+
+    from tests.live import BIN, PROJECT_DIR, server_env
+
+    def run(*args, stdin="", data_dir=tmp_path, **env):
+        return subprocess.run(
+            [BIN / "flask", "--app", "microblog", *args],
+            cwd=PROJECT_DIR,
+            env=server_env(data_dir, **env),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    return run
+
+
 class AuthActions:
     def __init__(self, client):
         self._client = client

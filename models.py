@@ -988,6 +988,8 @@ NOTIFICATIONS_SINCE = (
     .where(
         Notification.user_id == sa.bindparam("user_id"),
         Notification.timestamp > sa.bindparam("since"),
+        # A disabled account's open pages read nothing more (one primary-key lookup).
+        sa.exists().where(User.id == sa.bindparam("user_id"), User.disabled.is_(False)),
     )
     .order_by(Notification.timestamp.asc())
 )

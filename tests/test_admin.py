@@ -301,3 +301,16 @@ def test_only_failed_tasks_of_a_known_kind_are_retried(app, as_admin, users):
     assert as_admin.submit("/admin/jobs/nope/retry").status_code == 404
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count(Task.id))) == 1
+
+
+def test_a_disabled_accounts_open_pages_get_no_more_notifications(app, client, auth, users):
+    auth.login("bob")
+    with app.app_context():
+        bob = db.session.get_one(User, users["bob"])
+        bob.add_notification("unread_message_count", 3)
+        db.session.commit()
+    assert [n["data"] for n in client.get("/notifications").get_json()] == [3]
+    with app.app_context():
+        db.session.get_one(User, users["bob"]).disable()
+        db.session.commit()
+    assert client.get("/notifications").get_json() == []

@@ -17,10 +17,10 @@ depends_on = None
 
 
 def upgrade():
+    # Plain ADD COLUMN (SQLite has it), not a batch copy of the whole user table.
     # sa.false(), not '0': PostgreSQL refuses an integer default on a boolean column.
-    with op.batch_alter_table('user', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('is_admin', sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch_op.add_column(sa.Column('disabled', sa.Boolean(), server_default=sa.false(), nullable=False))
+    op.add_column('user', sa.Column('is_admin', sa.Boolean(), server_default=sa.false(), nullable=False))
+    op.add_column('user', sa.Column('disabled', sa.Boolean(), server_default=sa.false(), nullable=False))
 
 
 def downgrade():

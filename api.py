@@ -16,7 +16,6 @@ from typing import NoReturn
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
-from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
@@ -30,8 +29,17 @@ from werkzeug.http import HTTP_STATUS_CODES
 import api_spec
 import ratelimit
 import tasks
-from forms import AccountForm, NewUserForm, PostForm
-from models import ApiToken, Post, Task, User, db, isoformat_utc
+from forms import AccountForm, NewUserForm, PostForm, filled, first_error
+from models import (
+    REGISTRATION_CLOSED,
+    ApiToken,
+    Post,
+    Task,
+    User,
+    db,
+    isoformat_utc,
+    registration_open,
+)
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -249,12 +257,11 @@ def validate_form(form_class, fields: dict[str, str], *args, renamed: dict | Non
 
     `renamed` maps form field names to the API's in error reports ({"post": "body"}).
     """
-    form = form_class(*args, formdata=MultiDict(fields), meta={"csrf": False})
-    if not form.validate():
+    form = filled(form_class, fields, *args)
+    if form.errors:
         renamed = renamed or {}
         errors = {renamed.get(name, name): messages for name, messages in form.errors.items()}
-        first = next(iter(errors.values()))[0]
-        api_abort(400, first, errors=errors)
+        api_abort(400, first_error(form), errors=errors)
     return form
 
 
@@ -423,7 +430,9 @@ USER_READ_ONLY = {"id", "last_seen", "post_count", "follower_count", "following_
 
 @bp.post("/users")
 def create_user():
-    """Register, with exactly the web registration form's rules."""
+    """Register, with exactly the web registration form's rules (403 when it is closed)."""
+    if not registration_open():
+        api_abort(403, REGISTRATION_CLOSED)
     required = {"username", "email", "password"}
     data = json_body(
         allowed=required | {"about_me"},

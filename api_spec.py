@@ -434,8 +434,9 @@ operation(
 operation(
     "post",
     "/api/users",
-    "Register a new account (the web registration form's rules; a few per client address and hour)",
-    {"201": created_response("The new user.", ref("User")), **errors(409, 429)},
+    "Register a new account (the web registration form's rules; a few per client address and "
+    "hour); 403 when the site's registration is closed (MICROBLOG_REGISTRATION=closed)",
+    {"201": created_response("The new user.", ref("User")), **errors(403, 409, 429)},
     tag="users",
     body="NewUser",
     security=NO_AUTH,

@@ -80,6 +80,16 @@ def number(minimum: float, *, strict: bool = False) -> Callable[[str], float]:
     return parse
 
 
+def one_of(*words: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        word = value.strip().lower()
+        if word not in words:
+            raise ValueError(f"expected one of: {', '.join(words)}")
+        return word
+
+    return parse
+
+
 def comma_list(value: str) -> list[str]:
     items = [item.strip() for item in value.split(",") if item.strip()]
     if not items:
@@ -183,15 +193,17 @@ SETTINGS = (
     # How often open pages ask for notifications (ms): idle, and while a task is moving.
     Setting("MICROBLOG_POLL_IDLE_MS", 10000, integer(100), key="NOTIFICATIONS_POLL_IDLE_MS"),
     Setting("MICROBLOG_POLL_BUSY_MS", 1000, integer(100), key="NOTIFICATIONS_POLL_BUSY_MS"),
+    # open: anyone may register (the form, POST /api/users); closed: only admins create
+    # accounts (`flask user create`, /admin).
+    Setting("MICROBLOG_REGISTRATION", "open", one_of("open", "closed")),
+    # How often an open /admin/jobs page refreshes itself (ms).
+    Setting("MICROBLOG_ADMIN_REFRESH_MS", 5000, integer(100)),
     # --- background tasks (tasks.py); tests shorten the intervals ---
     Setting("HUEY_NAME", "microblog"),  # the queue's name
     # How often the periodic tasks (reaper, export cleanup) run; Huey's own default is 60 s.
     Setting("MICROBLOG_PERIODIC_SECONDS", 60.0, number(0, strict=True)),
     # A running task whose heartbeat is older than this is declared lost by the reaper.
     Setting("MICROBLOG_TASK_STALE_SECONDS", 120.0, number(0, strict=True)),
-    # Each consumer records that it is alive this often; one silent for three times as long
-    # is dead, and a live one puts the tasks it was running back in the queue.
-    Setting("MICROBLOG_CONSUMER_HEARTBEAT_SECONDS", 5.0, number(0, strict=True)),
     # Finished exports kept per user: older files are deleted when a new export finishes.
     Setting("MICROBLOG_EXPORT_KEEP", 3, integer(1)),
     # Posts read and written per batch of an export.
@@ -203,6 +215,13 @@ SETTINGS = (
     # SMTP failures while mailing an export are retried this often, this many seconds apart.
     Setting("MICROBLOG_MAIL_RETRIES", 3, integer(0)),
     Setting("MICROBLOG_MAIL_RETRY_DELAY", 30.0, number(0)),
+    # Each consumer records that it is alive this often (s). One silent for
+    # MICROBLOG_CONSUMER_SILENT_SECONDS is dead: a live one puts the tasks it was running back
+    # in the queue, and with none alive the pages and /readyz report "no worker".
+    Setting("MICROBLOG_CONSUMER_HEARTBEAT_SECONDS", 5.0, number(0, strict=True)),
+    Setting("MICROBLOG_CONSUMER_SILENT_SECONDS", 15.0, number(0, strict=True)),
+    # The consumer's daily backup of the SQLite database keeps this many (0: no daily backup).
+    Setting("MICROBLOG_BACKUP_KEEP", 7, integer(0)),
 )
 
 

@@ -36,6 +36,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import api
+import cli
 import config as settings
 import ratelimit
 import search as search_module
@@ -54,6 +55,7 @@ from forms import (
 )
 from mailer import mail
 from models import (
+    REGISTRATION_CLOSED,
     Page,
     Post,
     Task,
@@ -62,10 +64,12 @@ from models import (
     db,
     isoformat_utc,
     notifications_payload,
+    registration_open,
 )
 from tasks import (
     huey,
     live_consumers,
+    seconds_since_last_heartbeat,
     send_email_change,
     send_export,
     send_password_reset,
@@ -117,11 +121,17 @@ def create_app(config=None):
     app.register_blueprint(bp)
     app.after_request(add_security_headers)
     api.init_app(app)  # /api: JSON, token auth, no CSRF
+    # admin.py builds on this module's page helpers, so it is imported once they exist.
+    import admin
+
+    app.register_blueprint(admin.bp)  # /admin
     app.cli.add_command(search_module.reindex_command)
+    cli.init_app(app)  # flask user …, backup, restore
     register_error_handlers(app)
     app.jinja_env.filters["isoformat_utc"] = isoformat_utc
     app.jinja_env.filters["human_size"] = human_size
     app.jinja_env.globals["TaskStatus"] = TaskStatus
+    app.jinja_env.globals["registration_open"] = registration_open
     configure_logging(app)
     return app
 
@@ -490,6 +500,8 @@ def logout():
 @bp.route("/register", methods=["GET", "POST"])
 @anonymous_only
 def register():
+    if not registration_open():  # the form's POST included: nobody is created
+        return error_page(403, REGISTRATION_CLOSED, heading="Registration is closed")
     form = RegistrationForm()
     if form.validate_on_submit():
         retry_after = ratelimit.registration()
@@ -728,7 +740,7 @@ def unfollow(username):
 
 # Requests the page makes on its own: they neither load the user nor count as being seen
 # (a forgotten tab must not keep someone "last seen just now").
-NOT_A_VISIT = {"main.notifications", "static"}
+NOT_A_VISIT = {"main.notifications", "main.healthz", "main.readyz", "static"}
 
 
 @bp.route("/notifications")
@@ -985,3 +997,60 @@ def search():
         newer_url=newer,
         older_url=older,
     )
+
+
+# --- health checks for uptime monitors and load balancers -------------------------------
+
+
+@bp.route("/healthz")
+def healthz():
+    """200 while this web process answers; it checks nothing else."""
+    return jsonify(status="ok")
+
+
+@bp.route("/readyz")
+def readyz():
+    """200 when the database and the queue answer and a worker reported in recently; else
+    503. `checks` says "ok" or what is wrong for each part; `missing` names the parts not
+    ready."""
+    checks = {"database": database_check(), "queue": queue_check()}
+    # The heartbeats are kept in the database: with it down, nobody can tell.
+    checks["worker"] = (
+        worker_check() if checks["database"] == "ok" else "unknown: the database is down"
+    )
+    missing = [part for part, result in checks.items() if result != "ok"]
+    body = {"status": "unavailable" if missing else "ok", "missing": missing, "checks": checks}
+    return jsonify(body), 503 if missing else 200
+
+
+def database_check() -> str:
+    try:
+        db.session.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        log.warning("Readiness: the database does not answer: %s", exc)
+        db.session.rollback()
+        return "the database does not answer"
+    return "ok"
+
+
+def queue_check() -> str:
+    try:
+        huey.pending_count()
+    except Exception as exc:
+        log.warning("Readiness: the task queue does not answer: %s", exc)
+        return "the task queue does not answer"
+    return "ok"
+
+
+def worker_check() -> str:
+    """ "ok" while some consumer is alive; otherwise how long since one was last heard."""
+    try:
+        if live_consumers():
+            return "ok"
+        silence = seconds_since_last_heartbeat()
+    except Exception:
+        log.exception("Readiness: could not read the worker heartbeats")
+        return "the worker heartbeats cannot be read"
+    if silence is None:  # none ever, or the last one stopped cleanly
+        return "no worker is running"
+    return f"no worker has reported in for {silence:.0f} s"

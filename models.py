@@ -73,6 +73,23 @@ def new_session_generation() -> str:
 CONSUMER_ID_MAX = 64
 
 
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern (escape character `\\`) matching values that contain `text` as typed:
+    `%` and `_` in it are literal characters, not wildcards."""
+    for special in ("\\", "%", "_"):
+        text = text.replace(special, "\\" + special)
+    return f"%{text}%"
+
+
+REGISTRATION_CLOSED = "Registration is closed on this site: an administrator creates accounts."
+
+
+def registration_open() -> bool:
+    """Whether visitors may create their own accounts (MICROBLOG_REGISTRATION). When closed,
+    only admins do: the command line and /admin."""
+    return current_app.config["MICROBLOG_REGISTRATION"] == "open"
+
+
 def normalize_email(email: str) -> str:
     """The form an address is stored and compared in: surrounding spaces dropped."""
     return email.strip()
@@ -167,6 +184,10 @@ class User(UserMixin, Model):
     session_generation: so.Mapped[str] = so.mapped_column(
         sa.String(32), default=new_session_generation, server_default=""
     )
+    # Admins see /admin. A disabled account cannot sign in and its sessions and tokens stop
+    # working; its posts stay where they are.
+    is_admin: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
+    disabled: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
 
     posts: so.WriteOnlyMapped["Post"] = so.relationship(
         back_populates="author", passive_deletes=True
@@ -221,12 +242,71 @@ class User(UserMixin, Model):
 
     @classmethod
     def authenticate(cls, username: str, password: str) -> Optional["User"]:
-        """The user with that username and password, else None."""
+        """The user with that username and password, else None (also for a disabled one)."""
         user = cls.by_username(username)
         if user is None:
             check_password_hash(_decoy_password_hash(), password)
             return None
-        return user if user.check_password(password) else None
+        return user if user.check_password(password) and user.is_active else None
+
+    @property
+    def is_active(self) -> bool:
+        """Flask-Login's word: False for a disabled account, which `login_user` refuses."""
+        return not self.disabled
+
+    # --- administration -------------------------------------------------------------
+    def disable(self) -> None:
+        """Lock the account: no sign-in, and its sessions and API tokens stop working now.
+
+        The posts, follows and messages stay (the caller commits).
+        """
+        self.disabled = True
+        self.end_all_sessions()
+
+    def enable(self) -> None:
+        """Let a disabled account sign in again (the caller commits)."""
+        self.disabled = False
+
+    def make_admin(self, flag: bool = True) -> None:
+        """Give (or take away) access to /admin (the caller commits)."""
+        self.is_admin = flag
+
+    def refuse_admin_change(self, actor: "User") -> str | None:
+        """Why `actor` may not disable, demote or delete this account from /admin, or None.
+
+        An admin cannot lock themselves out (there might be no other admin to let them back
+        in); the command line can still do anything.
+        """
+        if actor.id == self.id:
+            return "You cannot disable, demote or delete your own account here."
+        return None
+
+    def delete_account(self) -> list[str]:
+        """Delete the user and, through the foreign keys' ON DELETE CASCADE, their posts,
+        messages, follows, notifications, tasks and tokens. Returns the names of their export
+        files, for the caller to remove once the deletion is committed."""
+        files = db.session.scalars(
+            sa.select(Task.result_file).where(
+                Task.user_id == self.id, Task.result_file.is_not(None)
+            )
+        ).all()
+        db.session.delete(self)
+        db.session.flush()
+        return [name for name in files if name]
+
+    @classmethod
+    def search(cls, text: str = "") -> sa.Select:
+        """Users whose username or e-mail contains `text` (any case), by username."""
+        query = sa.select(cls).order_by(sa.func.lower(cls.username), cls.id)
+        if text.strip():
+            pattern = contains_pattern(text.strip().lower())
+            query = query.where(
+                sa.or_(
+                    sa.func.lower(cls.username).like(pattern, escape="\\"),
+                    sa.func.lower(cls.email).like(pattern, escape="\\"),
+                )
+            )
+        return query
 
     # --- sessions ---------------------------------------------------------------
     def get_id(self) -> str:
@@ -243,7 +323,7 @@ class User(UserMixin, Model):
         user = db.session.get(cls, int(user_id)) if int(user_id) <= MAX_ROW_ID else None
         if user is None or not secrets.compare_digest(user.session_generation, generation):
             return None
-        return user
+        return user if user.is_active else None  # a disabled account's sessions end at once
 
     def end_sessions(self) -> None:
         """Sign out every browser: each session cookie and remember-me token stops working."""
@@ -621,9 +701,15 @@ class ApiToken(Model):
 
     @staticmethod
     def find(token: str) -> Optional["ApiToken"]:
-        """The unexpired token row matching `token`, else None."""
-        query = sa.select(ApiToken).where(
-            ApiToken.token_hash == hash_api_token(token), ApiToken.expires_at > utcnow()
+        """The unexpired token row matching `token`, else None (also for a disabled user's)."""
+        query = (
+            sa.select(ApiToken)
+            .join(ApiToken.user)
+            .where(
+                ApiToken.token_hash == hash_api_token(token),
+                ApiToken.expires_at > utcnow(),
+                User.disabled.is_(False),
+            )
         )
         return db.session.scalar(query)
 
@@ -997,6 +1083,39 @@ class Task(Model):
         cutoff = utcnow() - older_than
         return sa.select(cls).where(cls.status == TaskStatus.RUNNING, cls.updated_at < cutoff)
 
+    # --- for the admin's jobs dashboard ---------------------------------------------
+    @classmethod
+    def count_by_status(cls) -> dict[TaskStatus, int]:
+        """How many tasks are in each state (every state listed, zero included)."""
+        rows = db.session.execute(sa.select(cls.status, sa.func.count()).group_by(cls.status))
+        counts = dict.fromkeys(TaskStatus, 0)
+        counts.update({status: count for status, count in rows})
+        return counts
+
+    @classmethod
+    def recent_failures(cls, limit: int = 20) -> Sequence["Task"]:
+        """The last `limit` failed tasks, newest first, with their owners."""
+        query = (
+            sa.select(cls)
+            .where(cls.status == TaskStatus.FAILED)
+            .options(so.joinedload(cls.user))
+            .order_by(cls.finished_at.desc(), cls.created_at.desc())
+            .limit(limit)
+        )
+        return db.session.scalars(query).all()
+
+    @classmethod
+    def fail_all_active(cls, message: str) -> int:
+        """Fail every queued or running task (after a restore: the queue no longer holds
+        them). Returns how many; the caller commits."""
+        result = execute_dml(
+            sa.update(cls)
+            .where(cls.status.in_(TaskStatus.active()))
+            .values(status=TaskStatus.FAILED, message=message, finished_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount
+
     @classmethod
     def lost(cls, live_consumer_ids) -> sa.Select:
         """Running rows whose consumer is not among the live ones: it died under them."""
@@ -1094,6 +1213,8 @@ NOTIFICATIONS_SINCE = (
     .where(
         Notification.user_id == sa.bindparam("user_id"),
         Notification.timestamp > sa.bindparam("since"),
+        # A disabled account's open pages read nothing more (one primary-key lookup).
+        sa.exists().where(User.id == sa.bindparam("user_id"), User.disabled.is_(False)),
     )
     .order_by(Notification.timestamp.asc())
 )

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,6 +32,7 @@ from huey.exceptions import CancelExecution
 from huey.storage import RedisStorage, SqliteStorage
 from werkzeug.local import LocalProxy
 
+import backup
 import config
 from mailer import (
     mail_configured,
@@ -56,9 +57,9 @@ TASK_HEARTBEAT_SECONDS = min(5.0, TASK_STALE_SECONDS / 4)
 # The bar moves at most this often: ≤ ~100 writes per task whatever its size.
 PROGRESS_MIN_INTERVAL = 0.1
 # Each consumer records that it is alive this often (and then looks for tasks whose consumer
-# died); one silent for CONSUMER_DEAD_SECONDS is dead.
+# died); one silent for CONSUMER_SILENT_SECONDS is dead.
 CONSUMER_HEARTBEAT_SECONDS: float = settings["MICROBLOG_CONSUMER_HEARTBEAT_SECONDS"]
-CONSUMER_DEAD_SECONDS = 3 * CONSUMER_HEARTBEAT_SECONDS
+CONSUMER_SILENT_SECONDS: float = settings["MICROBLOG_CONSUMER_SILENT_SECONDS"]
 
 EXPORT_BATCH_SIZE: int = settings["MICROBLOG_EXPORT_BATCH_SIZE"]
 EXPORT_KEEP: int = settings["MICROBLOG_EXPORT_KEEP"]
@@ -207,8 +208,8 @@ def _process_gone(consumer: Consumer) -> bool:
 
 
 def live_consumers() -> list[Consumer]:
-    """The consumers alive now: heard from in the last CONSUMER_DEAD_SECONDS, not gone."""
-    since = utcnow() - timedelta(seconds=CONSUMER_DEAD_SECONDS)
+    """The consumers alive now: heard from in the last CONSUMER_SILENT_SECONDS, not gone."""
+    since = utcnow() - timedelta(seconds=CONSUMER_SILENT_SECONDS)
     with app_context():
         seen = db.session.scalars(Consumer.seen_since(since)).all()
         return [consumer for consumer in seen if not _process_gone(consumer)]
@@ -248,6 +249,22 @@ def enqueue_again(row: Task) -> None:
     task_function = TRACKED_TASKS[row.name]
     arguments = tuple(json.loads(row.arguments or "[]"))
     huey.enqueue(task_function.task_class(arguments, None, id=row.id))
+
+
+def consumer_heartbeats() -> dict[str, float]:
+    """Each consumer heard from in the last day, with its last heartbeat (Unix time)."""
+    since = utcnow() - timedelta(days=1)
+    with app_context():
+        return {
+            consumer.id: consumer.heartbeat_at.replace(tzinfo=UTC).timestamp()
+            for consumer in db.session.scalars(Consumer.seen_since(since))
+        }
+
+
+def seconds_since_last_heartbeat() -> float | None:
+    """How long ago the most recent consumer heartbeat was; None if there never was one."""
+    beats = consumer_heartbeats()
+    return time.time() - max(beats.values()) if beats else None
 
 
 # --- the Flask app inside the consumer ------------------------------------------------
@@ -436,6 +453,14 @@ def send_export(task: Task):
 
 def remove_partial_export(task_id: str) -> None:
     (exports_dir() / f"{task_id}.json.part").unlink(missing_ok=True)
+
+
+def delete_user(user: User) -> None:
+    """Delete an account with everything in it, then its export files (commits)."""
+    files = user.delete_account()
+    db.session.commit()
+    for name in files:
+        (exports_dir() / name).unlink(missing_ok=True)
 
 
 def _posts_json(batch) -> bytes:
@@ -643,9 +668,7 @@ def send_password_reset(user_id: int) -> bool:
 @huey.task(retries=MAIL_RETRIES, retry_delay=MAIL_RETRY_DELAY, name="send_email_change")
 def send_email_change(user_id: int, new_email: str) -> bool:
     """Mail the confirmation link to the new address and a notice to the current one."""
-    return _mail_user(
-        "the email change confirmation", user_id, send_email_change_emails, new_email
-    )
+    return _mail_user("the email change confirmation", user_id, send_email_change_emails, new_email)
 
 
 # --- periodic housekeeping ----------------------------------------------------------------
@@ -682,6 +705,26 @@ def delete_expired_exports() -> int:
         if expired:
             log.info("Deleted %d expired exports", len(expired))
         return len(expired)
+
+
+@huey.periodic_task(crontab(minute="30", hour="3"), name="daily_backup")
+def daily_backup() -> str:
+    """Back up the SQLite database into <data dir>/backups/, keeping the newest
+    MICROBLOG_BACKUP_KEEP; returns the new file's path ("" when there is nothing to do)."""
+    with app_context():
+        keep = current_app.config["MICROBLOG_BACKUP_KEEP"]
+        try:
+            source = backup.sqlite_path(current_app.config["SQLALCHEMY_DATABASE_URI"])
+        except backup.BackupError:
+            return ""  # PostgreSQL: pg_dump's job
+        if keep == 0:
+            return ""
+        directory = Path(current_app.config["DATA_DIR"]) / backup.BACKUP_DIR
+        target = backup.take(source, directory / backup.timestamped_name(backup.DAILY_PREFIX))
+        for old in backup.prune(directory, keep):
+            log.info("Deleted the old backup %s", old)
+        log.info("Backed up the database to %s", target)
+        return str(target)
 
 
 # --- tasks a user may start (the web form and POST /api/tasks) ----------------------------

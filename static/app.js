@@ -295,3 +295,28 @@
       .catch(function () { /* the button still works */ });
   });
 })();
+
+// --- Admin jobs dashboard: the server renders its body; refresh it while the page is open ---
+(function () {
+  "use strict";
+  document.addEventListener("DOMContentLoaded", function () {
+    var panel = document.querySelector("[data-refresh-url]");
+    if (!panel) return;
+    var url = panel.getAttribute("data-refresh-url");
+    var every = parseInt(panel.getAttribute("data-refresh-ms"), 10) || 5000;
+    function refresh() {
+      fetch(url, { credentials: "same-origin" })
+        .then(function (response) {
+          if (!response.ok) throw new Error("dashboard " + response.status);
+          return response.text();
+        })
+        .then(function (html) {
+          panel.innerHTML = html;
+          window.microblog.renderTimes(panel);
+        })
+        .catch(function () { /* keep what is shown; try again next time */ })
+        .then(function () { setTimeout(refresh, every); });
+    }
+    setTimeout(refresh, every);
+  });
+})();

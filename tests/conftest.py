@@ -87,6 +87,40 @@ def users(make_user):
     return {name: make_user(name) for name in ("alice", "bob", "carol")}
 
 
+@pytest.fixture
+def admin(app, make_user):
+    """An admin account called "root" (the shared test password); returns its id."""
+    from models import User
+
+    user_id = make_user("root")
+    with app.app_context():
+        db.session.get_one(User, user_id).make_admin(True)
+        db.session.commit()
+    return user_id
+
+
+@pytest.fixture
+def flask_cli(app, tmp_path):
+    """Run `flask --app microblog ARGS` (a real process) on the `app` fixture's data dir, or
+    on `data_dir`, with `env` added; returns the finished process (text output)."""
+    import subprocess
+
+    from tests.live import BIN, PROJECT_DIR, server_env
+
+    def run(*args, stdin="", data_dir=tmp_path, **env):
+        return subprocess.run(
+            [BIN / "flask", "--app", "microblog", *args],
+            cwd=PROJECT_DIR,
+            env=server_env(data_dir, **env),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    return run
+
+
 class AuthActions:
     def __init__(self, client):
         self._client = client

@@ -861,3 +861,28 @@ def test_put_still_refuses_unknown_fields(api, users, tokens):
     response = api.put(url, token=tokens["alice"], json={"about_me": "x", "is_admin": "yes"})
     assert response.status_code == 400
     assert response.json["message"] == "Unknown fields: is_admin."
+
+
+# --- closed registration and disabled accounts -------------------------------------------------
+
+
+def test_closed_registration_refuses_api_sign_ups(app, api):
+    app.config["MICROBLOG_REGISTRATION"] = "closed"
+    body = {"username": "eve", "email": "eve@example.com", "password": PASSWORD}
+    response = api.post("/api/users", json=body)
+    assert response.status_code == 403
+    assert "Registration is closed" in response.get_json()["message"]
+    with app.app_context():
+        assert db.session.scalar(User.named("eve")) is None
+    app.config["MICROBLOG_REGISTRATION"] = "open"
+    assert api.post("/api/users", json=body).status_code == 201
+
+
+def test_a_disabled_account_gets_no_token_and_its_tokens_stop(app, api, users, tokens):
+    assert api.get("/api/timeline", token=tokens["bob"]).status_code == 200
+    with app.app_context():
+        db.session.get_one(User, users["bob"]).disable()
+        db.session.commit()
+    assert api.get("/api/timeline", token=tokens["bob"]).status_code == 401
+    assert api.post("/api/tokens", basic=("bob", PASSWORD)).status_code == 401
+    assert api.get("/api/timeline", token=tokens["alice"]).status_code == 200

@@ -166,7 +166,8 @@ def test_stop_requeues_a_running_export_which_completes_after_restart(
 
 
 # Consumers beat every 0.3 s, so one silent for 0.9 s is dead.
-FAST_BEATS = {"MICROBLOG_CONSUMER_HEARTBEAT_SECONDS": 0.3}
+# A consumer beats every 0.3 s and counts as dead after three silent beats.
+FAST_BEATS = {"MICROBLOG_CONSUMER_HEARTBEAT_SECONDS": 0.3, "MICROBLOG_CONSUMER_SILENT_SECONDS": 0.9}
 
 
 def under_way(site, task_id, beyond=0):

@@ -397,7 +397,7 @@ def test_page_says_when_the_worker_is_not_running(app, client, auth, users, imme
     assert "background worker is not running" not in client.get("/index").get_data(as_text=True)
 
     with app.app_context():
-        silent = utcnow() - timedelta(seconds=tasks.CONSUMER_DEAD_SECONDS + 1)
+        silent = utcnow() - timedelta(seconds=tasks.CONSUMER_SILENT_SECONDS + 1)
         db.session.execute(sa.update(Consumer).values(heartbeat_at=silent))
         db.session.commit()
     assert "background worker is not running" in client.get("/index").get_data(as_text=True)

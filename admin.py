@@ -1,0 +1,176 @@
+"""The admin area under /admin: accounts, and a dashboard of the background jobs.
+
+Only admins see it; for everyone else, visitors included, every URL here is a 404, exactly
+as if the area did not exist. Each change is a POST carrying the CSRF token.
+"""
+
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from wtforms import BooleanField
+
+import tasks
+from forms import EmptyForm, RegistrationForm
+from microblog import form_page, page_links, paginate
+from models import Task, TaskStatus, User, db
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+# A consumer silent for longer than this is dropped from the dashboard (it was stopped).
+FORGET_CONSUMER_SECONDS = 24 * 3600
+
+
+@bp.before_request
+def admins_only():
+    if not current_user.is_authenticated or not current_user.is_admin:
+        abort(404)
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+
+class NewAccountForm(RegistrationForm):
+    """Registration's form and rules, plus the role."""
+
+    is_admin = BooleanField("Administrator")
+
+
+@bp.route("/")
+def users():
+    """Every account, searchable by username or e-mail, a page at a time."""
+    query = request.args.get("q", "")
+    page = paginate(User.search(query))
+    newer, older = page_links(page, "admin.users", q=query)
+    return render_template(
+        "admin/users.html",
+        title="Admin: users",
+        users=page,
+        query=query,
+        newer_url=newer,
+        older_url=older,
+        form=EmptyForm(),
+    )
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+def new_user():
+    """Create an account (also while registration is closed)."""
+    form = NewAccountForm()
+    if form.validate_on_submit():
+        user = User.register(form.username.data, form.email.data, form.password.data)
+        user.make_admin(form.is_admin.data)
+        db.session.commit()
+        flash(f"Created the account {user.username}.", "success")
+        return redirect(url_for("admin.users", q=user.username))
+    return form_page(form, "Admin: new account", heading="Create an account")
+
+
+# What each button does to an account, and what the page then says.
+CHANGES: dict[str, tuple[Callable[[User], None], str]] = {
+    "disable": (User.disable, "{} is disabled: signed out everywhere, and cannot sign in."),
+    "enable": (User.enable, "{} can sign in again."),
+    "make-admin": (lambda user: user.make_admin(True), "{} is now an admin."),
+    "remove-admin": (lambda user: user.make_admin(False), "{} is no longer an admin."),
+}
+
+
+@bp.route("/users/<int:user_id>/<any(disable, enable, 'make-admin', 'remove-admin'):change>",
+          methods=["POST"])  # fmt: skip
+def change_user(user_id, change):
+    user = db.first_or_404(sa.select(User).where(User.id == user_id))
+    refusal = user.refuse_admin_change(current_user)
+    if refusal:
+        flash(refusal, "warning")
+    else:
+        apply, message = CHANGES[change]
+        apply(user)
+        db.session.commit()
+        flash(message.format(user.username), "success")
+    return redirect(back_to_users())
+
+
+@bp.route("/users/<int:user_id>/delete", methods=["GET", "POST"])
+def delete_user(user_id):
+    """GET asks for confirmation; POST deletes the account and everything in it."""
+    user = db.first_or_404(sa.select(User).where(User.id == user_id))
+    refusal = user.refuse_admin_change(current_user)
+    if refusal:
+        flash(refusal, "warning")
+        return redirect(back_to_users())
+    form = EmptyForm()
+    if form.validate_on_submit():
+        name = user.username
+        tasks.delete_user(user)
+        flash(f"Deleted {name} and everything they wrote.", "success")
+        return redirect(back_to_users())
+    return render_template(
+        "admin/delete_user.html", title="Admin: delete account", user=user, form=form
+    )
+
+
+def back_to_users() -> str:
+    """The users page the button was on (its search), else the first."""
+    return url_for("admin.users", q=request.args.get("q") or None)
+
+
+# --- the jobs dashboard ---------------------------------------------------------------------
+
+
+@bp.route("/jobs")
+def jobs():
+    return render_template("admin/jobs.html", title="Admin: jobs", **dashboard())
+
+
+@bp.route("/jobs/status")
+def jobs_status():
+    """The dashboard's body alone: the page's script swaps it in every few seconds."""
+    return render_template("admin/_jobs.html", **dashboard())
+
+
+def dashboard() -> dict:
+    """What /admin/jobs shows: the queue, the consumers, task counts and recent failures."""
+    try:
+        depth, beats, queue_error = tasks.huey.pending_count(), tasks.consumer_heartbeats(), None
+    except Exception as exc:  # the page still shows what the database knows
+        current_app.logger.exception("Could not read the task queue")
+        depth, beats, queue_error = None, {}, str(exc)
+    now = time.time()
+    consumers = [
+        {
+            "name": name,
+            "silent_for": now - beat,
+            "alive": now - beat < tasks.CONSUMER_SILENT_SECONDS,
+        }
+        for name, beat in sorted(beats.items(), key=lambda item: -item[1])
+        if now - beat < FORGET_CONSUMER_SECONDS
+    ]
+    return {
+        "queue_depth": depth,
+        "queue_error": queue_error,
+        "consumers": consumers,
+        "counts": Task.count_by_status(),
+        "failures": Task.recent_failures(),
+        "restartable": set(tasks.USER_TASKS),
+        "form": EmptyForm(),
+    }
+
+
+@bp.route("/jobs/<task_id>/retry", methods=["POST"])
+def retry_task(task_id):
+    """Start a failed task again, as a new task for the same user."""
+    task = db.first_or_404(sa.select(Task).where(Task.id == task_id))
+    start = tasks.USER_TASKS.get(task.name)
+    if start is None or task.status != TaskStatus.FAILED:
+        flash("Only a failed task of a kind users start can be retried.", "warning")
+        return redirect(url_for("admin.jobs"))
+    again = start(task.user)
+    if again is None:
+        flash(f"{task.user.username} already has this task in progress.", "warning")
+    elif again.status == TaskStatus.FAILED:
+        flash(f"The task could not be started: {again.message}", "danger")
+    else:
+        flash(f"{task.description}: started again for {task.user.username}.", "success")
+    return redirect(url_for("admin.jobs"))

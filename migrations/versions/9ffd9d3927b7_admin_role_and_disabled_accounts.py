@@ -1,0 +1,29 @@
+"""admin role and disabled accounts
+
+Revision ID: 9ffd9d3927b7
+Revises: ba8a4969aeac
+Create Date: 2026-11-21 22:15:30.517804
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = '9ffd9d3927b7'
+down_revision = 'ba8a4969aeac'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    # Plain ADD COLUMN (SQLite has it), not a batch copy of the whole user table.
+    # sa.false(), not '0': PostgreSQL refuses an integer default on a boolean column.
+    op.add_column('user', sa.Column('is_admin', sa.Boolean(), server_default=sa.false(), nullable=False))
+    op.add_column('user', sa.Column('disabled', sa.Boolean(), server_default=sa.false(), nullable=False))
+
+
+def downgrade():
+    with op.batch_alter_table('user', schema=None) as batch_op:
+        batch_op.drop_column('disabled')
+        batch_op.drop_column('is_admin')

@@ -1,4 +1,17 @@
-// Microblog page scripts: relative dates and the notifications poller.
+// Microblog page scripts: colour theme, relative dates and the notifications poller.
+// Loaded in the <head>: anything that touches the page waits for DOMContentLoaded.
+
+// --- Light or dark, as the system says (Bootstrap colour modes) ---------------------
+(function () {
+  "use strict";
+  var dark = window.matchMedia("(prefers-color-scheme: dark)");
+  function apply() {
+    document.documentElement.setAttribute("data-bs-theme", dark.matches ? "dark" : "light");
+  }
+  apply();
+  dark.addEventListener("change", apply);
+})();
+
 (function () {
   "use strict";
 
@@ -160,19 +173,22 @@
   });
 })();
 
-// --- User popups: hover a username or avatar for a small profile card -------------
+// --- User popups: hover or focus a username for a small profile card ----------------
 // The card is an HTML fragment rendered (and escaped) by the server, fetched once per user
 // and kept for the life of the page. Plain JS rather than Bootstrap's popover, whose
-// sanitizer would strip the follow form.
+// sanitizer would strip the follow form. The card is placed right after the link in the
+// document, so that Tab goes from the name into the card; Escape closes it.
 (function () {
   "use strict";
   var SHOW_DELAY_MS = 300;
   var HIDE_DELAY_MS = 250;
+  var MARGIN = 8;
   var cache = {};  // popup URL -> Promise of the fragment's HTML
   var card = null;
   var anchor = null;
   var showTimer = null;
   var hideTimer = null;
+  var quiet = null;  // the link Escape just sent the focus back to: do not reopen on it
 
   function load(url) {
     if (!cache[url]) {
@@ -194,35 +210,66 @@
     card.addEventListener("mouseenter", function () { clearTimeout(hideTimer); });
     card.addEventListener("mouseleave", scheduleHide);
     card.addEventListener("submit", followFromCard);
-    document.body.appendChild(card);
+    card.addEventListener("focusout", leaveByKeyboard);
     return card;
   }
 
+  // Below the link, moved left as far as needed to stay inside the window.
   function place(link) {
     var box = link.getBoundingClientRect();
-    card.style.left = Math.max(8, window.scrollX + box.left) + "px";
-    card.style.top = window.scrollY + box.bottom + 6 + "px";
+    var origin = (card.offsetParent || document.documentElement).getBoundingClientRect();
+    var left = Math.min(box.left, document.documentElement.clientWidth - card.offsetWidth - MARGIN);
+    card.style.left = Math.max(MARGIN, left) - origin.left + "px";
+    card.style.top = box.bottom + 6 - origin.top + "px";
+  }
+
+  function fill(html) {
+    card.innerHTML = html;
+    window.microblog.renderTimes(card);
+    var name = card.querySelector("[data-username]");
+    card.setAttribute("aria-label", name ? name.getAttribute("data-username") : "User");
   }
 
   function show(link) {
     var url = link.getAttribute("data-user-popup");
     load(url).then(function (html) {
-      if (anchor !== link) return;  // the pointer moved on meanwhile
+      if (anchor !== link) return;  // the pointer or the focus moved on meanwhile
       ensureCard();
-      card.innerHTML = html;
+      if (card.previousElementSibling !== link) link.after(card);
+      fill(html);
       card.setAttribute("data-url", url);
-      window.microblog.renderTimes(card);
-      place(link);
       card.hidden = false;
+      place(link);
+      link.setAttribute("aria-expanded", "true");
     }).catch(function () { /* no card for this user: nothing to show */ });
+  }
+
+  function hide() {
+    clearTimeout(showTimer);
+    if (anchor) anchor.removeAttribute("aria-expanded");
+    anchor = null;
+    if (card) card.hidden = true;
   }
 
   function scheduleHide() {
     clearTimeout(hideTimer);
-    hideTimer = setTimeout(function () {
-      anchor = null;
-      if (card) card.hidden = true;
-    }, HIDE_DELAY_MS);
+    hideTimer = setTimeout(hide, HIDE_DELAY_MS);
+  }
+
+  function open(link) {
+    clearTimeout(hideTimer);
+    if (anchor === link && card && !card.hidden) return;
+    if (anchor && anchor !== link) hide();
+    anchor = link;
+    clearTimeout(showTimer);
+    showTimer = setTimeout(function () { if (anchor === link) show(link); }, SHOW_DELAY_MS);
+  }
+
+  // Focus left the card for somewhere that is neither the card nor its link: close it.
+  function leaveByKeyboard(event) {
+    var to = event.relatedTarget;
+    if (to && (card.contains(to) || to === anchor)) return;
+    if (to) hide();
   }
 
   // Follow/unfollow without leaving the page; the form still works without JavaScript.
@@ -231,32 +278,57 @@
     if (!form) return;
     event.preventDefault();
     var url = card.getAttribute("data-url");
+    var username = card.querySelector("[data-username]").getAttribute("data-username");
     fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin" })
       .then(function () {
         delete cache[url];
         return load(url);
       })
       .then(function (html) {
-        if (card.getAttribute("data-url") === url) card.innerHTML = html;
-        window.microblog.renderTimes(card);
+        var hadFocus = card.contains(document.activeElement);
+        if (card.getAttribute("data-url") === url) fill(html);
+        if (hadFocus) {
+          var button = card.querySelector("form.user-popup-follow button");
+          if (button) button.focus();
+        }
+        document.dispatchEvent(new CustomEvent("microblog:following", { detail: { username: username } }));
       })
       .catch(function () { form.submit(); });
   }
 
+  function popupLink(event) {
+    return event.target.closest && event.target.closest("[data-user-popup]");
+  }
+
   document.addEventListener("mouseover", function (event) {
-    var link = event.target.closest && event.target.closest("[data-user-popup]");
-    if (!link) return;
-    clearTimeout(hideTimer);
-    if (anchor === link && card && !card.hidden) return;
-    anchor = link;
-    clearTimeout(showTimer);
-    showTimer = setTimeout(function () { if (anchor === link) show(link); }, SHOW_DELAY_MS);
+    var link = popupLink(event);
+    if (link) open(link);
   });
 
   document.addEventListener("mouseout", function (event) {
-    var link = event.target.closest && event.target.closest("[data-user-popup]");
+    var link = popupLink(event);
     if (!link || link.contains(event.relatedTarget)) return;
+    if (card && card.contains(event.relatedTarget)) return;
     clearTimeout(showTimer);
     scheduleHide();
+  });
+
+  document.addEventListener("focusin", function (event) {
+    var link = popupLink(event);
+    if (link && link === quiet) { quiet = null; return; }
+    if (link) open(link);
+  });
+
+  document.addEventListener("focusout", function (event) {
+    var link = popupLink(event);
+    if (!link || (card && card.contains(event.relatedTarget))) return;
+    hide();
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape" || !card || card.hidden) return;
+    var back = card.contains(document.activeElement) ? anchor : null;
+    hide();
+    if (back) { quiet = back; back.focus({ preventScroll: true }); }
   });
 })();

@@ -46,7 +46,17 @@ from forms import (
     ResetPasswordRequestForm,
 )
 from mailer import mail, send_password_reset_email
-from models import Page, Post, Task, TaskStatus, User, db, isoformat_utc, notifications_payload
+from models import (
+    Message,
+    Page,
+    Post,
+    Task,
+    TaskStatus,
+    User,
+    db,
+    isoformat_utc,
+    notifications_payload,
+)
 from tasks import consumer_seen_recently, huey, send_export, start_export
 
 log = logging.getLogger("microblog")
@@ -91,6 +101,7 @@ def create_app(config=None):
     register_error_handlers(app)
     app.jinja_env.filters["isoformat_utc"] = isoformat_utc
     app.jinja_env.filters["human_size"] = human_size
+    app.jinja_env.filters["plural"] = plural
     app.jinja_env.globals["TaskStatus"] = TaskStatus
     configure_logging(app)
     return app
@@ -286,6 +297,19 @@ def index():
     )
 
 
+@bp.route("/index/new_posts")
+@login_required
+def new_posts():
+    """How many posts reached the home timeline after post `after` (an HTML fragment: a
+    "3 new posts" link, or nothing); the open home page asks on each notifications poll."""
+    after = request.args.get("after", 0, type=int)
+    count = current_user.new_posts_count(after, NEW_POSTS_CAP)
+    return render_template("_new_posts.html", count=count, cap=NEW_POSTS_CAP)
+
+
+NEW_POSTS_CAP = 99  # "99+ new posts": counting further is work nobody reads
+
+
 @bp.route("/explore")
 @login_required
 def explore():
@@ -416,6 +440,14 @@ def user(username):
     )
 
 
+@bp.route("/user/<username>/header")
+@login_required
+def user_header(username):
+    """A profile's header (an HTML fragment): the page script swaps it in after a follow."""
+    user = db.first_or_404(User.named(username))
+    return render_template("_profile_header.html", user=user, form=EmptyForm())
+
+
 @bp.route("/edit_profile", methods=["GET", "POST"])
 @login_required
 def edit_profile():
@@ -501,6 +533,12 @@ def worker_missing(tasks) -> bool:
     """A task is waiting in the queue and no consumer has reported in recently."""
     waiting = any(task.status == TaskStatus.QUEUED for task in tasks)
     return waiting and not consumer_seen_recently()
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """`3|plural("follower")` → "3 followers"; 1 → "1 follower"."""
+    word = singular if count == 1 else (plural_form or singular + "s")
+    return f"{count} {word}"
 
 
 def human_size(size: int | None) -> str:
@@ -645,6 +683,20 @@ def messages():
     return render_template(
         "messages.html", title="Messages", messages=page, newer_url=newer, older_url=older
     )
+
+
+@bp.route("/messages/newer")
+@login_required
+def newer_messages():
+    """Messages received after message `after` (HTML fragments, newest first), for an open
+    /messages page; they are shown, so they count as read."""
+    after = request.args.get("after", 0, type=int)
+    query = current_user.received_messages_select().where(Message.id > after)
+    found = db.session.scalars(query.limit(current_app.config["POSTS_PER_PAGE"])).all()
+    if found:
+        current_user.mark_messages_read()
+        db.session.commit()
+    return render_template("_messages.html", messages=found)
 
 
 # --- user popups -----------------------------------------------------------------------

@@ -283,13 +283,16 @@ class User(UserMixin, Model):
         sort every post of every followed user; instead it walks the timestamp index
         newest-first and stops at the page limit, so the cost grows with the page.
         """
-        author_id = Post.user_id + 0
         return (
             sa.select(Post)
-            .where(sa.or_(author_id == self.id, author_id.in_(self.followed_ids())))
+            .where(self._in_timeline())
             .options(so.joinedload(Post.author))
             .order_by(Post.timestamp.desc(), Post.id.desc())
         )
+
+    def _in_timeline(self) -> sa.ColumnElement[bool]:
+        author_id = Post.user_id + 0
+        return sa.or_(author_id == self.id, author_id.in_(self.followed_ids()))
 
     def following_posts_count(self) -> int:
         """How many posts the home timeline holds, counted through the user_id index."""
@@ -297,6 +300,14 @@ class User(UserMixin, Model):
             sa.or_(Post.user_id == self.id, Post.user_id.in_(self.followed_ids()))
         )
         return db.session.execute(query).scalar_one()
+
+    def new_posts_count(self, after_id: int, cap: int) -> int:
+        """How many home-timeline posts are newer than post `after_id`, counting at most
+        `cap` + 1 (enough to say "more than `cap`")."""
+        newer = sa.select(Post.id).where(self._in_timeline(), Post.id > after_id).limit(cap + 1)
+        return db.session.execute(
+            sa.select(sa.func.count()).select_from(newer.subquery())
+        ).scalar_one()
 
     def posts_select(self) -> sa.Select:
         """The user's own posts, newest first."""

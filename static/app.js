@@ -45,6 +45,7 @@
   // --- Notifications ---------------------------------------------------------
   // Features register a handler per notification name; the poller calls them.
   var handlers = {};
+  var tickHandlers = [];
   var since = 0;
   // Poll intervals come from the server (data attributes), so tests can shorten them.
   var settings = document.currentScript.dataset;
@@ -54,6 +55,12 @@
 
   function on(name, handler) {
     (handlers[name] = handlers[name] || []).push(handler);
+  }
+
+  // Run `handler` after every poll, for page parts that follow something no notification
+  // announces (new posts by the people you follow, the worker coming back).
+  function every(handler) {
+    tickHandlers.push(handler);
   }
 
   // Poll faster for a while (e.g. while a background task is running).
@@ -72,6 +79,7 @@
           since = Math.max(since, n.timestamp);
           (handlers[n.name] || []).forEach(function (handler) { handler(n.data, n); });
         });
+        tickHandlers.forEach(function (handler) { handler(); });
       })
       .catch(function () { /* offline for a moment: try again next tick */ })
       .then(function () {
@@ -79,7 +87,21 @@
       });
   }
 
-  window.microblog = { on: on, hurry: hurry, renderTimes: renderTimes };
+  // A fragment of server-rendered HTML, as elements (nothing is rendered twice in JS).
+  function fetchFragment(url) {
+    return fetch(url, { credentials: "same-origin" }).then(function (response) {
+      if (!response.ok) throw new Error(url + " " + response.status);
+      return response.text();
+    }).then(function (html) {
+      var template = document.createElement("template");
+      template.innerHTML = html.trim();
+      return template.content;
+    });
+  }
+
+  window.microblog = {
+    on: on, every: every, hurry: hurry, renderTimes: renderTimes, fetchFragment: fetchFragment,
+  };
 
   // Avatars come from Gravatar; on a server without internet access show a local picture.
   function avatarFallback(img) {
@@ -157,6 +179,14 @@
 
   window.microblog.on("task_progress", update);
 
+  // "The worker is not running" can stop being true while the task is still queued (the
+  // worker is back but busy): ask again after each poll while a banner says it.
+  window.microblog.every(function () {
+    document.querySelectorAll(".task-banner .worker-missing").forEach(function (warning) {
+      refresh(warning.closest(".task-banner").getAttribute("data-task-id"));
+    });
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     if (document.querySelector(".task-banner[data-active]")) window.microblog.hurry();
   });
@@ -170,6 +200,53 @@
     if (!badge) return;
     badge.textContent = String(count);
     badge.classList.toggle("d-none", !count);
+  });
+})();
+
+// --- Live page parts: the server renders them, the script swaps them in -------------
+(function () {
+  "use strict";
+
+  // A profile's counts and follow button, after a follow from a user card on the page.
+  document.addEventListener("microblog:following", function () {
+    var header = document.getElementById("profile-header");
+    if (!header) return;
+    window.microblog.fetchFragment(header.getAttribute("data-header-url")).then(function (fresh) {
+      var current = document.getElementById("profile-header");
+      var element = fresh.firstElementChild;
+      if (!current || !element) return;
+      current.replaceWith(element);
+      window.microblog.renderTimes(element);
+    }).catch(function () { /* the next follow or a reload will tell */ });
+  });
+
+  // /messages: a message that arrives while the page is open appears at the top.
+  var fetchingMessages = false;
+  window.microblog.on("unread_message_count", function (count) {
+    var list = document.getElementById("message-list");
+    if (!count || !list || !list.hasAttribute("data-newer-url") || fetchingMessages) return;
+    var newest = list.querySelector("[data-message-id]");
+    var after = newest ? newest.getAttribute("data-message-id") : "0";
+    fetchingMessages = true;
+    window.microblog.fetchFragment(list.getAttribute("data-newer-url") + "?after=" + after)
+      .then(function (fresh) {
+        if (!fresh.firstElementChild) return;
+        var placeholder = list.querySelector(".no-messages");
+        if (placeholder) placeholder.remove();
+        window.microblog.renderTimes(fresh);
+        list.prepend(fresh);
+      })
+      .catch(function () { /* shown on the next notification or a reload */ })
+      .then(function () { fetchingMessages = false; });
+  });
+
+  // Home: "3 new posts" when people you follow post while the timeline is open.
+  window.microblog.every(function () {
+    var notice = document.getElementById("new-posts");
+    if (!notice) return;
+    window.microblog.fetchFragment(notice.getAttribute("data-new-posts-url")).then(function (fresh) {
+      notice.replaceChildren(fresh);
+    }).catch(function () { /* ask again after the next poll */ });
   });
 })();
 

@@ -3,6 +3,7 @@
 import functools
 import logging
 import sys
+from collections.abc import Sequence
 from logging.handlers import SMTPHandler
 from pathlib import Path
 from typing import TypeGuard
@@ -35,6 +36,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 import api
 import config as settings
 import search as search_module
+from formatting import linkify, plural, plural_noun
 from forms import (
     EditProfileForm,
     EmptyForm,
@@ -47,6 +49,7 @@ from forms import (
 )
 from mailer import mail, send_password_reset_email
 from models import (
+    USERNAME_MAX,
     Message,
     Page,
     Post,
@@ -102,6 +105,8 @@ def create_app(config=None):
     app.jinja_env.filters["isoformat_utc"] = isoformat_utc
     app.jinja_env.filters["human_size"] = human_size
     app.jinja_env.filters["plural"] = plural
+    app.jinja_env.filters["linkify"] = linkify
+    app.jinja_env.globals["plural_noun"] = plural_noun
     app.jinja_env.globals["TaskStatus"] = TaskStatus
     configure_logging(app)
     return app
@@ -266,6 +271,14 @@ def page_links(page: Page, endpoint, **kwargs):
     return newer, older
 
 
+def list_page(template: str, query, endpoint: str, items: str, url_args=None, **context):
+    """Render `template` with the `?page=` page of `query` as `items` and its pager links."""
+    page = paginate(query)
+    newer, older = page_links(page, endpoint, **(url_args or {}))
+    context[items] = page
+    return render_template(template, newer_url=newer, older_url=older, **context)
+
+
 @bp.before_app_request
 def record_last_seen():
     if request.endpoint in NOT_A_VISIT:
@@ -325,6 +338,15 @@ def explore():
     )
 
 
+@bp.route("/post/<int:post_id>")
+@login_required
+def post(post_id):
+    """One post on a page of its own (the link behind each post's date)."""
+    found = db.first_or_404(sa.select(Post).where(Post.id == post_id))
+    title = f"{found.author.username}: {found.body[:40]}"
+    return render_template("post.html", title=title, post=found)
+
+
 @bp.route("/post/<int:post_id>/delete", methods=["POST"])
 @login_required
 def delete_post(post_id):
@@ -339,11 +361,12 @@ def delete_post(post_id):
 # --- accounts ----------------------------------------------------------------
 
 
-def form_page(form, title: str, heading=None, template="form_page.html", status=None):
+def form_page(form, title: str, heading=None, template="form_page.html", status=None, **context):
     """A page built around `form`: 400 when it was submitted and refused, else 200."""
     if status is None:
         status = 400 if form.is_submitted() else 200
-    return render_template(template, title=title, heading=heading, form=form), status
+    page = render_template(template, title=title, heading=heading, form=form, **context)
+    return page, status
 
 
 @anonymous_only
@@ -366,8 +389,9 @@ bp.add_url_rule("/login", "login", login_view, methods=["GET", "POST"])
 
 @bp.route("/logout", methods=["POST"])
 def logout():
+    # To the sign-in page: the home page would add a second flash, "please log in".
     logout_user()
-    return redirect_with("info", "You have been logged out.", "main.index")
+    return redirect_with("info", "You have been logged out.", "main.login")
 
 
 @bp.route("/register", methods=["GET", "POST"])
@@ -432,12 +456,42 @@ def user(username):
     newer, older = page_links(posts, "main.user", username=user.username)
     return render_template(
         "user.html",
+        title=user.username,
         user=user,
         posts=posts,
         newer_url=newer,
         older_url=older,
         form=EmptyForm(),
     )
+
+
+def people_page(username: str, relation: str):
+    """`username`'s followers or the people they follow (`relation`), a page of them."""
+    user = db.first_or_404(User.named(username))
+    select = user.followers_select() if relation == "followers" else user.following_select()
+    heading = f"Followers of {user.username}" if relation == "followers" else None
+    return list_page(
+        "people.html",
+        select,
+        f"main.{relation}",
+        "people",
+        {"username": user.username},
+        title=heading or f"Followed by {user.username}",
+        heading=heading or f"{user.username} follows",
+        user=user,
+    )
+
+
+@bp.route("/user/<username>/followers")
+@login_required
+def followers(username):
+    return people_page(username, "followers")
+
+
+@bp.route("/user/<username>/following")
+@login_required
+def following(username):
+    return people_page(username, "following")
 
 
 @bp.route("/user/<username>/header")
@@ -535,12 +589,6 @@ def worker_missing(tasks) -> bool:
     return waiting and not consumer_seen_recently()
 
 
-def plural(count: int, singular: str, plural_form: str | None = None) -> str:
-    """`3|plural("follower")` → "3 followers"; 1 → "1 follower"."""
-    word = singular if count == 1 else (plural_form or singular + "s")
-    return f"{count} {word}"
-
-
 def human_size(size: int | None) -> str:
     """1536 → "1.5 KB"."""
     amount = float(size or 0)
@@ -565,14 +613,12 @@ def export_posts_view():
 @bp.route("/tasks")
 @login_required
 def tasks():
-    pagination = paginate(current_user.tasks_select())
-    newer, older = page_links(pagination, "main.tasks")
-    return render_template(
+    return list_page(
         "tasks.html",
+        current_user.tasks_select(),
+        "main.tasks",
+        "tasks",
         title="Your tasks",
-        tasks=pagination,
-        newer_url=newer,
-        older_url=older,
         form=EmptyForm(),
     )
 
@@ -668,8 +714,13 @@ def send_message(username):
             "main.user",
             username=recipient.username,
         )
+    # Replying: the message answered is shown above the form (only one sent to this user).
+    reply_to = request.args.get("reply_to", type=int)
+    answered = db.session.scalar(current_user.received_message(reply_to)) if reply_to else None
     heading = f"Send a private message to {recipient.username}"
-    return form_page(form, "Send message", heading=heading)
+    return form_page(
+        form, "Send message", heading=heading, template="send_message.html", answered=answered
+    )
 
 
 @bp.route("/messages")
@@ -678,10 +729,17 @@ def messages():
     """The messages sent to the current user, newest first; viewing them marks them read."""
     current_user.mark_messages_read()
     db.session.commit()
-    page = paginate(current_user.received_messages_select())
-    newer, older = page_links(page, "main.messages")
-    return render_template(
-        "messages.html", title="Messages", messages=page, newer_url=newer, older_url=older
+    query = current_user.received_messages_select()
+    return list_page("messages.html", query, "main.messages", "messages", title="Messages")
+
+
+@bp.route("/messages/sent")
+@login_required
+def sent_messages():
+    """The messages the current user sent, newest first."""
+    query = current_user.sent_messages_select()
+    return list_page(
+        "messages.html", query, "main.sent_messages", "messages", title="Sent messages", sent=True
     )
 
 
@@ -713,6 +771,9 @@ def user_popup(username):
 # --- search -------------------------------------------------------------------------------
 
 
+PEOPLE_FOUND_MAX = 10  # people shown above the posts; a longer name narrows the list
+
+
 @bp.route("/search")
 @login_required
 def search():
@@ -724,11 +785,19 @@ def search():
     results = search_module.search_posts(terms, page, per_page)
     newer, older = page_links(results, "main.search", q=query)
     highlighted = {post.id: search_module.highlight(post.body, terms) for post in results.items}
+    # People whose name contains what was typed (one word, as a username is).
+    name = query.strip().lstrip("@")
+    people: Sequence[User] = ()
+    if name and page == 1 and len(name) <= USERNAME_MAX and " " not in name:
+        people = db.session.scalars(User.named_like(name).limit(PEOPLE_FOUND_MAX)).all()
     return render_template(
         "search.html",
-        title="Search",
+        title=f"{query.strip()[:40]} - Search" if query.strip() else "Search",
         query=query,
         terms=terms,
+        people=people,
+        results=results,
+        candidates=search_module.CANDIDATES,
         posts=results.items,
         highlighted=highlighted,
         newer_url=newer,

@@ -272,6 +272,24 @@ class User(UserMixin, Model):
         query = sa.select(sa.func.count()).where(followers.c.follower_id == self.id)
         return db.session.execute(query).scalar_one()
 
+    def followers_select(self) -> sa.Select:
+        """The users who follow this user, by name."""
+        return self.followers.select().order_by(User.username)
+
+    def following_select(self) -> sa.Select:
+        """The users this user follows, by name."""
+        return self.following.select().order_by(User.username)
+
+    @classmethod
+    def named_like(cls, text: str) -> sa.Select:
+        """Users whose name contains `text` (any case): exact match first, then by name."""
+        name = sa.func.lower(cls.username)
+        return (
+            sa.select(cls)
+            .where(name.contains(text.lower(), autoescape=True))
+            .order_by((name == text.lower()).desc(), cls.username)
+        )
+
     def followed_ids(self) -> sa.Select:
         """The ids of the users this user follows, as a subquery."""
         return sa.select(followers.c.followed_id).where(followers.c.follower_id == self.id)
@@ -443,6 +461,19 @@ class User(UserMixin, Model):
             .options(so.joinedload(Message.author))
             .order_by(Message.timestamp.desc(), Message.id.desc())
         )
+
+    def sent_messages_select(self) -> sa.Select:
+        """Messages this user sent, newest first."""
+        return (
+            sa.select(Message)
+            .where(Message.sender_id == self.id)
+            .options(so.joinedload(Message.recipient))
+            .order_by(Message.timestamp.desc(), Message.id.desc())
+        )
+
+    def received_message(self, message_id: int) -> sa.Select:
+        """A message sent to this user (anyone else's looks like a missing one)."""
+        return self.received_messages_select().where(Message.id == message_id)
 
     def mark_messages_read(self) -> None:
         """Everything received so far is read; every open page's badge drops to 0."""

@@ -250,6 +250,35 @@
   });
 })();
 
+// --- Character counters on the post and message boxes -------------------------------
+// The box has no maxlength (it would cut pasted text without a word); the counter says
+// how much is left, or how much too long it is, and the server refuses an over-long text.
+(function () {
+  "use strict";
+  function update(box) {
+    var limit = parseInt(box.getAttribute("data-maxlength"), 10);
+    var counter = document.getElementById(box.getAttribute("aria-describedby"));
+    var left = limit - box.value.length;
+    counter.textContent = left >= 0
+      ? left + " of " + limit + " characters left"
+      : -left + (left === -1 ? " character" : " characters") + " too many (at most " + limit + ")";
+    counter.classList.toggle("text-danger", left < 0);
+    // Only undo our own mark: a message from the server (say "Write something first.")
+    // stays until the form is sent again.
+    if (left < 0) { box.classList.add("is-invalid"); box.setAttribute("data-too-long", ""); }
+    else if (box.hasAttribute("data-too-long")) {
+      box.classList.remove("is-invalid");
+      box.removeAttribute("data-too-long");
+    }
+  }
+  document.addEventListener("input", function (event) {
+    if (event.target.matches && event.target.matches("textarea[data-maxlength]")) update(event.target);
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("textarea[data-maxlength]").forEach(update);
+  });
+})();
+
 // --- User popups: hover or focus a username for a small profile card ----------------
 // The card is an HTML fragment rendered (and escaped) by the server, fetched once per user
 // and kept for the life of the page. Plain JS rather than Bootstrap's popover, whose

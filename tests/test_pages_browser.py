@@ -6,6 +6,7 @@ looked at by a person: a test can say that nothing is wider than the screen, not
 page looks right.
 """
 
+import re
 import uuid
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def hostile(app, make_user):
     follow(app, long_user, alice)
     with app.app_context():
         db.session.add(Message(sender_id=long_user, recipient_id=alice, body=LONG_WORD))
+        db.session.add(Message(sender_id=alice, recipient_id=long_user, body=LONG_URL))
         db.session.add(
             Task(
                 id=str(uuid.uuid4()),
@@ -59,7 +61,12 @@ SIGNED_IN_PAGES = {
     "messages": "/messages",
     "tasks": "/tasks",
     "search": f"/search?q={LONG_WORD[:64]}*",
-    "send-message": f"/send_message/{LONG_NAME}",
+    "reply": f"/send_message/{LONG_NAME}?reply_to=1",
+    "sent": "/messages/sent",
+    "post": "/post/2",
+    "followers": f"/user/{LONG_NAME}/followers",
+    "following": "/user/alice/following",
+    "people-search": f"/search?q={LONG_NAME[:10]}",
     "edit-profile": "/edit_profile",
     "not-found": f"/send_message/{LONG_NAME}x",
 }
@@ -177,7 +184,8 @@ def test_skip_link_and_keyboard_popup(live_server, browser, hostile):
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.keyboard.press("Tab")
     expect(card.locator("a").first).to_be_focused()
-    page.keyboard.press("Tab")
+    for _link in ("followers", "following", "button"):
+        page.keyboard.press("Tab")
     expect(card.locator("button:has-text('Unfollow')")).to_be_focused()
     page.keyboard.press("Enter")
     expect(card.locator("button:has-text('Follow')")).to_be_focused()
@@ -193,3 +201,21 @@ def test_skip_link_and_keyboard_popup(live_server, browser, hostile):
     page.mouse.move(0, 0)
     expect(card).to_be_hidden()
     context.close()
+
+
+def test_character_counter_warns_instead_of_cutting(live_server, page, hostile):
+    from playwright.sync_api import expect
+
+    browser_login(page, live_server)
+    box = page.locator("textarea[name=post]")
+    counter = page.locator("#post-count")
+    expect(counter).to_have_text("140 of 140 characters left")
+    box.fill("x" * 139)
+    expect(counter).to_have_text("1 of 140 characters left")
+    box.fill("x" * 141)  # as a paste would: nothing is cut
+    expect(counter).to_have_text("1 character too many (at most 140)")
+    expect(box).to_have_class(re.compile("is-invalid"))
+    assert len(box.input_value()) == 141
+    page.click("form button[type=submit]:has-text('Post')")
+    expect(page.locator(".invalid-feedback")).to_contain_text("140")
+    assert len(page.locator("textarea[name=post]").input_value()) == 141

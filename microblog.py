@@ -36,6 +36,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 import api
 import config as settings
 import search as search_module
+import static_files
 from formatting import linkify, plural, plural_noun
 from forms import (
     EditProfileForm,
@@ -98,6 +99,7 @@ def create_app(config=None):
     csrf.init_app(app)
     bootstrap.init_app(app)
 
+    static_files.init_app(app)
     app.register_blueprint(bp)
     api.init_app(app)  # /api: JSON, token auth, no CSRF
     app.cli.add_command(search_module.reindex_command)

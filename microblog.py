@@ -4,6 +4,7 @@ import functools
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from logging.handlers import SMTPHandler
 from pathlib import Path
@@ -40,6 +41,8 @@ import cli
 import config as settings
 import ratelimit
 import search as search_module
+import static_files
+from formatting import linkify, plural, plural_noun
 from forms import (
     ChangeEmailForm,
     ChangePasswordForm,
@@ -56,6 +59,8 @@ from forms import (
 from mailer import mail
 from models import (
     REGISTRATION_CLOSED,
+    USERNAME_MAX,
+    Message,
     Page,
     Post,
     Task,
@@ -118,6 +123,7 @@ def create_app(config=None):
     csrf.init_app(app)
     bootstrap.init_app(app)
 
+    static_files.init_app(app)
     app.register_blueprint(bp)
     app.after_request(add_security_headers)
     api.init_app(app)  # /api: JSON, token auth, no CSRF
@@ -130,6 +136,9 @@ def create_app(config=None):
     register_error_handlers(app)
     app.jinja_env.filters["isoformat_utc"] = isoformat_utc
     app.jinja_env.filters["human_size"] = human_size
+    app.jinja_env.filters["plural"] = plural
+    app.jinja_env.filters["linkify"] = linkify
+    app.jinja_env.globals["plural_noun"] = plural_noun
     app.jinja_env.globals["TaskStatus"] = TaskStatus
     app.jinja_env.globals["registration_open"] = registration_open
     configure_logging(app)
@@ -375,6 +384,14 @@ def page_links(page: Page, endpoint, **kwargs):
     return newer, older
 
 
+def list_page(template: str, query, endpoint: str, items: str, url_args=None, **context):
+    """Render `template` with the `?page=` page of `query` as `items` and its pager links."""
+    page = paginate(query)
+    newer, older = page_links(page, endpoint, **(url_args or {}))
+    context[items] = page
+    return render_template(template, newer_url=newer, older_url=older, **context)
+
+
 @bp.before_app_request
 def record_last_seen():
     if request.endpoint in NOT_A_VISIT:
@@ -406,6 +423,19 @@ def index():
     )
 
 
+@bp.route("/index/new_posts")
+@login_required
+def new_posts():
+    """How many posts reached the home timeline after post `after` (an HTML fragment: a
+    "3 new posts" link, or nothing); the open home page asks on each notifications poll."""
+    after = request.args.get("after", 0, type=int)
+    count = current_user.new_posts_count(after, NEW_POSTS_CAP)
+    return render_template("_new_posts.html", count=count, cap=NEW_POSTS_CAP)
+
+
+NEW_POSTS_CAP = 99  # "99+ new posts": counting further is work nobody reads
+
+
 @bp.route("/explore")
 @login_required
 def explore():
@@ -419,6 +449,15 @@ def explore():
     return render_template(
         "index.html", title="Explore", posts=posts, newer_url=newer, older_url=older
     )
+
+
+@bp.route("/post/<int(max=2147483647):post_id>")
+@login_required
+def post(post_id):
+    """One post on a page of its own (the link behind each post's date)."""
+    found = db.first_or_404(sa.select(Post).where(Post.id == post_id))
+    title = f"{found.author.username}: {found.body[:40]}"
+    return render_template("post.html", title=title, post=found)
 
 
 @bp.route("/post/<int(max=2147483647):post_id>/delete", methods=["POST"])
@@ -435,11 +474,12 @@ def delete_post(post_id):
 # --- accounts ----------------------------------------------------------------
 
 
-def form_page(form, title: str, heading=None, template="form_page.html", status=None):
+def form_page(form, title: str, heading=None, template="form_page.html", status=None, **context):
     """A page built around `form`: 400 when it was submitted and refused, else 200."""
     if status is None:
         status = 400 if form.is_submitted() else 200
-    return render_template(template, title=title, heading=heading, form=form), status
+    page = render_template(template, title=title, heading=heading, form=form, **context)
+    return page, status
 
 
 def too_many(page, retry_after: int, what: str):
@@ -493,8 +533,9 @@ def logout():
     if current_user.is_authenticated:
         current_user.end_sessions()
         db.session.commit()
+    # To the sign-in page: the home page would add a second flash, "please log in".
     logout_user()
-    return redirect_with("info", "You have been logged out.", "main.index")
+    return redirect_with("info", "You have been logged out.", "main.login")
 
 
 @bp.route("/register", methods=["GET", "POST"])
@@ -684,12 +725,50 @@ def user(username):
     newer, older = page_links(posts, "main.user", username=user.username)
     return render_template(
         "user.html",
+        title=user.username,
         user=user,
         posts=posts,
         newer_url=newer,
         older_url=older,
         form=EmptyForm(),
     )
+
+
+def people_page(username: str, relation: str):
+    """`username`'s followers or the people they follow (`relation`), a page of them."""
+    user = db.first_or_404(User.named(username))
+    select = user.followers_select() if relation == "followers" else user.following_select()
+    heading = f"Followers of {user.username}" if relation == "followers" else None
+    return list_page(
+        "people.html",
+        select,
+        f"main.{relation}",
+        "people",
+        {"username": user.username},
+        title=heading or f"Followed by {user.username}",
+        heading=heading or f"{user.username} follows",
+        user=user,
+    )
+
+
+@bp.route("/user/<username>/followers")
+@login_required
+def followers(username):
+    return people_page(username, "followers")
+
+
+@bp.route("/user/<username>/following")
+@login_required
+def following(username):
+    return people_page(username, "following")
+
+
+@bp.route("/user/<username>/header")
+@login_required
+def user_header(username):
+    """A profile's header (an HTML fragment): the page script swaps it in after a follow."""
+    user = db.first_or_404(User.named(username))
+    return render_template("_profile_header.html", user=user, form=EmptyForm())
 
 
 @bp.route("/edit_profile", methods=["GET", "POST"])
@@ -813,14 +892,12 @@ def export_posts_view():
 @bp.route("/tasks")
 @login_required
 def tasks():
-    pagination = paginate(current_user.tasks_select())
-    newer, older = page_links(pagination, "main.tasks")
-    return render_template(
+    return list_page(
         "tasks.html",
+        current_user.tasks_select(),
+        "main.tasks",
+        "tasks",
         title="Your tasks",
-        tasks=pagination,
-        newer_url=newer,
-        older_url=older,
         form=EmptyForm(),
     )
 
@@ -916,8 +993,13 @@ def send_message(username):
             "main.user",
             username=recipient.username,
         )
+    # Replying: the message answered is shown above the form (only one sent to this user).
+    reply_to = request.args.get("reply_to", type=int)
+    answered = db.session.scalar(current_user.received_message(reply_to)) if reply_to else None
     heading = f"Send a private message to {recipient.username}"
-    return form_page(form, "Send message", heading=heading)
+    return form_page(
+        form, "Send message", heading=heading, template="send_message.html", answered=answered
+    )
 
 
 @bp.route("/messages")
@@ -955,11 +1037,32 @@ def mark_messages_read():
 
 
 def parse_utc(text: str | None):
-    """`2024-05-01T12:00:00Z` → a naive UTC datetime; None when missing or malformed."""
+    """`2024-05-01T12:00:00.123456Z` → a naive UTC datetime; None when missing or malformed."""
     try:
         return datetime.fromisoformat((text or "").replace("Z", "+00:00")).replace(tzinfo=None)
     except ValueError:
         return None
+
+
+@bp.route("/messages/sent")
+@login_required
+def sent_messages():
+    """The messages the current user sent, newest first."""
+    query = current_user.sent_messages_select()
+    return list_page(
+        "messages.html", query, "main.sent_messages", "messages", title="Sent messages", sent=True
+    )
+
+
+@bp.route("/messages/newer")
+@login_required
+def newer_messages():
+    """Messages received after message `after` (HTML fragments, newest first), for an open
+    /messages page. Only reads: the page marks them read once it has shown them."""
+    after = request.args.get("after", 0, type=int)
+    query = current_user.received_messages_select().where(Message.id > after)
+    found = db.session.scalars(query.limit(current_app.config["POSTS_PER_PAGE"])).all()
+    return render_template("_messages.html", messages=found)
 
 
 # --- user popups -----------------------------------------------------------------------
@@ -976,6 +1079,9 @@ def user_popup(username):
 # --- search -------------------------------------------------------------------------------
 
 
+PEOPLE_FOUND_MAX = 10  # people shown above the posts; a longer name narrows the list
+
+
 @bp.route("/search")
 @login_required
 def search():
@@ -987,11 +1093,19 @@ def search():
     results = search_module.search_posts(terms, page, per_page)
     newer, older = page_links(results, "main.search", q=query)
     highlighted = {post.id: search_module.highlight(post.body, terms) for post in results.items}
+    # People whose name contains what was typed (one word, as a username is).
+    name = query.strip().lstrip("@")
+    people: Sequence[User] = ()
+    if name and page == 1 and len(name) <= USERNAME_MAX and " " not in name:
+        people = db.session.scalars(User.named_like(name).limit(PEOPLE_FOUND_MAX)).all()
     return render_template(
         "search.html",
-        title="Search",
+        title=f"{query.strip()[:40]} - Search" if query.strip() else "Search",
         query=query,
         terms=terms,
+        people=people,
+        results=results,
+        candidates=search_module.CANDIDATES,
         posts=results.items,
         highlighted=highlighted,
         newer_url=newer,

@@ -432,6 +432,24 @@ class User(UserMixin, Model):
         query = sa.select(sa.func.count()).where(followers.c.follower_id == self.id)
         return db.session.execute(query).scalar_one()
 
+    def followers_select(self) -> sa.Select:
+        """The users who follow this user, by name."""
+        return self.followers.select().order_by(User.username)
+
+    def following_select(self) -> sa.Select:
+        """The users this user follows, by name."""
+        return self.following.select().order_by(User.username)
+
+    @classmethod
+    def named_like(cls, text: str) -> sa.Select:
+        """Users whose name contains `text` (any case): exact match first, then by name."""
+        name = sa.func.lower(cls.username)
+        return (
+            sa.select(cls)
+            .where(name.contains(text.lower(), autoescape=True))
+            .order_by((name == text.lower()).desc(), cls.username)
+        )
+
     def followed_ids(self) -> sa.Select:
         """The ids of the users this user follows, as a subquery."""
         return sa.select(followers.c.followed_id).where(followers.c.follower_id == self.id)
@@ -443,13 +461,16 @@ class User(UserMixin, Model):
         sort every post of every followed user; instead it walks the timestamp index
         newest-first and stops at the page limit, so the cost grows with the page.
         """
-        author_id = Post.user_id + 0
         return (
             sa.select(Post)
-            .where(sa.or_(author_id == self.id, author_id.in_(self.followed_ids())))
+            .where(self._in_timeline())
             .options(so.joinedload(Post.author))
             .order_by(Post.timestamp.desc(), Post.id.desc())
         )
+
+    def _in_timeline(self) -> sa.ColumnElement[bool]:
+        author_id = Post.user_id + 0
+        return sa.or_(author_id == self.id, author_id.in_(self.followed_ids()))
 
     def following_posts_count(self) -> int:
         """How many posts the home timeline holds, counted through the user_id index."""
@@ -457,6 +478,14 @@ class User(UserMixin, Model):
             sa.or_(Post.user_id == self.id, Post.user_id.in_(self.followed_ids()))
         )
         return db.session.execute(query).scalar_one()
+
+    def new_posts_count(self, after_id: int, cap: int) -> int:
+        """How many home-timeline posts are newer than post `after_id`, counting at most
+        `cap` + 1 (enough to say "more than `cap`")."""
+        newer = sa.select(Post.id).where(self._in_timeline(), Post.id > after_id).limit(cap + 1)
+        return db.session.execute(
+            sa.select(sa.func.count()).select_from(newer.subquery())
+        ).scalar_one()
 
     def posts_select(self) -> sa.Select:
         """The user's own posts, newest first."""
@@ -597,6 +626,19 @@ class User(UserMixin, Model):
             .options(so.joinedload(Message.author))
             .order_by(Message.timestamp.desc(), Message.id.desc())
         )
+
+    def sent_messages_select(self) -> sa.Select:
+        """Messages this user sent, newest first."""
+        return (
+            sa.select(Message)
+            .where(Message.sender_id == self.id)
+            .options(so.joinedload(Message.recipient))
+            .order_by(Message.timestamp.desc(), Message.id.desc())
+        )
+
+    def received_message(self, message_id: int) -> sa.Select:
+        """A message sent to this user (anyone else's looks like a missing one)."""
+        return self.received_messages_select().where(Message.id == message_id)
 
     def mark_messages_read(self, up_to: datetime | None = None) -> None:
         """Messages received up to `up_to` (the newest one the reader saw; default now) are

@@ -39,6 +39,22 @@ ensure_chromium() {
   fi
 }
 
+ensure_axe() {
+  # The browser tests check each page with axe-core (package.json); Node is needed only here.
+  local stamp=node_modules/.installed want
+  want="$(sha256sum package-lock.json | cut -d' ' -f1)"
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+  if command -v npm >/dev/null 2>&1; then
+    if npm ci --no-audit --no-fund --silent; then
+      echo "$want" > "$stamp"
+    else
+      echo "Could not install axe-core; accessibility tests will be skipped" >&2
+    fi
+  else
+    echo "npm not found; accessibility tests will be skipped" >&2
+  fi
+}
+
 check_config() {
   # One clear line naming the variable, instead of a traceback from each process.
   "$PY" config.py
@@ -140,6 +156,7 @@ case "${1:-start}" in
     shift
     ensure_venv requirements-dev.txt
     ensure_chromium
+    ensure_axe
     exec "$PY" -m pytest "$@"
     ;;
   bench)

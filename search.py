@@ -239,10 +239,19 @@ def rank(candidates: list[tuple[int, str]], terms: list[Term]) -> list[int]:
     return sorted(scores, key=lambda post_id: (-scores[post_id], -post_id))
 
 
-def search_posts(terms: list[Term], page: int, per_page: int) -> Page:
+@dataclass
+class Results(Page):
+    """A page of search results, and how many posts matched: `total`, or at least `total`
+    when `capped` (only the newest CANDIDATES matches are looked at)."""
+
+    total: int = 0
+    capped: bool = False
+
+
+def search_posts(terms: list[Term], page: int, per_page: int) -> Results:
     """One page of posts matching every term, best match first."""
     if not terms:
-        return Page([], page, False)
+        return Results([], page, False)
     if db.session.get_bind().dialect.name == "postgresql":
         candidates = _candidates_postgresql(terms)
     else:
@@ -255,7 +264,13 @@ def search_posts(terms: list[Term], page: int, per_page: int) -> Page:
     ).all()
     by_id = {post.id: post for post in posts}
     has_next = len(ranked) > offset + per_page
-    return Page([by_id[i] for i in ids if i in by_id], page, has_next)
+    return Results(
+        [by_id[i] for i in ids if i in by_id],
+        page,
+        has_next,
+        total=len(ranked),
+        capped=len(candidates) >= CANDIDATES,
+    )
 
 
 def highlight(text: str, terms: list[Term]) -> Markup:

@@ -1,4 +1,17 @@
-// Microblog page scripts: relative dates and the notifications poller.
+// Microblog page scripts: colour theme, relative dates and the notifications poller.
+// Loaded in the <head>: anything that touches the page waits for DOMContentLoaded.
+
+// --- Light or dark, as the system says (Bootstrap colour modes) ---------------------
+(function () {
+  "use strict";
+  var dark = window.matchMedia("(prefers-color-scheme: dark)");
+  function apply() {
+    document.documentElement.setAttribute("data-bs-theme", dark.matches ? "dark" : "light");
+  }
+  apply();
+  dark.addEventListener("change", apply);
+})();
+
 (function () {
   "use strict";
 
@@ -32,6 +45,7 @@
   // --- Notifications ---------------------------------------------------------
   // Features register a handler per notification name; the poller calls them.
   var handlers = {};
+  var tickHandlers = [];
   var since = 0;
   // Poll intervals come from the server (data attributes), so tests can shorten them.
   var settings = document.currentScript.dataset;
@@ -41,6 +55,12 @@
 
   function on(name, handler) {
     (handlers[name] = handlers[name] || []).push(handler);
+  }
+
+  // Run `handler` after every poll, for page parts that follow something no notification
+  // announces (new posts by the people you follow, the worker coming back).
+  function every(handler) {
+    tickHandlers.push(handler);
   }
 
   // Poll faster for a while (e.g. while a background task is running).
@@ -59,6 +79,7 @@
           since = Math.max(since, n.timestamp);
           (handlers[n.name] || []).forEach(function (handler) { handler(n.data, n); });
         });
+        tickHandlers.forEach(function (handler) { handler(); });
       })
       .catch(function () { /* offline for a moment: try again next tick */ })
       .then(function () {
@@ -66,7 +87,21 @@
       });
   }
 
-  window.microblog = { on: on, hurry: hurry, renderTimes: renderTimes };
+  // A fragment of server-rendered HTML, as elements (nothing is rendered twice in JS).
+  function fetchFragment(url) {
+    return fetch(url, { credentials: "same-origin" }).then(function (response) {
+      if (!response.ok) throw new Error(url + " " + response.status);
+      return response.text();
+    }).then(function (html) {
+      var template = document.createElement("template");
+      template.innerHTML = html.trim();
+      return template.content;
+    });
+  }
+
+  window.microblog = {
+    on: on, every: every, hurry: hurry, renderTimes: renderTimes, fetchFragment: fetchFragment,
+  };
 
   // Avatars come from Gravatar; on a server without internet access show a local picture.
   function avatarFallback(img) {
@@ -144,6 +179,14 @@
 
   window.microblog.on("task_progress", update);
 
+  // "The worker is not running" can stop being true while the task is still queued (the
+  // worker is back but busy): ask again after each poll while a banner says it.
+  window.microblog.every(function () {
+    document.querySelectorAll(".task-banner .worker-missing").forEach(function (warning) {
+      refresh(warning.closest(".task-banner").getAttribute("data-task-id"));
+    });
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     if (document.querySelector(".task-banner[data-active]")) window.microblog.hurry();
   });
@@ -160,19 +203,99 @@
   });
 })();
 
-// --- User popups: hover a username or avatar for a small profile card -------------
+// --- Live page parts: the server renders them, the script swaps them in -------------
+(function () {
+  "use strict";
+
+  // A profile's counts and follow button, after a follow from a user card on the page.
+  document.addEventListener("microblog:following", function () {
+    var header = document.getElementById("profile-header");
+    if (!header) return;
+    window.microblog.fetchFragment(header.getAttribute("data-header-url")).then(function (fresh) {
+      var current = document.getElementById("profile-header");
+      var element = fresh.firstElementChild;
+      if (!current || !element) return;
+      current.replaceWith(element);
+      window.microblog.renderTimes(element);
+    }).catch(function () { /* the next follow or a reload will tell */ });
+  });
+
+  // /messages: a message that arrives while the page is open appears at the top.
+  var fetchingMessages = false;
+  window.microblog.on("unread_message_count", function (count) {
+    var list = document.getElementById("message-list");
+    if (!count || !list || !list.hasAttribute("data-newer-url") || fetchingMessages) return;
+    var newest = list.querySelector("[data-message-id]");
+    var after = newest ? newest.getAttribute("data-message-id") : "0";
+    fetchingMessages = true;
+    window.microblog.fetchFragment(list.getAttribute("data-newer-url") + "?after=" + after)
+      .then(function (fresh) {
+        if (!fresh.firstElementChild) return;
+        var placeholder = list.querySelector(".no-messages");
+        if (placeholder) placeholder.remove();
+        window.microblog.renderTimes(fresh);
+        list.prepend(fresh);
+        window.microblog.markShownMessagesRead();
+      })
+      .catch(function () { /* shown on the next notification or a reload */ })
+      .then(function () { fetchingMessages = false; });
+  });
+
+  // Home: "3 new posts" when people you follow post while the timeline is open.
+  window.microblog.every(function () {
+    var notice = document.getElementById("new-posts");
+    if (!notice) return;
+    window.microblog.fetchFragment(notice.getAttribute("data-new-posts-url")).then(function (fresh) {
+      notice.replaceChildren(fresh);
+    }).catch(function () { /* ask again after the next poll */ });
+  });
+})();
+
+// --- Character counters on the post and message boxes -------------------------------
+// The box has no maxlength (it would cut pasted text without a word); the counter says
+// how much is left, or how much too long it is, and the server refuses an over-long text.
+(function () {
+  "use strict";
+  function update(box) {
+    var limit = parseInt(box.getAttribute("data-maxlength"), 10);
+    var counter = document.getElementById(box.getAttribute("aria-describedby"));
+    var left = limit - box.value.length;
+    counter.textContent = left >= 0
+      ? left + " of " + limit + " characters left"
+      : -left + (left === -1 ? " character" : " characters") + " too many (at most " + limit + ")";
+    counter.classList.toggle("text-danger", left < 0);
+    // Only undo our own mark: a message from the server (say "Write something first.")
+    // stays until the form is sent again.
+    if (left < 0) { box.classList.add("is-invalid"); box.setAttribute("data-too-long", ""); }
+    else if (box.hasAttribute("data-too-long")) {
+      box.classList.remove("is-invalid");
+      box.removeAttribute("data-too-long");
+    }
+  }
+  document.addEventListener("input", function (event) {
+    if (event.target.matches && event.target.matches("textarea[data-maxlength]")) update(event.target);
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("textarea[data-maxlength]").forEach(update);
+  });
+})();
+
+// --- User popups: hover or focus a username for a small profile card ----------------
 // The card is an HTML fragment rendered (and escaped) by the server, fetched once per user
 // and kept for the life of the page. Plain JS rather than Bootstrap's popover, whose
-// sanitizer would strip the follow form.
+// sanitizer would strip the follow form. The card is placed right after the link in the
+// document, so that Tab goes from the name into the card; Escape closes it.
 (function () {
   "use strict";
   var SHOW_DELAY_MS = 300;
   var HIDE_DELAY_MS = 250;
+  var MARGIN = 8;
   var cache = {};  // popup URL -> Promise of the fragment's HTML
   var card = null;
   var anchor = null;
   var showTimer = null;
   var hideTimer = null;
+  var quiet = null;  // the link Escape just sent the focus back to: do not reopen on it
 
   function load(url) {
     if (!cache[url]) {
@@ -194,35 +317,66 @@
     card.addEventListener("mouseenter", function () { clearTimeout(hideTimer); });
     card.addEventListener("mouseleave", scheduleHide);
     card.addEventListener("submit", followFromCard);
-    document.body.appendChild(card);
+    card.addEventListener("focusout", leaveByKeyboard);
     return card;
   }
 
+  // Below the link, moved left as far as needed to stay inside the window.
   function place(link) {
     var box = link.getBoundingClientRect();
-    card.style.left = Math.max(8, window.scrollX + box.left) + "px";
-    card.style.top = window.scrollY + box.bottom + 6 + "px";
+    var origin = (card.offsetParent || document.documentElement).getBoundingClientRect();
+    var left = Math.min(box.left, document.documentElement.clientWidth - card.offsetWidth - MARGIN);
+    card.style.left = Math.max(MARGIN, left) - origin.left + "px";
+    card.style.top = box.bottom + 6 - origin.top + "px";
+  }
+
+  function fill(html) {
+    card.innerHTML = html;
+    window.microblog.renderTimes(card);
+    var name = card.querySelector("[data-username]");
+    card.setAttribute("aria-label", name ? name.getAttribute("data-username") : "User");
   }
 
   function show(link) {
     var url = link.getAttribute("data-user-popup");
     load(url).then(function (html) {
-      if (anchor !== link) return;  // the pointer moved on meanwhile
+      if (anchor !== link) return;  // the pointer or the focus moved on meanwhile
       ensureCard();
-      card.innerHTML = html;
+      if (card.previousElementSibling !== link) link.after(card);
+      fill(html);
       card.setAttribute("data-url", url);
-      window.microblog.renderTimes(card);
-      place(link);
       card.hidden = false;
+      place(link);
+      link.setAttribute("aria-expanded", "true");
     }).catch(function () { /* no card for this user: nothing to show */ });
+  }
+
+  function hide() {
+    clearTimeout(showTimer);
+    if (anchor) anchor.removeAttribute("aria-expanded");
+    anchor = null;
+    if (card) card.hidden = true;
   }
 
   function scheduleHide() {
     clearTimeout(hideTimer);
-    hideTimer = setTimeout(function () {
-      anchor = null;
-      if (card) card.hidden = true;
-    }, HIDE_DELAY_MS);
+    hideTimer = setTimeout(hide, HIDE_DELAY_MS);
+  }
+
+  function open(link) {
+    clearTimeout(hideTimer);
+    if (anchor === link && card && !card.hidden) return;
+    if (anchor && anchor !== link) hide();
+    anchor = link;
+    clearTimeout(showTimer);
+    showTimer = setTimeout(function () { if (anchor === link) show(link); }, SHOW_DELAY_MS);
+  }
+
+  // Focus left the card for somewhere that is neither the card nor its link: close it.
+  function leaveByKeyboard(event) {
+    var to = event.relatedTarget;
+    if (to && (card.contains(to) || to === anchor)) return;
+    if (to) hide();
   }
 
   // Follow/unfollow without leaving the page; the form still works without JavaScript.
@@ -231,33 +385,58 @@
     if (!form) return;
     event.preventDefault();
     var url = card.getAttribute("data-url");
+    var username = card.querySelector("[data-username]").getAttribute("data-username");
     fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin" })
       .then(function () {
         delete cache[url];
         return load(url);
       })
       .then(function (html) {
-        if (card.getAttribute("data-url") === url) card.innerHTML = html;
-        window.microblog.renderTimes(card);
+        var hadFocus = card.contains(document.activeElement);
+        if (card.getAttribute("data-url") === url) fill(html);
+        if (hadFocus) {
+          var button = card.querySelector("form.user-popup-follow button");
+          if (button) button.focus();
+        }
+        document.dispatchEvent(new CustomEvent("microblog:following", { detail: { username: username } }));
       })
       .catch(function () { form.submit(); });
   }
 
+  function popupLink(event) {
+    return event.target.closest && event.target.closest("[data-user-popup]");
+  }
+
   document.addEventListener("mouseover", function (event) {
-    var link = event.target.closest && event.target.closest("[data-user-popup]");
-    if (!link) return;
-    clearTimeout(hideTimer);
-    if (anchor === link && card && !card.hidden) return;
-    anchor = link;
-    clearTimeout(showTimer);
-    showTimer = setTimeout(function () { if (anchor === link) show(link); }, SHOW_DELAY_MS);
+    var link = popupLink(event);
+    if (link) open(link);
   });
 
   document.addEventListener("mouseout", function (event) {
-    var link = event.target.closest && event.target.closest("[data-user-popup]");
+    var link = popupLink(event);
     if (!link || link.contains(event.relatedTarget)) return;
+    if (card && card.contains(event.relatedTarget)) return;
     clearTimeout(showTimer);
     scheduleHide();
+  });
+
+  document.addEventListener("focusin", function (event) {
+    var link = popupLink(event);
+    if (link && link === quiet) { quiet = null; return; }
+    if (link) open(link);
+  });
+
+  document.addEventListener("focusout", function (event) {
+    var link = popupLink(event);
+    if (!link || (card && card.contains(event.relatedTarget))) return;
+    hide();
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape" || !card || card.hidden) return;
+    var back = card.contains(document.activeElement) ? anchor : null;
+    hide();
+    if (back) { quiet = back; back.focus({ preventScroll: true }); }
   });
 })();
 
@@ -272,10 +451,14 @@
   });
 
   // Reading /messages changes nothing by itself (a link from another site must not clear the
-  // badge); the page, once shown, says that these messages have been seen.
-  document.addEventListener("DOMContentLoaded", function () {
+  // badge); the page, once shown, says that these messages have been seen — and again when
+  // newer ones have been added to it.
+  function markShownMessagesRead() {
     var form = document.getElementById("mark-read");
     if (!form) return;
+    var newest = document.querySelector("#message-list [data-sent-at]");
+    if (!newest) return;
+    form.querySelector("[name=up_to]").value = newest.getAttribute("data-sent-at");
     fetch(form.action, {
       method: "POST",
       body: new FormData(form),
@@ -293,7 +476,9 @@
         }
       })
       .catch(function () { /* the button still works */ });
-  });
+  }
+  window.microblog.markShownMessagesRead = markShownMessagesRead;
+  document.addEventListener("DOMContentLoaded", markShownMessagesRead);
 })();
 
 // --- Admin jobs dashboard: the server renders its body; refresh it while the page is open ---

@@ -1,0 +1,221 @@
+"""Every page in a real chromium, filled with hostile content: it fits a phone and a laptop
+screen, and axe-core finds nothing serious on it.
+
+Screenshots of every page at both widths go to tests/screenshots/ (git-ignored), to be
+looked at by a person: a test can say that nothing is wider than the screen, not that the
+page looks right.
+"""
+
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+from models import Message, Task, TaskStatus, db
+from tests.conftest import browser_login
+from tests.helpers import add_posts, follow
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+AXE = Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "axe.min.js"
+WIDTHS = {"phone": (390, 844), "laptop": (1280, 800)}
+
+LONG_NAME = "L" * 64  # the longest username there can be
+LONG_WORD = "W" * 140  # the longest post there can be, as one word
+LONG_URL = "https://example.com/" + "a" * 120
+
+
+@pytest.fixture
+def hostile(app, make_user):
+    """alice follows a user whose name, profile, posts and message are as long as allowed;
+    she has a message from them and an export waiting for the (absent) worker."""
+    alice = make_user("alice")
+    long_user = make_user(LONG_NAME, about_me=LONG_WORD)
+    add_posts(app, long_user, [LONG_WORD, f"look {LONG_URL}", f"@{LONG_NAME} {LONG_WORD[:60]}"])
+    add_posts(app, alice, ["a short one"])
+    follow(app, alice, long_user)
+    follow(app, long_user, alice)
+    with app.app_context():
+        db.session.add(Message(sender_id=long_user, recipient_id=alice, body=LONG_WORD))
+        db.session.add(Message(sender_id=alice, recipient_id=long_user, body=LONG_URL))
+        db.session.add(
+            Task(
+                id=str(uuid.uuid4()),
+                name="export_posts",
+                description="Export of your posts",
+                user_id=alice,
+                status=TaskStatus.QUEUED,
+            )
+        )
+        db.session.commit()
+    return {"alice": alice, "long": long_user}
+
+
+SIGNED_IN_PAGES = {
+    "home": "/index",
+    "explore": "/explore",
+    "profile": f"/user/{LONG_NAME}",
+    "own-profile": "/user/alice",
+    "messages": "/messages",
+    "tasks": "/tasks",
+    "search": f"/search?q={LONG_WORD[:64]}*",
+    "reply": f"/send_message/{LONG_NAME}?reply_to=1",
+    "sent": "/messages/sent",
+    "post": "/post/2",
+    "followers": f"/user/{LONG_NAME}/followers",
+    "following": "/user/alice/following",
+    "people-search": f"/search?q={LONG_NAME[:10]}",
+    "edit-profile": "/edit_profile",
+    "not-found": f"/send_message/{LONG_NAME}x",
+}
+SIGNED_OUT_PAGES = {
+    "login": "/login",
+    "register": "/register",
+    "reset": "/reset_password_request",
+}
+
+
+def visit_all(browser, base_url, check, walks=WIDTHS, color_scheme="light"):
+    """Open every page at each of `walks` ({name: (width, height)}), signed out then in;
+    `check(page, name)` on each."""
+    for walk, (width, height) in walks.items():
+        context = browser.new_context(
+            base_url=base_url,
+            viewport={"width": width, "height": height},
+            color_scheme=color_scheme,
+        )
+        page = context.new_page()
+        try:
+            for name, path in SIGNED_OUT_PAGES.items():
+                page.goto(path)
+                check(page, f"{name}-{walk}")
+            browser_login(page, base_url)
+            for name, path in SIGNED_IN_PAGES.items():
+                page.goto(path)
+                check(page, f"{name}-{walk}")
+        finally:
+            context.close()
+
+
+def test_every_page_fits_the_screen(live_server, browser, hostile):
+    SCREENSHOTS.mkdir(exist_ok=True)
+    too_wide = []
+
+    def check(page, name):
+        page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+        scroll, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        if scroll > inner:
+            too_wide.append(f"{name}: {scroll} px in a {inner} px window")
+
+    visit_all(browser, live_server, check)
+    print(f"screenshots in {SCREENSHOTS}")
+    assert not too_wide
+
+
+AXE_SERIOUS = """async () => {
+    const found = (await axe.run(document, {resultTypes: ['violations']})).violations;
+    const line = node => node.target.join(' ') + (node.any[0] ? ' ' + node.any[0].message : '');
+    return found
+        .filter(v => v.impact === 'serious' || v.impact === 'critical')
+        .map(v => v.id + ': ' + v.nodes.map(line).join(' | '));
+}"""
+
+
+def axe_violations(page) -> list[str]:
+    """axe-core's serious and critical findings on the page, one line each."""
+    page.add_script_tag(path=str(AXE))
+    return page.evaluate(AXE_SERIOUS)
+
+
+def test_no_serious_accessibility_problem_on_any_page(live_server, browser, hostile):
+    if not AXE.exists():
+        pytest.skip("axe-core is not installed (./run.sh test runs npm ci)")
+    SCREENSHOTS.mkdir(exist_ok=True)
+    problems = []
+
+    def check(page, name):
+        if "dark" in name:
+            page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+        problems.extend(f"{name}: {line}" for line in axe_violations(page))
+
+    # The phone in the light theme, the laptop in the dark one: both colour schemes are read.
+    visit_all(browser, live_server, check, {"phone": WIDTHS["phone"]})
+    visit_all(browser, live_server, check, {"laptop-dark": WIDTHS["laptop"]}, "dark")
+    assert not problems, "\n".join(problems)
+
+
+def test_dark_mode_follows_the_system(live_server, browser, hostile):
+    for scheme in ("dark", "light"):
+        context = browser.new_context(base_url=live_server, color_scheme=scheme)
+        page = context.new_page()
+        page.goto("/login")
+        assert page.evaluate("document.documentElement.dataset.bsTheme") == scheme
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert (background == "rgb(255, 255, 255)") == (scheme == "light"), background
+        page.emulate_media(color_scheme="light" if scheme == "dark" else "dark")
+        # …and follows a change of the system's setting while the page is open.
+        page.wait_for_function(f"document.documentElement.dataset.bsTheme !== '{scheme}'")
+        context.close()
+
+
+def test_skip_link_and_keyboard_popup(live_server, browser, hostile):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(base_url=live_server, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    browser_login(page, live_server)
+    page.goto("/explore")
+    page.keyboard.press("Tab")
+    skip = page.locator("a:has-text('Skip to main content')")
+    expect(skip).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
+
+    # Focusing a name opens its card, inside the window; Tab goes into it; Escape closes it.
+    name = page.locator("#post-3 a.user-link")
+    name.focus()
+    card = page.locator(".user-popup")
+    expect(card).to_be_visible()
+    expect(card).to_have_attribute("aria-label", LONG_NAME)
+    box = card.bounding_box()
+    assert 0 <= box["x"] and box["x"] + box["width"] <= 390, box
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.keyboard.press("Tab")
+    expect(card.locator("a").first).to_be_focused()
+    for _link in ("followers", "following", "button"):
+        page.keyboard.press("Tab")
+    expect(card.locator("button:has-text('Unfollow')")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(card.locator("button:has-text('Follow')")).to_be_focused()
+    expect(card.locator(".followers-count")).to_have_text("1")
+    page.keyboard.press("Escape")
+    expect(card).to_be_hidden()
+    expect(name).to_be_focused()
+    page.wait_for_timeout(500)  # longer than the card's delay: it must stay closed
+    expect(card).to_be_hidden()
+    # The pointer still works as before.
+    page.hover("#post-2 a.user-link")
+    expect(card).to_be_visible()
+    page.mouse.move(0, 0)
+    expect(card).to_be_hidden()
+    context.close()
+
+
+def test_character_counter_warns_instead_of_cutting(live_server, page, hostile):
+    from playwright.sync_api import expect
+
+    browser_login(page, live_server)
+    box = page.locator("textarea[name=post]")
+    counter = page.locator("#post-count")
+    expect(counter).to_have_text("140 of 140 characters left")
+    box.fill("x" * 139)
+    expect(counter).to_have_text("1 of 140 characters left")
+    box.fill("x" * 141)  # as a paste would: nothing is cut
+    expect(counter).to_have_text("1 character too many (at most 140)")
+    expect(box).to_have_class(re.compile("is-invalid"))
+    assert len(box.input_value()) == 141
+    page.click("form button[type=submit]:has-text('Post')")
+    expect(page.locator(".invalid-feedback")).to_contain_text("140")
+    assert len(page.locator("textarea[name=post]").input_value()) == 141

@@ -83,21 +83,27 @@ class ImportedPost(NamedTuple):
     timestamp: datetime
     # The Mastodon object id, or our export's post id (None in the tutorial's format).
     source_id: str | None
-    # 64 hex digits, the same every time the same post is read (see `post_key`).
+    # 64 characters, the same every time the same post is read (see `post_key`).
     key: str
 
 
 def post_key(body: str, timestamp: datetime, source_id: str | None = None) -> str:
-    """A post's dedup key. A Mastodon toot is known by its object id (stable when edited);
-    one of ours by time and text, so that the same posts from an old-format and a new-format
-    export, or from two exports of the same account, are recognised."""
+    """A post's dedup key: its UTC time (14 digits) then 50 hex digits of a SHA-256.
+
+    A Mastodon toot is known by its object id (stable when edited); one of ours by time and
+    text, so that the same posts from an old-format and a new-format export, or from two
+    exports of the same account, are recognised. The time comes first so that an archive,
+    written oldest first, adds to the end of the unique index instead of all over it (a
+    random key made each insert of a large import several times slower).
+    """
     if source_id is not None:
-        return _sha256(f"activitypub\n{source_id}")
-    return _sha256(f"{timestamp.isoformat()}\n{body}")
+        return _key(f"{timestamp:%Y%m%d%H%M%S}", f"activitypub\n{source_id}")
+    return _key(f"{timestamp:%Y%m%d%H%M%S}", f"{timestamp.isoformat()}\n{body}")
 
 
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+def _key(time_digits: str, text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return time_digits + digest[:50]
 
 
 @dataclass
@@ -620,13 +626,16 @@ class Archive:
         body = self._fitting(body)
         if body is None:
             return None
-        # The key from the text of the time when it is already in the form isoformat()
-        # gives ("2024-05-01T12:00:00Z"): formatting a million datetimes costs seconds.
-        extended = len(stamp) == 20 and stamp[10] == "T" and stamp[13] == ":"
-        canonical = stamp[:19] if extended else timestamp.isoformat()
         post_id = item.get("id")
         source_id = str(post_id) if isinstance(post_id, int | str) else None
-        return ImportedPost(body, timestamp, source_id, _sha256(f"{canonical}\n{body}"))
+        if len(stamp) == 20 and stamp[10] == "T" and stamp[13] == ":":
+            # post_key's result from the text of the time ("2024-05-01T12:00:00Z"):
+            # formatting a million datetimes twice costs seconds.
+            digits = (
+                stamp[:4] + stamp[5:7] + stamp[8:10] + stamp[11:13] + stamp[14:16] + stamp[17:19]
+            )
+            return ImportedPost(body, timestamp, source_id, _key(digits, f"{stamp[:19]}\n{body}"))
+        return ImportedPost(body, timestamp, source_id, post_key(body, timestamp))
 
     def _mastodon_post(self, item: Any, number: int) -> ImportedPost | None:
         if not isinstance(item, dict):

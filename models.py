@@ -253,7 +253,8 @@ class User(UserMixin, Model):
             {"body": p.body, "timestamp": p.timestamp, "user_id": self.id, "import_key": p.key}
             for p in batch
         ]
-        statement = _dialect_insert(Post).on_conflict_do_nothing().returning(Post.id)
+        table = Post.__table__  # Core, not ORM, rows: nothing needs them as objects
+        statement = _dialect_insert(table).on_conflict_do_nothing().returning(table.c.id)
         return len(db.session.execute(statement, rows).all())
 
     def follow_usernames(self, usernames: Sequence[str]) -> int:

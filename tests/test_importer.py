@@ -220,7 +220,7 @@ def test_reads_a_mastodon_archive(tmp_path):
     assert archive.progress == 1.0
     # The toot's id decides its key, not its text: an edited toot is still the same one.
     edited = tmp_path / "edited.json"
-    write_outbox(edited, [toot(1, "<p>edited</p>")])
+    write_outbox(edited, [toot(1, "<p>edited</p>", published="2019-04-07T08:13:54Z")])
     assert read(edited)[1][0].key == posts[0].key
 
 

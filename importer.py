@@ -420,7 +420,6 @@ class _Header:
     version: Any = None
     profile: dict = field(default_factory=dict)
     following: list[str] = field(default_factory=list)
-    following_dropped: int = 0
 
 
 class Archive:
@@ -597,8 +596,8 @@ class Archive:
             if event != "string":
                 raise ArchiveError('"following" must be a list of usernames.')
             if len(self._header.following) >= self.limits.following:
-                self._header.following_dropped += 1
-            elif len(value) <= USERNAME_MAX and USERNAME.match(value):
+                continue  # far more than anyone follows: the rest is not kept
+            if len(value) <= USERNAME_MAX and USERNAME.match(value):
                 self._header.following.append(value)
 
     # -- items -----------------------------------------------------------------------------

@@ -522,3 +522,10 @@ def test_follow_usernames_follows_those_that_exist(app, users, make_user):
             "bob",
             "carol",
         }
+
+
+def test_following_keeps_at_most_the_limit(tmp_path):
+    path = tmp_path / "posts.json"
+    write_export_file(path, V1_POSTS, version=2, following=["bob", "carol", "dave"])
+    archive, _posts = read(path, Limits(following=2))
+    assert archive.following == ["bob", "carol"]

@@ -7,7 +7,8 @@ file (a bad file must import nothing), then a second pass adding the posts throu
 `User.import_posts` in batches, one commit per batch. Reported: the time of each pass, the
 total, and the process's peak RSS (VmHWM). A second import of the same file must add nothing.
 
-Run with `./run.sh bench` or `python tests/bench_import.py [--posts 1000000] [--toots 100000]`.
+Run with `./run.sh bench` or `python tests/bench_import.py [--posts 1000000] [--toots 100000]`;
+`--without-search` drops the search index's trigger to show how much of the time it takes.
 """
 
 import argparse
@@ -163,10 +164,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posts", type=int, default=1_000_000)
     parser.add_argument("--toots", type=int, default=100_000)
+    parser.add_argument(
+        "--without-search",
+        action="store_true",
+        help="drop the search index's insert trigger, to see the import's own cost",
+    )
     args = parser.parse_args()
+    print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
 
     os.environ.pop("DATABASE_URL", None)  # the targets are for SQLite
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
+        import sqlalchemy as sa
+
         from microblog import create_app
         from models import db
 
@@ -181,6 +190,9 @@ def main():
             app = create_app({"DATA_DIR": str(data_dir)})
             with app.app_context():
                 db.create_all()
+                if args.without_search:
+                    db.session.execute(sa.text("DROP TRIGGER IF EXISTS post_fts_insert"))
+                    db.session.commit()
                 db.engine.dispose()
             path = Path(tmp) / name
             started = time.perf_counter()
@@ -188,6 +200,7 @@ def main():
             print(f"wrote {path.name} in {time.perf_counter() - started:.1f} s", flush=True)
             bench(label, path, data_dir)
             path.unlink()
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -70,13 +70,6 @@ def process_upload(
     """An uploaded PNG, JPEG or WebP as a square WebP in each of `sizes`: turned upright
     as its EXIF orientation says, centre-cropped, and with no metadata left (no EXIF, no
     GPS position, no ICC profile, no comments). `AvatarError` for anything else."""
-    image = _open_checked(data, max_bytes, max_pixels)
-    square = _upright_square(image)
-    return {size: _encode(square.resize((size, size), Image.Resampling.LANCZOS)) for size in sizes}
-
-
-def _open_checked(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
-    """The decoded first frame of a real PNG, JPEG or WebP within the limits."""
     if not data:
         raise AvatarError("The file is empty.")
     if len(data) > max_bytes:
@@ -85,11 +78,9 @@ def _open_checked(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             # Pillow only warns (then errs at twice its limit) about huge images.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as probe:
-                _check_dimensions(probe, max_pixels)
-                probe.verify()  # checksums and structure, without decoding the pixels
-            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
-            image.load()
+            # A damaged EXIF block is only warned about; its metadata is dropped anyway.
+            warnings.simplefilter("ignore", UserWarning)
+            square = _upright_square(_open_checked(data, max_pixels))
     except AvatarError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -98,6 +89,16 @@ def _open_checked(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
         # Pillow reports a malformed file with many kinds of exception (OSError,
         # SyntaxError, ValueError, struct.error, EOFError…): each means "not a usable image".
         raise AvatarError("This is not a PNG, JPEG or WebP picture, or it is damaged.") from exc
+    return {size: _encode(square.resize((size, size), Image.Resampling.LANCZOS)) for size in sizes}
+
+
+def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """The decoded first frame of a real PNG, JPEG or WebP of at most `max_pixels`."""
+    with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as probe:
+        _check_dimensions(probe, max_pixels)
+        probe.verify()  # checksums and structure, without decoding the pixels
+    image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    image.load()
     return image
 
 

@@ -141,6 +141,20 @@ class Skipped:
 
 # --- reading bytes safely ------------------------------------------------------------------
 
+BROKEN_ZIP = "This zip archive is damaged or incomplete; download it again and retry."
+# What zipfile raises for a damaged archive: bad records, bad data, sizes or CRCs that do
+# not match, a compression method or version it does not know, encryption it cannot read.
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+)
+
+
 # A \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or a low one without a high one
 # before it, each preceded by an even number of backslashes (an odd one escapes the first).
 # The C parser would quietly turn them into "?"; they are not text, so the file is refused.
@@ -153,6 +167,7 @@ _LONE_SURROGATE = re.compile(
 # decides whether it is a pair) is cut in two.
 _SURROGATE_CARRY = 32
 _SURROGATE_CONTEXT = 6  # a match needs this much after it to be sure it is alone
+NOT_UNICODE = "This file contains text that is not valid Unicode (a lone surrogate)."
 
 
 class _GuardedReader:
@@ -167,7 +182,7 @@ class _GuardedReader:
     def read(self, size: int = -1) -> bytes:
         try:
             chunk = self.raw.read(READ_SIZE if size is None or size < 0 else size)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        except ZIP_ERRORS as exc:
             raise ArchiveError(self.damaged) from exc
         if self.bytes_read == 0 and chunk.startswith(b"\xef\xbb\xbf"):
             chunk = chunk[3:]
@@ -184,9 +199,7 @@ class _GuardedReader:
     def _refuse_lone_surrogates(window: bytes, at_end: bool) -> None:
         for match in _LONE_SURROGATE.finditer(window):
             if at_end or match.end() + _SURROGATE_CONTEXT <= len(window):
-                raise ArchiveError(
-                    "This file contains text that is not valid Unicode (a lone surrogate)."
-                )
+                raise ArchiveError(NOT_UNICODE)
 
 
 # --- zip archives ------------------------------------------------------------------------
@@ -194,7 +207,6 @@ class _GuardedReader:
 _EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
 _ZIP64_LOCATOR = struct.Struct("<4sLQL")
 _ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
-BROKEN_ZIP = "This zip archive is damaged or incomplete; download it again and retry."
 
 
 def _zip_member_count(f: IO[bytes], size: int) -> int:
@@ -230,7 +242,7 @@ def _find_outbox(path: Path, size: int, limits: Limits) -> zipfile.ZipInfo:
         try:
             with zipfile.ZipFile(f) as archive:
                 infos = archive.infolist()
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        except ZIP_ERRORS as exc:
             raise ArchiveError(BROKEN_ZIP) from exc
     outboxes = [i for i in infos if i.filename.rsplit("/", 1)[-1] == "outbox.json"]
     if not outboxes:
@@ -515,7 +527,7 @@ class Archive:
                 try:
                     archive = stack.enter_context(zipfile.ZipFile(self.path))
                     raw = stack.enter_context(archive.open(self._member))
-                except (zipfile.BadZipFile, zlib.error, NotImplementedError, OSError) as exc:
+                except ZIP_ERRORS as exc:
                     raise ArchiveError(BROKEN_ZIP) from exc
                 damaged = BROKEN_ZIP
             else:
@@ -528,6 +540,8 @@ class Archive:
             events = ijson.basic_parse(reader, buf_size=READ_SIZE, use_float=True)
             try:
                 yield events
+            except UnicodeDecodeError as exc:  # a surrogate written out in UTF-8 bytes
+                raise ArchiveError(NOT_UNICODE) from exc
             except ijson.JSONError as exc:
                 raise ArchiveError(
                     f"{name} is not valid JSON (it is damaged or cut short "

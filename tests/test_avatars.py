@@ -197,3 +197,11 @@ def test_damaged_pictures_end_in_avatar_error_or_a_picture(base, at, junk):
     except AvatarError:
         return
     assert sorted(result) == sorted(AVATAR_SIZES)
+
+
+def test_a_damaged_exif_block_is_dropped_not_fatal():
+    data = bytearray(with_gps_and_orientation())
+    at = data.find(b"Exif\x00\x00") + 20
+    data[at : at + 8] = b"\xff" * 8  # nonsense offsets inside the EXIF block
+    result = process_upload(bytes(data))
+    assert b"SpyCam" not in result[256]

@@ -269,6 +269,7 @@ BAD_JSON = {
     "NaN": (b'{"posts": [], "version": NaN}', "not valid JSON"),
     "lone high surrogate": (posts_json(POST.replace(b'"b"', b'"a\\ud800b"')), "lone surrogate"),
     "lone low surrogate": (posts_json(POST.replace(b'"b"', b'"a\\udc00"')), "lone surrogate"),
+    "surrogate in UTF-8": (posts_json(POST.replace(b'"b"', b'"\xed\xa0\x80"')), "lone surrogate"),
     "surrogate at the end": (posts_json(POST.replace(b'"b"', b'"\\ud83d"')), "lone surrogate"),
     "deeply nested": (b'{"posts": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}", "nested too"),
     "nested in a post": (posts_json(b'{"body": ' + b"[" * 70 + b"]" * 70 + b"}"), "nested too"),

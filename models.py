@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Optional, cast, overload
+from typing import TYPE_CHECKING, Any, Optional, Protocol, cast, overload
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -390,6 +390,38 @@ class User(UserMixin, Model):
         db.session.add(post)
         return post
 
+    # --- import -----------------------------------------------------------------
+    def import_posts(self, batch: Sequence["ImportablePost"]) -> int:
+        """Add a batch of imported posts, skipping those whose key this user already has;
+        how many were added (the caller commits).
+
+        One INSERT … ON CONFLICT DO NOTHING for the whole batch: a post imported before,
+        or twice in one batch, is left out by the unique index without spoiling the
+        transaction, and the rows RETURNed are exactly the new ones.
+        """
+        if not batch:
+            return 0
+        rows = [
+            {"body": p.body, "timestamp": p.timestamp, "user_id": self.id, "import_key": p.key}
+            for p in batch
+        ]
+        table = Post.__table__  # Core, not ORM, rows: nothing needs them as objects
+        statement = _dialect_insert(table).on_conflict_do_nothing().returning(table.c.id)
+        return len(db.session.execute(statement, rows).all())
+
+    def follow_usernames(self, usernames: Sequence[str]) -> int:
+        """Follow each of these users that exists here (not oneself); how many new follows."""
+        wanted = sa.select(sa.literal(self.id), User.id).where(
+            User.username.in_(usernames), User.id != self.id
+        )
+        statement = (
+            _dialect_insert(followers)
+            .from_select(["follower_id", "followed_id"], wanted)
+            .on_conflict_do_nothing()
+            .returning(followers.c.followed_id)
+        )
+        return len(db.session.execute(statement).all())
+
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
 
@@ -650,14 +682,30 @@ class User(UserMixin, Model):
         self.add_notification("unread_message_count", self.unread_message_count())
 
 
+class ImportablePost(Protocol):
+    """What `User.import_posts` needs of a post (importer.ImportedPost has it)."""
+
+    @property
+    def body(self) -> str: ...
+    @property
+    def timestamp(self) -> datetime: ...
+    @property
+    def key(self) -> str: ...
+
+
 def _insert_unless_conflict(model, values: dict) -> sa.Executable:
     """INSERT that quietly skips a row breaking a unique index (rowcount tells which).
 
     Both databases spell it ON CONFLICT DO NOTHING; no transaction is spoiled by it.
     """
+    return _dialect_insert(model).values(**values).on_conflict_do_nothing()
+
+
+def _dialect_insert(table) -> Any:
+    """The INSERT construct of the database in use: the one that has ON CONFLICT."""
     if db.engine.dialect.name == "postgresql":
-        return postgresql.insert(model).values(**values).on_conflict_do_nothing()
-    return sqlite.insert(model).values(**values).on_conflict_do_nothing()
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def _reset_serializer() -> URLSafeTimedSerializer:
@@ -669,12 +717,27 @@ def _email_change_serializer() -> URLSafeTimedSerializer:
 
 
 class Post(Model):
-    __table_args__ = (sa.Index("ix_post_user_id_timestamp", "user_id", "timestamp"),)
+    __table_args__ = (
+        sa.Index("ix_post_user_id_timestamp", "user_id", "timestamp"),
+        # An imported post once per account, however often its archive is imported. Partial:
+        # posts written here have no key and cost the index nothing.
+        sa.Index(
+            "uq_post_user_id_import_key",
+            "user_id",
+            "import_key",
+            unique=True,
+            sqlite_where=sa.text("import_key IS NOT NULL"),
+            postgresql_where=sa.text("import_key IS NOT NULL"),
+        ),
+    )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     body: so.Mapped[str] = so.mapped_column(sa.String(POST_MAX))
     timestamp: so.Mapped[datetime] = so.mapped_column(index=True, default=utcnow)
     user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user.id", ondelete="CASCADE"))
+    # Where an imported post came from (a SHA-256 in hex, see importer.post_key); None for
+    # posts written here.
+    import_key: so.Mapped[str | None] = so.mapped_column(sa.String(64))
 
     author: so.Mapped[User] = so.relationship(back_populates="posts")
 

@@ -1,10 +1,12 @@
 """Plain helpers for the tests and the benchmarks: users, posts and follows written straight
-into the database, and what an export of a user's posts must contain.
+into the database, what an export of a user's posts must contain, and archives to import
+(our export, a Mastodon outbox) written as a stream.
 
 No pytest here, so that the benchmarks can import it too; the fixtures are in conftest.py and
 the processes (gunicorn, huey_consumer) in live.py.
 """
 
+import json
 from datetime import timedelta
 from itertools import islice
 
@@ -98,3 +100,92 @@ def assert_json_error(response, status: int) -> None:
     assert set(body) >= {"error", "message"}
     if status == 405:
         assert {"GET", "POST"} & set(response.headers["Allow"].replace(" ", "").split(","))
+
+
+# --- archives to import ---------------------------------------------------------------------
+
+ACTOR = "https://mastodon.example/users/alice"
+AS_PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
+
+
+def write_export_file(path, posts, **fields) -> None:
+    """Our export at `path`: `{"posts": [...]}` plus `fields` beside it, written one post at
+    a time so that a million posts never sit in memory (`posts` may be a generator)."""
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("{")
+        for name, value in fields.items():
+            out.write(f"{json.dumps(name)}: {json.dumps(value)}, ")
+        _write_list(out, "posts", posts)
+        out.write("}\n")
+
+
+def write_outbox(path, items) -> None:
+    """A Mastodon outbox.json at `path`, shaped as Mastodon writes it: the collection's
+    fields first, `orderedItems` last, items written one at a time."""
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(
+            '{"@context": ["https://www.w3.org/ns/activitystreams", '
+            '{"ostatus": "http://ostatus.org#", "sensitive": "as:sensitive"}], '
+            '"id": "outbox.json", "type": "OrderedCollection", "totalItems": 0, '
+        )
+        _write_list(out, "orderedItems", items)
+        out.write("}\n")
+
+
+def _write_list(out, name, items) -> None:
+    out.write(f'"{name}": [')
+    for i, item in enumerate(items):
+        out.write(("\n" if i == 0 else ",\n") + json.dumps(item, ensure_ascii=False))
+    out.write("\n]")
+
+
+def toot(
+    number,
+    content,
+    published="2019-04-07T10:13:54Z",
+    in_reply_to=None,
+    to=(AS_PUBLIC,),
+    cc=(f"{ACTOR}/followers",),
+    actor=ACTOR,
+    summary=None,
+) -> dict:
+    """A `Create` activity of a `Note`, as in a Mastodon archive's outbox."""
+    note_id = f"{actor}/statuses/{number}"
+    return {
+        "id": f"{note_id}/activity",
+        "type": "Create",
+        "actor": actor,
+        "published": published,
+        "to": list(to),
+        "cc": list(cc),
+        "object": {
+            "id": note_id,
+            "type": "Note",
+            "summary": summary,
+            "inReplyTo": in_reply_to,
+            "published": published,
+            "url": f"https://mastodon.example/@alice/{number}",
+            "attributedTo": actor,
+            "to": list(to),
+            "cc": list(cc),
+            "sensitive": summary is not None,
+            "content": content,
+            "contentMap": {"en": content},
+            "attachment": [],
+            "tag": [],
+            "replies": {"id": f"{note_id}/replies", "type": "Collection", "first": {}},
+        },
+    }
+
+
+def boost(number, of="https://elsewhere.example/users/bob/statuses/1") -> dict:
+    """An `Announce` activity (a boost), whose object is only the boosted toot's id."""
+    return {
+        "id": f"{ACTOR}/statuses/{number}/activity",
+        "type": "Announce",
+        "actor": ACTOR,
+        "published": "2019-04-08T10:00:00Z",
+        "to": [AS_PUBLIC],
+        "cc": [f"{ACTOR}/followers"],
+        "object": of,
+    }

@@ -109,3 +109,21 @@ def test_a_resumed_export_on_postgres(pg_app, monkeypatch):
     content, expected = export_crashing_once_then_resumed(pg_app, alice, monkeypatch)
 
     assert json.loads(content) == {"posts": expected}
+
+
+def test_importing_twice_adds_nothing_on_postgres(pg_app):
+    from datetime import datetime
+
+    from importer import ImportedPost, post_key
+
+    moment = datetime(2024, 5, 1, 12)
+    batch = [ImportedPost(b, moment, None, post_key(b, moment)) for b in ("one", "two", "one")]
+    with pg_app.app_context():
+        alice = User.by_username("alice")
+        assert alice is not None
+        assert alice.import_posts(batch) == 2
+        assert alice.import_posts(batch) == 0
+        db.session.commit()
+        assert alice.posts_count() == 2
+        assert alice.follow_usernames(["bob", "alice", "nobody"]) == 1
+        assert alice.follow_usernames(["bob"]) == 0

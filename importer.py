@@ -1,0 +1,699 @@
+"""Reading an uploaded archive as a stream of posts: our own export, or a Mastodon archive.
+
+Accepted files:
+
+- our export, `{"posts": [{"body": ..., "timestamp": "2024-05-01T12:00:00Z"}, ...]}`, with or
+  without the fields beside it (`version`, `profile`, post `id`s, `following`); fields we do not
+  know are ignored;
+- a Mastodon archive (`.zip`) holding `outbox.json`, or that `outbox.json` alone: an
+  ActivityStreams `OrderedCollection` whose `orderedItems` are `Create` activities of `Note`
+  objects (the toots) and `Announce` activities (boosts).
+
+The file is parsed as a stream of events (ijson) and each post is built, checked and handed
+on before the next is read, so memory stays flat however large the file is. Every way a file
+can be bad ends in `ArchiveError` with a sentence for the user; nothing else escapes.
+
+A post is imported unchanged or not at all: boosts, replies to other people, posts that were
+not public, empty posts and posts over the site's length limit are skipped and counted
+(`Skipped`), never cut. Each post carries a stable `key` so that importing the same archive
+twice adds nothing (`User.import_posts` skips keys it already has).
+"""
+
+import hashlib
+import os
+import re
+import struct
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+import ijson
+
+from models import POST_MAX, USERNAME_MAX, USERNAME_PATTERN
+
+MiB = 2**20
+GiB = 2**30
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an uploaded archive may be. The defaults fit a 1,000,000-post export (~120 MiB),
+    a 100,000-toot outbox (~200 MiB) and a Mastodon archive with its media files."""
+
+    # The uploaded file itself (a Mastodon archive also holds every media attachment).
+    upload_bytes: int = 2 * GiB
+    # The JSON we parse: the plain file, or outbox.json once unpacked.
+    json_bytes: int = 1 * GiB
+    # Files in a zip: its whole directory is read into memory before anything else.
+    zip_members: int = 50_000
+    # Unpacked size / packed size of outbox.json. JSON packs 5-30×; a zip bomb 1000×.
+    zip_ratio: int = 200
+    # Objects and arrays inside one another. A toot nests about 5 deep.
+    depth: int = 64
+    # Parser events in one post or activity (keys, values, brackets). A toot has ~100.
+    item_events: int = 100_000
+    # Usernames kept from `following`.
+    following: int = 10_000
+
+
+DEFAULT_LIMITS = Limits()
+
+MICROBLOG = "microblog"
+MASTODON = "mastodon"
+
+AS_PUBLIC = {"https://www.w3.org/ns/activitystreams#Public", "as:Public", "Public"}
+USERNAME = re.compile(USERNAME_PATTERN)
+READ_SIZE = 64 * 1024
+
+
+class ArchiveError(Exception):
+    """The uploaded file cannot be imported; `str(error)` is the sentence to show the user."""
+
+
+class ImportedPost(NamedTuple):
+    """One post to add: plain text, naive UTC time, where it came from, its dedup key."""
+
+    body: str
+    timestamp: datetime
+    # The Mastodon object id, or our export's post id (None in the tutorial's format).
+    source_id: str | None
+    # 64 characters, the same every time the same post is read (see `post_key`).
+    key: str
+
+
+def post_key(body: str, timestamp: datetime, source_id: str | None = None) -> str:
+    """A post's dedup key: its UTC time (14 digits) then 50 hex digits of a SHA-256.
+
+    A Mastodon toot is known by its object id (stable when edited); one of ours by time and
+    text, so that the same posts from an old-format and a new-format export, or from two
+    exports of the same account, are recognised. The time comes first so that an archive,
+    written oldest first, adds to the end of the unique index instead of all over it (a
+    random key made each insert of a large import several times slower).
+    """
+    if source_id is not None:
+        return _key(f"{timestamp:%Y%m%d%H%M%S}", f"activitypub\n{source_id}")
+    return _key(f"{timestamp:%Y%m%d%H%M%S}", f"{timestamp.isoformat()}\n{body}")
+
+
+def _key(time_digits: str, text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return time_digits + digest[:50]
+
+
+@dataclass
+class Skipped:
+    """Items of an archive that were not imported, by reason."""
+
+    boosts: int = 0
+    replies: int = 0  # replies to someone else's post
+    private: int = 0  # followers-only and direct toots: never made public by an import
+    too_long: int = 0  # over POST_MAX characters; never cut
+    empty: int = 0  # nothing left after HTML to text (a picture-only toot)
+    unsupported: int = 0  # other activities and objects (polls' votes, likes, articles)
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, f.name) for f in fields(self))
+
+    def describe(self) -> str:
+        """`"2 boosts, 1 too long (over 140 characters) skipped."`, or "" when none were."""
+        labels = {
+            "boosts": ("boost", "boosts"),
+            "replies": ("reply to someone else", "replies to others"),
+            "private": ("non-public post", "non-public posts"),
+            "too_long": (f"too long (over {POST_MAX} characters)",) * 2,
+            "empty": ("empty post", "empty posts"),
+            "unsupported": ("other item", "other items"),
+        }
+        parts = [
+            f"{count} {labels[name][count != 1]}"
+            for name in labels
+            if (count := getattr(self, name))
+        ]
+        return f"{', '.join(parts)} skipped." if parts else ""
+
+
+# --- reading bytes safely ------------------------------------------------------------------
+
+BROKEN_ZIP = "This zip archive is damaged or incomplete; download it again and retry."
+# What zipfile raises for a damaged archive: bad records, bad data, sizes or CRCs that do
+# not match, a compression method or version it does not know, encryption it cannot read.
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+)
+
+
+# A \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or a low one without a high one
+# before it, each preceded by an even number of backslashes (an odd one escapes the first).
+# The C parser would quietly turn them into "?"; they are not text, so the file is refused.
+_LONE_SURROGATE = re.compile(
+    rb"(?:^|[^\\])(?:\\\\)*"
+    rb"(?:\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+)
+# Bytes kept from one chunk for the next, so that no escape (nor the one after it, which
+# decides whether it is a pair) is cut in two.
+_SURROGATE_CARRY = 32
+_SURROGATE_CONTEXT = 6  # a match needs this much after it to be sure it is alone
+NOT_UNICODE = "This file contains text that is not valid Unicode (a lone surrogate)."
+
+
+class _GuardedReader:
+    """A binary stream that enforces the size limit while reading, refuses lone surrogate
+    escapes, drops a UTF-8 byte order mark and turns read errors into `ArchiveError`."""
+
+    def __init__(self, raw: IO[bytes], limit: int, too_big: str, damaged: str):
+        self.raw, self.limit, self.too_big, self.damaged = raw, limit, too_big, damaged
+        self.bytes_read = 0
+        self._tail = b""
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            chunk = self.raw.read(READ_SIZE if size is None or size < 0 else size)
+        except ZIP_ERRORS as exc:
+            raise ArchiveError(self.damaged) from exc
+        if self.bytes_read == 0 and chunk.startswith(b"\xef\xbb\xbf"):
+            chunk = chunk[3:]
+        self.bytes_read += len(chunk)
+        if self.bytes_read > self.limit:
+            raise ArchiveError(self.too_big)
+        window = self._tail + chunk
+        if b"\\u" in window:
+            self._refuse_lone_surrogates(window, at_end=not chunk)
+        self._tail = window[-_SURROGATE_CARRY:]
+        return chunk
+
+    @staticmethod
+    def _refuse_lone_surrogates(window: bytes, at_end: bool) -> None:
+        for match in _LONE_SURROGATE.finditer(window):
+            if at_end or match.end() + _SURROGATE_CONTEXT <= len(window):
+                raise ArchiveError(NOT_UNICODE)
+
+
+# --- zip archives ------------------------------------------------------------------------
+
+_EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+
+
+def _zip_member_count(f: IO[bytes], size: int) -> int:
+    """How many files the zip says it holds, read from its end record before `ZipFile`
+    reads (into memory) the whole directory."""
+    tail_size = min(size, _EOCD.size + 0xFFFF)
+    f.seek(size - tail_size)
+    tail = f.read(tail_size)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + _EOCD.size > len(tail):
+        raise ArchiveError(BROKEN_ZIP)
+    entries = _EOCD.unpack_from(tail, at)[4]
+    locator = at - _ZIP64_LOCATOR.size
+    if locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
+        offset = _ZIP64_LOCATOR.unpack_from(tail, locator)[2]
+        f.seek(offset)
+        record = f.read(_ZIP64_EOCD.size)
+        if len(record) < _ZIP64_EOCD.size or not record.startswith(b"PK\x06\x06"):
+            raise ArchiveError(BROKEN_ZIP)
+        entries = _ZIP64_EOCD.unpack(record)[7]
+    return entries
+
+
+def _find_outbox(path: Path, size: int, limits: Limits) -> zipfile.ZipInfo:
+    """The outbox.json entry of a Mastodon archive, checked against the limits."""
+    with path.open("rb") as f:
+        members = _zip_member_count(f, size)
+        if members > limits.zip_members:
+            raise ArchiveError(
+                f"This zip holds {members:,} files, more than the {limits.zip_members:,} "
+                "allowed. Unpack it and upload its outbox.json alone."
+            )
+        try:
+            with zipfile.ZipFile(f) as archive:
+                infos = archive.infolist()
+        except ZIP_ERRORS as exc:
+            raise ArchiveError(BROKEN_ZIP) from exc
+    outboxes = [i for i in infos if i.filename.rsplit("/", 1)[-1] == "outbox.json"]
+    if not outboxes:
+        raise ArchiveError(
+            "This zip has no outbox.json: upload the archive Mastodon made for you "
+            "(Preferences → Import and export → Request your archive) or your posts.json."
+        )
+    info = min(outboxes, key=lambda i: i.filename.count("/"))
+    if info.flag_bits & 0x1:
+        raise ArchiveError("This zip is password-protected; upload an unencrypted archive.")
+    if info.file_size > limits.json_bytes:
+        raise ArchiveError(_too_big("outbox.json", limits.json_bytes))
+    if info.file_size > limits.zip_ratio * max(info.compress_size, 1):
+        raise ArchiveError(
+            "This zip unpacks to far more than it holds (a zip bomb?); it was not opened."
+        )
+    return info
+
+
+def _too_big(what: str, limit: int) -> str:
+    return f"{what} is too big: the limit is {limit / MiB:,.0f} MiB."
+
+
+# --- JSON events -------------------------------------------------------------------------
+
+_OPEN = {"start_map", "start_array"}
+_CLOSE = {"end_map", "end_array"}
+Events = Iterator[tuple[str, Any]]
+TOO_DEEP = "This file is nested too deeply to be an export or an outbox."
+
+
+def _build(event: str, value: Any, events: Events, max_events: int, max_depth: int) -> Any:
+    """The value that starts with (event, value): a scalar, or a whole object or array of at
+    most `max_events` parser events nested at most `max_depth` deep (a few kilobytes of
+    brackets would otherwise build millions of nested lists).
+
+    This loop runs for every post of the file: it is written for speed.
+    """
+    if event not in _OPEN:
+        return value
+    root: Any = {} if event == "start_map" else []
+    stack, top, key, count = [root], root, None, 0
+    for event, value in events:
+        count += 1
+        if count > max_events:
+            raise ArchiveError("One item of this file is far too large to be a post.")
+        if event == "map_key":
+            key = value
+            continue
+        if event == "end_map" or event == "end_array":
+            stack.pop()
+            if not stack:
+                return root
+            top = stack[-1]
+            continue
+        if event == "start_map" or event == "start_array":
+            item: Any = {} if event == "start_map" else []
+            if len(stack) >= max_depth:
+                raise ArchiveError(TOO_DEEP)
+        else:
+            item = value
+        if type(top) is dict:
+            top[key] = item
+        else:
+            top.append(item)
+        if item is not value:
+            stack.append(item)
+            top = item
+    raise ArchiveError("This file ends in the middle of an item.")  # the parser stops first
+
+
+def _skip(event: str, events: Events, max_depth: int) -> None:
+    """Read past the value that starts with `event` without keeping it."""
+    if event not in _OPEN:
+        return
+    depth = 1
+    for event, _value in events:
+        if event in _OPEN:
+            depth += 1
+            if depth > max_depth:
+                raise ArchiveError(TOO_DEEP)
+        elif event in _CLOSE:
+            depth -= 1
+            if depth == 0:
+                return
+
+
+# --- turning items into posts ---------------------------------------------------------------
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """Naive UTC for an ISO 8601 time (`Z`, an offset, or none: UTC); None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        if value[-1:] == "Z":  # the common case, twice as fast as converting from UTC
+            return datetime.fromisoformat(value[:-1])
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def _clean(body: str) -> str:
+    # PostgreSQL cannot store NUL characters; nobody typed one.
+    return body.strip() if "\x00" not in body else body.replace("\x00", "").strip()
+
+
+class _HTMLText(HTMLParser):
+    """Mastodon's toot HTML as plain text: paragraphs and line breaks become new lines, a
+    link keeps its text (Mastodon writes the whole URL there, partly hidden), and gets its
+    address after it when the text is something else."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.links: list[tuple[str, int]] = []  # (href, where its text starts)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "br":
+            self.parts.append("\n")
+        elif tag == "p" and self.parts:
+            self.parts.append("\n\n")
+        elif tag == "a":
+            self.links.append((dict(attrs).get("href") or "", len(self.parts)))
+
+    def handle_endtag(self, tag):
+        if tag == "a" and self.links:
+            href, start = self.links.pop()
+            text = "".join(self.parts[start:]).strip()
+            if _shows_address(text, href):
+                self.parts.append(f" ({href})")
+
+    def handle_data(self, data):
+        self.parts.append(data)
+
+    def text(self) -> str:
+        return "".join(self.parts).strip()
+
+
+def _shows_address(text: str, href: str) -> bool:
+    """Whether a link's address must be written after its text for the reader to have it:
+    not for mentions and hashtags, nor when the text is the address (with or without its
+    scheme, maybe shortened)."""
+    if not href.startswith(("http://", "https://")) or not text or text[0] in "@#":
+        return False
+    shown = text.split("://", 1)[-1].rstrip("/…")
+    return not href.split("://", 1)[1].startswith(shown)
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of a toot's HTML content (entities unescaped, links kept as text)."""
+    parser = _HTMLText()
+    parser.feed(html)
+    parser.close()
+    return parser.text()
+
+
+def _is_public(activity: dict, note: dict) -> bool:
+    audience: list[Any] = []
+    for holder in (activity, note):
+        for name in ("to", "cc"):
+            value = holder.get(name)
+            audience.extend(value if isinstance(value, list) else [value])
+    return any(isinstance(a, str) and a in AS_PUBLIC for a in audience)
+
+
+def _is_reply_to_other(note: dict, actor: str) -> bool:
+    parent = note.get("inReplyTo")
+    if not parent:
+        return False
+    if isinstance(parent, dict):
+        parent = parent.get("id")
+    # A toot's id is its author's actor id followed by "/statuses/<n>".
+    return not (isinstance(parent, str) and actor and parent.startswith(actor.rstrip("/") + "/"))
+
+
+# --- the archive ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Header:
+    """The top-level fields of the file, beside the list of posts."""
+
+    version: Any = None
+    profile: dict = field(default_factory=dict)
+    following: list[str] = field(default_factory=list)
+
+
+class Archive:
+    """An uploaded file, checked at once for kind, size and shape; read with `posts()`.
+
+    `posts()` reads the file from the start each time it is called. After a complete pass,
+    `skipped`, `following` and `profile` describe what that pass read. `ArchiveError` may
+    come from any point of a pass (a file cut short is only found at its end): call
+    `check()` first when a bad file must import nothing.
+    """
+
+    def __init__(self, path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS):
+        self.path = Path(path)
+        self.limits = limits
+        self.skipped = Skipped()
+        self._header = _Header()
+        self._member: zipfile.ZipInfo | None = None
+        self._reader: _GuardedReader | None = None
+        try:
+            self.size = self.path.stat().st_size
+        except OSError as exc:
+            raise ArchiveError("The uploaded file could not be read.") from exc
+        self._sniff()
+        self.format = self._detect_format()
+
+    # -- public ------------------------------------------------------------------------
+    @property
+    def following(self) -> list[str]:
+        """Usernames the exporting account followed (our export only), valid ones only."""
+        return self._header.following
+
+    @property
+    def profile(self) -> dict[str, str]:
+        """`username`, `about_me`, `avatar` from our export's profile, when given as text."""
+        return {k: v for k, v in self._header.profile.items() if isinstance(v, str)}
+
+    @property
+    def version(self) -> Any:
+        return self._header.version
+
+    @property
+    def progress(self) -> float:
+        """How far the current pass has read, 0.0 to 1.0 (by bytes of JSON)."""
+        if self._reader is None:
+            return 0.0
+        total = self._member.file_size if self._member else self.size
+        return min(1.0, self._reader.bytes_read / max(total, 1))
+
+    def posts(self) -> Iterator[ImportedPost]:
+        """Every importable post, in file order; the rest is counted in `skipped`."""
+        self.skipped = Skipped()
+        self._header = _Header()
+        convert = self._microblog_post if self.format == MICROBLOG else self._mastodon_post
+        with self._events() as events:
+            for number, item in enumerate(self._items(events), start=1):
+                post = convert(item, number)
+                if post is not None:
+                    yield post
+
+    def check(self) -> int:
+        """Read the whole file without keeping anything; the number of posts to import."""
+        return sum(1 for _post in self.posts())
+
+    # -- opening -------------------------------------------------------------------------
+    def _sniff(self) -> None:
+        """Refuse, by its size and first bytes, a file that cannot be an archive."""
+        if self.size == 0:
+            raise ArchiveError("The file is empty.")
+        if self.size > self.limits.upload_bytes:
+            raise ArchiveError(_too_big("The file", self.limits.upload_bytes))
+        with self.path.open("rb") as f:
+            start = f.read(4096)
+        if start.startswith(b"PK\x03\x04") or start.startswith(b"PK\x05\x06"):
+            self._member = _find_outbox(self.path, self.size, self.limits)
+            return
+        text = start.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+        if not text and self.size <= len(start):
+            raise ArchiveError("The file is empty.")
+        if self.size > self.limits.json_bytes:
+            raise ArchiveError(_too_big("The file", self.limits.json_bytes))
+        if text and text[:1] not in b"{[":
+            raise ArchiveError(
+                "This is neither a JSON file nor a zip archive: upload your posts.json, "
+                "a Mastodon archive (.zip) or its outbox.json."
+            )
+
+    @contextmanager
+    def _events(self) -> Iterator[Events]:
+        """The file's JSON events, with every failure turned into `ArchiveError`."""
+        name = "outbox.json in this zip" if self._member else "This file"
+        with ExitStack() as stack:
+            if self._member is not None:
+                try:
+                    archive = stack.enter_context(zipfile.ZipFile(self.path))
+                    raw = stack.enter_context(archive.open(self._member))
+                except ZIP_ERRORS as exc:
+                    raise ArchiveError(BROKEN_ZIP) from exc
+                damaged = BROKEN_ZIP
+            else:
+                raw = stack.enter_context(self.path.open("rb"))
+                damaged = "The uploaded file could not be read."
+            reader = _GuardedReader(
+                raw, self.limits.json_bytes, _too_big(name, self.limits.json_bytes), damaged
+            )
+            self._reader = reader
+            events = ijson.basic_parse(reader, buf_size=READ_SIZE, use_float=True)
+            try:
+                yield events
+            except UnicodeDecodeError as exc:  # a surrogate written out in UTF-8 bytes
+                raise ArchiveError(NOT_UNICODE) from exc
+            except ijson.JSONError as exc:
+                raise ArchiveError(
+                    f"{name} is not valid JSON (it is damaged or cut short "
+                    f"near byte {reader.bytes_read:,})."
+                ) from exc
+
+    def _detect_format(self) -> str:
+        """Read up to the start of the list of posts to learn which kind of file this is."""
+        with self._events() as events:
+            for key in self._top_level(events):
+                return MICROBLOG if key == "posts" else MASTODON
+        raise ArchiveError(self._wrong_shape())
+
+    def _wrong_shape(self) -> str:
+        if self._member is not None:
+            return "outbox.json in this zip has no orderedItems list: it is not a Mastodon outbox."
+        return (
+            'This JSON file is neither a Microblog export (with a "posts" list) nor a '
+            'Mastodon outbox (with an "orderedItems" list).'
+        )
+
+    def _top_level(self, events: Events) -> Iterator[str]:
+        """Walk the top-level object; stop at each list of posts (its key is yielded, the
+        caller reads its items) and keep the small fields beside it."""
+        event, _value = next(events, ("", None))
+        if event != "start_map":
+            raise ArchiveError(self._wrong_shape())
+        depth = self.limits.depth - 1  # what a top-level field's value may hold
+        for event, value in events:
+            if event == "end_map":
+                return
+            key = value
+            event, value = next(events)
+            if key in ("posts", "orderedItems"):
+                if event != "start_array":
+                    raise ArchiveError(f'"{key}" is not a list. {self._wrong_shape()}')
+                yield key
+            elif key == "version":
+                self._header.version = _build(event, value, events, 100, depth)
+            elif key == "profile" and event == "start_map":
+                self._header.profile = _build(event, value, events, 1000, depth)
+            elif key == "following" and event == "start_array":
+                self._read_following(events)
+            else:
+                _skip(event, events, depth)
+
+    def _items(self, events: Events) -> Iterator[Any]:
+        """Each item of the list of posts (built one at a time), then the rest of the file."""
+        max_events, depth = self.limits.item_events, self.limits.depth - 2
+        expected = "posts" if self.format == MICROBLOG else "orderedItems"
+        for key in self._top_level(events):
+            if key != expected:
+                _skip("start_array", events, depth)
+                continue
+            for event, value in events:
+                if event == "end_array":
+                    break
+                yield _build(event, value, events, max_events, depth)
+        for _event in events:  # only whitespace may follow; the parser refuses anything else
+            pass
+
+    def _read_following(self, events: Events) -> None:
+        for event, value in events:
+            if event == "end_array":
+                return
+            if event != "string":
+                raise ArchiveError('"following" must be a list of usernames.')
+            if len(self._header.following) >= self.limits.following:
+                continue  # far more than anyone follows: the rest is not kept
+            if len(value) <= USERNAME_MAX and USERNAME.match(value):
+                self._header.following.append(value)
+
+    # -- items -----------------------------------------------------------------------------
+    def _fitting(self, body: str) -> str | None:
+        """The text to store, or None (counted) when it is empty or too long to post."""
+        body = _clean(body)
+        if not body:
+            self.skipped.empty += 1
+            return None
+        if len(body) > POST_MAX:
+            self.skipped.too_long += 1
+            return None
+        return body
+
+    def _microblog_post(self, item: Any, number: int) -> ImportedPost | None:
+        """One of our posts; a file we wrote has no excuse, so anything odd is an error."""
+        if type(item) is not dict:
+            raise ArchiveError(f"Post {number:,} of this file is not an object.")
+        body, stamp = item.get("body"), item.get("timestamp")
+        if type(body) is not str:
+            raise ArchiveError(f'Post {number:,} of this file has no text (its "body").')
+        timestamp = parse_timestamp(stamp)
+        if timestamp is None or type(stamp) is not str:
+            raise ArchiveError(f'Post {number:,} of this file has no valid "timestamp".')
+        body = self._fitting(body)
+        if body is None:
+            return None
+        post_id = item.get("id")
+        source_id = str(post_id) if isinstance(post_id, int | str) else None
+        if len(stamp) == 20 and stamp[10] == "T" and stamp[13] == ":":
+            # post_key's result from the text of the time ("2024-05-01T12:00:00Z"):
+            # formatting a million datetimes twice costs seconds.
+            digits = (
+                stamp[:4] + stamp[5:7] + stamp[8:10] + stamp[11:13] + stamp[14:16] + stamp[17:19]
+            )
+            return ImportedPost(body, timestamp, source_id, _key(digits, f"{stamp[:19]}\n{body}"))
+        return ImportedPost(body, timestamp, source_id, post_key(body, timestamp))
+
+    def _mastodon_post(self, item: Any, number: int) -> ImportedPost | None:
+        if not isinstance(item, dict):
+            raise ArchiveError(f"Item {number:,} of outbox.json is not an object.")
+        kind, note = item.get("type"), item.get("object")
+        if kind == "Announce":
+            self.skipped.boosts += 1
+            return None
+        if kind != "Create" or not isinstance(note, dict) or note.get("type") != "Note":
+            self.skipped.unsupported += 1
+            return None
+        actor = item.get("actor") or note.get("attributedTo")
+        timestamp = parse_timestamp(note.get("published")) or parse_timestamp(item.get("published"))
+        content, source_id = note.get("content"), note.get("id")
+        if timestamp is None or not isinstance(content, str) or not isinstance(source_id, str):
+            self.skipped.unsupported += 1
+            return None
+        if _is_reply_to_other(note, actor if isinstance(actor, str) else ""):
+            self.skipped.replies += 1
+            return None
+        if not _is_public(item, note):
+            self.skipped.private += 1
+            return None
+        text = html_to_text(content)
+        warning = note.get("summary")
+        if isinstance(warning, str) and warning.strip() and text:
+            text = f"CW: {warning.strip()}\n\n{text}"
+        body = self._fitting(text)
+        if body is None:
+            return None
+        return ImportedPost(body, timestamp, source_id, post_key(body, timestamp, source_id))
+
+
+def open_archive(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> Archive:
+    """Check an uploaded file and learn its kind; `ArchiveError` when it cannot be imported."""
+    return Archive(path, limits)
+
+
+def batches(posts: Iterator[ImportedPost], size: int) -> Iterator[list[ImportedPost]]:
+    """Lists of up to `size` posts, for `User.import_posts`."""
+    batch: list[ImportedPost] = []
+    for post in posts:
+        batch.append(post)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,19 +1,9 @@
-"""${message}
-
-Revision ID: ${up_revision}
-Revises: ${down_revision | comma,n}
-Create Date: ${create_date}
-
-"""
+"""${message} (${create_date.strftime("%Y-%m-%d")})."""
 from alembic import op
 import sqlalchemy as sa
 ${imports if imports else ""}
-
-# revision identifiers, used by Alembic.
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
-branch_labels = ${repr(branch_labels)}
-depends_on = ${repr(depends_on)}
 
 
 def upgrade():

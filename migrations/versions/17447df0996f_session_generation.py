@@ -1,19 +1,10 @@
-"""revocable sessions: a session generation per user
-
-Revision ID: 17447df0996f
-Revises: d26d5f0f89e0
-Create Date: 2026-11-21 22:16:53.246201
-
-"""
+"""revocable sessions: a session generation per user (2026-11-21)."""
 from alembic import op
 import sqlalchemy as sa
 
 
-# revision identifiers, used by Alembic.
 revision = '17447df0996f'
 down_revision = 'd26d5f0f89e0'
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

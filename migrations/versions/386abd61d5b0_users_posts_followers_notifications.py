@@ -1,19 +1,10 @@
-"""users, posts, followers, notifications
-
-Revision ID: 386abd61d5b0
-Revises: 
-Create Date: 2026-11-21 18:14:28.755639
-
-"""
+"""users, posts, followers, notifications (2026-11-21)."""
 from alembic import op
 import sqlalchemy as sa
 
 
-# revision identifiers, used by Alembic.
 revision = '386abd61d5b0'
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

@@ -2,22 +2,13 @@
 
 Each imported post stores a key of where it came from; a partial unique index on
 (user_id, import_key) makes importing the same archive twice add nothing, while posts
-written on the site (no key) stay out of the index.
-
-Revision ID: 68d275d8c1c9
-Revises: 9ffd9d3927b7
-Create Date: 2026-11-21 22:26:19.745200
-
-"""
+written on the site (no key) stay out of the index. (2026-11-21)."""
 from alembic import op
 import sqlalchemy as sa
 
 
-# revision identifiers, used by Alembic.
 revision = '68d275d8c1c9'
 down_revision = '9ffd9d3927b7'
-branch_labels = None
-depends_on = None
 
 ONLY_KEYED = sa.text('import_key IS NOT NULL')
 

@@ -1,19 +1,10 @@
-"""api tokens and rate limit hits
-
-Revision ID: 954b4d93c960
-Revises: 386abd61d5b0
-Create Date: 2026-11-21 18:17:51.928076
-
-"""
+"""api tokens and rate limit hits (2026-11-21)."""
 from alembic import op
 import sqlalchemy as sa
 
 
-# revision identifiers, used by Alembic.
 revision = '954b4d93c960'
 down_revision = '386abd61d5b0'
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

@@ -1,19 +1,10 @@
-"""admin role and disabled accounts
-
-Revision ID: 9ffd9d3927b7
-Revises: ba8a4969aeac
-Create Date: 2026-11-21 22:15:30.517804
-
-"""
+"""admin role and disabled accounts (2026-11-21)."""
 from alembic import op
 import sqlalchemy as sa
 
 
-# revision identifiers, used by Alembic.
 revision = '9ffd9d3927b7'
 down_revision = 'ba8a4969aeac'
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

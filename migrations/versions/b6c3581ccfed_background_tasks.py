@@ -1,19 +1,10 @@
-"""background tasks: the task table (one active task per user and name)
-
-Revision ID: b6c3581ccfed
-Revises: 954b4d93c960
-Create Date: 2026-11-21 18:18:02.999282
-
-"""
+"""background tasks: the task table (one active task per user and name) (2026-11-21)."""
 from alembic import op
 import sqlalchemy as sa
 
 
-# revision identifiers, used by Alembic.
 revision = 'b6c3581ccfed'
 down_revision = '954b4d93c960'
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

@@ -1,19 +1,10 @@
-"""consumers and resumable tasks
-
-Revision ID: ba8a4969aeac
-Revises: 17447df0996f
-Create Date: 2026-11-21 22:16:13.829855
-
-"""
+"""consumers and resumable tasks (2026-11-21)."""
 from alembic import op
 import sqlalchemy as sa
 
 
-# revision identifiers, used by Alembic.
 revision = 'ba8a4969aeac'
 down_revision = '17447df0996f'
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

@@ -1,10 +1,4 @@
-"""private messages and post search
-
-Revision ID: d26d5f0f89e0
-Revises: b6c3581ccfed
-Create Date: 2026-11-21 18:16:38.960307
-
-"""
+"""private messages and post search (2026-11-21)."""
 from alembic import op
 import sqlalchemy as sa
 
@@ -46,11 +40,8 @@ def run_for_dialect(sqlite, postgresql):
         op.execute(statement)
 
 
-# revision identifiers, used by Alembic.
 revision = 'd26d5f0f89e0'
 down_revision = 'b6c3581ccfed'
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

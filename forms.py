@@ -69,20 +69,30 @@ class LoginForm(FlaskForm):
     submit = SubmitField("Sign in")
 
 
+class NotTaken:
+    """A validator: the value must not name another account (`form.user`, on forms that edit
+    an account, may keep its own)."""
+
+    def __init__(self, find_owner, message: str):
+        self.find_owner = find_owner
+        self.message = message
+
+    def __call__(self, form, field):
+        owner = self.find_owner(field.data)
+        if owner is not None and owner != getattr(form, "user", None):
+            raise ValidationError(self.message)
+
+
+NEW_USERNAME_RULES = [*USERNAME_RULES, NotTaken(User.by_username, USERNAME_TAKEN)]
+NEW_EMAIL_RULES = [*EMAIL_RULES, NotTaken(User.by_email, EMAIL_TAKEN)]
+
+
 class RegistrationForm(FlaskForm):
-    username = StringField("Username", validators=USERNAME_RULES)
-    email = StringField("Email", validators=EMAIL_RULES)
+    username = StringField("Username", validators=NEW_USERNAME_RULES)
+    email = StringField("Email", validators=NEW_EMAIL_RULES)
     password = PasswordField("Password", validators=PASSWORD_RULES)
     password2 = repeat_password()
     submit = SubmitField("Register")
-
-    def validate_username(self, username):
-        if User.by_username(username.data) is not None:
-            raise ValidationError(USERNAME_TAKEN)
-
-    def validate_email(self, email):
-        if User.by_email(email.data) is not None:
-            raise ValidationError(EMAIL_TAKEN)
 
 
 class NewUserForm(RegistrationForm):
@@ -110,17 +120,13 @@ class ChangePasswordForm(FlaskForm):
 
 
 class ChangeEmailForm(FlaskForm):
-    email = StringField("New email", validators=EMAIL_RULES)
+    email = StringField("New email", validators=NEW_EMAIL_RULES)
     current_password = current_password_field()
     submit = SubmitField("Change email")
 
-    def validate_email(self, email):
-        if User.by_email(email.data) is not None:
-            raise ValidationError(EMAIL_TAKEN)
-
 
 class EditProfileForm(FlaskForm):
-    username = StringField("Username", validators=USERNAME_RULES)
+    username = StringField("Username", validators=NEW_USERNAME_RULES)
     about_me = TextAreaField("About me", validators=[Length(max=ABOUT_ME_MAX)])
     submit = SubmitField("Save")
 
@@ -128,27 +134,22 @@ class EditProfileForm(FlaskForm):
         super().__init__(*args, **kwargs)
         self.user = user
 
-    def validate_username(self, username):
-        if username.data != self.user.username and User.by_username(username.data) is not None:
-            raise ValidationError(USERNAME_TAKEN)
-
 
 class AccountForm(EditProfileForm):
     """The profile form plus the e-mail address (the API changes both in one request)."""
 
-    email = StringField("Email", validators=EMAIL_RULES)
+    email = StringField("Email", validators=NEW_EMAIL_RULES)
 
-    def validate_email(self, field):
-        owner = User.by_email(field.data)
-        if owner is not None and owner.id != self.user.id:
-            raise ValidationError(EMAIL_TAKEN)
+
+def text_box(label: str, limit: int) -> TextAreaField:
+    """A box that must not be blank, up to `limit` characters (too long is refused, never cut)."""
+    return TextAreaField(
+        label, validators=[DataRequired(message="Write something first."), Length(max=limit)]
+    )
 
 
 class PostForm(FlaskForm):
-    post = TextAreaField(
-        "Say something",
-        validators=[DataRequired(message="Write something first."), Length(max=POST_MAX)],
-    )
+    post = text_box("Say something", POST_MAX)
     submit = SubmitField("Post")
 
 
@@ -162,10 +163,7 @@ class EmptyForm(FlaskForm):
 
 
 class MessageForm(FlaskForm):
-    message = TextAreaField(
-        "Message",
-        validators=[DataRequired(message="Write something first."), Length(max=MESSAGE_MAX)],
-    )
+    message = text_box("Message", MESSAGE_MAX)
     submit = SubmitField("Send")
 
 

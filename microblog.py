@@ -655,8 +655,8 @@ def change_password():
     cookie = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
     remembered = bool(request.cookies.get(cookie))
     sign_in(current_user._get_current_object(), remember=remembered)
-    flash("Your password has been changed. Every other session has been signed out.", "success")
-    return redirect(url_for("main.settings"))
+    message = "Your password has been changed. Every other session has been signed out."
+    return redirect_with("success", message, "main.settings")
 
 
 @bp.route("/settings/email", methods=["POST"])

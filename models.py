@@ -716,18 +716,19 @@ def _email_change_serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="change-email")
 
 
+def partial_unique_index(name: str, *columns: str, where: str) -> sa.Index:
+    """A unique index over the rows matching `where` (SQL), on SQLite and PostgreSQL alike."""
+    predicate = sa.text(where)
+    return sa.Index(name, *columns, unique=True, sqlite_where=predicate, postgresql_where=predicate)
+
+
 class Post(Model):
     __table_args__ = (
         sa.Index("ix_post_user_id_timestamp", "user_id", "timestamp"),
         # An imported post once per account, however often its archive is imported. Partial:
         # posts written here have no key and cost the index nothing.
-        sa.Index(
-            "uq_post_user_id_import_key",
-            "user_id",
-            "import_key",
-            unique=True,
-            sqlite_where=sa.text("import_key IS NOT NULL"),
-            postgresql_where=sa.text("import_key IS NOT NULL"),
+        partial_unique_index(
+            "uq_post_user_id_import_key", "user_id", "import_key", where="import_key IS NOT NULL"
         ),
     )
 
@@ -907,9 +908,9 @@ TASK_TEXT_TOO_MANY_CRASHES = (
 )
 
 
-def _status_in(statuses) -> sa.TextClause:
+def _status_in(statuses) -> str:
     """`status IN ('queued', 'running')`, for index predicates (which take plain SQL)."""
-    return sa.text(f"status IN ({', '.join(repr(str(status)) for status in statuses)})")
+    return f"status IN ({', '.join(repr(str(status)) for status in statuses)})"
 
 
 # A finished task keeps its banner for this long unless the user dismisses it.
@@ -923,13 +924,8 @@ class Task(Model):
         # "This user's active tasks": the banners on every page.
         sa.Index("ix_task_user_id_status", "user_id", "status"),
         # One queued/running task per (user, name): a double click or two tabs start one task.
-        sa.Index(
-            "uq_task_one_active_per_user",
-            "user_id",
-            "name",
-            unique=True,
-            sqlite_where=_status_in(TaskStatus.active()),
-            postgresql_where=_status_in(TaskStatus.active()),
+        partial_unique_index(
+            "uq_task_one_active_per_user", "user_id", "name", where=_status_in(TaskStatus.active())
         ),
     )
 

@@ -490,7 +490,8 @@ def test_register_lost_race_is_409(app, api, users, monkeypatch):
     """Two requests for one username: the database's unique index decides."""
     import forms
 
-    monkeypatch.setattr(forms.RegistrationForm, "validate_username", lambda form, field: None)
+    # The form's own check passes (as for two requests at once); the unique index decides.
+    monkeypatch.setattr(forms.NotTaken, "__call__", lambda validator, form, field: None)
     response = api.post("/api/users", json={**NEW_USER, "username": "alice"})
     assert response.status_code == 409
     assert response.json["error"] == "Conflict"

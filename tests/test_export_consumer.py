@@ -139,11 +139,7 @@ SLOW_PAUSE = 0.1
 def test_stop_requeues_a_running_export_which_completes_after_restart(
     app, users, live, stop_signal
 ):
-    add_posts(app, users["alice"], 600, body=AWKWARD_BODY)
-    site = live(MICROBLOG_EXPORT_BATCH_SIZE=SLOW_BATCH_SIZE)
-    site.start_web()
-    consumer = site.start_consumer(pause_per_batch=SLOW_PAUSE)
-    browser, task_id = start_export(site)
+    site, consumer, browser, task_id = slow_export(app, users, live, fast_beats=False)
     wait_for(lambda: site.task(task_id)["progress"] >= 10, what="the export to be under way")
 
     site.stop_consumer(consumer, stop_signal)  # SIGINT: graceful; SIGTERM: at once
@@ -170,6 +166,17 @@ def test_stop_requeues_a_running_export_which_completes_after_restart(
 FAST_BEATS = {"MICROBLOG_CONSUMER_HEARTBEAT_SECONDS": 0.3, "MICROBLOG_CONSUMER_SILENT_SECONDS": 0.9}
 
 
+def slow_export(app, users, live, fast_beats=True):
+    """alice's 600-post export under way on a consumer that pauses after each batch:
+    (site, consumer, her browser, task id)."""
+    add_posts(app, users["alice"], 600, body=AWKWARD_BODY)
+    site = live(MICROBLOG_EXPORT_BATCH_SIZE=SLOW_BATCH_SIZE, **(FAST_BEATS if fast_beats else {}))
+    site.start_web()
+    consumer = site.start_consumer(pause_per_batch=SLOW_PAUSE)
+    browser, task_id = start_export(site)
+    return site, consumer, browser, task_id
+
+
 def under_way(site, task_id, beyond=0):
     """Wait until the running export has moved past `beyond` percent; returns the row."""
     return wait_for(
@@ -181,11 +188,7 @@ def under_way(site, task_id, beyond=0):
 
 
 def test_a_frozen_consumer_is_noticed_by_a_live_one_and_the_export_resumes(app, users, live):
-    add_posts(app, users["alice"], 600, body=AWKWARD_BODY)
-    site = live(MICROBLOG_EXPORT_BATCH_SIZE=SLOW_BATCH_SIZE, **FAST_BEATS)
-    site.start_web()
-    frozen = site.start_consumer(pause_per_batch=SLOW_PAUSE)
-    browser, task_id = start_export(site)
+    site, frozen, browser, task_id = slow_export(app, users, live, fast_beats=True)
     under_way(site, task_id, 20)
 
     # SIGSTOP: the process is still there but its heartbeat stops, as on another machine.
@@ -210,11 +213,7 @@ def test_a_frozen_consumer_is_noticed_by_a_live_one_and_the_export_resumes(app, 
 
 
 def test_three_crashes_and_the_task_fails_saying_so(app, users, live):
-    add_posts(app, users["alice"], 600, body=AWKWARD_BODY)
-    site = live(MICROBLOG_EXPORT_BATCH_SIZE=SLOW_BATCH_SIZE, **FAST_BEATS)
-    site.start_web()
-    consumer = site.start_consumer(pause_per_batch=SLOW_PAUSE)
-    browser, task_id = start_export(site)
+    site, consumer, browser, task_id = slow_export(app, users, live, fast_beats=True)
     progress = 0
     for crash in (1, 2, 3):
         progress = under_way(site, task_id, progress)["progress"]
@@ -238,11 +237,7 @@ def test_three_crashes_and_the_task_fails_saying_so(app, users, live):
 
 
 def test_cancel_while_waiting_for_the_worker_to_restart(app, users, live):
-    add_posts(app, users["alice"], 600, body=AWKWARD_BODY)
-    site = live(MICROBLOG_EXPORT_BATCH_SIZE=SLOW_BATCH_SIZE, **FAST_BEATS)
-    site.start_web()
-    consumer = site.start_consumer(pause_per_batch=SLOW_PAUSE)
-    browser, task_id = start_export(site)
+    site, consumer, browser, task_id = slow_export(app, users, live, fast_beats=True)
     under_way(site, task_id, 10)
     site.stop_consumer(consumer, signal.SIGKILL)
 

@@ -10,6 +10,12 @@ from models import Message, Notification, User, db
 BADGE = re.compile(r'<span id="message_count" class="([^"]*)"[^>]*>(\d+)</span>')
 
 
+def switch_to(auth, username):
+    """Sign out, then in as `username` (one browser, taking turns)."""
+    auth.logout()
+    auth.login(username)
+
+
 def badge(client):
     """(count, visible) of the navbar's unread badge on the home page."""
     match = BADGE.search(client.get("/index").get_data(as_text=True))
@@ -53,8 +59,7 @@ def test_send_message_reaches_recipient_and_updates_badge(app, client, auth):
     assert unread_notification(app, "alice") == 2
     assert badge(client) == (0, False)  # bob has no unread messages
 
-    auth.logout()
-    auth.login("alice")
+    switch_to(auth, "alice")
     assert badge(client) == (2, True)
     # The poller sees the count as a notification.
     names = {n["name"]: n["data"] for n in client.get("/notifications?since=0").get_json()}
@@ -73,29 +78,23 @@ def test_send_message_reaches_recipient_and_updates_badge(app, client, auth):
 def test_new_message_after_reading_counts_again(app, client, auth):
     auth.login("bob")
     send(client, "alice", "one")
-    auth.logout()
-    auth.login("alice")
+    switch_to(auth, "alice")
     read_messages(client)
-    auth.logout()
-    auth.login("bob")
+    switch_to(auth, "bob")
     send(client, "alice", "two")
     assert unread_notification(app, "alice") == 1
-    auth.logout()
-    auth.login("alice")
+    switch_to(auth, "alice")
     assert badge(client) == (1, True)
 
 
 def test_a_message_arriving_after_the_page_was_shown_stays_unread(app, client, auth):
     auth.login("bob")
     send(client, "alice", "one")
-    auth.logout()
-    auth.login("alice")
+    switch_to(auth, "alice")
     html = client.get("/messages").get_data(as_text=True)
-    auth.logout()
-    auth.login("bob")
+    switch_to(auth, "bob")
     send(client, "alice", "two, sent while alice was reading")
-    auth.logout()
-    auth.login("alice")
+    switch_to(auth, "alice")
     response = client.submit(
         "/messages/read",
         {"up_to": UP_TO.search(html).group(1)},
@@ -108,8 +107,7 @@ def test_a_message_arriving_after_the_page_was_shown_stays_unread(app, client, a
 def test_marking_read_needs_a_post_with_csrf(app, client, auth):
     auth.login("bob")
     send(client, "alice", "one")
-    auth.logout()
-    auth.login("alice")
+    switch_to(auth, "alice")
     assert client.get("/messages/read").status_code == 405
     assert client.post("/messages/read", data={"up_to": ""}).status_code == 400
     assert unread_notification(app, "alice") == 1
@@ -119,8 +117,7 @@ def test_messages_are_paginated(app, client, auth):
     auth.login("bob")
     for n in range(5):
         send(client, "alice", f"message number {n}")
-    auth.logout()
-    auth.login("alice")
+    switch_to(auth, "alice")
     first = client.get("/messages").get_data(as_text=True)
     second = client.get("/messages?page=2").get_data(as_text=True)
     assert [f"message number {n}" in first for n in range(5)] == [False, False, True, True, True]
@@ -131,8 +128,7 @@ def test_messages_are_paginated(app, client, auth):
 def test_nobody_reads_anyone_elses_messages(app, client, auth):
     auth.login("bob")
     send(client, "alice", "for alice only")
-    auth.logout()
-    auth.login("carol")
+    switch_to(auth, "carol")
     assert "for alice only" not in client.get("/messages").get_data(as_text=True)
     assert "for alice only" not in client.get("/messages?page=1").get_data(as_text=True)
     assert "for alice only" not in client.get("/user/alice").get_data(as_text=True)
@@ -190,8 +186,7 @@ def test_send_requires_csrf_and_login(app, client, auth):
 def test_message_body_is_escaped(app, client, auth):
     auth.login("bob")
     send(client, "alice", "<script>alert(1)</script>")
-    auth.logout()
-    auth.login("alice")
+    switch_to(auth, "alice")
     page = client.get("/messages").get_data(as_text=True)
     assert "<script>alert(1)" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page

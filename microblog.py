@@ -937,13 +937,11 @@ def download_export(task_id):
 @login_required
 def cancel_task(task_id):
     task = own_task(task_id)
-    outcome = task.cancel(huey)
-    if outcome == "cancelled":
-        flash(f"{task.description}: cancelled.", "info")
-    elif outcome == "cancelling":
-        flash(f"{task.description}: cancelling…", "info")
-    else:
-        flash(f"{task.description}: already finished.", "warning")
+    # The task's banner and its row say what became of it ("Cancelled.", "Cancelling…"):
+    # a flash would say it a second time, in other words. Only a cancel that came too late,
+    # whose task has no banner left to say so, gets one.
+    if task.cancel(huey) is None and not task.shows_banner:
+        flash(f"{task.description}: it had already finished.", "warning")
     return redirect(safe_referrer())
 
 

@@ -179,6 +179,19 @@
 
   window.microblog.on("task_progress", update);
 
+  // The task history (/tasks) follows too: its rows are fetched again, as rendered there.
+  window.microblog.on("task_progress", function () {
+    var rows = document.querySelector(".task-history tbody");
+    if (!rows) return;
+    window.microblog.fetchFragment(location.pathname + location.search).then(function (page) {
+      var fresh = page.querySelector(".task-history tbody");
+      if (!fresh) return;
+      window.microblog.renderTimes(fresh);
+      rows.replaceWith(fresh);
+      rows = fresh;
+    }).catch(function () { /* the next notification tries again */ });
+  });
+
   // "The worker is not running" can stop being true while the task is still queued (the
   // worker is back but busy): ask again after each poll while a banner says it.
   window.microblog.every(function () {

@@ -61,3 +61,21 @@ def test_progress_bar_moves_and_becomes_a_download_link(page, site):
     # The banner the script swapped in is the one a reload renders: one rendering, one text.
     page.reload()
     assert page.locator(".task-banner").inner_text() == banner
+
+
+def test_task_history_follows_the_task_without_a_reload(page, site):
+    from playwright.sync_api import expect
+
+    page.goto(site.url + "/login")
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit], input[type=submit]")
+    page.goto(site.url + "/user/alice")
+    page.click("text=Export your posts")
+    page.goto(site.url + "/tasks")
+    status = page.locator(".task-history .task-status").first
+    expect(status).not_to_contain_text("Done")
+    page.evaluate("window.notReloaded = true")
+    expect(status).to_contain_text("Done", timeout=60_000)
+    assert page.evaluate("window.notReloaded") is True
+    assert page.locator(".task-history a:has-text('Download')").count() == 1

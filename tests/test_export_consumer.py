@@ -242,7 +242,7 @@ def test_cancel_while_waiting_for_the_worker_to_restart(app, users, live):
     site.stop_consumer(consumer, signal.SIGKILL)
 
     status, page = browser.submit(f"/tasks/{task_id}/cancel", token_from="/index")
-    assert status == 200 and "cancelling…" in page.decode()
+    assert status == 200 and "Cancelling…" in page.decode()  # the banner, once
     site.start_consumer()
     task = site.wait_for_status(task_id, "cancelled", "done", "failed", timeout=10)
 

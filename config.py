@@ -235,7 +235,6 @@ def flask_settings() -> dict[str, Any]:
         # Whether mail goes out is decided by MAIL_SERVER alone, in tests too (they run a
         # real server).
         "MAIL_SUPPRESS_SEND": False,
-        "RATE_LIMIT_PREFIX": "microblog:ratelimit:",  # Redis key prefix
         # A cross-site POST carries no cookie; a link from elsewhere still signs you in.
         "SESSION_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SAMESITE": "Lax",
@@ -279,6 +278,9 @@ def from_environment(directory: Path | None = None) -> dict[str, Any]:
     `directory` overrides MICROBLOG_DATA_DIR (tests use a temporary one).
     """
     settings = {**flask_settings(), **load()}
+    # Redis keys of the rate limits carry the queue's name: sites sharing one Redis (or the
+    # test runs of one machine) keep separate counts, as they keep separate queues.
+    settings["RATE_LIMIT_PREFIX"] = f"{settings['HUEY_NAME']}:ratelimit:"
     directory = data_dir(directory or settings["DATA_DIR"])
     settings["DATA_DIR"] = str(directory)
     settings["SECRET_KEY"] = settings["SECRET_KEY"] or read_or_create_secret_key(directory)

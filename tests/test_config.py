@@ -77,7 +77,7 @@ def test_the_app_gets_every_setting_and_tests_override_them(tmp_path, monkeypatc
     app = create_app({"DATA_DIR": str(tmp_path), "POSTS_PER_PAGE": 2})
     assert app.config["API_TOKEN_LIMIT_PER_IP"] == 5
     assert app.config["POSTS_PER_PAGE"] == 2
-    assert app.config["RATE_LIMIT_PREFIX"] == "microblog:ratelimit:"
+    assert app.config["RATE_LIMIT_PREFIX"] == "microblog:ratelimit:"  # HUEY_NAME's default
     for name in config.load():
         assert name in app.config
 

@@ -15,8 +15,15 @@ def pg_app(postgres_url, tmp_path, password_hash):
     """The app on a migrated PostgreSQL database with alice and bob."""
     from flask_migrate import downgrade, upgrade
 
+    # Rate limits counted in the database, like the rest of this test (a Redis shared with
+    # other test runs would carry their counts).
     app = create_app(
-        {"TESTING": True, "DATA_DIR": str(tmp_path), "SQLALCHEMY_DATABASE_URI": postgres_url}
+        {
+            "TESTING": True,
+            "DATA_DIR": str(tmp_path),
+            "SQLALCHEMY_DATABASE_URI": postgres_url,
+            "REDIS_URL": None,
+        }
     )
     app.test_client_class = Client
     with app.app_context():

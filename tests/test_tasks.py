@@ -336,7 +336,7 @@ def test_cancel_a_running_export(app, users, immediate, monkeypatch):
     answered.set()
     worker.join(timeout=30)
 
-    assert "cancelling" in response.get_data(as_text=True)
+    assert "Cancelling…" in response.get_data(as_text=True)  # said once, by the task itself
     task = only_task(app)
     assert task.status == "cancelled" and task.finished_at is not None
     assert 0 < task.progress < 100

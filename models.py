@@ -56,6 +56,8 @@ PASSWORD_MAX = 128
 POST_MAX = 140
 ABOUT_ME_MAX = 140
 MESSAGE_MAX = 140
+# A language tag as pages and mail use it ("en", "es"; room for "pt-BR" and the like).
+LANGUAGE_MAX = 16
 
 # PostgreSQL's INTEGER: larger ids cannot exist (and would overflow SQLite's binding).
 MAX_ROW_ID = 2**31 - 1
@@ -188,6 +190,8 @@ class User(UserMixin, Model):
     # working; its posts stay where they are.
     is_admin: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
     disabled: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
+    # The language pages and mail use ("en", "es"); None follows the browser's Accept-Language.
+    language: so.Mapped[str | None] = so.mapped_column(sa.String(LANGUAGE_MAX))
 
     posts: so.WriteOnlyMapped["Post"] = so.relationship(
         back_populates="author", passive_deletes=True
@@ -375,6 +379,11 @@ class User(UserMixin, Model):
             self.about_me = about_me
         if email is not None:
             self.email = normalize_email(email)
+
+    def choose_language(self, language: str | None) -> None:
+        """Pages and mail in `language` from now on; None (or "") follows the browser
+        (the caller commits)."""
+        self.language = language or None
 
     def delete_post(self, post_id: int) -> bool:
         """Delete one of this user's own posts; False when it is not theirs or is gone."""

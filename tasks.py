@@ -24,6 +24,8 @@ from typing import Any, cast
 import orjson
 import sqlalchemy as sa
 from flask import Flask, current_app, has_app_context, render_template, send_file
+from flask_babel import force_locale
+from flask_babel import gettext as _
 from huey import Huey, crontab
 from huey import signals as S
 from huey.consumer import Consumer as HueyConsumer
@@ -34,6 +36,7 @@ from werkzeug.local import LocalProxy
 
 import backup
 import config
+from i18n import mail_language
 from mailer import (
     mail_configured,
     send_email,
@@ -472,9 +475,9 @@ def _posts_json(batch) -> bytes:
     the work of a large export. Other databases give datetimes.
     """
     if batch and isinstance(batch[0][1], str):
-        posts = [{"body": body, "timestamp": f"{ts[:10]}T{ts[11:19]}Z"} for body, ts, _ in batch]
+        posts = [{"body": body, "timestamp": f"{ts[:10]}T{ts[11:19]}Z"} for body, ts, _id in batch]
     else:
-        posts = [{"body": body, "timestamp": isoformat_utc(ts)} for body, ts, _ in batch]
+        posts = [{"body": body, "timestamp": isoformat_utc(ts)} for body, ts, _id in batch]
     return orjson.dumps(posts)[1:-1]
 
 
@@ -589,13 +592,14 @@ def email_export(row: Task) -> bool:
     link = site_link("main.download_export", task_id=row.id)
     context = {"user": row.user, "task": row, "attached": attach, "link": link}
     attachments = [("posts.json", "application/json", path.read_bytes())] if attach else []
-    return send_email(
-        "[Microblog] Your blog posts",
-        [row.user.email],
-        render_template("email/export_posts.txt", **context),
-        render_template("email/export_posts.html", **context),
-        attachments,
-    )
+    with force_locale(mail_language(row.user)):
+        return send_email(
+            "[Microblog] " + _("Your blog posts"),
+            [row.user.email],
+            render_template("email/export_posts.txt", **context),
+            render_template("email/export_posts.html", **context),
+            attachments,
+        )
 
 
 @tracked

@@ -1003,11 +1003,11 @@ def cancel_task(task_id):
     task = own_task(task_id)
     outcome = task.cancel(huey)
     if outcome == "cancelled":
-        flash(_("%(task)s: cancelled.", task=task.description), "info")
+        flash(_("%(task)s: cancelled.", task=task.description_text), "info")
     elif outcome == "cancelling":
-        flash(_("%(task)s: cancelling…", task=task.description), "info")
+        flash(_("%(task)s: cancelling…", task=task.description_text), "info")
     else:
-        flash(_("%(task)s: already finished.", task=task.description), "warning")
+        flash(_("%(task)s: already finished.", task=task.description_text), "warning")
     return redirect(safe_referrer())
 
 

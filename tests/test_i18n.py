@@ -202,3 +202,36 @@ def test_reset_mail_is_in_the_recipients_language(app, client, users, smtp_serve
     # bob chose nothing: a mail has no browser, so English.
     assert english["Subject"] == "[Microblog] Reset your password"
     assert "To reset your password, open this link:" in english.get_body(("plain",)).get_content()
+
+
+def test_task_words_are_shown_in_the_readers_language(app, client, auth, users):
+    """A task's description and messages are stored in English and translated when shown."""
+    import uuid
+
+    import models
+    from models import Task, TaskStatus
+
+    with app.app_context():
+        for status, message in [
+            (TaskStatus.DONE, models.TASK_TEXT_CANCEL_TOO_LATE),
+            (TaskStatus.QUEUED, None),
+        ]:
+            db.session.add(
+                Task(
+                    id=str(uuid.uuid4()),
+                    name=f"export_posts_{status}",
+                    description="Exporting your posts",
+                    user_id=users["alice"],
+                    status=status,
+                    message=message,
+                )
+            )
+        db.session.commit()
+    auth.login()
+    page = client.get("/tasks", headers=SPANISH).get_data(as_text=True)
+    assert "Exportando sus publicaciones" in page
+    assert "Terminó antes de que se pudiera cancelar." in page
+    assert "Esperando al proceso en segundo plano…" in page
+    assert "En cola" in page and "Terminada" in page
+    english = client.get("/tasks").get_data(as_text=True)
+    assert "Exporting your posts" in english and "Finished before it could be cancelled." in english

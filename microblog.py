@@ -583,7 +583,7 @@ def logout():
 @anonymous_only
 def register():
     if not registration_open():  # the form's POST included: nobody is created
-        return error_page(403, REGISTRATION_CLOSED, heading=_("Registration is closed"))
+        return error_page(403, _(REGISTRATION_CLOSED), heading=_("Registration is closed"))
     form = RegistrationForm()
     if form.validate_on_submit():
         retry_after = ratelimit.registration()

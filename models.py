@@ -87,7 +87,7 @@ def contains_pattern(text: str) -> str:
     return f"%{text}%"
 
 
-REGISTRATION_CLOSED = "Registration is closed on this site: an administrator creates accounts."
+REGISTRATION_CLOSED = N_("Registration is closed on this site: an administrator creates accounts.")
 
 
 def registration_open() -> bool:
@@ -286,7 +286,7 @@ class User(UserMixin, Model):
         in); the command line can still do anything.
         """
         if actor.id == self.id:
-            return "You cannot disable, demote or delete your own account here."
+            return N_("You cannot disable, demote or delete your own account here.")
         return None
 
     def delete_account(self) -> list[str]:

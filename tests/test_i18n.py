@@ -235,3 +235,29 @@ def test_task_words_are_shown_in_the_readers_language(app, client, auth, users):
     assert "En cola" in page and "Terminada" in page
     english = client.get("/tasks").get_data(as_text=True)
     assert "Exporting your posts" in english and "Finished before it could be cancelled." in english
+
+
+def test_api_error_messages_follow_accept_language(client):
+    response = client.get("/api/no-such-thing", headers=SPANISH)
+    assert response.status_code == 404
+    assert (
+        response.json["message"] == "No hay ningún punto de acceso de la API en /api/no-such-thing."
+    )
+    assert response.json["error"] == "Not Found"  # the status line stays a fixed key
+    response = client.post("/api/tokens", headers=SPANISH)
+    assert response.status_code == 401
+    assert "HTTP Basic" in response.json["message"] and "Envíe" in response.json["message"]
+    english = client.post("/api/tokens")
+    assert english.json["message"] == "Send your username and password with HTTP Basic auth."
+
+
+def test_admin_pages_in_spanish(app, client, admin, users):
+    client.submit("/login", {"username": "root", "password": "correct horse battery"})
+    page = client.get("/admin/", headers=SPANISH).get_data(as_text=True)
+    assert "Crear una cuenta" in page and "Desactivar" in page and "Hacer administrador" in page
+    response = client.submit(
+        f"/admin/users/{users['bob']}/disable", headers=SPANISH, follow_redirects=True
+    )
+    assert "bob está desactivado" in response.get_data(as_text=True)
+    page = client.get("/admin/jobs", headers=SPANISH).get_data(as_text=True)
+    assert "Fallos recientes" in page

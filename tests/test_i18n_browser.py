@@ -26,7 +26,8 @@ def english_words() -> set[str]:
         found = set()
         for text in texts:
             text = re.sub(r"%\(\w+\)[sd]|<[^>]+>", " ", text)
-            found |= {w.lower() for w in re.findall(r"[A-Za-z]{3,}", text)}
+            # Identifiers ('current_password') are code, the same in every language.
+            found |= {w.lower() for w in re.findall(r"[A-Za-z_]{3,}", text) if "_" not in w}
         return found
 
     english, spanish = set(), set()

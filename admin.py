@@ -6,9 +6,12 @@ as if the area did not exist. Each change is a POST carrying the CSRF token.
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from wtforms import BooleanField
 
@@ -35,7 +38,7 @@ def admins_only():
 class NewAccountForm(RegistrationForm):
     """Registration's form and rules, plus the role."""
 
-    is_admin = BooleanField("Administrator")
+    is_admin = BooleanField(_l("Administrator"))
 
 
 @bp.route("/")
@@ -46,7 +49,7 @@ def users():
     newer, older = page_links(page, "admin.users", q=query)
     return render_template(
         "admin/users.html",
-        title="Admin: users",
+        title=_("Admin: users"),
         users=page,
         query=query,
         newer_url=newer,
@@ -63,17 +66,23 @@ def new_user():
         user = User.register(form.username.data, form.email.data, form.password.data)
         user.make_admin(form.is_admin.data)
         db.session.commit()
-        flash(f"Created the account {user.username}.", "success")
+        flash(_("Created the account %(username)s.", username=user.username), "success")
         return redirect(url_for("admin.users", q=user.username))
-    return form_page(form, "Admin: new account", heading="Create an account")
+    return form_page(form, _("Admin: new account"), heading=_("Create an account"))
 
 
 # What each button does to an account, and what the page then says.
-CHANGES: dict[str, tuple[Callable[[User], None], str]] = {
-    "disable": (User.disable, "{} is disabled: signed out everywhere, and cannot sign in."),
-    "enable": (User.enable, "{} can sign in again."),
-    "make-admin": (lambda user: user.make_admin(True), "{} is now an admin."),
-    "remove-admin": (lambda user: user.make_admin(False), "{} is no longer an admin."),
+CHANGES: dict[str, tuple[Callable[[User], None], Any]] = {
+    "disable": (
+        User.disable,
+        _l("%(username)s is disabled: signed out everywhere, and cannot sign in."),
+    ),
+    "enable": (User.enable, _l("%(username)s can sign in again.")),
+    "make-admin": (lambda user: user.make_admin(True), _l("%(username)s is now an admin.")),
+    "remove-admin": (
+        lambda user: user.make_admin(False),
+        _l("%(username)s is no longer an admin."),
+    ),
 }
 
 
@@ -83,12 +92,12 @@ def change_user(user_id, change):
     user = db.first_or_404(sa.select(User).where(User.id == user_id))
     refusal = user.refuse_admin_change(current_user)
     if refusal:
-        flash(refusal, "warning")
+        flash(_(refusal), "warning")
     else:
         apply, message = CHANGES[change]
         apply(user)
         db.session.commit()
-        flash(message.format(user.username), "success")
+        flash(str(message) % {"username": user.username}, "success")
     return redirect(back_to_users())
 
 
@@ -98,16 +107,16 @@ def delete_user(user_id):
     user = db.first_or_404(sa.select(User).where(User.id == user_id))
     refusal = user.refuse_admin_change(current_user)
     if refusal:
-        flash(refusal, "warning")
+        flash(_(refusal), "warning")
         return redirect(back_to_users())
     form = EmptyForm()
     if form.validate_on_submit():
         name = user.username
         tasks.delete_user(user)
-        flash(f"Deleted {name} and everything they wrote.", "success")
+        flash(_("Deleted %(username)s and everything they wrote.", username=name), "success")
         return redirect(back_to_users())
     return render_template(
-        "admin/delete_user.html", title="Admin: delete account", user=user, form=form
+        "admin/delete_user.html", title=_("Admin: delete account"), user=user, form=form
     )
 
 
@@ -121,7 +130,7 @@ def back_to_users() -> str:
 
 @bp.route("/jobs")
 def jobs():
-    return render_template("admin/jobs.html", title="Admin: jobs", **dashboard())
+    return render_template("admin/jobs.html", title=_("Admin: jobs"), **dashboard())
 
 
 @bp.route("/jobs/status")
@@ -164,13 +173,23 @@ def retry_task(task_id):
     task = db.first_or_404(sa.select(Task).where(Task.id == task_id))
     start = tasks.USER_TASKS.get(task.name)
     if start is None or task.status != TaskStatus.FAILED:
-        flash("Only a failed task of a kind users start can be retried.", "warning")
+        flash(_("Only a failed task of a kind users start can be retried."), "warning")
         return redirect(url_for("admin.jobs"))
     again = start(task.user)
     if again is None:
-        flash(f"{task.user.username} already has this task in progress.", "warning")
+        flash(
+            _("%(username)s already has this task in progress.", username=task.user.username),
+            "warning",
+        )
     elif again.status == TaskStatus.FAILED:
-        flash(f"The task could not be started: {again.message}", "danger")
+        flash(_("The task could not be started: %(reason)s", reason=again.message), "danger")
     else:
-        flash(f"{task.description}: started again for {task.user.username}.", "success")
+        flash(
+            _(
+                "%(task)s: started again for %(username)s.",
+                task=task.description_text,
+                username=task.user.username,
+            ),
+            "success",
+        )
     return redirect(url_for("admin.jobs"))

@@ -16,6 +16,8 @@ from typing import NoReturn
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
@@ -62,7 +64,9 @@ def init_app(app):
 def error_response(status: int, message: str | None = None, headers=None, **extra):
     """A JSON error: `{"error": reason, "message": ...}` plus any `extra` fields."""
     reason = HTTP_STATUS_CODES.get(status, "Unknown Error")
-    response = jsonify({"error": reason, "message": message or reason, **extra})
+    # `error` is the status line (a fixed key for programs); `message` is in the client's
+    # language (Accept-Language).
+    response = jsonify({"error": reason, "message": str(message or reason), **extra})
     response.status_code = status
     for name, value in dict(headers or {}).items():
         response.headers[name] = value
@@ -85,13 +89,17 @@ def http_error_response(error: HTTPException):
 def _plain_message(error: HTTPException) -> str:
     """Werkzeug's description, or a more useful one for the common API mistakes."""
     if isinstance(error, NotFound) and request.routing_exception is error:
-        return f"There is no API endpoint at {request.path}."
+        return _("There is no API endpoint at %(path)s.", path=request.path)
     if isinstance(error, MethodNotAllowed) and error.valid_methods:
         allowed = ", ".join(sorted(set(error.valid_methods) - {"HEAD", "OPTIONS"}))
-        return f"{request.method} is not allowed here; use {allowed}."
+        return _(
+            "%(method)s is not allowed here; use %(allowed)s.",
+            method=request.method,
+            allowed=allowed,
+        )
     if isinstance(error, RequestEntityTooLarge):
         limit = current_app.config.get("MAX_CONTENT_LENGTH")
-        return f"The request body is larger than the {limit}-byte limit."
+        return _("The request body is larger than the %(limit)s-byte limit.", limit=limit)
     return error.description or HTTP_STATUS_CODES.get(error.code or 500, "Error")
 
 
@@ -100,7 +108,7 @@ def _handle_http_error(error: HTTPException):
         db.session.rollback()  # whatever failed, don't leave a broken transaction behind
     if error.code is None or error.code == 500:
         # Flask has already logged the traceback; say nothing about the internals.
-        return error_response(500, "An unexpected error occurred.")
+        return error_response(500, _("An unexpected error occurred."))
     return http_error_response(error)
 
 
@@ -158,10 +166,10 @@ def auth_required(scheme: str, authenticate):
 def _check_bearer_token(auth) -> str | None:
     """A valid, unexpired bearer token: its row goes to `g.api_token`."""
     if auth is None or auth.type != "bearer" or not auth.token:
-        return "Send a token: 'Authorization: Bearer <token>'."
+        return _("Send a token: 'Authorization: Bearer <token>'.")
     token = ApiToken.find(auth.token)
     if token is None:
-        return "The token is invalid or has expired."
+        return _("The token is invalid or has expired.")
     g.api_token = token
     if token.user.seen_now():
         db.session.commit()
@@ -171,11 +179,11 @@ def _check_bearer_token(auth) -> str | None:
 def _check_basic_credentials(auth) -> str | None:
     """A username and password (rate limited per client IP and username): `g.basic_user`."""
     if auth is None or auth.type != "basic" or not auth.username:
-        return "Send your username and password with HTTP Basic auth."
+        return _("Send your username and password with HTTP Basic auth.")
     enforce_token_rate_limit(auth.username)
     user = User.authenticate(auth.username, auth.password or "")
     if user is None:
-        return "Invalid username or password."
+        return _("Invalid username or password.")
     g.basic_user = user
     return None
 
@@ -191,12 +199,22 @@ def enforce_token_rate_limit(username: str) -> None:
     refuse_if_limited(ratelimit.api_token(username), "token requests")
 
 
+# What a 429 says, per kind of attempt (whole sentences, for translations).
+TOO_MANY = {
+    "token requests": _l("Too many token requests; try again in %(seconds)s seconds."),
+    "new accounts from your address": _l(
+        "Too many new accounts from your address; try again in %(seconds)s seconds."
+    ),
+    "password attempts": _l("Too many password attempts; try again in %(seconds)s seconds."),
+}
+
+
 def refuse_if_limited(retry_after: int, what: str) -> None:
     """A 429 with Retry-After when a rate limit (`ratelimit.*`) refused."""
     if retry_after:
         api_abort(
             429,
-            f"Too many {what}; try again in {retry_after} seconds.",
+            str(TOO_MANY[what]) % {"seconds": retry_after},
             {"Retry-After": str(retry_after)},
         )
 
@@ -216,29 +234,32 @@ def json_body(
     returned, sent back whole by a client); a null in a `nullable` field reads as "".
     """
     if not request.is_json:
-        api_abort(415, "Send a JSON body with 'Content-Type: application/json'.")
+        api_abort(415, _("Send a JSON body with 'Content-Type: application/json'."))
     try:
         data = request.get_json()
     except BadRequest:
-        api_abort(400, "The body is not valid JSON.")
+        api_abort(400, _("The body is not valid JSON."))
     except RecursionError:
-        api_abort(400, "The body is nested too deeply.")
+        api_abort(400, _("The body is nested too deeply."))
     if not isinstance(data, dict):
-        api_abort(400, "The body must be a JSON object.")
+        api_abort(400, _("The body must be a JSON object."))
     data = {name: value for name, value in data.items() if name not in ignored}
     data.update({name: "" for name in nullable if name in data and data[name] is None})
     unknown = sorted(set(data) - allowed)
     if unknown:
-        api_abort(400, f"Unknown fields: {', '.join(unknown)}.")
+        api_abort(400, _("Unknown fields: %(fields)s.", fields=", ".join(unknown)))
     missing = sorted(required - set(data))
     if missing:
-        api_abort(400, f"Missing fields: {', '.join(missing)}.")
+        api_abort(400, _("Missing fields: %(fields)s.", fields=", ".join(missing)))
     wrong_type = sorted(name for name, value in data.items() if not isinstance(value, str))
     if wrong_type:
-        api_abort(400, f"These fields must be strings: {', '.join(wrong_type)}.")
+        api_abort(400, _("These fields must be strings: %(fields)s.", fields=", ".join(wrong_type)))
     not_text = sorted(name for name, value in data.items() if not is_unicode_text(value))
     if not_text:
-        api_abort(400, f"These fields are not valid Unicode text: {', '.join(not_text)}.")
+        api_abort(
+            400,
+            _("These fields are not valid Unicode text: %(fields)s.", fields=", ".join(not_text)),
+        )
     return data
 
 
@@ -276,13 +297,15 @@ def int_arg(name: str, default: int, maximum: int, cap: bool = False) -> int:
     if value is None:
         return default
     if not _DIGITS.fullmatch(value):
-        api_abort(400, f"'{name}' must be a whole number from 1.")
+        api_abort(400, _("'%(name)s' must be a whole number from 1.", name=name))
     # Longer digit strings are simply too big (and int() refuses over 4300 digits).
     number = int(value) if len(value) <= 18 else maximum + 1
     if cap:
         number = min(number, maximum)
     if not 1 <= number <= maximum:
-        api_abort(400, f"'{name}' must be a whole number from 1 to {maximum}.")
+        api_abort(
+            400, _("'%(name)s' must be a whole number from 1 to %(max)s.", name=name, max=maximum)
+        )
     return number
 
 
@@ -368,12 +391,19 @@ def post_to_dict(post: Post) -> dict:
     }
 
 
+# What a 404 says, per kind of thing.
+NOT_FOUND = {
+    "User": _l("No user with id %(id)s."),
+    "Post": _l("No post with id %(id)s."),
+}
+
+
 def get_or_404(model, id: int):
     """The row, or a JSON 404 naming what was not found."""
     # Out-of-range ids would overflow the database's integer type: they exist nowhere.
     row = db.session.get(model, id) if 0 < id <= api_spec.MAX_ID else None
     if row is None:
-        api_abort(404, f"No {model.__name__.lower()} with id {id}.")
+        api_abort(404, str(NOT_FOUND[model.__name__]) % {"id": id})
     return row
 
 
@@ -432,7 +462,7 @@ USER_READ_ONLY = {"id", "last_seen", "post_count", "follower_count", "following_
 def create_user():
     """Register, with exactly the web registration form's rules (403 when it is closed)."""
     if not registration_open():
-        api_abort(403, REGISTRATION_CLOSED)
+        api_abort(403, _(REGISTRATION_CLOSED))
     required = {"username", "email", "password"}
     data = json_body(
         allowed=required | {"about_me"},
@@ -445,7 +475,7 @@ def create_user():
     user = User.register(
         form.username.data, form.email.data, form.password.data, form.about_me.data or None
     )
-    commit_or_conflict("That username or email address is already registered.")
+    commit_or_conflict(_("That username or email address is already registered."))
     # The caller owns the new account, so it sees the email.
     return created(user_to_dict(user, include_email=True), url_for("api.get_user", id=user.id))
 
@@ -461,7 +491,7 @@ def update_user(id):
     """
     user = get_or_404(User, id)
     if user.id != token_user().id:
-        api_abort(403, "You can only change your own account.")
+        api_abort(403, _("You can only change your own account."))
     data = json_body(
         allowed={"username", "email", "about_me", "current_password"},
         ignored=USER_READ_ONLY,
@@ -479,13 +509,13 @@ def update_user(id):
         about_me=form.about_me.data,
         email=form.email.data if same_address else None,
     )
-    commit_or_conflict("That username or email address is already registered.")
+    commit_or_conflict(_("That username or email address is already registered."))
     if new_email:
         try:  # the worker writes and sends it: a slow mail server holds no request
             tasks.send_email_change(user.id, new_email)
         except Exception:
             current_app.logger.exception("Could not queue the email change confirmation")
-            api_abort(503, "The confirmation email could not be sent; try again later.")
+            api_abort(503, _("The confirmation email could not be sent; try again later."))
     return user_to_dict(user)
 
 
@@ -493,10 +523,10 @@ def check_current_password(user: User, password: str | None) -> None:
     """403 unless `password` is the user's (a stolen token alone cannot take the account);
     guesses count against the same limits as signing in."""
     if not password:
-        api_abort(403, "Changing the email address needs your password in 'current_password'.")
+        api_abort(403, _("Changing the email address needs your password in 'current_password'."))
     refuse_if_limited(ratelimit.sign_in(user.username), "password attempts")
     if not user.check_password(password):
-        api_abort(403, "The current password is wrong.")
+        api_abort(403, _("The current password is wrong."))
 
 
 def commit_or_conflict(message: str) -> None:
@@ -584,13 +614,13 @@ def create_task():
     name = json_body(allowed={"name"}, required={"name"})["name"]
     if name not in tasks.USER_TASKS:
         known = ", ".join(sorted(tasks.USER_TASKS))
-        api_abort(400, f"Unknown task {name!r}; known tasks: {known}.")
+        api_abort(400, _("Unknown task %(name)r; known tasks: %(known)s.", name=name, known=known))
     user = token_user()
     task = tasks.USER_TASKS[name](user)
     if task is None:
         active = Task.active_for(user.id, name)
         extra = {"task": task_to_dict(active)} if active else {}
-        api_abort(409, f"A {name} task is already in progress.", **extra)
+        api_abort(409, _("A %(name)s task is already in progress.", name=name), **extra)
     return created(task_to_dict(task), url_for("api.get_task", id=task.id), status=202)
 
 
@@ -614,7 +644,9 @@ def cancel_task(id):
     task = own_task(id)
     if task.cancel(tasks.huey) is None:
         db.session.refresh(task)
-        api_abort(409, f"The task is already {task.status}.", task=task_to_dict(task))
+        api_abort(
+            409, _("The task is already %(status)s.", status=task.status), task=task_to_dict(task)
+        )
     db.session.refresh(task)
     return task_to_dict(task)
 
@@ -625,10 +657,10 @@ def download_task(id):
     """The export file (`posts.json`) of a finished task."""
     task = own_task(id)
     if task.is_active:
-        api_abort(409, "The task has not finished yet.", task=task_to_dict(task))
+        api_abort(409, _("The task has not finished yet."), task=task_to_dict(task))
     download = tasks.send_export(task)
     if download is None:
-        api_abort(404, "This task has no download (it failed, was cancelled or expired).")
+        api_abort(404, _("This task has no download (it failed, was cancelled or expired)."))
     return download
 
 

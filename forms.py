@@ -1,17 +1,21 @@
 """Web forms; Flask-WTF adds the CSRF token (field `csrf_token`) to each."""
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import MultiDict
 from wtforms import (
     BooleanField,
     HiddenField,
     PasswordField,
+    SelectField,
     StringField,
     SubmitField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Regexp, ValidationError
 
+from i18n import LANGUAGES
 from models import (
     ABOUT_ME_MAX,
     EMAIL_MAX,
@@ -27,26 +31,29 @@ from models import (
 USERNAME_RULES = [
     DataRequired(),
     Length(min=1, max=USERNAME_MAX),
-    Regexp(USERNAME_PATTERN, message="Use letters, digits, '.', '_' or '-' only."),
+    Regexp(USERNAME_PATTERN, message=_l("Use letters, digits, '.', '_' or '-' only.")),
 ]
 EMAIL_RULES = [DataRequired(), Length(max=EMAIL_MAX), Email()]
 PASSWORD_RULES = [DataRequired(), Length(min=PASSWORD_MIN, max=PASSWORD_MAX)]
 
 
-def repeat_password(label: str = "Repeat password") -> PasswordField:
+def repeat_password(label: str | None = None) -> PasswordField:
     """The second password field, which must match `password`."""
     return PasswordField(
-        label, validators=[DataRequired(), EqualTo("password", message="Passwords must match.")]
+        label or _l("Repeat password"),
+        validators=[DataRequired(), EqualTo("password", message=_l("Passwords must match."))],
     )
 
 
 def current_password_field() -> PasswordField:
     """The account's password, asked again before a sensitive change."""
-    return PasswordField("Current password", validators=[DataRequired(), Length(max=PASSWORD_MAX)])
+    return PasswordField(
+        _l("Current password"), validators=[DataRequired(), Length(max=PASSWORD_MAX)]
+    )
 
 
-USERNAME_TAKEN = "That username is taken. Please use a different one."
-EMAIL_TAKEN = "That email address is already registered."
+USERNAME_TAKEN = _l("That username is taken. Please use a different one.")
+EMAIL_TAKEN = _l("That email address is already registered.")
 
 
 def filled(form_class, fields: dict[str, str], *args):
@@ -59,14 +66,14 @@ def filled(form_class, fields: dict[str, str], *args):
 
 def first_error(form) -> str:
     """The first problem a validated form found, as one line."""
-    return next(iter(form.errors.values()))[0]
+    return str(next(iter(form.errors.values()))[0])
 
 
 class LoginForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired(), Length(max=USERNAME_MAX)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=PASSWORD_MAX)])
-    remember_me = BooleanField("Remember me")
-    submit = SubmitField("Sign in")
+    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=USERNAME_MAX)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=PASSWORD_MAX)])
+    remember_me = BooleanField(_l("Remember me"))
+    submit = SubmitField(_l("Sign in"))
 
 
 class NotTaken:
@@ -88,47 +95,47 @@ NEW_EMAIL_RULES = [*EMAIL_RULES, NotTaken(User.by_email, EMAIL_TAKEN)]
 
 
 class RegistrationForm(FlaskForm):
-    username = StringField("Username", validators=NEW_USERNAME_RULES)
-    email = StringField("Email", validators=NEW_EMAIL_RULES)
-    password = PasswordField("Password", validators=PASSWORD_RULES)
+    username = StringField(_l("Username"), validators=NEW_USERNAME_RULES)
+    email = StringField(_l("Email"), validators=NEW_EMAIL_RULES)
+    password = PasswordField(_l("Password"), validators=PASSWORD_RULES)
     password2 = repeat_password()
-    submit = SubmitField("Register")
+    submit = SubmitField(_l("Register"))
 
 
 class NewUserForm(RegistrationForm):
     """Registration over the API, which also takes the profile's `about_me`."""
 
-    about_me = TextAreaField("About me", validators=[Length(max=ABOUT_ME_MAX)])
+    about_me = TextAreaField(_l("About me"), validators=[Length(max=ABOUT_ME_MAX)])
 
 
 class ResetPasswordRequestForm(FlaskForm):
-    email = StringField("Email", validators=EMAIL_RULES)
-    submit = SubmitField("Request password reset")
+    email = StringField(_l("Email"), validators=EMAIL_RULES)
+    submit = SubmitField(_l("Request password reset"))
 
 
 class ResetPasswordForm(FlaskForm):
-    password = PasswordField("Password", validators=PASSWORD_RULES)
+    password = PasswordField(_l("Password"), validators=PASSWORD_RULES)
     password2 = repeat_password()
-    submit = SubmitField("Reset password")
+    submit = SubmitField(_l("Reset password"))
 
 
 class ChangePasswordForm(FlaskForm):
     current_password = current_password_field()
-    password = PasswordField("New password", validators=PASSWORD_RULES)
-    password2 = repeat_password("Repeat new password")
-    submit = SubmitField("Change password")
+    password = PasswordField(_l("New password"), validators=PASSWORD_RULES)
+    password2 = repeat_password(_l("Repeat new password"))
+    submit = SubmitField(_l("Change password"))
 
 
 class ChangeEmailForm(FlaskForm):
-    email = StringField("New email", validators=NEW_EMAIL_RULES)
+    email = StringField(_l("New email"), validators=NEW_EMAIL_RULES)
     current_password = current_password_field()
-    submit = SubmitField("Change email")
+    submit = SubmitField(_l("Change email"))
 
 
 class EditProfileForm(FlaskForm):
-    username = StringField("Username", validators=NEW_USERNAME_RULES)
-    about_me = TextAreaField("About me", validators=[Length(max=ABOUT_ME_MAX)])
-    submit = SubmitField("Save")
+    username = StringField(_l("Username"), validators=NEW_USERNAME_RULES)
+    about_me = TextAreaField(_l("About me"), validators=[Length(max=ABOUT_ME_MAX)])
+    submit = SubmitField(_l("Save"))
 
     def __init__(self, user: User, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -138,36 +145,51 @@ class EditProfileForm(FlaskForm):
 class AccountForm(EditProfileForm):
     """The profile form plus the e-mail address (the API changes both in one request)."""
 
-    email = StringField("Email", validators=NEW_EMAIL_RULES)
+    email = StringField(_l("Email"), validators=NEW_EMAIL_RULES)
 
 
-def text_box(label: str, limit: int) -> TextAreaField:
+def text_box(label, limit: int) -> TextAreaField:
     """A box that must not be blank, up to `limit` characters (too long is refused, never cut)."""
     return TextAreaField(
-        label, validators=[DataRequired(message="Write something first."), Length(max=limit)]
+        label, validators=[DataRequired(message=_l("Write something first.")), Length(max=limit)]
     )
 
 
 class PostForm(FlaskForm):
-    post = text_box("Say something", POST_MAX)
-    submit = SubmitField("Post")
+    post = text_box(_l("Say something"), POST_MAX)
+    submit = SubmitField(_l("Post"))
 
 
 class EmptyForm(FlaskForm):
     """A button-only form: follow, unfollow, delete, logout. Carries just the CSRF token."""
 
-    submit = SubmitField("Submit")
+    submit = SubmitField(_l("Submit"))
 
 
 # --- private messages ---------------------------------------------------------------
 
 
 class MessageForm(FlaskForm):
-    message = text_box("Message", MESSAGE_MAX)
-    submit = SubmitField("Send")
+    message = text_box(_l("Message"), MESSAGE_MAX)
+    submit = SubmitField(_l("Send"))
 
 
 class MarkReadForm(FlaskForm):
     """ "I have seen these messages": the newest one shown, so later ones stay unread."""
 
     up_to = HiddenField()
+
+
+class LanguageForm(FlaskForm):
+    """The language of pages and mail; "" follows the browser."""
+
+    language = SelectField(
+        _l("Language"),
+        # Each language's name is in that language, marked so for screen readers.
+        choices=[
+            SelectChoice("", _l("The browser's language")),
+            *(SelectChoice(code, name, {"lang": code}) for code, name in LANGUAGES.items()),
+        ],
+        validate_choice=True,
+    )
+    submit = SubmitField(_l("Save language"))

@@ -4,7 +4,11 @@ import logging
 from urllib.parse import urlsplit
 
 from flask import current_app, render_template
+from flask_babel import force_locale
+from flask_babel import gettext as _
 from flask_mail import Mail, Message
+
+from i18n import mail_language
 
 mail = Mail()
 log = logging.getLogger("microblog.mail")
@@ -52,7 +56,9 @@ def send_templated(subject: str, recipient: str, template: str, **context) -> bo
 
 def send_password_reset_email(user) -> bool:
     link = site_link("main.reset_password", token=user.get_reset_password_token())
-    return send_templated("Reset your password", user.email, "reset_password", user=user, link=link)
+    with force_locale(mail_language(user)):
+        subject = _("Reset your password")
+        return send_templated(subject, user.email, "reset_password", user=user, link=link)
 
 
 def send_email_change_emails(user, new_email: str) -> bool:
@@ -60,13 +66,15 @@ def send_email_change_emails(user, new_email: str) -> bool:
     token = user.get_email_change_token(new_email)
     link = site_link("main.confirm_email", token=token)
     context = {"user": user, "new_email": new_email, "link": link}
-    sent = send_templated("Confirm your new email address", new_email, "confirm_email", **context)
     settings = site_link("main.settings")
-    send_templated(
-        "Your email address is being changed",
-        user.email,
-        "email_change_notice",
-        settings_link=settings,
-        **context,
-    )
+    with force_locale(mail_language(user)):
+        subject = _("Confirm your new email address")
+        sent = send_templated(subject, new_email, "confirm_email", **context)
+        send_templated(
+            _("Your email address is being changed"),
+            user.email,
+            "email_change_notice",
+            settings_link=settings,
+            **context,
+        )
     return sent

@@ -28,6 +28,9 @@ from flask import (
     url_for,
 )
 from flask.globals import request_ctx
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import refresh
 from flask_bootstrap import Bootstrap5
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_migrate import Migrate
@@ -39,6 +42,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import api
 import cli
 import config as settings
+import i18n
 import ratelimit
 import search as search_module
 import static_files
@@ -48,6 +52,7 @@ from forms import (
     ChangePasswordForm,
     EditProfileForm,
     EmptyForm,
+    LanguageForm,
     LoginForm,
     MarkReadForm,
     MessageForm,
@@ -86,7 +91,7 @@ log = logging.getLogger("microblog")
 migrate = Migrate()
 login = LoginManager()
 login.login_view = "main.login"
-login.login_message = "Please log in to access this page."
+login.login_message = _l("Please log in to access this page.")
 csrf = CSRFProtect()
 bootstrap = Bootstrap5()
 
@@ -122,6 +127,7 @@ def create_app(config=None):
     mail.init_app(app)
     csrf.init_app(app)
     bootstrap.init_app(app)
+    i18n.init_app(app)
 
     static_files.init_app(app)
     app.register_blueprint(bp)
@@ -248,13 +254,35 @@ def add_security_headers(response):
 
 # What each error page says; the status line's reason is the heading.
 ERROR_REASONS = {
-    400: "The request could not be understood.",
-    403: "You are not allowed to do that.",
-    404: "Sorry, that page does not exist (or is not yours to see).",
-    405: "This address does not accept that kind of request.",
-    413: "The request is too large.",
-    500: "An unexpected error occurred. It has been logged. Please try again.",
+    400: _l("The request could not be understood."),
+    403: _l("You are not allowed to do that."),
+    404: _l("Sorry, that page does not exist (or is not yours to see)."),
+    405: _l("This address does not accept that kind of request."),
+    413: _l("The request is too large."),
+    500: _l("An unexpected error occurred. It has been logged. Please try again."),
 }
+
+
+# The status line as a heading, in the reader's language.
+ERROR_HEADINGS = {
+    400: _l("Bad request"),
+    401: _l("Unauthorized"),
+    403: _l("Forbidden"),
+    404: _l("Not found"),
+    405: _l("Method not allowed"),
+    409: _l("Conflict"),
+    413: _l("Request entity too large"),
+    429: _l("Too many requests"),
+    500: _l("Internal server error"),
+    503: _l("Service unavailable"),
+}
+
+
+def error_heading(status: int) -> str:
+    """The heading of the error page for `status`."""
+    if status in ERROR_HEADINGS:
+        return str(ERROR_HEADINGS[status])
+    return HTTP_STATUS_CODES.get(status, "Error").capitalize()
 
 
 def wants_json() -> bool:
@@ -265,10 +293,10 @@ def wants_json() -> bool:
 
 def error_page(status: int, reason: str | None = None, **context):
     """The one error page (HTML, or JSON for clients that ask for it)."""
-    reason = reason or ERROR_REASONS.get(status) or HTTP_STATUS_CODES.get(status, "Error")
+    reason = str(reason or ERROR_REASONS.get(status) or HTTP_STATUS_CODES.get(status, "Error"))
     if wants_json():
         return api.error_response(status, reason)
-    heading = context.pop("heading", None) or HTTP_STATUS_CODES.get(status, "Error").capitalize()
+    heading = context.pop("heading", None) or error_heading(status)
     page = render_template(
         "errors/error.html", title=heading, heading=heading, reason=reason, **context
     )
@@ -291,7 +319,7 @@ def register_error_handlers(app):
     def internal_error(_error):
         # Flask has already logged the traceback; drop the failed transaction.
         db.session.rollback()
-        return error_page(500, heading="Something went wrong")
+        return error_page(500, heading=_("Something went wrong"))
 
     @app.errorhandler(CSRFError)
     def form_expired(_error):
@@ -304,8 +332,8 @@ def register_error_handlers(app):
         }
         return error_page(
             400,
-            "Your form expired (it was open too long, or you signed in or out meanwhile).",
-            heading="Your form expired",
+            _("Your form expired (it was open too long, or you signed in or out meanwhile)."),
+            heading=_("Your form expired"),
             resubmit_fields=fields,
         )
 
@@ -314,7 +342,7 @@ def register_error_handlers(app):
         # Two requests claimed the same username or address at once; the forms' checks
         # passed for both, the unique index let one win.
         db.session.rollback()
-        return error_page(409, "That name or address was just taken. Please try another.")
+        return error_page(409, _("That name or address was just taken. Please try another."))
 
 
 def _custom_description(error: HTTPException) -> str | None:
@@ -364,7 +392,7 @@ def page_number() -> int:
     if not value.isdecimal() or not value.isascii():
         return 1
     if len(value) > 7 or int(value) > api.MAX_PAGE:
-        abort(404, f"There is no page {value[:20]}.")
+        abort(404, _("There is no page %(number)s.", number=value[:20]))
     return max(int(value), 1)
 
 
@@ -411,13 +439,13 @@ def index():
     if form.validate_on_submit():
         current_user.publish(form.post.data)
         db.session.commit()
-        return redirect_with("success", "Your post is now live!", "main.index")
+        return redirect_with("success", _("Your post is now live!"), "main.index")
     status = 400 if form.is_submitted() else 200
     posts = paginate(current_user.following_posts())
     newer, older = page_links(posts, "main.index")
     return (
         render_template(
-            "index.html", title="Home", form=form, posts=posts, newer_url=newer, older_url=older
+            "index.html", title=_("Home"), form=form, posts=posts, newer_url=newer, older_url=older
         ),
         status,
     )
@@ -447,7 +475,7 @@ def explore():
     posts = paginate(query)
     newer, older = page_links(posts, "main.explore")
     return render_template(
-        "index.html", title="Explore", posts=posts, newer_url=newer, older_url=older
+        "index.html", title=_("Explore"), posts=posts, newer_url=newer, older_url=older
     )
 
 
@@ -466,7 +494,7 @@ def delete_post(post_id):
     if not current_user.delete_post(post_id):
         abort(404)
     db.session.commit()
-    flash("Your post was deleted.", "info")
+    flash(_("Your post was deleted."), "info")
     next_page = request.args.get("next")
     return redirect(next_page if is_safe_next(next_page) else url_for("main.index"))
 
@@ -482,13 +510,26 @@ def form_page(form, title: str, heading=None, template="form_page.html", status=
     return page, status
 
 
+# What a 429 says, per kind of attempt (whole sentences: a translation must agree in gender).
+TOO_MANY = {
+    "sign-in attempts": _l(
+        "Too many sign-in attempts from your address. Please wait %(wait)s and try again."
+    ),
+    "new accounts": _l(
+        "Too many new accounts from your address. Please wait %(wait)s and try again."
+    ),
+    "password reset requests": _l(
+        "Too many password reset requests from your address. Please wait %(wait)s and try again."
+    ),
+    "password attempts": _l(
+        "Too many password attempts from your address. Please wait %(wait)s and try again."
+    ),
+}
+
+
 def too_many(page, retry_after: int, what: str):
     """`page` (a view's answer) as a 429 saying how long to wait before trying `what` again."""
-    flash(
-        f"Too many {what} from your address. Please wait {ratelimit.in_words(retry_after)} "
-        "and try again.",
-        "danger",
-    )
+    flash(TOO_MANY[what] % {"wait": ratelimit.in_words(retry_after)}, "danger")
     response = make_response(page())
     response.status_code = 429
     response.headers["Retry-After"] = str(retry_after)
@@ -511,16 +552,16 @@ def login_view():
     if form.validate_on_submit():
         retry_after = ratelimit.sign_in(form.username.data)
         if retry_after:
-            page = functools.partial(form_page, form, "Sign in", template="login.html")
+            page = functools.partial(form_page, form, _("Sign in"), template="login.html")
             return too_many(page, retry_after, "sign-in attempts")
         user = User.authenticate(form.username.data, form.password.data)
         if user is None:
-            flash("Invalid username or password.", "danger")
-            return form_page(form, "Sign in", template="login.html", status=401)
+            flash(_("Invalid username or password."), "danger")
+            return form_page(form, _("Sign in"), template="login.html", status=401)
         sign_in(user, remember=form.remember_me.data)
         next_page = request.args.get("next")
         return redirect(next_page if is_safe_next(next_page) else url_for("main.index"))
-    return form_page(form, "Sign in", template="login.html")
+    return form_page(form, _("Sign in"), template="login.html")
 
 
 # `login` is the LoginManager; the view keeps the tutorial's URL and endpoint name.
@@ -535,27 +576,27 @@ def logout():
         db.session.commit()
     # To the sign-in page: the home page would add a second flash, "please log in".
     logout_user()
-    return redirect_with("info", "You have been logged out.", "main.login")
+    return redirect_with("info", _("You have been logged out."), "main.login")
 
 
 @bp.route("/register", methods=["GET", "POST"])
 @anonymous_only
 def register():
     if not registration_open():  # the form's POST included: nobody is created
-        return error_page(403, REGISTRATION_CLOSED, heading="Registration is closed")
+        return error_page(403, _(REGISTRATION_CLOSED), heading=_("Registration is closed"))
     form = RegistrationForm()
     if form.validate_on_submit():
         retry_after = ratelimit.registration()
         if retry_after:
-            return too_many(lambda: form_page(form, "Register"), retry_after, "new accounts")
+            return too_many(lambda: form_page(form, _("Register")), retry_after, "new accounts")
         User.register(form.username.data, form.email.data, form.password.data)
         db.session.commit()
         return redirect_with(
             "success",
-            "Congratulations, you are now a registered user! Please sign in.",
+            _("Congratulations, you are now a registered user! Please sign in."),
             "main.login",
         )
-    return form_page(form, "Register")
+    return form_page(form, _("Register"))
 
 
 @bp.route("/reset_password_request", methods=["GET", "POST"])
@@ -566,7 +607,7 @@ def reset_password_request():
         retry_after = ratelimit.reset_mail(form.email.data)
         if retry_after:
             page = functools.partial(
-                form_page, form, "Reset password", heading="Reset your password"
+                form_page, form, _("Reset password"), heading=_("Reset your password")
             )
             return too_many(page, retry_after, "password reset requests")
         user = User.by_email(form.email.data)
@@ -577,9 +618,9 @@ def reset_password_request():
                 log.exception("Could not queue the password reset email")
         # The same answer whether or not the address exists: no account probing.
         return redirect_with(
-            "info", "Check your email for the instructions to reset your password.", "main.login"
+            "info", _("Check your email for the instructions to reset your password."), "main.login"
         )
-    return form_page(form, "Reset password", heading="Reset your password")
+    return form_page(form, _("Reset password"), heading=_("Reset your password"))
 
 
 @bp.route("/reset_password/<token>", methods=["GET", "POST"])
@@ -589,27 +630,28 @@ def reset_password(token):
     if user is None:
         return redirect_with(
             "danger",
-            "That reset link is invalid, expired or already used.",
+            _("That reset link is invalid, expired or already used."),
             "main.reset_password_request",
         )
     form = ResetPasswordForm()
     if form.validate_on_submit():
         user.change_password(form.password.data)
         db.session.commit()
-        return redirect_with("success", "Your password has been reset.", "main.login")
-    return form_page(form, "Reset password", heading="Choose a new password")
+        return redirect_with("success", _("Your password has been reset."), "main.login")
+    return form_page(form, _("Reset password"), heading=_("Choose a new password"))
 
 
 # --- account settings: password, e-mail, sessions ---------------------------------------
 
 
-def settings_page(status: int = 200, password_form=None, email_form=None):
+def settings_page(status: int = 200, password_form=None, email_form=None, language_form=None):
     """The settings page; the form that was just refused (if any) shows its errors."""
     page = render_template(
         "settings.html",
-        title="Settings",
+        title=_("Settings"),
         password_form=password_form or ChangePasswordForm(formdata=None),
         email_form=email_form or ChangeEmailForm(formdata=None),
+        language_form=language_form or LanguageForm(language=current_user.language or ""),
         form=EmptyForm(),
     )
     return page, status
@@ -631,7 +673,7 @@ def current_password_refused(form, page):
     if retry_after:
         return too_many(page, retry_after, "password attempts")
     if not current_user.check_password(form.current_password.data):
-        form.current_password.errors = ["That is not your current password."]
+        form.current_password.errors = [_("That is not your current password.")]
         return page()
     return None
 
@@ -655,7 +697,7 @@ def change_password():
     cookie = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
     remembered = bool(request.cookies.get(cookie))
     sign_in(current_user._get_current_object(), remember=remembered)
-    message = "Your password has been changed. Every other session has been signed out."
+    message = _("Your password has been changed. Every other session has been signed out.")
     return redirect_with("success", message, "main.settings")
 
 
@@ -670,12 +712,29 @@ def change_email():
         send_email_change(current_user.id, form.email.data)
     except Exception:
         log.exception("Could not queue the email change confirmation")
-        flash("The confirmation email could not be sent. Please try again later.", "danger")
+        flash(_("The confirmation email could not be sent. Please try again later."), "danger")
         return redirect(url_for("main.settings"))
     flash(
-        f"We sent a confirmation link to {form.email.data}. Your address changes when you open it.",
+        _(
+            "We sent a confirmation link to %(email)s. Your address changes when you open it.",
+            email=form.email.data,
+        ),
         "info",
     )
+    return redirect(url_for("main.settings"))
+
+
+@bp.route("/settings/language", methods=["POST"])
+@login_required
+def change_language():
+    form = LanguageForm()
+    if not form.validate_on_submit():
+        return settings_page(400, language_form=form)
+    current_user.choose_language(form.language.data)
+    db.session.commit()
+    # Flashed after the change: the message is already in the chosen language.
+    refresh()
+    flash(_("Your language has been saved."), "success")
     return redirect(url_for("main.settings"))
 
 
@@ -689,7 +748,7 @@ def sign_out_everywhere():
     current_user.end_all_sessions()
     db.session.commit()
     logout_user()
-    flash("You have been signed out everywhere, API tokens included.", "info")
+    flash(_("You have been signed out everywhere, API tokens included."), "info")
     return redirect(url_for("main.login"))
 
 
@@ -698,20 +757,22 @@ def confirm_email(token):
     """The link mailed to a new address: a button (POST) makes it the account's address."""
     user, new_email = User.email_change_from_token(token)
     if user is None:
-        flash("That confirmation link is invalid, expired or already used.", "danger")
+        flash(_("That confirmation link is invalid, expired or already used."), "danger")
         return redirect(url_for("main.index"))
     form = EmptyForm()
     if form.validate_on_submit():
         owner = User.by_email(new_email)
         if owner is not None and owner.id != user.id:
-            return error_page(409, "That email address has been registered meanwhile.")
+            return error_page(409, _("That email address has been registered meanwhile."))
         user.update_profile(email=new_email)
         db.session.commit()
-        flash(f"Your email address is now {new_email}.", "success")
+        flash(_("Your email address is now %(email)s.", email=new_email), "success")
         return redirect(url_for("main.index"))
     form.submit.label.text = f"Use {new_email}"
-    heading = f"Make {new_email} the email address of {user.username}?"
-    return form_page(form, "Confirm email", heading=heading)
+    heading = _(
+        "Make %(email)s the email address of %(username)s?", email=new_email, username=user.username
+    )
+    return form_page(form, _("Confirm email"), heading=heading)
 
 
 # --- profiles and following ----------------------------------------------------
@@ -738,15 +799,16 @@ def people_page(username: str, relation: str):
     """`username`'s followers or the people they follow (`relation`), a page of them."""
     user = db.first_or_404(User.named(username))
     select = user.followers_select() if relation == "followers" else user.following_select()
-    heading = f"Followers of {user.username}" if relation == "followers" else None
+    followers = relation == "followers"
+    heading = _("Followers of %(username)s", username=user.username) if followers else None
     return list_page(
         "people.html",
         select,
         f"main.{relation}",
         "people",
         {"username": user.username},
-        title=heading or f"Followed by {user.username}",
-        heading=heading or f"{user.username} follows",
+        title=heading or _("Followed by %(username)s", username=user.username),
+        heading=heading or _("%(username)s follows", username=user.username),
         user=user,
     )
 
@@ -778,26 +840,28 @@ def edit_profile():
     if form.validate_on_submit():
         current_user.update_profile(username=form.username.data, about_me=form.about_me.data)
         db.session.commit()
-        return redirect_with("success", "Your changes have been saved.", "main.edit_profile")
+        return redirect_with("success", _("Your changes have been saved."), "main.edit_profile")
     if request.method == "GET":
         form.username.data = current_user.username
         form.about_me.data = current_user.about_me
-    return form_page(form, "Edit profile")
+    return form_page(form, _("Edit profile"))
 
 
 def change_following(username: str, follow: bool):
     """Follow or unfollow `username`, then back to their profile (or say why not)."""
     user = User.by_username(username)
     if user is None:
-        return redirect_with("danger", f"User {username} not found.", "main.index")
+        return redirect_with(
+            "danger", _("User %(username)s not found.", username=username), "main.index"
+        )
     if user.id == current_user.id:
-        flash("You cannot follow or unfollow yourself.", "warning")
+        flash(_("You cannot follow or unfollow yourself."), "warning")
     elif follow:
         current_user.follow(user)
-        flash(f"You are following {username}!", "success")
+        flash(_("You are following %(username)s!", username=username), "success")
     else:
         current_user.unfollow(user)
-        flash(f"You are not following {username}.", "info")
+        flash(_("You are not following %(username)s.", username=username), "info")
     db.session.commit()
     return redirect(url_for("main.user", username=username))
 
@@ -883,9 +947,9 @@ def human_size(size: int | None) -> str:
 def export_posts_view():
     task = start_export(current_user)
     if task is None:
-        flash("An export of your posts is already in progress.", "warning")
+        flash(_("An export of your posts is already in progress."), "warning")
     elif task.status == TaskStatus.FAILED:
-        flash(f"The export could not be started: {task.message}", "danger")
+        flash(_("The export could not be started: %(reason)s", reason=task.message), "danger")
     return redirect(url_for("main.user", username=current_user.username))
 
 
@@ -897,7 +961,7 @@ def tasks():
         current_user.tasks_select(),
         "main.tasks",
         "tasks",
-        title="Your tasks",
+        title=_("Your tasks"),
         form=EmptyForm(),
     )
 
@@ -941,7 +1005,7 @@ def cancel_task(task_id):
     # a flash would say it a second time, in other words. Only a cancel that came too late,
     # whose task has no banner left to say so, gets one.
     if task.cancel(huey) is None and not task.shows_banner:
-        flash(f"{task.description}: it had already finished.", "warning")
+        flash(_("%(task)s: already finished.", task=task.description_text), "warning")
     return redirect(safe_referrer())
 
 
@@ -952,7 +1016,7 @@ def dismiss_task(task_id):
     if task.dismiss():
         db.session.commit()
     else:
-        flash("A task still in progress cannot be dismissed; cancel it first.", "warning")
+        flash(_("A task still in progress cannot be dismissed; cancel it first."), "warning")
     return redirect(safe_referrer())
 
 
@@ -969,9 +1033,9 @@ def _message_recipient(username):
     """The user to write to, or an error page saying why not (4xx)."""
     recipient = User.by_username(username)
     if recipient is None:
-        return None, error_page(404, f"There is no user called {username}.")
+        return None, error_page(404, _("There is no user called %(username)s.", username=username))
     if recipient.id == current_user.id:
-        return None, error_page(400, "You cannot send a private message to yourself.")
+        return None, error_page(400, _("You cannot send a private message to yourself."))
     return recipient, None
 
 
@@ -987,16 +1051,16 @@ def send_message(username):
         db.session.commit()
         return redirect_with(
             "success",
-            f"Your message to {recipient.username} has been sent.",
+            _("Your message to %(username)s has been sent.", username=recipient.username),
             "main.user",
             username=recipient.username,
         )
     # Replying: the message answered is shown above the form (only one sent to this user).
     reply_to = request.args.get("reply_to", type=int)
     answered = db.session.scalar(current_user.received_message(reply_to)) if reply_to else None
-    heading = f"Send a private message to {recipient.username}"
+    heading = _("Send a private message to %(username)s", username=recipient.username)
     return form_page(
-        form, "Send message", heading=heading, template="send_message.html", answered=answered
+        form, _("Send message"), heading=heading, template="send_message.html", answered=answered
     )
 
 
@@ -1012,7 +1076,7 @@ def messages():
     form = MarkReadForm(up_to=newest.isoformat() + "Z" if newest else "")
     return render_template(
         "messages.html",
-        title="Messages",
+        title=_("Messages"),
         messages=page,
         newer_url=newer,
         older_url=older,
@@ -1048,7 +1112,12 @@ def sent_messages():
     """The messages the current user sent, newest first."""
     query = current_user.sent_messages_select()
     return list_page(
-        "messages.html", query, "main.sent_messages", "messages", title="Sent messages", sent=True
+        "messages.html",
+        query,
+        "main.sent_messages",
+        "messages",
+        title=_("Sent messages"),
+        sent=True,
     )
 
 
@@ -1098,7 +1167,7 @@ def search():
         people = db.session.scalars(User.named_like(name).limit(PEOPLE_FOUND_MAX)).all()
     return render_template(
         "search.html",
-        title=f"{query.strip()[:40]} - Search" if query.strip() else "Search",
+        title=_("%(query)s - Search", query=query.strip()[:40]) if query.strip() else _("Search"),
         query=query,
         terms=terms,
         people=people,

@@ -17,11 +17,15 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, cast, overload
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask import current_app
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_login import UserMixin
 from flask_sqlalchemy import SQLAlchemy
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.dialects import postgresql, sqlite
 from werkzeug.security import check_password_hash, generate_password_hash
+
+from i18n import N_
 
 
 class Base(so.DeclarativeBase):
@@ -56,6 +60,8 @@ PASSWORD_MAX = 128
 POST_MAX = 140
 ABOUT_ME_MAX = 140
 MESSAGE_MAX = 140
+# A language tag as pages and mail use it ("en", "es"; room for "pt-BR" and the like).
+LANGUAGE_MAX = 16
 
 # PostgreSQL's INTEGER: larger ids cannot exist (and would overflow SQLite's binding).
 MAX_ROW_ID = 2**31 - 1
@@ -81,7 +87,7 @@ def contains_pattern(text: str) -> str:
     return f"%{text}%"
 
 
-REGISTRATION_CLOSED = "Registration is closed on this site: an administrator creates accounts."
+REGISTRATION_CLOSED = N_("Registration is closed on this site: an administrator creates accounts.")
 
 
 def registration_open() -> bool:
@@ -188,6 +194,8 @@ class User(UserMixin, Model):
     # working; its posts stay where they are.
     is_admin: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
     disabled: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
+    # The language pages and mail use ("en", "es"); None follows the browser's Accept-Language.
+    language: so.Mapped[str | None] = so.mapped_column(sa.String(LANGUAGE_MAX))
 
     posts: so.WriteOnlyMapped["Post"] = so.relationship(
         back_populates="author", passive_deletes=True
@@ -278,7 +286,7 @@ class User(UserMixin, Model):
         in); the command line can still do anything.
         """
         if actor.id == self.id:
-            return "You cannot disable, demote or delete your own account here."
+            return N_("You cannot disable, demote or delete your own account here.")
         return None
 
     def delete_account(self) -> list[str]:
@@ -375,6 +383,11 @@ class User(UserMixin, Model):
             self.about_me = about_me
         if email is not None:
             self.email = normalize_email(email)
+
+    def choose_language(self, language: str | None) -> None:
+        """Pages and mail in `language` from now on; None (or "") follows the browser
+        (the caller commits)."""
+        self.language = language or None
 
     def delete_post(self, post_id: int) -> bool:
         """Delete one of this user's own posts; False when it is not theirs or is gone."""
@@ -868,8 +881,8 @@ class TaskStatus(enum.StrEnum):
 
     @property
     def label(self) -> str:
-        """The word shown to users ("Running")."""
-        return self.value.capitalize()
+        """The word shown to users ("Running"), in their language."""
+        return str(_STATUS_LABELS[self])
 
     @property
     def alert(self) -> str:
@@ -879,7 +892,7 @@ class TaskStatus(enum.StrEnum):
     @property
     def default_text(self) -> str:
         """What a task in this state says when it has no message of its own."""
-        return _STATUS_TEXTS[self]
+        return str(_STATUS_TEXTS[self])
 
 
 _STATUS_ALERTS = {
@@ -889,17 +902,25 @@ _STATUS_ALERTS = {
     TaskStatus.FAILED: "danger",
     TaskStatus.CANCELLED: "secondary",
 }
+_STATUS_LABELS = {
+    TaskStatus.QUEUED: _l("Queued"),
+    TaskStatus.RUNNING: _l("Running"),
+    TaskStatus.DONE: _l("Done"),
+    TaskStatus.FAILED: _l("Failed"),
+    TaskStatus.CANCELLED: _l("Cancelled"),
+}
 _STATUS_TEXTS = {
-    TaskStatus.QUEUED: "Waiting for the background worker…",
-    TaskStatus.RUNNING: "Working…",
-    TaskStatus.DONE: "Done.",
-    TaskStatus.FAILED: "Something went wrong.",
-    TaskStatus.CANCELLED: "Cancelled.",
+    TaskStatus.QUEUED: _l("Waiting for the background worker…"),
+    TaskStatus.RUNNING: _l("Working…"),
+    TaskStatus.DONE: _l("Done."),
+    TaskStatus.FAILED: _l("Something went wrong."),
+    TaskStatus.CANCELLED: _l("Cancelled."),
 }
 # The words of the other moments a task's row records; one place for each, like the above.
-TASK_TEXT_WORKER_LOST = "The background worker stopped; waiting for it to restart…"
-TASK_TEXT_CANCELLING = "Cancelling…"
-TASK_TEXT_CANCEL_TOO_LATE = "Finished before it could be cancelled."
+# Stored in English (N_ only marks them for the catalogue); translated when shown.
+TASK_TEXT_WORKER_LOST = N_("The background worker stopped; waiting for it to restart…")
+TASK_TEXT_CANCELLING = N_("Cancelling…")
+TASK_TEXT_CANCEL_TOO_LATE = N_("Finished before it could be cancelled.")
 # A task whose worker died this many times is not tried again: it is probably what kills it.
 TASK_MAX_CRASHES = 3
 TASK_TEXT_TOO_MANY_CRASHES = (
@@ -1007,11 +1028,19 @@ class Task(Model):
 
     @property
     def status_text(self) -> str:
-        """The sentence the banner, the task history, the notification and the API show."""
-        return self.message or self.status.default_text
+        """The sentence the banner, the task history, the notification and the API show, in
+        the reader's language when it is one of the catalogue's (a stored message is English)."""
+        return gettext(self.message) if self.message else self.status.default_text
 
-    # What a task says while it waits to be put back in the queue.
-    WORKER_LOST_TEXT = TASK_TEXT_WORKER_LOST
+    @property
+    def description_text(self) -> str:
+        """What the task is ("Exporting your posts"), in the reader's language."""
+        return gettext(self.description)
+
+    @property
+    def worker_lost_text(self) -> str:
+        """What a task says while it waits to be put back in the queue."""
+        return gettext(TASK_TEXT_WORKER_LOST)
 
     def worker_lost(self, live_consumer_ids) -> bool:
         """Running on a consumer that is no longer alive: it waits to be put back in the queue."""

@@ -11,6 +11,7 @@ import time
 import redis
 import sqlalchemy as sa
 from flask import current_app, request
+from flask_babel import ngettext
 
 from models import RateLimitHit, db
 
@@ -54,8 +55,8 @@ def check(*limits: tuple[str, int, int]) -> int:
 def in_words(seconds: int) -> str:
     """ "30 seconds", "5 minutes": how long to wait, for a person."""
     if seconds < 90:
-        return f"{seconds} seconds"
-    return f"{math.ceil(seconds / 60)} minutes"
+        return ngettext("%(num)d second", "%(num)d seconds", seconds)
+    return ngettext("%(num)d minute", "%(num)d minutes", math.ceil(seconds / 60))
 
 
 def clock() -> float:

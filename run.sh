@@ -60,6 +60,11 @@ check_config() {
   "$PY" config.py
 }
 
+compile_translations() {
+  # The compiled catalogues (.mo) are not in git: build each one missing or older than its .po.
+  "$PY" i18n.py
+}
+
 migrate() {
   "$VENV/bin/flask" --app microblog db upgrade
 }
@@ -150,6 +155,7 @@ stop_servers() {
 case "${1:-start}" in
   start|serve)
     ensure_venv requirements.txt
+    compile_translations
     serve
     ;;
   test)
@@ -157,6 +163,7 @@ case "${1:-start}" in
     ensure_venv requirements-dev.txt
     ensure_chromium
     ensure_axe
+    compile_translations
     exec "$PY" -m pytest "$@"
     ;;
   bench)
@@ -179,6 +186,7 @@ case "${1:-start}" in
     ;;
   migrate)
     ensure_venv requirements.txt
+    compile_translations
     check_config
     migrate
     ;;

@@ -24,6 +24,8 @@ from typing import Any, cast
 import orjson
 import sqlalchemy as sa
 from flask import Flask, current_app, has_app_context, render_template, send_file
+from flask_babel import force_locale
+from flask_babel import gettext as _
 from huey import Huey, crontab
 from huey import signals as S
 from huey.consumer import Consumer as HueyConsumer
@@ -34,6 +36,7 @@ from werkzeug.local import LocalProxy
 
 import backup
 import config
+from i18n import N_, mail_language
 from mailer import (
     mail_configured,
     send_email,
@@ -377,7 +380,7 @@ def on_cancelled(task):
 @_row_signal(S.SIGNAL_INTERRUPTED)
 def on_interrupted(task):
     # The consumer is stopping: put the task back so that the next consumer runs it.
-    message = "Paused while the background worker restarts."
+    message = N_("Paused while the background worker restarts.")
     if Task.change(
         task.id, [TaskStatus.RUNNING], status=TaskStatus.QUEUED, message=message, consumer_id=None
     ):
@@ -472,9 +475,9 @@ def _posts_json(batch) -> bytes:
     the work of a large export. Other databases give datetimes.
     """
     if batch and isinstance(batch[0][1], str):
-        posts = [{"body": body, "timestamp": f"{ts[:10]}T{ts[11:19]}Z"} for body, ts, _ in batch]
+        posts = [{"body": body, "timestamp": f"{ts[:10]}T{ts[11:19]}Z"} for body, ts, _id in batch]
     else:
-        posts = [{"body": body, "timestamp": isoformat_utc(ts)} for body, ts, _ in batch]
+        posts = [{"body": body, "timestamp": isoformat_utc(ts)} for body, ts, _id in batch]
     return orjson.dumps(posts)[1:-1]
 
 
@@ -583,19 +586,20 @@ def email_export(row: Task) -> bool:
         return False
     if row.result_file is None or row.result_size is None:
         raise ValueError(f"task {row.id} has no export file to mail")
-    Task.record_progress(row.id, 100, "Sending the email…")
+    Task.record_progress(row.id, 100, N_("Sending the email…"))
     path = exports_dir() / row.result_file
     attach = row.result_size <= EXPORT_ATTACH_MAX_BYTES
     link = site_link("main.download_export", task_id=row.id)
     context = {"user": row.user, "task": row, "attached": attach, "link": link}
     attachments = [("posts.json", "application/json", path.read_bytes())] if attach else []
-    return send_email(
-        "[Microblog] Your blog posts",
-        [row.user.email],
-        render_template("email/export_posts.txt", **context),
-        render_template("email/export_posts.html", **context),
-        attachments,
-    )
+    with force_locale(mail_language(row.user)):
+        return send_email(
+            "[Microblog] " + _("Your blog posts"),
+            [row.user.email],
+            render_template("email/export_posts.txt", **context),
+            render_template("email/export_posts.html", **context),
+            attachments,
+        )
 
 
 @tracked
@@ -631,9 +635,9 @@ def export_posts(user_id: int, task=None) -> int:
             task.retries = 0
             raise
         if mailed:
-            message = "Your export is ready. We also emailed it to you."
+            message = N_("Your export is ready. We also emailed it to you.")
         else:
-            message = "Your export is ready to download."
+            message = N_("Your export is ready to download.")
         Task.change(row.id, [TaskStatus.RUNNING], message=message)
         return count
 
@@ -686,7 +690,9 @@ def reap_stale_tasks() -> int:
             if row.consumer_id is None or row.consumer_id in live
         ]
         for row in stale:
-            message = "The background worker stopped before this task finished. Please try again."
+            message = N_(
+                "The background worker stopped before this task finished. Please try again."
+            )
             if Task.change(row.id, [TaskStatus.RUNNING], status=TaskStatus.FAILED, message=message):
                 remove_partial_export(row.id)
                 log.warning("Task %s failed: its heartbeat stopped", row.id)
@@ -732,7 +738,7 @@ def daily_backup() -> str:
 
 def start_export(user):
     """Launch "export your posts" for `user`; None when one is already in progress."""
-    return user.launch_task(export_posts, "Exporting your posts")
+    return user.launch_task(export_posts, N_("Exporting your posts"))
 
 
 USER_TASKS = {"export_posts": start_export}

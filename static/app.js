@@ -12,12 +12,28 @@
   dark.addEventListener("change", apply);
 })();
 
+// --- What the script says, in the page's language ----------------------------------
+// The server renders the strings onto this script's tag (data-strings), so the script
+// holds no text of its own; `text("key", {name: value})` fills `%(name)s` placeholders.
+(function () {
+  "use strict";
+  var strings = {};
+  try { strings = JSON.parse(document.currentScript.getAttribute("data-strings") || "{}"); }
+  catch (error) { strings = {}; }
+  window.microblogText = function (key, values) {
+    return String(strings[key] || key).replace(/%\((\w+)\)[sd]/g, function (whole, name) {
+      return values && name in values ? String(values[name]) : whole;
+    });
+  };
+})();
+
 (function () {
   "use strict";
 
-  // --- Relative dates ("3 minutes ago") in the browser's time zone ---------
-  var relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
-  var exact = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  // --- Relative dates ("3 minutes ago") in the browser's time zone, the page's language ---
+  var language = document.documentElement.lang || undefined;
+  var relative = new Intl.RelativeTimeFormat(language, { numeric: "auto" });
+  var exact = new Intl.DateTimeFormat(language, { dateStyle: "medium", timeStyle: "short" });
   var UNITS = [
     ["year", 31536000], ["month", 2592000], ["week", 604800],
     ["day", 86400], ["hour", 3600], ["minute", 60], ["second", 1],
@@ -273,9 +289,10 @@
     var limit = parseInt(box.getAttribute("data-maxlength"), 10);
     var counter = document.getElementById(box.getAttribute("aria-describedby"));
     var left = limit - box.value.length;
+    var text = window.microblogText;
     counter.textContent = left >= 0
-      ? left + " of " + limit + " characters left"
-      : -left + (left === -1 ? " character" : " characters") + " too many (at most " + limit + ")";
+      ? text("charsLeft", { left: left, limit: limit })
+      : text(left === -1 ? "tooManyOne" : "tooManyOther", { over: -left, limit: limit });
     counter.classList.toggle("text-danger", left < 0);
     // Only undo our own mark: a message from the server (say "Write something first.")
     // stays until the form is sent again.
@@ -347,7 +364,7 @@
     card.innerHTML = html;
     window.microblog.renderTimes(card);
     var name = card.querySelector("[data-username]");
-    card.setAttribute("aria-label", name ? name.getAttribute("data-username") : "User");
+    card.setAttribute("aria-label", name ? name.getAttribute("data-username") : window.microblogText("user"));
   }
 
   function show(link) {

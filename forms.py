@@ -1,6 +1,7 @@
 """Web forms; Flask-WTF adds the CSRF token (field `csrf_token`) to each."""
 
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
 from werkzeug.datastructures import MultiDict
 from wtforms import (
     BooleanField,
@@ -173,3 +174,11 @@ class MarkReadForm(FlaskForm):
     """ "I have seen these messages": the newest one shown, so later ones stay unread."""
 
     up_to = HiddenField()
+
+
+class ImportForm(FlaskForm):
+    file = FileField(
+        "Your posts.json, a Mastodon archive (.zip) or its outbox.json",
+        validators=[FileRequired("Choose a file to import.")],
+    )
+    submit = SubmitField("Import")

@@ -27,6 +27,7 @@ from flask import (
     session,
     url_for,
 )
+from flask import Request as FlaskRequest
 from flask.globals import request_ctx
 from flask_bootstrap import Bootstrap5
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
@@ -48,6 +49,7 @@ from forms import (
     ChangePasswordForm,
     EditProfileForm,
     EmptyForm,
+    ImportForm,
     LoginForm,
     MarkReadForm,
     MessageForm,
@@ -79,6 +81,7 @@ from tasks import (
     send_export,
     send_password_reset,
     start_export,
+    start_import,
 )
 
 log = logging.getLogger("microblog")
@@ -93,6 +96,32 @@ bootstrap = Bootstrap5()
 bp = Blueprint("main", __name__)
 
 
+# The endpoints that take an uploaded archive, larger than any other request may be.
+UPLOAD_ENDPOINTS = {"main.import_posts", "api.create_task"}
+
+
+class UploadRequest(FlaskRequest):
+    """A request limited to MAX_CONTENT_LENGTH, except a file upload to an endpoint that
+    takes archives: MICROBLOG_IMPORT_MAX_BYTES. Decided before anything reads the body
+    (the CSRF check reads the form first)."""
+
+    @property
+    def max_content_length(self) -> int | None:
+        rule = self.url_rule
+        if (
+            current_app
+            and rule is not None
+            and rule.endpoint in UPLOAD_ENDPOINTS
+            and self.mimetype == "multipart/form-data"
+        ):
+            return current_app.config["MICROBLOG_IMPORT_MAX_BYTES"]
+        return super().max_content_length
+
+    @max_content_length.setter
+    def max_content_length(self, value: int | None) -> None:
+        self._max_content_length = value
+
+
 def create_app(config=None):
     """Build the app: defaults, then the environment (both from config.py), then `config`
     (tests)."""
@@ -101,6 +130,7 @@ def create_app(config=None):
     # here at startup, for the whole process.
     settings.use_private_files()
     app = Flask(__name__)
+    app.request_class = UploadRequest
     data_dir = Path(config["DATA_DIR"]) if "DATA_DIR" in config else None
     app.config.from_mapping(settings.from_environment(data_dir))
     app.config.from_mapping(config)
@@ -886,6 +916,23 @@ def export_posts_view():
         flash("An export of your posts is already in progress.", "warning")
     elif task.status == TaskStatus.FAILED:
         flash(f"The export could not be started: {task.message}", "danger")
+    return redirect(url_for("main.user", username=current_user.username))
+
+
+@bp.route("/import", methods=["GET", "POST"], endpoint="import_posts")
+@login_required
+def import_posts_view():
+    """Upload an archive; the worker imports it, with its progress in the task banner."""
+    form = ImportForm()
+    if not form.validate_on_submit():
+        return form_page(form, "Import posts", template="import.html")
+    task = start_import(current_user, form.file.data)
+    if task is None:
+        flash("An import of your posts is already in progress.", "warning")
+    elif task.status == TaskStatus.FAILED:
+        flash(f"The import could not be started: {task.message}", "danger")
+    else:
+        flash("Your file is uploaded; the import runs in the background.", "info")
     return redirect(url_for("main.user", username=current_user.username))
 
 

@@ -409,6 +409,13 @@ class User(UserMixin, Model):
         statement = _dialect_insert(table).on_conflict_do_nothing().returning(table.c.id)
         return len(db.session.execute(statement, rows).all())
 
+    def imported_post_count(self) -> int:
+        """How many of the user's posts came from an import."""
+        query = sa.select(sa.func.count()).where(
+            Post.user_id == self.id, Post.import_key.is_not(None)
+        )
+        return db.session.execute(query).scalar_one()
+
     def follow_usernames(self, usernames: Sequence[str]) -> int:
         """Follow each of these users that exists here (not oneself); how many new follows."""
         wanted = sa.select(sa.literal(self.id), User.id).where(
@@ -561,17 +568,20 @@ class User(UserMixin, Model):
         return notification
 
     # --- background tasks -----------------------------------------------------
-    def launch_task(self, task_function, description: str, *args) -> Optional["Task"]:
+    def launch_task(
+        self, task_function, description: str, *args, task_id: str | None = None
+    ) -> Optional["Task"]:
         """Record a task, commit, then enqueue it with the same id.
 
         The row is committed first so the worker always finds it, whichever process is
-        faster. The task function is called as `task_function(user_id, *args)`.
+        faster. The task function is called as `task_function(user_id, *args)`. `task_id` is
+        for a task whose input was stored under its id before it starts (an upload).
 
         Returns None when a task of that name is already queued or running for this user
         (the partial unique index decides, so concurrent requests start one task), and a
         `failed` row when the queue could not take it.
         """
-        task_id, user_id = str(uuid.uuid4()), self.id
+        task_id, user_id = task_id or str(uuid.uuid4()), self.id
         row = {
             "id": task_id,
             "name": task_function.name,

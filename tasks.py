@@ -5,6 +5,7 @@ users see lives in the `Task` table, driven by Huey's signals and the tasks' own
 writes; Huey itself keeps no results.
 """
 
+import dataclasses
 import functools
 import importlib
 import json
@@ -34,6 +35,7 @@ from werkzeug.local import LocalProxy
 
 import backup
 import config
+import importer
 from mailer import (
     mail_configured,
     send_email,
@@ -65,6 +67,8 @@ EXPORT_BATCH_SIZE: int = settings["MICROBLOG_EXPORT_BATCH_SIZE"]
 EXPORT_KEEP: int = settings["MICROBLOG_EXPORT_KEEP"]
 EXPORT_EXPIRY_DAYS: float = settings["MICROBLOG_EXPORT_EXPIRY_DAYS"]
 EXPORT_ATTACH_MAX_BYTES: int = settings["MICROBLOG_EXPORT_ATTACH_MAX_BYTES"]
+IMPORT_MAX_BYTES: int = settings["MICROBLOG_IMPORT_MAX_BYTES"]
+IMPORT_BATCH_SIZE: int = settings["MICROBLOG_IMPORT_BATCH_SIZE"]
 MAIL_RETRIES: int = settings["MICROBLOG_MAIL_RETRIES"]
 MAIL_RETRY_DELAY: float = settings["MICROBLOG_MAIL_RETRY_DELAY"]
 
@@ -237,7 +241,7 @@ def recover_lost_tasks() -> int:
             if row.status == TaskStatus.QUEUED:
                 enqueue_again(row)
             elif row.status != TaskStatus.RUNNING:
-                remove_partial_export(row.id)
+                remove_task_files(row.id)
         # Dead consumers are kept a day, for whoever wants to see what happened.
         Consumer.forget(db.session.scalars(Consumer.silent_since(utcnow() - timedelta(days=1))))
         db.session.commit()
@@ -370,8 +374,8 @@ def on_error(task, exc):
 def on_cancelled(task):
     Task.change(task.id, TaskStatus.active(), status=TaskStatus.CANCELLED, message=None)
     # Also when the row was already cancelled (a queued task, revoked by the web app): a
-    # run that a crashed worker left behind has a partial file.
-    remove_partial_export(task.id)
+    # run that a crashed worker left behind has a partial file; a queued import, its upload.
+    remove_task_files(task.id)
 
 
 @_row_signal(S.SIGNAL_INTERRUPTED)
@@ -453,6 +457,12 @@ def send_export(task: Task):
 
 def remove_partial_export(task_id: str) -> None:
     (exports_dir() / f"{task_id}.json.part").unlink(missing_ok=True)
+
+
+def remove_task_files(task_id: str) -> None:
+    """What a task that will not run again leaves behind: a partial export, an upload."""
+    remove_partial_export(task_id)
+    upload_path(task_id).unlink(missing_ok=True)
 
 
 def delete_user(user: User) -> None:
@@ -638,6 +648,118 @@ def export_posts(user_id: int, task=None) -> int:
         return count
 
 
+# --- import posts -------------------------------------------------------------------------
+
+
+def imports_dir() -> Path:
+    path = Path(current_app.config["DATA_DIR"]) / "imports"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def upload_path(task_id: str) -> Path:
+    """Where the file an import reads is kept until the import ends: named by its task."""
+    return imports_dir() / task_id
+
+
+def start_import(user: User, upload) -> Task | None:
+    """Store an uploaded archive (a werkzeug FileStorage) and launch its import; None (and
+    the file dropped) when an import is already in progress for `user`."""
+    task_id = str(uuid.uuid4())
+    path = upload_path(task_id)
+    # Copied in chunks from werkzeug's spooled temporary file: never whole in memory.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        upload.save(out)
+    task = user.launch_task(import_posts, "Importing posts", task_id=task_id)
+    if task is None:
+        path.unlink(missing_ok=True)
+    return task
+
+
+# Called with the number of posts read after each batch; tests set it to pause an import.
+after_import_batch: Callable[[int], None] | None = None
+
+# The check pass reads the file without the database: it takes this share of the bar.
+CHECK_SHARE = 30
+
+
+def _import_message(archive: importer.Archive, added: int, importable: int, followed: int) -> str:
+    """The final sentence: what was added, what was already here, what was skipped and why."""
+    parts = [f"Imported {added:,} {'post' if added == 1 else 'posts'}."]
+    if importable > added:
+        parts.append(f"{importable - added:,} were already here.")
+    skipped = archive.skipped.describe()
+    if skipped:
+        parts.append(skipped[0].upper() + skipped[1:])
+    if followed:
+        parts.append(f"Now following {followed:,} more {'user' if followed == 1 else 'users'}.")
+    return " ".join(parts)
+
+
+def run_import(row: Task, user: User, path: Path) -> str:
+    """Check the whole file, then add its posts in batches; the final message.
+
+    A bad file fails in the check pass, before anything is added. Adding is idempotent
+    (each post's import key), so a run after a crash reads the file again from the start:
+    what the earlier run added is recognised and left as it is. The count of imported
+    posts before the first run is kept in the checkpoint, for an exact final message.
+    """
+    progress = Progress(row.id, 100)
+    checkpoint = row.get_checkpoint()
+    before = checkpoint["before"] if checkpoint else user.imported_post_count()
+    mark = {"before": before}
+    progress.write(0, "Checking the file…", mark)
+    limits = dataclasses.replace(importer.DEFAULT_LIMITS, upload_bytes=IMPORT_MAX_BYTES)
+    archive = importer.open_archive(path, limits)
+    importable = 0
+    for importable, _post in enumerate(archive.posts(), start=1):  # noqa: B007
+        if importable % 1000 == 0:
+            progress.update(int(archive.progress * CHECK_SHARE))
+    progress.write(CHECK_SHARE, f"Importing {importable:,} posts…", mark)
+    read = 0
+    for batch in importer.batches(archive.posts(), IMPORT_BATCH_SIZE):
+        user.import_posts(batch)
+        db.session.commit()
+        read += len(batch)
+        if after_import_batch:
+            after_import_batch(read)
+        share = 100 - CHECK_SHARE
+        progress.update(CHECK_SHARE + int(archive.progress * share), checkpoint=lambda: mark)
+    followed = user.follow_usernames(archive.following) if archive.following else 0
+    db.session.commit()
+    added = user.imported_post_count() - before
+    return _import_message(archive, added, importable, followed)
+
+
+@tracked
+@huey.task(context=True, name="import_posts")
+def import_posts(user_id: int, task=None) -> int:
+    """Import the archive uploaded for this task into the user's posts; the upload is
+    deleted once the import ends, however it ends (not when the worker only restarts)."""
+    with app_context():
+        row = db.session.get(Task, task.id)
+        user = db.session.get(User, user_id)
+        if row is None or user is None or row.status != TaskStatus.RUNNING:
+            log.info("Task %s: nothing to do (row or user gone, or not running)", task.id)
+            upload_path(task.id).unlink(missing_ok=True)
+            return 0
+        path = upload_path(row.id)
+        try:
+            if not path.is_file():
+                raise importer.ArchiveError("The uploaded file is gone; please upload it again.")
+            message = run_import(row, user, path)
+        except ConsumerStopping:
+            raise  # the next consumer resumes it, from the same file
+        except BaseException:
+            db.session.rollback()
+            path.unlink(missing_ok=True)
+            raise
+        path.unlink(missing_ok=True)
+        Task.change(row.id, [TaskStatus.RUNNING], message=message)
+        return 0
+
+
 # --- mail -------------------------------------------------------------------------------
 
 
@@ -688,7 +810,7 @@ def reap_stale_tasks() -> int:
         for row in stale:
             message = "The background worker stopped before this task finished. Please try again."
             if Task.change(row.id, [TaskStatus.RUNNING], status=TaskStatus.FAILED, message=message):
-                remove_partial_export(row.id)
+                remove_task_files(row.id)
                 log.warning("Task %s failed: its heartbeat stopped", row.id)
         return len(stale)
 
@@ -736,3 +858,5 @@ def start_export(user):
 
 
 USER_TASKS = {"export_posts": start_export}
+# Tasks that start from an uploaded file (a multipart POST /api/tasks, field `file`).
+UPLOAD_TASKS = {"import_posts": start_import}

@@ -293,6 +293,32 @@ class Browser:
             with error:
                 return error.code, error.read()
 
+    def upload(self, path, filename: str, data: bytes, field="file") -> tuple[int, bytes]:
+        """POST the form at `path` with one file (multipart/form-data) and its CSRF token."""
+        boundary = uuid.uuid4().hex
+        token = self.csrf_token(path)
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+                f"{token}\r\n--{boundary}\r\n"
+                f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + data
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        try:
+            with self.opener.open(request, timeout=60) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, error.read()
+
     def login(self, username, password):
         status, body = self.submit("/login", {"username": username, "password": password})
         assert status == 200 and b"Logout" in body, body[:500]

@@ -268,14 +268,28 @@ SCHEMAS = {
         "type": "object",
         "required": ["posts"],
         "properties": {
+            "version": {"type": "integer", "examples": [2]},
+            "profile": {
+                "type": "object",
+                "properties": {
+                    "username": {"type": "string"},
+                    "about_me": {"type": ["string", "null"]},
+                    "avatar": {"type": ["string", "null"], "description": "file name"},
+                },
+            },
             "posts": {
                 "type": "array",
                 "items": {
                     "type": "object",
                     "required": ["body", "timestamp"],
-                    "properties": {"body": {"type": "string"}, "timestamp": TIMESTAMP},
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "body": {"type": "string"},
+                        "timestamp": TIMESTAMP,
+                    },
                 },
-            }
+            },
+            "following": {"type": "array", "items": {"type": "string"}},
         },
     },
 }

@@ -489,6 +489,11 @@ class User(UserMixin, Model):
             .order_by((name == text.lower()).desc(), cls.username)
         )
 
+    def following_usernames(self) -> list[str]:
+        """The usernames this user follows, by name (for an export)."""
+        query = sa.select(User.username).where(User.id.in_(self.followed_ids()))
+        return list(db.session.scalars(query.order_by(User.username)))
+
     def followed_ids(self) -> sa.Select:
         """The ids of the users this user follows, as a subquery."""
         return sa.select(followers.c.followed_id).where(followers.c.follower_id == self.id)

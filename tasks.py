@@ -482,10 +482,31 @@ def _posts_json(batch) -> bytes:
     the work of a large export. Other databases give datetimes.
     """
     if batch and isinstance(batch[0][1], str):
-        posts = [{"body": body, "timestamp": f"{ts[:10]}T{ts[11:19]}Z"} for body, ts, _ in batch]
+        posts = [
+            {"id": post_id, "body": body, "timestamp": f"{ts[:10]}T{ts[11:19]}Z"}
+            for body, ts, post_id in batch
+        ]
     else:
-        posts = [{"body": body, "timestamp": isoformat_utc(ts)} for body, ts, _ in batch]
+        posts = [
+            {"id": post_id, "body": body, "timestamp": isoformat_utc(ts)}
+            for body, ts, post_id in batch
+        ]
     return orjson.dumps(posts)[1:-1]
+
+
+EXPORT_VERSION = 2
+
+
+def _export_head(user: User) -> bytes:
+    """What comes before the posts: the format's version and the profile."""
+    profile = {"username": user.username, "about_me": user.about_me, "avatar": None}
+    head = orjson.dumps({"version": EXPORT_VERSION, "profile": profile})
+    return head[:-1] + b', "posts": ['
+
+
+def _export_tail(user: User) -> bytes:
+    """What comes after the posts: the usernames followed, read when the posts are done."""
+    return b'\n], "following": ' + orjson.dumps(user.following_usernames()) + b"}\n"
 
 
 # Called with the number of posts written after each batch; tests set it to pause an export mid-run.
@@ -512,7 +533,11 @@ def _resume_point(row: Task, partial: Path) -> dict | None:
 
 
 def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
-    """Stream the user's posts, oldest first, to exports/<task id>.json.
+    """Stream the user's export, posts oldest first, to exports/<task id>.json.
+
+    `{"version": 2, "profile": {...}, "posts": [{"id", "body", "timestamp"}, ...],
+    "following": [...]}`: the head is written before the first batch (and so is inside
+    every checkpoint), the usernames followed after the last one.
 
     Reads in batches on its own connection and writes as it goes, so memory stays flat
     however many posts there are. A run after a crash continues from the last checkpoint:
@@ -521,6 +546,7 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
     Returns (file name, post count, size in bytes).
     """
     row = db.session.get_one(Task, task_id)
+    user = db.session.get_one(User, user_id)
     total = db.session.execute(
         sa.select(sa.func.count()).where(Post.user_id == user_id)
     ).scalar_one()
@@ -552,7 +578,7 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
         partial.open("ab" if resume else "wb") as out,
     ):
         if not resume:
-            out.write(b'{"posts": [')
+            out.write(_export_head(user))
         for batch in _batches(rows, EXPORT_BATCH_SIZE):
             out.write(b"\n" if done == 0 else b",\n")
             out.write(_posts_json(batch))
@@ -561,7 +587,7 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
                 after_export_batch(done)
             last = batch[-1]
             progress.update(done, checkpoint=functools.partial(_export_checkpoint, out, done, last))
-        out.write(b"\n]}\n")
+        out.write(_export_tail(user))
     os.replace(partial, final)
     return final.name, done, final.stat().st_size
 

@@ -9,7 +9,17 @@ import pytest
 import sqlalchemy as sa
 
 from models import Post, Task, db
-from tests.helpers import add_posts, boost, exported_posts, follow, toot, write_outbox
+from tests.conftest import PASSWORD
+from tests.helpers import (
+    AWKWARD_BODY,
+    add_posts,
+    boost,
+    export_document,
+    exported_posts,
+    follow,
+    toot,
+    write_outbox,
+)
 
 
 def upload(client, data: bytes, filename="posts.json"):
@@ -70,6 +80,40 @@ def test_import_our_export_into_another_account(app, client, auth, users, immedi
     task = max(tasks_of(app, users["alice"]), key=lambda t: t.created_at)
     assert task.message == "Imported 0 posts. 3 were already here."
     assert post_count(app, users["alice"]) == 3
+
+
+def export_file(app, client, user_id) -> dict:
+    """Export the signed-in user's posts (through the page) and read the file."""
+    client.submit("/export_posts")
+    task = max(
+        (t for t in tasks_of(app, user_id) if t.name == "export_posts"), key=lambda t: t.created_at
+    )
+    assert task.status == "done", task.message
+    return json.loads((Path(app.config["DATA_DIR"]) / "exports" / task.result_file).read_text())
+
+
+def test_export_import_export_round_trip(app, client, auth, users, make_user, immediate):
+    add_posts(app, users["alice"], 120, body=AWKWARD_BODY)
+    add_posts(app, users["alice"], ["a post", "x" * 140])
+    follow(app, users["alice"], users["bob"], users["carol"])
+    auth.login("alice")
+    first = export_file(app, client, users["alice"])
+    assert first == export_document(app, users["alice"])
+    assert [set(p) for p in first["posts"][:1]] == [{"id", "body", "timestamp"}]
+    auth.logout()
+    dave = make_user("dave")
+    auth.login("dave", PASSWORD)
+
+    upload(client, json.dumps(first).encode())
+    second = export_file(app, client, dave)
+
+    def without_ids(posts):
+        return [{"body": p["body"], "timestamp": p["timestamp"]} for p in posts]
+
+    assert without_ids(second["posts"]) == without_ids(first["posts"])
+    assert len(second["posts"]) == 122
+    assert second["following"] == ["bob", "carol"]
+    assert second["profile"]["username"] == "dave"
 
 
 def test_import_a_mastodon_archive(app, client, auth, users, immediate, tmp_path):

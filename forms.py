@@ -120,6 +120,11 @@ class ChangeEmailForm(FlaskForm):
             raise ValidationError(EMAIL_TAKEN)
 
 
+class DeleteAccountForm(FlaskForm):
+    current_password = current_password_field()
+    submit = SubmitField("Delete my account")
+
+
 class EditProfileForm(FlaskForm):
     username = StringField("Username", validators=USERNAME_RULES)
     about_me = TextAreaField("About me", validators=[Length(max=ABOUT_ME_MAX)])

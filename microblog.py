@@ -47,6 +47,7 @@ from formatting import linkify, plural, plural_noun
 from forms import (
     ChangeEmailForm,
     ChangePasswordForm,
+    DeleteAccountForm,
     EditProfileForm,
     EmptyForm,
     ImportForm,
@@ -80,6 +81,7 @@ from tasks import (
     send_email_change,
     send_export,
     send_password_reset,
+    start_account_deletion,
     start_export,
     start_import,
 )
@@ -633,13 +635,14 @@ def reset_password(token):
 # --- account settings: password, e-mail, sessions ---------------------------------------
 
 
-def settings_page(status: int = 200, password_form=None, email_form=None):
+def settings_page(status: int = 200, password_form=None, email_form=None, delete_form=None):
     """The settings page; the form that was just refused (if any) shows its errors."""
     page = render_template(
         "settings.html",
         title="Settings",
         password_form=password_form or ChangePasswordForm(formdata=None),
         email_form=email_form or ChangeEmailForm(formdata=None),
+        delete_form=delete_form or DeleteAccountForm(formdata=None),
         form=EmptyForm(),
     )
     return page, status
@@ -720,6 +723,20 @@ def sign_out_everywhere():
     db.session.commit()
     logout_user()
     flash("You have been signed out everywhere, API tokens included.", "info")
+    return redirect(url_for("main.login"))
+
+
+@bp.route("/settings/delete", methods=["POST"])
+@login_required
+def delete_account():
+    """Sign the user out everywhere and lock the account now; the worker deletes it."""
+    form = DeleteAccountForm()
+    refusal = settings_form_refused(form, "delete_form")
+    if refusal:
+        return refusal
+    start_account_deletion(current_user._get_current_object())
+    logout_user()
+    flash("Your account is locked and being deleted, with everything in it.", "info")
     return redirect(url_for("main.login"))
 
 

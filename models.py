@@ -294,6 +294,17 @@ class User(UserMixin, Model):
         db.session.flush()
         return [name for name in files if name]
 
+    def delete_some_posts(self, limit: int) -> int:
+        """Delete up to `limit` of the user's posts, so that deleting an account holds the
+        write lock a short while at a time; how many went (the caller commits)."""
+        some = sa.select(Post.id).where(Post.user_id == self.id).limit(limit).scalar_subquery()
+        statement = sa.delete(Post).where(Post.id.in_(some))
+        return execute_dml(statement.execution_options(synchronize_session=False)).rowcount
+
+    def task_ids(self) -> list[str]:
+        """The ids of all the user's tasks (the files of some are named by them)."""
+        return list(db.session.scalars(sa.select(Task.id).where(Task.user_id == self.id)))
+
     @classmethod
     def search(cls, text: str = "") -> sa.Select:
         """Users whose username or e-mail contains `text` (any case), by username."""

@@ -389,6 +389,17 @@ def on_interrupted(task):
         log.info("Task %s interrupted; re-queued", task.id)
 
 
+def running_task(task_id: str, user_id: int) -> tuple[Task, User] | None:
+    """The Task row and the user a tracked task works for; None (logged) when there is
+    nothing to do: either is gone, or the row is not running (cancelled meanwhile)."""
+    row = db.session.get(Task, task_id)
+    user = db.session.get(User, user_id)
+    if row is None or user is None or row.status != TaskStatus.RUNNING:
+        log.info("Task %s: nothing to do (row or user gone, or not running)", task_id)
+        return None
+    return row, user
+
+
 def describe(exc: BaseException) -> str:
     """A one-line, human-readable reason (the traceback goes to the log)."""
     return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
@@ -465,12 +476,29 @@ def remove_task_files(task_id: str) -> None:
     upload_path(task_id).unlink(missing_ok=True)
 
 
-def delete_user(user: User) -> None:
-    """Delete an account with everything in it, then its export files (commits)."""
+def delete_user(user: User, progress: "Progress | None" = None) -> int:
+    """Delete an account with everything in it, then its files (commits as it goes); the
+    number of posts deleted. The one way an account is deleted: the `delete_account` task,
+    `flask user delete` and /admin all come here.
+
+    Posts go first, a batch per transaction with `progress`, so that other writers wait for
+    a moment at most; then the user row, whose foreign keys take the messages, follows,
+    notifications, tasks and tokens with it. Run again after a crash, it carries on.
+    """
+    done = 0
+    while deleted := user.delete_some_posts(EXPORT_BATCH_SIZE):
+        db.session.commit()
+        done += deleted
+        if progress:
+            progress.update(done)
+    task_ids = user.task_ids()
     files = user.delete_account()
     db.session.commit()
     for name in files:
         (exports_dir() / name).unlink(missing_ok=True)
+    for task_id in task_ids:
+        upload_path(task_id).unlink(missing_ok=True)
+    return done
 
 
 def _posts_json(batch) -> bytes:
@@ -642,11 +670,10 @@ def export_posts(user_id: int, task=None) -> int:
     Only the email is retried (SMTP down); when a retry runs, the file is already there.
     """
     with app_context():
-        row = db.session.get(Task, task.id)
-        user = db.session.get(User, user_id)
-        if row is None or user is None or row.status != TaskStatus.RUNNING:
-            log.info("Task %s: nothing to do (row or user gone, or not running)", task.id)
+        subjects = running_task(task.id, user_id)
+        if subjects is None:
             return 0
+        row, user = subjects
         count = 0
         if not row.result_file:
             try:
@@ -764,12 +791,11 @@ def import_posts(user_id: int, task=None) -> int:
     """Import the archive uploaded for this task into the user's posts; the upload is
     deleted once the import ends, however it ends (not when the worker only restarts)."""
     with app_context():
-        row = db.session.get(Task, task.id)
-        user = db.session.get(User, user_id)
-        if row is None or user is None or row.status != TaskStatus.RUNNING:
-            log.info("Task %s: nothing to do (row or user gone, or not running)", task.id)
+        subjects = running_task(task.id, user_id)
+        if subjects is None:
             upload_path(task.id).unlink(missing_ok=True)
             return 0
+        row, user = subjects
         path = upload_path(row.id)
         try:
             if not path.is_file():
@@ -784,6 +810,35 @@ def import_posts(user_id: int, task=None) -> int:
         path.unlink(missing_ok=True)
         Task.change(row.id, [TaskStatus.RUNNING], message=message)
         return 0
+
+
+# --- delete an account ----------------------------------------------------------------------
+
+
+@tracked
+@huey.task(context=True, name="delete_account")
+def delete_account(user_id: int, task=None) -> int:
+    """Delete a (disabled) account and everything in it; the number of posts deleted. Its
+    own Task row goes with the account at the end."""
+    with app_context():
+        subjects = running_task(task.id, user_id)
+        if subjects is None:
+            return 0
+        row, user = subjects
+        total = user.posts_count()
+        progress = Progress(row.id, total + 1, row.progress)
+        progress.write(row.progress, f"Deleting the account and its {total:,} posts…")
+        deleted = delete_user(user, progress)
+        log.info("Task %s: deleted user %s and %d posts", task.id, user_id, deleted)
+        return deleted
+
+
+def start_account_deletion(user: User) -> Task | None:
+    """Lock the account (no sign-in, every session and token ended) and launch the task
+    that deletes it; None when a deletion is already under way."""
+    user.disable()
+    db.session.commit()
+    return user.launch_task(delete_account, "Deleting your account")
 
 
 # --- mail -------------------------------------------------------------------------------

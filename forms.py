@@ -1,7 +1,7 @@
 """Web forms; Flask-WTF adds the CSRF token (field `csrf_token`) to each."""
 
 from flask_wtf import FlaskForm
-from flask_wtf.file import FileField, FileRequired
+from flask_wtf.file import FileAllowed, FileField, FileRequired
 from werkzeug.datastructures import MultiDict
 from wtforms import (
     BooleanField,
@@ -128,6 +128,12 @@ class DeleteAccountForm(FlaskForm):
 class EditProfileForm(FlaskForm):
     username = StringField("Username", validators=USERNAME_RULES)
     about_me = TextAreaField("About me", validators=[Length(max=ABOUT_ME_MAX)])
+    avatar = FileField(
+        "New picture (PNG, JPEG or WebP; optional)",
+        validators=[
+            FileAllowed(["png", "jpg", "jpeg", "webp"], "Choose a PNG, JPEG or WebP picture.")
+        ],
+    )
     submit = SubmitField("Save")
 
     def __init__(self, user: User, *args, **kwargs):

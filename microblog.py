@@ -2,6 +2,7 @@
 
 import functools
 import logging
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ import config as settings
 import ratelimit
 import search as search_module
 import static_files
+from avatars import generated_avatar_svg
 from formatting import linkify, plural, plural_noun
 from forms import (
     ChangeEmailForm,
@@ -78,10 +80,12 @@ from tasks import (
     huey,
     live_consumers,
     seconds_since_last_heartbeat,
+    send_avatar,
     send_email_change,
     send_export,
     send_password_reset,
     start_account_deletion,
+    start_avatar,
     start_export,
     start_import,
 )
@@ -98,14 +102,21 @@ bootstrap = Bootstrap5()
 bp = Blueprint("main", __name__)
 
 
-# The endpoints that take an uploaded archive, larger than any other request may be.
-UPLOAD_ENDPOINTS = {"main.import_posts", "api.create_task"}
+# The endpoints that take an uploaded file larger than any other request may be, and the
+# setting that limits it.
+UPLOAD_ENDPOINTS = {
+    "main.import_posts": "MICROBLOG_IMPORT_MAX_BYTES",
+    "api.create_task": "MICROBLOG_IMPORT_MAX_BYTES",
+    "main.edit_profile": "MICROBLOG_AVATAR_MAX_BYTES",
+}
+# Room for the other fields of a form that carries a file.
+FORM_FIELDS_BYTES = 64 * 1024
 
 
 class UploadRequest(FlaskRequest):
     """A request limited to MAX_CONTENT_LENGTH, except a file upload to an endpoint that
-    takes archives: MICROBLOG_IMPORT_MAX_BYTES. Decided before anything reads the body
-    (the CSRF check reads the form first)."""
+    takes one (UPLOAD_ENDPOINTS). Decided before anything reads the body (the CSRF check
+    reads the form first)."""
 
     @property
     def max_content_length(self) -> int | None:
@@ -116,7 +127,7 @@ class UploadRequest(FlaskRequest):
             and rule.endpoint in UPLOAD_ENDPOINTS
             and self.mimetype == "multipart/form-data"
         ):
-            return current_app.config["MICROBLOG_IMPORT_MAX_BYTES"]
+            return current_app.config[UPLOAD_ENDPOINTS[rule.endpoint]] + FORM_FIELDS_BYTES
         return super().max_content_length
 
     @max_content_length.setter
@@ -247,14 +258,14 @@ class OncePerInterval(logging.Filter):
 
 
 # No script but our own files (no inline code), no framing, forms and fetches to this site
-# only. Styles may be inline (the progress bar's width); avatars come from Gravatar and
-# Bootstrap's icons are data: images.
+# only. Styles may be inline (the progress bar's width); Bootstrap's icons are data: images;
+# avatars come from this site (and from Gravatar only when MICROBLOG_GRAVATAR is on).
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
         "script-src 'self'",
         "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data: https://www.gravatar.com",
+        "img-src 'self' data:",
         "connect-src 'self'",
         "form-action 'self'",
         "frame-ancestors 'none'",
@@ -275,6 +286,11 @@ def add_security_headers(response):
     """Every response, pages and API alike, carries the browser protections."""
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if current_app.config["MICROBLOG_GRAVATAR"]:
+        policy = response.headers["Content-Security-Policy"]
+        response.headers["Content-Security-Policy"] = policy.replace(
+            "img-src 'self' data:", "img-src 'self' data: https://www.gravatar.com"
+        )
     return response
 
 
@@ -825,11 +841,34 @@ def edit_profile():
     if form.validate_on_submit():
         current_user.update_profile(username=form.username.data, about_me=form.about_me.data)
         db.session.commit()
+        if form.avatar.data:  # the worker checks and converts it; the banner tells
+            start_avatar(current_user, form.avatar.data)
         return redirect_with("success", "Your changes have been saved.", "main.edit_profile")
     if request.method == "GET":
         form.username.data = current_user.username
         form.about_me.data = current_user.about_me
     return form_page(form, "Edit profile")
+
+
+AVATAR_FILE = re.compile(r"[0-9]+-[0-9]+\.webp")
+
+
+@bp.route("/avatars/<file>")
+def avatar_file(file):
+    """An uploaded picture (public, like the profile it is on)."""
+    if not AVATAR_FILE.fullmatch(file):
+        abort(404)
+    return send_avatar(file)
+
+
+@bp.route("/avatar/<username>/<int(min=1, max=1024):size>.svg")
+def generated_avatar(username, size):
+    """The picture of a user without an upload, made here from the name alone."""
+    response = make_response(generated_avatar_svg(username[:USERNAME_MAX], size))
+    response.mimetype = "image/svg+xml"
+    response.cache_control.public = True
+    response.cache_control.max_age = 86400
+    return response
 
 
 def change_following(username: str, follow: bool):

@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, cast, overload
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from flask import current_app
+from flask import current_app, url_for
 from flask_login import UserMixin
 from flask_sqlalchemy import SQLAlchemy
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.dialects import postgresql, sqlite
 from werkzeug.security import check_password_hash, generate_password_hash
+
+from avatars import AVATAR_SIZES
 
 
 class Base(so.DeclarativeBase):
@@ -188,6 +190,9 @@ class User(UserMixin, Model):
     # working; its posts stay where they are.
     is_admin: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
     disabled: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
+    # When the uploaded picture was made (Unix time), None without one: part of its URL, so
+    # that the files can be cached for good and a new picture is a new address.
+    avatar_version: so.Mapped[int | None] = so.mapped_column()
 
     posts: so.WriteOnlyMapped["Post"] = so.relationship(
         back_populates="author", passive_deletes=True
@@ -449,9 +454,29 @@ class User(UserMixin, Model):
         return check_password_hash(self.password_hash, password)
 
     def avatar(self, size: int) -> str:
-        """Gravatar URL for the user's email (an identicon when they have none)."""
-        digest = hashlib.md5(self.email.strip().lower().encode("utf-8")).hexdigest()
-        return f"https://www.gravatar.com/avatar/{digest}?d=identicon&s={size}"
+        """The URL of the user's picture, `size` pixels square: the uploaded one (in the
+        smallest stored size that is large enough), else Gravatar's when the site turned it
+        on, else the one generated here from the username."""
+        if self.avatar_version:
+            stored = next((s for s in AVATAR_SIZES if s >= size), AVATAR_SIZES[-1])
+            file = self.avatar_file(stored)
+            return url_for("main.avatar_file", file=file, v=self.avatar_version)
+        if current_app.config.get("MICROBLOG_GRAVATAR"):
+            digest = hashlib.md5(self.email.strip().lower().encode("utf-8")).hexdigest()
+            return f"https://www.gravatar.com/avatar/{digest}?d=identicon&s={size}"
+        return url_for("main.generated_avatar", username=self.username, size=size)
+
+    def avatar_file(self, size: int) -> str:
+        """The file name of the uploaded picture in one of AVATAR_SIZES."""
+        return f"{self.id}-{size}.webp"
+
+    def avatar_files(self) -> list[str]:
+        """The file names of the uploaded picture in every size (none without one)."""
+        return [self.avatar_file(size) for size in AVATAR_SIZES] if self.avatar_version else []
+
+    def set_avatar(self, version: int) -> None:
+        """The uploaded picture's files are in place; `version` makes its URLs new."""
+        self.avatar_version = version
 
     def seen_now(self) -> bool:
         """Update `last_seen`, at most once a minute; True when the row changed."""

@@ -24,7 +24,14 @@ from typing import Any, cast
 
 import orjson
 import sqlalchemy as sa
-from flask import Flask, current_app, has_app_context, render_template, send_file
+from flask import (
+    Flask,
+    current_app,
+    has_app_context,
+    render_template,
+    send_file,
+    send_from_directory,
+)
 from huey import Huey, crontab
 from huey import signals as S
 from huey.consumer import Consumer as HueyConsumer
@@ -33,6 +40,7 @@ from huey.exceptions import CancelExecution
 from huey.storage import RedisStorage, SqliteStorage
 from werkzeug.local import LocalProxy
 
+import avatars
 import backup
 import config
 import importer
@@ -69,6 +77,7 @@ EXPORT_EXPIRY_DAYS: float = settings["MICROBLOG_EXPORT_EXPIRY_DAYS"]
 EXPORT_ATTACH_MAX_BYTES: int = settings["MICROBLOG_EXPORT_ATTACH_MAX_BYTES"]
 IMPORT_MAX_BYTES: int = settings["MICROBLOG_IMPORT_MAX_BYTES"]
 IMPORT_BATCH_SIZE: int = settings["MICROBLOG_IMPORT_BATCH_SIZE"]
+AVATAR_MAX_BYTES: int = settings["MICROBLOG_AVATAR_MAX_BYTES"]
 MAIL_RETRIES: int = settings["MICROBLOG_MAIL_RETRIES"]
 MAIL_RETRY_DELAY: float = settings["MICROBLOG_MAIL_RETRY_DELAY"]
 
@@ -491,13 +500,15 @@ def delete_user(user: User, progress: "Progress | None" = None) -> int:
         done += deleted
         if progress:
             progress.update(done)
-    task_ids = user.task_ids()
+    task_ids, pictures = user.task_ids(), user.avatar_files()
     files = user.delete_account()
     db.session.commit()
     for name in files:
         (exports_dir() / name).unlink(missing_ok=True)
     for task_id in task_ids:
         upload_path(task_id).unlink(missing_ok=True)
+    for name in pictures:
+        (avatars_dir() / name).unlink(missing_ok=True)
     return done
 
 
@@ -527,7 +538,8 @@ EXPORT_VERSION = 2
 
 def _export_head(user: User) -> bytes:
     """What comes before the posts: the format's version and the profile."""
-    profile = {"username": user.username, "about_me": user.about_me, "avatar": None}
+    picture = user.avatar_file(avatars.AVATAR_SIZES[-1]) if user.avatar_version else None
+    profile = {"username": user.username, "about_me": user.about_me, "avatar": picture}
     head = orjson.dumps({"version": EXPORT_VERSION, "profile": profile})
     return head[:-1] + b', "posts": ['
 
@@ -715,16 +727,37 @@ def upload_path(task_id: str) -> Path:
     return imports_dir() / task_id
 
 
+@contextmanager
+def consuming(path: Path):
+    """Delete a task's upload once the task is over, however it ends; but not when the
+    consumer is only stopping: the next one runs the task again from the same file."""
+    try:
+        yield
+    except ConsumerStopping:
+        raise
+    except BaseException:
+        db.session.rollback()
+        path.unlink(missing_ok=True)
+        raise
+    path.unlink(missing_ok=True)
+
+
 def start_import(user: User, upload) -> Task | None:
     """Store an uploaded archive (a werkzeug FileStorage) and launch its import; None (and
     the file dropped) when an import is already in progress for `user`."""
+    return start_with_upload(user, upload, import_posts, "Importing posts")
+
+
+def start_with_upload(user: User, upload, task_function, description: str) -> Task | None:
+    """Store `upload` (a werkzeug FileStorage) as the input of a new task, and launch it;
+    None (and the file dropped) when one of its kind is already in progress for `user`."""
     task_id = str(uuid.uuid4())
     path = upload_path(task_id)
     # Copied in chunks from werkzeug's spooled temporary file: never whole in memory.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         upload.save(out)
-    task = user.launch_task(import_posts, "Importing posts", task_id=task_id)
+    task = user.launch_task(task_function, description, task_id=task_id)
     if task is None:
         path.unlink(missing_ok=True)
     return task
@@ -797,18 +830,64 @@ def import_posts(user_id: int, task=None) -> int:
             return 0
         row, user = subjects
         path = upload_path(row.id)
-        try:
+        with consuming(path):
             if not path.is_file():
                 raise importer.ArchiveError("The uploaded file is gone; please upload it again.")
             message = run_import(row, user, path)
-        except ConsumerStopping:
-            raise  # the next consumer resumes it, from the same file
-        except BaseException:
-            db.session.rollback()
-            path.unlink(missing_ok=True)
-            raise
-        path.unlink(missing_ok=True)
         Task.change(row.id, [TaskStatus.RUNNING], message=message)
+        return 0
+
+
+# --- avatars ------------------------------------------------------------------------------
+
+
+def avatars_dir() -> Path:
+    path = Path(current_app.config["DATA_DIR"]) / "avatars"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def send_avatar(file: str):
+    """An uploaded picture's file, cached for good: its URL changes with the picture."""
+    response = send_from_directory(avatars_dir(), file, mimetype="image/webp", max_age=31536000)
+    response.cache_control.public = True
+    response.cache_control.immutable = True
+    return response
+
+
+def start_avatar(user: User, upload) -> Task | None:
+    """Store an uploaded picture and launch the task that makes the user's avatar of it."""
+    return start_with_upload(user, upload, process_avatar, "Changing your picture")
+
+
+def write_avatar(user: User, data: bytes) -> None:
+    """Check and convert an uploaded picture, put its files in place, and point the user at
+    them (commits). `AvatarError` says why a file is refused."""
+    pictures = avatars.process_upload(data, max_bytes=AVATAR_MAX_BYTES)
+    for size, picture in pictures.items():
+        final = avatars_dir() / user.avatar_file(size)
+        partial = final.with_name(final.name + ".part")
+        partial.write_bytes(picture)
+        os.replace(partial, final)  # a page never gets half a picture
+    user.set_avatar(max(int(time.time()), (user.avatar_version or 0) + 1))
+    db.session.commit()
+
+
+@tracked
+@huey.task(context=True, name="process_avatar")
+def process_avatar(user_id: int, task=None) -> int:
+    """Make the user's avatar from the picture uploaded for this task, then delete it."""
+    with app_context():
+        path = upload_path(task.id)
+        subjects = running_task(task.id, user_id)
+        if subjects is None:
+            path.unlink(missing_ok=True)
+            return 0
+        row, user = subjects
+        with consuming(path):
+            Progress(row.id, 1).write(10, "Making your new picture…")
+            write_avatar(user, path.read_bytes())
+        Task.change(row.id, [TaskStatus.RUNNING], message="Your new picture is in place.")
         return 0
 
 

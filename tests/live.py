@@ -293,20 +293,23 @@ class Browser:
             with error:
                 return error.code, error.read()
 
-    def upload(self, path, filename: str, data: bytes, field="file") -> tuple[int, bytes]:
-        """POST the form at `path` with one file (multipart/form-data) and its CSRF token."""
+    def upload(
+        self, path, filename: str, content: bytes, field="file", fields=None
+    ) -> tuple[int, bytes]:
+        """POST the form at `path` (multipart/form-data): one file as `field`, the text
+        `fields`, and the CSRF token."""
         boundary = uuid.uuid4().hex
-        token = self.csrf_token(path)
-        body = (
-            (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
-                f"{token}\r\n--{boundary}\r\n"
-                f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-                "Content-Type: application/octet-stream\r\n\r\n"
-            ).encode()
-            + data
-            + f"\r\n--{boundary}--\r\n".encode()
+        texts = {"csrf_token": self.csrf_token(path), **(fields or {})}
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+            for name, value in texts.items()
+        ]
+        parts.append(
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
         )
+        body = "".join(parts).encode() + content + f"\r\n--{boundary}--\r\n".encode()
         request = urllib.request.Request(
             self.base_url + path,
             data=body,

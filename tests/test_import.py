@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+import tasks
 from models import Post, Task, db
 from tests.conftest import PASSWORD
 from tests.helpers import (
@@ -192,3 +193,26 @@ def test_upload_size_limits(app, client, auth, users, immediate):
     assert tasks_of(app, users["alice"])[0].status == "done"
     big_form = {"about_me": "x" * 2000, "username": "alice"}
     assert client.submit("/edit_profile", big_form).status_code == 413
+
+
+def test_cancel_an_import_under_way(app, client, auth, users, immediate, monkeypatch):
+    monkeypatch.setattr(tasks, "IMPORT_BATCH_SIZE", 10)
+    monkeypatch.setattr(tasks, "PROGRESS_MIN_INTERVAL", 0)
+
+    def cancel_after_the_first_batch(read):
+        if read == 10:
+            with app.app_context():
+                (task,) = tasks_of(app, users["alice"])
+                assert db.session.get_one(Task, task.id).cancel(tasks.huey) == "cancelling"
+
+    monkeypatch.setattr(tasks, "after_import_batch", cancel_after_the_first_batch)
+    posts = [{"body": f"p{i}", "timestamp": f"2024-05-01T12:00:{i:02d}Z"} for i in range(50)]
+    auth.login()
+
+    upload(client, json.dumps({"posts": posts}).encode())
+
+    (task,) = tasks_of(app, users["alice"])
+    assert task.status == "cancelled"
+    # What was added before the cancel stays; the rest never came.
+    assert 10 <= post_count(app, users["alice"]) < 50
+    assert uploads_left(app) == []

@@ -723,7 +723,8 @@ def imports_dir() -> Path:
 
 
 def upload_path(task_id: str) -> Path:
-    """Where the file an import reads is kept until the import ends: named by its task."""
+    """Where a task's uploaded input (an archive, a picture) is kept until the task ends:
+    named by the task, in <data dir>/imports/."""
     return imports_dir() / task_id
 
 

@@ -610,18 +610,40 @@ def own_task(id: str) -> Task:
 @bp.post("/tasks")
 @token_auth_required
 def create_task():
-    """Start a background task; 202 with the task, or 409 with the one already active."""
-    name = json_body(allowed={"name"}, required={"name"})["name"]
-    if name not in tasks.USER_TASKS:
-        known = ", ".join(sorted(tasks.USER_TASKS))
-        api_abort(400, _("Unknown task %(name)r; known tasks: %(known)s.", name=name, known=known))
+    """Start a background task; 202 with the task, or 409 with the one already active.
+
+    A JSON body names a task that needs nothing else; a multipart/form-data body names one
+    that reads an uploaded file (field `file`), such as `import_posts`.
+    """
     user = token_user()
-    task = tasks.USER_TASKS[name](user)
+    if request.mimetype == "multipart/form-data":
+        task = start_upload_task(user)
+        name = request.form["name"]
+    else:
+        name = json_body(allowed={"name"}, required={"name"})["name"]
+        if name not in tasks.USER_TASKS:
+            known = ", ".join(sorted([*tasks.USER_TASKS, *tasks.UPLOAD_TASKS]))
+            api_abort(
+                400, _("Unknown task %(name)r; known tasks: %(known)s.", name=name, known=known)
+            )
+        task = tasks.USER_TASKS[name](user)
     if task is None:
         active = Task.active_for(user.id, name)
         extra = {"task": task_to_dict(active)} if active else {}
         api_abort(409, _("A %(name)s task is already in progress.", name=name), **extra)
     return created(task_to_dict(task), url_for("api.get_task", id=task.id), status=202)
+
+
+def start_upload_task(user: User) -> Task | None:
+    """Start the task named by the multipart form's `name` with its `file`."""
+    name = request.form.get("name", "")
+    if name not in tasks.UPLOAD_TASKS:
+        known = ", ".join(sorted(tasks.UPLOAD_TASKS))
+        api_abort(400, f"Unknown task {name!r} for an uploaded file; known tasks: {known}.")
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        api_abort(400, "Missing the uploaded file (form field 'file').")
+    return tasks.UPLOAD_TASKS[name](user, upload)
 
 
 @bp.get("/tasks")

@@ -244,6 +244,19 @@ SCHEMAS = {
         "additionalProperties": False,
         "properties": {"name": {"type": "string", "examples": ["export_posts"]}},
     },
+    "NewUploadTask": {
+        "type": "object",
+        "required": ["name", "file"],
+        "properties": {
+            "name": {"type": "string", "enum": ["import_posts"]},
+            "file": {
+                "type": "string",
+                "contentMediaType": "application/octet-stream",
+                "description": "Our export (posts.json), a Mastodon archive (.zip) or its "
+                "outbox.json. Up to MICROBLOG_IMPORT_MAX_BYTES.",
+            },
+        },
+    },
     "TaskConflict": {
         "allOf": [ref("Error")],
         "properties": {"task": ref("Task")},
@@ -255,14 +268,28 @@ SCHEMAS = {
         "type": "object",
         "required": ["posts"],
         "properties": {
+            "version": {"type": "integer", "examples": [2]},
+            "profile": {
+                "type": "object",
+                "properties": {
+                    "username": {"type": "string"},
+                    "about_me": {"type": ["string", "null"]},
+                    "avatar": {"type": ["string", "null"], "description": "file name"},
+                },
+            },
             "posts": {
                 "type": "array",
                 "items": {
                     "type": "object",
                     "required": ["body", "timestamp"],
-                    "properties": {"body": {"type": "string"}, "timestamp": TIMESTAMP},
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "body": {"type": "string"},
+                        "timestamp": TIMESTAMP,
+                    },
                 },
-            }
+            },
+            "following": {"type": "array", "items": {"type": "string"}},
         },
     },
 }
@@ -509,11 +536,16 @@ TASK_CONFLICT = json_response(
 operation(
     "post",
     "/api/tasks",
-    "Start a background task (`export_posts`); it runs in the worker",
+    "Start a background task (`export_posts`; `import_posts` with an uploaded file, as "
+    "multipart/form-data); it runs in the worker",
     {"202": created_response("The queued task.", ref("Task")), "409": TASK_CONFLICT},
     tag="tasks",
     body="NewTask",
 )
+# The same operation takes an uploaded file, for the tasks that read one.
+PATHS["/api/tasks"]["post"]["requestBody"]["content"]["multipart/form-data"] = {
+    "schema": ref("NewUploadTask")
+}
 operation(
     "get",
     "/api/tasks",

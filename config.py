@@ -208,6 +208,16 @@ SETTINGS = (
     Setting("MICROBLOG_EXPORT_KEEP", 3, integer(1)),
     # Posts read and written per batch of an export.
     Setting("MICROBLOG_EXPORT_BATCH_SIZE", 5000, integer(1)),
+    # The largest file /import (and POST /api/tasks) takes: a Mastodon archive holds every
+    # media file too. Every other request stays under MAX_CONTENT_LENGTH.
+    Setting("MICROBLOG_IMPORT_MAX_BYTES", 2 * 1024**3, integer(1)),
+    # The largest picture /edit_profile takes as an avatar.
+    Setting("MICROBLOG_AVATAR_MAX_BYTES", 5 * 1024 * 1024, integer(1)),
+    # Without an uploaded picture: Gravatar's (which sends each visitor's browser to
+    # gravatar.com with a hash of the author's e-mail), else one generated here.
+    Setting("MICROBLOG_GRAVATAR", False, boolean),
+    # Posts added per transaction by an import.
+    Setting("MICROBLOG_IMPORT_BATCH_SIZE", 5000, integer(1)),
     # Exports are deleted this many days after they finish.
     Setting("MICROBLOG_EXPORT_EXPIRY_DAYS", 7.0, number(0)),
     # Larger exports are mailed as a link to the download page instead of an attachment.

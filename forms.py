@@ -2,6 +2,7 @@
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileAllowed, FileField, FileRequired
 from werkzeug.datastructures import MultiDict
 from wtforms import (
     BooleanField,
@@ -132,9 +133,20 @@ class ChangeEmailForm(FlaskForm):
     submit = SubmitField(_l("Change email"))
 
 
+class DeleteAccountForm(FlaskForm):
+    current_password = current_password_field()
+    submit = SubmitField(_l("Delete my account"))
+
+
 class EditProfileForm(FlaskForm):
     username = StringField(_l("Username"), validators=NEW_USERNAME_RULES)
     about_me = TextAreaField(_l("About me"), validators=[Length(max=ABOUT_ME_MAX)])
+    avatar = FileField(
+        _l("New picture (PNG, JPEG or WebP; optional)"),
+        validators=[
+            FileAllowed(["png", "jpg", "jpeg", "webp"], _l("Choose a PNG, JPEG or WebP picture."))
+        ],
+    )
     submit = SubmitField(_l("Save"))
 
     def __init__(self, user: User, *args, **kwargs):
@@ -193,3 +205,11 @@ class LanguageForm(FlaskForm):
         validate_choice=True,
     )
     submit = SubmitField(_l("Save language"))
+
+
+class ImportForm(FlaskForm):
+    file = FileField(
+        _l("Your posts.json, a Mastodon archive (.zip) or its outbox.json"),
+        validators=[FileRequired(_l("Choose a file to import."))],
+    )
+    submit = SubmitField(_l("Import"))

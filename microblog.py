@@ -2,6 +2,7 @@
 
 import functools
 import logging
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from flask import (
     session,
     url_for,
 )
+from flask import Request as FlaskRequest
 from flask.globals import request_ctx
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -46,12 +48,15 @@ import i18n
 import ratelimit
 import search as search_module
 import static_files
+from avatars import generated_avatar_svg
 from formatting import linkify, plural, plural_noun
 from forms import (
     ChangeEmailForm,
     ChangePasswordForm,
+    DeleteAccountForm,
     EditProfileForm,
     EmptyForm,
+    ImportForm,
     LanguageForm,
     LoginForm,
     MarkReadForm,
@@ -80,10 +85,14 @@ from tasks import (
     huey,
     live_consumers,
     seconds_since_last_heartbeat,
+    send_avatar,
     send_email_change,
     send_export,
     send_password_reset,
+    start_account_deletion,
+    start_avatar,
     start_export,
+    start_import,
 )
 
 log = logging.getLogger("microblog")
@@ -98,6 +107,39 @@ bootstrap = Bootstrap5()
 bp = Blueprint("main", __name__)
 
 
+# The endpoints that take an uploaded file larger than any other request may be, and the
+# setting that limits it.
+UPLOAD_ENDPOINTS = {
+    "main.import_posts": "MICROBLOG_IMPORT_MAX_BYTES",
+    "api.create_task": "MICROBLOG_IMPORT_MAX_BYTES",
+    "main.edit_profile": "MICROBLOG_AVATAR_MAX_BYTES",
+}
+# Room for the other fields of a form that carries a file.
+FORM_FIELDS_BYTES = 64 * 1024
+
+
+class UploadRequest(FlaskRequest):
+    """A request limited to MAX_CONTENT_LENGTH, except a file upload to an endpoint that
+    takes one (UPLOAD_ENDPOINTS). Decided before anything reads the body (the CSRF check
+    reads the form first)."""
+
+    @property
+    def max_content_length(self) -> int | None:
+        rule = self.url_rule
+        if (
+            current_app
+            and rule is not None
+            and rule.endpoint in UPLOAD_ENDPOINTS
+            and self.mimetype == "multipart/form-data"
+        ):
+            return current_app.config[UPLOAD_ENDPOINTS[rule.endpoint]] + FORM_FIELDS_BYTES
+        return super().max_content_length
+
+    @max_content_length.setter
+    def max_content_length(self, value: int | None) -> None:
+        self._max_content_length = value
+
+
 def create_app(config=None):
     """Build the app: defaults, then the environment (both from config.py), then `config`
     (tests)."""
@@ -106,6 +148,7 @@ def create_app(config=None):
     # here at startup, for the whole process.
     settings.use_private_files()
     app = Flask(__name__)
+    app.request_class = UploadRequest
     data_dir = Path(config["DATA_DIR"]) if "DATA_DIR" in config else None
     app.config.from_mapping(settings.from_environment(data_dir))
     app.config.from_mapping(config)
@@ -221,14 +264,14 @@ class OncePerInterval(logging.Filter):
 
 
 # No script but our own files (no inline code), no framing, forms and fetches to this site
-# only. Styles may be inline (the progress bar's width); avatars come from Gravatar and
-# Bootstrap's icons are data: images.
+# only. Styles may be inline (the progress bar's width); Bootstrap's icons are data: images;
+# avatars come from this site (and from Gravatar only when MICROBLOG_GRAVATAR is on).
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
         "script-src 'self'",
         "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data: https://www.gravatar.com",
+        "img-src 'self' data:",
         "connect-src 'self'",
         "form-action 'self'",
         "frame-ancestors 'none'",
@@ -249,6 +292,11 @@ def add_security_headers(response):
     """Every response, pages and API alike, carries the browser protections."""
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if current_app.config["MICROBLOG_GRAVATAR"]:
+        policy = response.headers["Content-Security-Policy"]
+        response.headers["Content-Security-Policy"] = policy.replace(
+            "img-src 'self' data:", "img-src 'self' data: https://www.gravatar.com"
+        )
     return response
 
 
@@ -644,7 +692,9 @@ def reset_password(token):
 # --- account settings: password, e-mail, sessions ---------------------------------------
 
 
-def settings_page(status: int = 200, password_form=None, email_form=None, language_form=None):
+def settings_page(
+    status: int = 200, password_form=None, email_form=None, language_form=None, delete_form=None
+):
     """The settings page; the form that was just refused (if any) shows its errors."""
     page = render_template(
         "settings.html",
@@ -652,6 +702,7 @@ def settings_page(status: int = 200, password_form=None, email_form=None, langua
         password_form=password_form or ChangePasswordForm(formdata=None),
         email_form=email_form or ChangeEmailForm(formdata=None),
         language_form=language_form or LanguageForm(language=current_user.language or ""),
+        delete_form=delete_form or DeleteAccountForm(formdata=None),
         form=EmptyForm(),
     )
     return page, status
@@ -752,6 +803,20 @@ def sign_out_everywhere():
     return redirect(url_for("main.login"))
 
 
+@bp.route("/settings/delete", methods=["POST"])
+@login_required
+def delete_account():
+    """Sign the user out everywhere and lock the account now; the worker deletes it."""
+    form = DeleteAccountForm()
+    refusal = settings_form_refused(form, "delete_form")
+    if refusal:
+        return refusal
+    start_account_deletion(current_user._get_current_object())
+    logout_user()
+    flash(_("Your account is locked and being deleted, with everything in it."), "info")
+    return redirect(url_for("main.login"))
+
+
 @bp.route("/confirm_email/<token>", methods=["GET", "POST"])
 def confirm_email(token):
     """The link mailed to a new address: a button (POST) makes it the account's address."""
@@ -840,11 +905,34 @@ def edit_profile():
     if form.validate_on_submit():
         current_user.update_profile(username=form.username.data, about_me=form.about_me.data)
         db.session.commit()
+        if form.avatar.data:  # the worker checks and converts it; the banner tells
+            start_avatar(current_user, form.avatar.data)
         return redirect_with("success", _("Your changes have been saved."), "main.edit_profile")
     if request.method == "GET":
         form.username.data = current_user.username
         form.about_me.data = current_user.about_me
     return form_page(form, _("Edit profile"))
+
+
+AVATAR_FILE = re.compile(r"[0-9]+-[0-9]+\.webp")
+
+
+@bp.route("/avatars/<file>")
+def avatar_file(file):
+    """An uploaded picture (public, like the profile it is on)."""
+    if not AVATAR_FILE.fullmatch(file):
+        abort(404)
+    return send_avatar(file)
+
+
+@bp.route("/avatar/<username>/<int(min=1, max=1024):size>.svg")
+def generated_avatar(username, size):
+    """The picture of a user without an upload, made here from the name alone."""
+    response = make_response(generated_avatar_svg(username[:USERNAME_MAX], size))
+    response.mimetype = "image/svg+xml"
+    response.cache_control.public = True
+    response.cache_control.max_age = 86400
+    return response
 
 
 def change_following(username: str, follow: bool):
@@ -950,6 +1038,23 @@ def export_posts_view():
         flash(_("An export of your posts is already in progress."), "warning")
     elif task.status == TaskStatus.FAILED:
         flash(_("The export could not be started: %(reason)s", reason=task.message), "danger")
+    return redirect(url_for("main.user", username=current_user.username))
+
+
+@bp.route("/import", methods=["GET", "POST"], endpoint="import_posts")
+@login_required
+def import_posts_view():
+    """Upload an archive; the worker imports it, with its progress in the task banner."""
+    form = ImportForm()
+    if not form.validate_on_submit():
+        return form_page(form, _("Import posts"), template="import.html")
+    task = start_import(current_user, form.file.data)
+    if task is None:
+        flash(_("An import of your posts is already in progress."), "warning")
+    elif task.status == TaskStatus.FAILED:
+        flash(_("The import could not be started: %(reason)s", reason=task.status_text), "danger")
+    else:
+        flash(_("Your file is uploaded; the import runs in the background."), "info")
     return redirect(url_for("main.user", username=current_user.username))
 
 

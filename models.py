@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, cast, overload
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from flask import current_app
+from flask import current_app, url_for
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_login import UserMixin
@@ -25,6 +25,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.dialects import postgresql, sqlite
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from avatars import AVATAR_SIZES
 from i18n import N_
 
 
@@ -196,6 +197,9 @@ class User(UserMixin, Model):
     disabled: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
     # The language pages and mail use ("en", "es"); None follows the browser's Accept-Language.
     language: so.Mapped[str | None] = so.mapped_column(sa.String(LANGUAGE_MAX))
+    # When the uploaded picture was made (Unix time), None without one: part of its URL, so
+    # that the files can be cached for good and a new picture is a new address.
+    avatar_version: so.Mapped[int | None] = so.mapped_column()
 
     posts: so.WriteOnlyMapped["Post"] = so.relationship(
         back_populates="author", passive_deletes=True
@@ -301,6 +305,17 @@ class User(UserMixin, Model):
         db.session.delete(self)
         db.session.flush()
         return [name for name in files if name]
+
+    def delete_some_posts(self, limit: int) -> int:
+        """Delete up to `limit` of the user's posts, so that deleting an account holds the
+        write lock a short while at a time; how many went (the caller commits)."""
+        some = sa.select(Post.id).where(Post.user_id == self.id).limit(limit).scalar_subquery()
+        statement = sa.delete(Post).where(Post.id.in_(some))
+        return execute_dml(statement.execution_options(synchronize_session=False)).rowcount
+
+    def task_ids(self) -> list[str]:
+        """The ids of all the user's tasks (the files of some are named by them)."""
+        return list(db.session.scalars(sa.select(Task.id).where(Task.user_id == self.id)))
 
     @classmethod
     def search(cls, text: str = "") -> sa.Select:
@@ -422,6 +437,13 @@ class User(UserMixin, Model):
         statement = _dialect_insert(table).on_conflict_do_nothing().returning(table.c.id)
         return len(db.session.execute(statement, rows).all())
 
+    def imported_post_count(self) -> int:
+        """How many of the user's posts came from an import."""
+        query = sa.select(sa.func.count()).where(
+            Post.user_id == self.id, Post.import_key.is_not(None)
+        )
+        return db.session.execute(query).scalar_one()
+
     def follow_usernames(self, usernames: Sequence[str]) -> int:
         """Follow each of these users that exists here (not oneself); how many new follows."""
         wanted = sa.select(sa.literal(self.id), User.id).where(
@@ -444,9 +466,29 @@ class User(UserMixin, Model):
         return check_password_hash(self.password_hash, password)
 
     def avatar(self, size: int) -> str:
-        """Gravatar URL for the user's email (an identicon when they have none)."""
-        digest = hashlib.md5(self.email.strip().lower().encode("utf-8")).hexdigest()
-        return f"https://www.gravatar.com/avatar/{digest}?d=identicon&s={size}"
+        """The URL of the user's picture, `size` pixels square: the uploaded one (in the
+        smallest stored size that is large enough), else Gravatar's when the site turned it
+        on, else the one generated here from the username."""
+        if self.avatar_version:
+            stored = next((s for s in AVATAR_SIZES if s >= size), AVATAR_SIZES[-1])
+            file = self.avatar_file(stored)
+            return url_for("main.avatar_file", file=file, v=self.avatar_version)
+        if current_app.config.get("MICROBLOG_GRAVATAR"):
+            digest = hashlib.md5(self.email.strip().lower().encode("utf-8")).hexdigest()
+            return f"https://www.gravatar.com/avatar/{digest}?d=identicon&s={size}"
+        return url_for("main.generated_avatar", username=self.username, size=size)
+
+    def avatar_file(self, size: int) -> str:
+        """The file name of the uploaded picture in one of AVATAR_SIZES."""
+        return f"{self.id}-{size}.webp"
+
+    def avatar_files(self) -> list[str]:
+        """The file names of the uploaded picture in every size (none without one)."""
+        return [self.avatar_file(size) for size in AVATAR_SIZES] if self.avatar_version else []
+
+    def set_avatar(self, version: int) -> None:
+        """The uploaded picture's files are in place; `version` makes its URLs new."""
+        self.avatar_version = version
 
     def seen_now(self) -> bool:
         """Update `last_seen`, at most once a minute; True when the row changed."""
@@ -494,6 +536,11 @@ class User(UserMixin, Model):
             .where(name.contains(text.lower(), autoescape=True))
             .order_by((name == text.lower()).desc(), cls.username)
         )
+
+    def following_usernames(self) -> list[str]:
+        """The usernames this user follows, by name (for an export)."""
+        query = sa.select(User.username).where(User.id.in_(self.followed_ids()))
+        return list(db.session.scalars(query.order_by(User.username)))
 
     def followed_ids(self) -> sa.Select:
         """The ids of the users this user follows, as a subquery."""
@@ -574,17 +621,20 @@ class User(UserMixin, Model):
         return notification
 
     # --- background tasks -----------------------------------------------------
-    def launch_task(self, task_function, description: str, *args) -> Optional["Task"]:
+    def launch_task(
+        self, task_function, description: str, *args, task_id: str | None = None
+    ) -> Optional["Task"]:
         """Record a task, commit, then enqueue it with the same id.
 
         The row is committed first so the worker always finds it, whichever process is
-        faster. The task function is called as `task_function(user_id, *args)`.
+        faster. The task function is called as `task_function(user_id, *args)`. `task_id` is
+        for a task whose input was stored under its id before it starts (an upload).
 
         Returns None when a task of that name is already queued or running for this user
         (the partial unique index decides, so concurrent requests start one task), and a
         `failed` row when the queue could not take it.
         """
-        task_id, user_id = str(uuid.uuid4()), self.id
+        task_id, user_id = task_id or str(uuid.uuid4()), self.id
         row = {
             "id": task_id,
             "name": task_function.name,

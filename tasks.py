@@ -5,6 +5,7 @@ users see lives in the `Task` table, driven by Huey's signals and the tasks' own
 writes; Huey itself keeps no results.
 """
 
+import dataclasses
 import functools
 import importlib
 import json
@@ -23,7 +24,14 @@ from typing import Any, cast
 
 import orjson
 import sqlalchemy as sa
-from flask import Flask, current_app, has_app_context, render_template, send_file
+from flask import (
+    Flask,
+    current_app,
+    has_app_context,
+    render_template,
+    send_file,
+    send_from_directory,
+)
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from huey import Huey, crontab
@@ -34,8 +42,10 @@ from huey.exceptions import CancelExecution
 from huey.storage import RedisStorage, SqliteStorage
 from werkzeug.local import LocalProxy
 
+import avatars
 import backup
 import config
+import importer
 from i18n import N_, mail_language
 from mailer import (
     mail_configured,
@@ -68,6 +78,9 @@ EXPORT_BATCH_SIZE: int = settings["MICROBLOG_EXPORT_BATCH_SIZE"]
 EXPORT_KEEP: int = settings["MICROBLOG_EXPORT_KEEP"]
 EXPORT_EXPIRY_DAYS: float = settings["MICROBLOG_EXPORT_EXPIRY_DAYS"]
 EXPORT_ATTACH_MAX_BYTES: int = settings["MICROBLOG_EXPORT_ATTACH_MAX_BYTES"]
+IMPORT_MAX_BYTES: int = settings["MICROBLOG_IMPORT_MAX_BYTES"]
+IMPORT_BATCH_SIZE: int = settings["MICROBLOG_IMPORT_BATCH_SIZE"]
+AVATAR_MAX_BYTES: int = settings["MICROBLOG_AVATAR_MAX_BYTES"]
 MAIL_RETRIES: int = settings["MICROBLOG_MAIL_RETRIES"]
 MAIL_RETRY_DELAY: float = settings["MICROBLOG_MAIL_RETRY_DELAY"]
 
@@ -240,7 +253,7 @@ def recover_lost_tasks() -> int:
             if row.status == TaskStatus.QUEUED:
                 enqueue_again(row)
             elif row.status != TaskStatus.RUNNING:
-                remove_partial_export(row.id)
+                remove_task_files(row.id)
         # Dead consumers are kept a day, for whoever wants to see what happened.
         Consumer.forget(db.session.scalars(Consumer.silent_since(utcnow() - timedelta(days=1))))
         db.session.commit()
@@ -373,8 +386,8 @@ def on_error(task, exc):
 def on_cancelled(task):
     Task.change(task.id, TaskStatus.active(), status=TaskStatus.CANCELLED, message=None)
     # Also when the row was already cancelled (a queued task, revoked by the web app): a
-    # run that a crashed worker left behind has a partial file.
-    remove_partial_export(task.id)
+    # run that a crashed worker left behind has a partial file; a queued import, its upload.
+    remove_task_files(task.id)
 
 
 @_row_signal(S.SIGNAL_INTERRUPTED)
@@ -386,6 +399,17 @@ def on_interrupted(task):
     ):
         huey.enqueue(task)
         log.info("Task %s interrupted; re-queued", task.id)
+
+
+def running_task(task_id: str, user_id: int) -> tuple[Task, User] | None:
+    """The Task row and the user a tracked task works for; None (logged) when there is
+    nothing to do: either is gone, or the row is not running (cancelled meanwhile)."""
+    row = db.session.get(Task, task_id)
+    user = db.session.get(User, user_id)
+    if row is None or user is None or row.status != TaskStatus.RUNNING:
+        log.info("Task %s: nothing to do (row or user gone, or not running)", task_id)
+        return None
+    return row, user
 
 
 def describe(exc: BaseException) -> str:
@@ -458,12 +482,37 @@ def remove_partial_export(task_id: str) -> None:
     (exports_dir() / f"{task_id}.json.part").unlink(missing_ok=True)
 
 
-def delete_user(user: User) -> None:
-    """Delete an account with everything in it, then its export files (commits)."""
+def remove_task_files(task_id: str) -> None:
+    """What a task that will not run again leaves behind: a partial export, an upload."""
+    remove_partial_export(task_id)
+    upload_path(task_id).unlink(missing_ok=True)
+
+
+def delete_user(user: User, progress: "Progress | None" = None) -> int:
+    """Delete an account with everything in it, then its files (commits as it goes); the
+    number of posts deleted. The one way an account is deleted: the `delete_account` task,
+    `flask user delete` and /admin all come here.
+
+    Posts go first, a batch per transaction with `progress`, so that other writers wait for
+    a moment at most; then the user row, whose foreign keys take the messages, follows,
+    notifications, tasks and tokens with it. Run again after a crash, it carries on.
+    """
+    done = 0
+    while deleted := user.delete_some_posts(EXPORT_BATCH_SIZE):
+        db.session.commit()
+        done += deleted
+        if progress:
+            progress.update(done)
+    task_ids, pictures = user.task_ids(), user.avatar_files()
     files = user.delete_account()
     db.session.commit()
     for name in files:
         (exports_dir() / name).unlink(missing_ok=True)
+    for task_id in task_ids:
+        upload_path(task_id).unlink(missing_ok=True)
+    for name in pictures:
+        (avatars_dir() / name).unlink(missing_ok=True)
+    return done
 
 
 def _posts_json(batch) -> bytes:
@@ -475,10 +524,32 @@ def _posts_json(batch) -> bytes:
     the work of a large export. Other databases give datetimes.
     """
     if batch and isinstance(batch[0][1], str):
-        posts = [{"body": body, "timestamp": f"{ts[:10]}T{ts[11:19]}Z"} for body, ts, _id in batch]
+        posts = [
+            {"id": post_id, "body": body, "timestamp": f"{ts[:10]}T{ts[11:19]}Z"}
+            for body, ts, post_id in batch
+        ]
     else:
-        posts = [{"body": body, "timestamp": isoformat_utc(ts)} for body, ts, _id in batch]
+        posts = [
+            {"id": post_id, "body": body, "timestamp": isoformat_utc(ts)}
+            for body, ts, post_id in batch
+        ]
     return orjson.dumps(posts)[1:-1]
+
+
+EXPORT_VERSION = 2
+
+
+def _export_head(user: User) -> bytes:
+    """What comes before the posts: the format's version and the profile."""
+    picture = user.avatar_file(avatars.AVATAR_SIZES[-1]) if user.avatar_version else None
+    profile = {"username": user.username, "about_me": user.about_me, "avatar": picture}
+    head = orjson.dumps({"version": EXPORT_VERSION, "profile": profile})
+    return head[:-1] + b', "posts": ['
+
+
+def _export_tail(user: User) -> bytes:
+    """What comes after the posts: the usernames followed, read when the posts are done."""
+    return b'\n], "following": ' + orjson.dumps(user.following_usernames()) + b"}\n"
 
 
 # Called with the number of posts written after each batch; tests set it to pause an export mid-run.
@@ -505,7 +576,11 @@ def _resume_point(row: Task, partial: Path) -> dict | None:
 
 
 def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
-    """Stream the user's posts, oldest first, to exports/<task id>.json.
+    """Stream the user's export, posts oldest first, to exports/<task id>.json.
+
+    `{"version": 2, "profile": {...}, "posts": [{"id", "body", "timestamp"}, ...],
+    "following": [...]}`: the head is written before the first batch (and so is inside
+    every checkpoint), the usernames followed after the last one.
 
     Reads in batches on its own connection and writes as it goes, so memory stays flat
     however many posts there are. A run after a crash continues from the last checkpoint:
@@ -514,6 +589,7 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
     Returns (file name, post count, size in bytes).
     """
     row = db.session.get_one(Task, task_id)
+    user = db.session.get_one(User, user_id)
     total = db.session.execute(
         sa.select(sa.func.count()).where(Post.user_id == user_id)
     ).scalar_one()
@@ -545,7 +621,7 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
         partial.open("ab" if resume else "wb") as out,
     ):
         if not resume:
-            out.write(b'{"posts": [')
+            out.write(_export_head(user))
         for batch in _batches(rows, EXPORT_BATCH_SIZE):
             out.write(b"\n" if done == 0 else b",\n")
             out.write(_posts_json(batch))
@@ -554,7 +630,7 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
                 after_export_batch(done)
             last = batch[-1]
             progress.update(done, checkpoint=functools.partial(_export_checkpoint, out, done, last))
-        out.write(b"\n]}\n")
+        out.write(_export_tail(user))
     os.replace(partial, final)
     return final.name, done, final.stat().st_size
 
@@ -610,11 +686,10 @@ def export_posts(user_id: int, task=None) -> int:
     Only the email is retried (SMTP down); when a retry runs, the file is already there.
     """
     with app_context():
-        row = db.session.get(Task, task.id)
-        user = db.session.get(User, user_id)
-        if row is None or user is None or row.status != TaskStatus.RUNNING:
-            log.info("Task %s: nothing to do (row or user gone, or not running)", task.id)
+        subjects = running_task(task.id, user_id)
+        if subjects is None:
             return 0
+        row, user = subjects
         count = 0
         if not row.result_file:
             try:
@@ -640,6 +715,214 @@ def export_posts(user_id: int, task=None) -> int:
             message = N_("Your export is ready to download.")
         Task.change(row.id, [TaskStatus.RUNNING], message=message)
         return count
+
+
+# --- import posts -------------------------------------------------------------------------
+
+
+def imports_dir() -> Path:
+    path = Path(current_app.config["DATA_DIR"]) / "imports"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def upload_path(task_id: str) -> Path:
+    """Where a task's uploaded input (an archive, a picture) is kept until the task ends:
+    named by the task, in <data dir>/imports/."""
+    return imports_dir() / task_id
+
+
+@contextmanager
+def consuming(path: Path):
+    """Delete a task's upload once the task is over, however it ends; but not when the
+    consumer is only stopping: the next one runs the task again from the same file."""
+    try:
+        yield
+    except ConsumerStopping:
+        raise
+    except BaseException:
+        db.session.rollback()
+        path.unlink(missing_ok=True)
+        raise
+    path.unlink(missing_ok=True)
+
+
+def start_import(user: User, upload) -> Task | None:
+    """Store an uploaded archive (a werkzeug FileStorage) and launch its import; None (and
+    the file dropped) when an import is already in progress for `user`."""
+    return start_with_upload(user, upload, import_posts, "Importing posts")
+
+
+def start_with_upload(user: User, upload, task_function, description: str) -> Task | None:
+    """Store `upload` (a werkzeug FileStorage) as the input of a new task, and launch it;
+    None (and the file dropped) when one of its kind is already in progress for `user`."""
+    task_id = str(uuid.uuid4())
+    path = upload_path(task_id)
+    # Copied in chunks from werkzeug's spooled temporary file: never whole in memory.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        upload.save(out)
+    task = user.launch_task(task_function, description, task_id=task_id)
+    if task is None:
+        path.unlink(missing_ok=True)
+    return task
+
+
+# Called with the number of posts read after each batch; tests set it to pause an import.
+after_import_batch: Callable[[int], None] | None = None
+
+# The check pass reads the file without the database: it takes this share of the bar.
+CHECK_SHARE = 30
+
+
+def _import_message(archive: importer.Archive, added: int, importable: int, followed: int) -> str:
+    """The final sentence: what was added, what was already here, what was skipped and why."""
+    parts = [f"Imported {added:,} {'post' if added == 1 else 'posts'}."]
+    if importable > added:
+        parts.append(f"{importable - added:,} were already here.")
+    skipped = archive.skipped.describe()
+    if skipped:
+        parts.append(skipped[0].upper() + skipped[1:])
+    if followed:
+        parts.append(f"Now following {followed:,} more {'user' if followed == 1 else 'users'}.")
+    return " ".join(parts)
+
+
+def run_import(row: Task, user: User, path: Path) -> str:
+    """Check the whole file, then add its posts in batches; the final message.
+
+    A bad file fails in the check pass, before anything is added. Adding is idempotent
+    (each post's import key), so a run after a crash reads the file again from the start:
+    what the earlier run added is recognised and left as it is. The count of imported
+    posts before the first run is kept in the checkpoint, for an exact final message.
+    """
+    progress = Progress(row.id, 100)
+    checkpoint = row.get_checkpoint()
+    before = checkpoint["before"] if checkpoint else user.imported_post_count()
+    mark = {"before": before}
+    progress.write(0, "Checking the file…", mark)
+    limits = dataclasses.replace(importer.DEFAULT_LIMITS, upload_bytes=IMPORT_MAX_BYTES)
+    archive = importer.open_archive(path, limits)
+    importable = 0
+    for importable, _post in enumerate(archive.posts(), start=1):  # noqa: B007
+        if importable % 1000 == 0:
+            progress.update(int(archive.progress * CHECK_SHARE))
+    progress.write(CHECK_SHARE, f"Importing {importable:,} posts…", mark)
+    read = 0
+    for batch in importer.batches(archive.posts(), IMPORT_BATCH_SIZE):
+        user.import_posts(batch)
+        db.session.commit()
+        read += len(batch)
+        if after_import_batch:
+            after_import_batch(read)
+        share = 100 - CHECK_SHARE
+        progress.update(CHECK_SHARE + int(archive.progress * share), checkpoint=lambda: mark)
+    followed = user.follow_usernames(archive.following) if archive.following else 0
+    db.session.commit()
+    added = user.imported_post_count() - before
+    return _import_message(archive, added, importable, followed)
+
+
+@tracked
+@huey.task(context=True, name="import_posts")
+def import_posts(user_id: int, task=None) -> int:
+    """Import the archive uploaded for this task into the user's posts; the upload is
+    deleted once the import ends, however it ends (not when the worker only restarts)."""
+    with app_context():
+        subjects = running_task(task.id, user_id)
+        if subjects is None:
+            upload_path(task.id).unlink(missing_ok=True)
+            return 0
+        row, user = subjects
+        path = upload_path(row.id)
+        with consuming(path):
+            if not path.is_file():
+                raise importer.ArchiveError("The uploaded file is gone; please upload it again.")
+            message = run_import(row, user, path)
+        Task.change(row.id, [TaskStatus.RUNNING], message=message)
+        return 0
+
+
+# --- avatars ------------------------------------------------------------------------------
+
+
+def avatars_dir() -> Path:
+    path = Path(current_app.config["DATA_DIR"]) / "avatars"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def send_avatar(file: str):
+    """An uploaded picture's file, cached for good: its URL changes with the picture."""
+    response = send_from_directory(avatars_dir(), file, mimetype="image/webp", max_age=31536000)
+    response.cache_control.public = True
+    response.cache_control.immutable = True
+    return response
+
+
+def start_avatar(user: User, upload) -> Task | None:
+    """Store an uploaded picture and launch the task that makes the user's avatar of it."""
+    return start_with_upload(user, upload, process_avatar, "Changing your picture")
+
+
+def write_avatar(user: User, data: bytes) -> None:
+    """Check and convert an uploaded picture, put its files in place, and point the user at
+    them (commits). `AvatarError` says why a file is refused."""
+    pictures = avatars.process_upload(data, max_bytes=AVATAR_MAX_BYTES)
+    for size, picture in pictures.items():
+        final = avatars_dir() / user.avatar_file(size)
+        partial = final.with_name(final.name + ".part")
+        partial.write_bytes(picture)
+        os.replace(partial, final)  # a page never gets half a picture
+    user.set_avatar(max(int(time.time()), (user.avatar_version or 0) + 1))
+    db.session.commit()
+
+
+@tracked
+@huey.task(context=True, name="process_avatar")
+def process_avatar(user_id: int, task=None) -> int:
+    """Make the user's avatar from the picture uploaded for this task, then delete it."""
+    with app_context():
+        path = upload_path(task.id)
+        subjects = running_task(task.id, user_id)
+        if subjects is None:
+            path.unlink(missing_ok=True)
+            return 0
+        row, user = subjects
+        with consuming(path):
+            Progress(row.id, 1).write(10, "Making your new picture…")
+            write_avatar(user, path.read_bytes())
+        Task.change(row.id, [TaskStatus.RUNNING], message="Your new picture is in place.")
+        return 0
+
+
+# --- delete an account ----------------------------------------------------------------------
+
+
+@tracked
+@huey.task(context=True, name="delete_account")
+def delete_account(user_id: int, task=None) -> int:
+    """Delete a (disabled) account and everything in it; the number of posts deleted. Its
+    own Task row goes with the account at the end."""
+    with app_context():
+        subjects = running_task(task.id, user_id)
+        if subjects is None:
+            return 0
+        row, user = subjects
+        total = user.posts_count()
+        progress = Progress(row.id, total + 1, row.progress)
+        progress.write(row.progress, f"Deleting the account and its {total:,} posts…")
+        deleted = delete_user(user, progress)
+        log.info("Task %s: deleted user %s and %d posts", task.id, user_id, deleted)
+        return deleted
+
+
+def start_account_deletion(user: User) -> Task | None:
+    """Lock the account (no sign-in, every session and token ended) and launch the task
+    that deletes it; None when a deletion is already under way."""
+    user.disable()
+    db.session.commit()
+    return user.launch_task(delete_account, "Deleting your account")
 
 
 # --- mail -------------------------------------------------------------------------------
@@ -694,7 +977,7 @@ def reap_stale_tasks() -> int:
                 "The background worker stopped before this task finished. Please try again."
             )
             if Task.change(row.id, [TaskStatus.RUNNING], status=TaskStatus.FAILED, message=message):
-                remove_partial_export(row.id)
+                remove_task_files(row.id)
                 log.warning("Task %s failed: its heartbeat stopped", row.id)
         return len(stale)
 
@@ -742,3 +1025,5 @@ def start_export(user):
 
 
 USER_TASKS = {"export_posts": start_export}
+# Tasks that start from an uploaded file (a multipart POST /api/tasks, field `file`).
+UPLOAD_TASKS = {"import_posts": start_import}

@@ -92,6 +92,25 @@ def exported_posts(app, user_id) -> list:
         return [{"body": b, "timestamp": isoformat_utc(t)} for b, t in db.session.execute(query)]
 
 
+def export_document(app, user_id) -> dict:
+    """The whole export a user's "export your posts" must write (format version 2)."""
+    with app.app_context():
+        user = db.session.get_one(User, user_id)
+        query = (
+            sa.select(Post.id, Post.body, Post.timestamp)
+            .where(Post.user_id == user_id)
+            .order_by(Post.timestamp, Post.id)
+        )
+        rows = db.session.execute(query)
+        posts = [{"id": i, "body": b, "timestamp": isoformat_utc(t)} for i, b, t in rows]
+        return {
+            "version": 2,
+            "profile": {"username": user.username, "about_me": user.about_me, "avatar": None},
+            "posts": posts,
+            "following": user.following_usernames(),
+        }
+
+
 def assert_json_error(response, status: int) -> None:
     """`response` is the API's JSON error for `status`, with `Allow` on a 405."""
     assert response.status_code == status

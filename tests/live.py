@@ -293,6 +293,35 @@ class Browser:
             with error:
                 return error.code, error.read()
 
+    def upload(
+        self, path, filename: str, content: bytes, field="file", fields=None
+    ) -> tuple[int, bytes]:
+        """POST the form at `path` (multipart/form-data): one file as `field`, the text
+        `fields`, and the CSRF token."""
+        boundary = uuid.uuid4().hex
+        texts = {"csrf_token": self.csrf_token(path), **(fields or {})}
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+            for name, value in texts.items()
+        ]
+        parts.append(
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
+        body = "".join(parts).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        try:
+            with self.opener.open(request, timeout=60) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, error.read()
+
     def login(self, username, password):
         status, body = self.submit("/login", {"username": username, "password": password})
         assert status == 200 and b"Logout" in body, body[:500]

@@ -1,5 +1,5 @@
-"""huey_consumer with every export batch slowed down, so that a test can stop or watch an
-export mid-run.
+"""huey_consumer with every export and import batch slowed down, so that a test can stop or
+watch one mid-run.
 
     python -m tests.slow_consumer SECONDS tasks.huey [huey_consumer's options]
 
@@ -18,4 +18,5 @@ import tasks
 if __name__ == "__main__":
     pause = float(sys.argv.pop(1))
     tasks.after_export_batch = lambda _done: time.sleep(pause)
+    tasks.after_import_batch = lambda _done: time.sleep(pause)
     sys.exit(consumer_main())

@@ -7,6 +7,7 @@ does not match its schema fails the test that caused it.
 
 import base64
 import hashlib
+import io
 import json
 import os
 import re
@@ -21,7 +22,7 @@ import api_spec
 import ratelimit
 from models import ApiToken, Post, RateLimitHit, Task, User, db, utcnow
 from tests.conftest import PASSWORD
-from tests.helpers import add_posts, assert_json_error, follow
+from tests.helpers import add_posts, assert_json_error, exported_posts, follow
 
 # Read at import: the `app` fixture removes REDIS_URL from the environment.
 REDIS_URL = os.environ.get("REDIS_URL")
@@ -793,6 +794,46 @@ def test_download_before_the_task_finished(api, users, tokens):
     response = api.get(f"/api/tasks/{task_id}/download", token=tokens["alice"])
     assert response.status_code == 409
     assert response.json["task"]["status"] == "queued"
+
+
+def test_import_task_with_an_uploaded_file(app, api, users, tokens, immediate):
+    archive = {"posts": [{"body": "imported", "timestamp": "2024-05-01T12:00:00Z"}]}
+    response = api.post(
+        "/api/tasks",
+        token=tokens["alice"],
+        data={"name": "import_posts", "file": (io.BytesIO(json.dumps(archive).encode()), "p.json")},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 202
+    task = api.get(response.headers["Location"], token=tokens["alice"]).json
+    assert (task["name"], task["status"]) == ("import_posts", "done")
+    assert task["message"] == "Imported 1 post."
+    assert [p["body"] for p in exported_posts(app, users["alice"])] == ["imported"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"name": "export_posts", "file": (io.BytesIO(b"{}"), "p.json")}, "Unknown task"),
+        ({"name": "import_posts"}, "Missing the uploaded file"),
+        ({"name": "import_posts", "file": "not a file"}, "Missing the uploaded file"),
+    ],
+)
+def test_bad_upload_task_requests(app, api, tokens, data, message):
+    response = api.post(
+        "/api/tasks", token=tokens["alice"], data=data, content_type="multipart/form-data"
+    )
+    assert response.status_code == 400
+    assert message in response.json["message"]
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Task.id))) == 0
+
+
+def test_openapi_documents_the_upload(api):
+    body = api.document["paths"]["/api/tasks"]["post"]["requestBody"]["content"]
+    assert set(body) == {"application/json", "multipart/form-data"}
+    schema = api.document["components"]["schemas"]["NewUploadTask"]
+    assert schema["required"] == ["name", "file"]
 
 
 def test_download_of_an_expired_export_is_gone(app, api, users, tokens, immediate):

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.helpers import AWKWARD_BODY, add_posts, exported_posts
+from tests.helpers import AWKWARD_BODY, add_posts, export_document
 from tests.live import wait_for
 
 pytestmark = pytest.mark.consumer
@@ -62,7 +62,7 @@ def test_export_over_the_api_with_a_real_consumer(app, users, live, backend):
 
     status, export, _ = call(base, "GET", task["_links"]["download"], token)
     assert status == 200
-    assert export == {"posts": exported_posts(app, users["alice"])}
+    assert export == export_document(app, users["alice"])
     assert len(export["posts"]) == 2500
 
     # Bob's token sees neither the task nor its file.

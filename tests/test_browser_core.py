@@ -49,8 +49,10 @@ def test_logout_button_posts_and_logs_out(live_server, page, users):
     assert "/login" in page.url
 
 
-def test_avatars_fall_back_to_a_local_picture_offline(live_server, page, users):
-    # Gravatar is unreachable from the test machine, as from a server without internet.
+def test_avatars_fall_back_to_a_local_picture_offline(app, live_server, page, users):
+    # With Gravatar turned on, and unreachable from the test machine, as from a server
+    # without internet.
+    app.config["MICROBLOG_GRAVATAR"] = True
     page.route("https://www.gravatar.com/**", lambda route: route.abort())
     browser_login(page, live_server)
     page.goto(f"{live_server}/user/alice")

@@ -15,7 +15,7 @@ import pytest
 
 import models
 from tests.conftest import PASSWORD
-from tests.helpers import AWKWARD_BODY, add_posts, exported_posts
+from tests.helpers import AWKWARD_BODY, add_posts, export_document
 from tests.live import Browser, wait_for
 
 pytestmark = pytest.mark.consumer
@@ -62,7 +62,7 @@ def test_export_with_consumer_and_email(app, users, live, smtp_server, backend):
 
     assert task["status"] == "done", task
     assert task["message"] == "Your export is ready. We also emailed it to you."
-    expected = {"posts": exported_posts(app, users["alice"])}
+    expected = export_document(app, users["alice"])
     assert len(expected["posts"]) == 1234
     # The email: subject, both bodies, posts.json attached as application/json.
     (message,) = smtp_server.messages
@@ -124,9 +124,7 @@ def test_queued_without_worker_then_ready_to_download_without_mail(app, users, l
     _, page, _ = browser.get("/index")
     assert b"The background worker is not running" not in page
     assert (task["status"], task["message"]) == ("done", "Your export is ready to download.")
-    assert json.loads(browser.get(f"/exports/{task_id}")[1]) == {
-        "posts": exported_posts(app, users["alice"])
-    }
+    assert json.loads(browser.get(f"/exports/{task_id}")[1]) == export_document(app, users["alice"])
 
 
 # With a consumer that pauses 0.1 s after each batch (tests/slow_consumer.py): 600 posts take
@@ -155,9 +153,7 @@ def test_stop_requeues_a_running_export_which_completes_after_restart(
     task = site.wait_for_status(task_id, "done", "failed")
 
     assert task["status"] == "done", task
-    assert json.loads(browser.get(f"/exports/{task_id}")[1]) == {
-        "posts": exported_posts(app, users["alice"])
-    }
+    assert json.loads(browser.get(f"/exports/{task_id}")[1]) == export_document(app, users["alice"])
     assert not list((site.data_dir / "exports").glob("*.part"))
 
 
@@ -206,9 +202,7 @@ def test_a_frozen_consumer_is_noticed_by_a_live_one_and_the_export_resumes(app, 
 
     assert (task["status"], task["crashes"]) == ("done", 1), task
     assert "resuming after" in site.consumer_log()
-    assert json.loads(browser.get(f"/exports/{task_id}")[1]) == {
-        "posts": exported_posts(app, users["alice"])
-    }
+    assert json.loads(browser.get(f"/exports/{task_id}")[1]) == export_document(app, users["alice"])
     assert not list((site.data_dir / "exports").glob("*.part"))
 
 
@@ -293,7 +287,5 @@ def test_smtp_down_retries_then_ends_done_with_a_message(app, users, live):
     assert task["status"] == "done"
     assert "the email could not be sent" in task["message"]
     assert "ready to download" in task["message"]
-    assert json.loads(browser.get(f"/exports/{task_id}")[1]) == {
-        "posts": exported_posts(app, users["alice"])
-    }
+    assert json.loads(browser.get(f"/exports/{task_id}")[1]) == export_document(app, users["alice"])
     assert site.consumer_log().count("Requeueing") == 2

@@ -22,7 +22,7 @@ def test_popup_shows_the_user(client, auth, make_user):
     assert "<html" not in html, "a fragment, not a page"
     assert 'href="/user/dave"' in html
     assert "I like trains" in html
-    assert "gravatar.com/avatar/" in html
+    assert 'src="/avatar/dave/64.svg"' in html
     assert 'class="relative-time"' in html  # last seen
     assert '<span class="posts-count">1</span>' in html
     assert '<span class="followers-count">1</span>' in html

@@ -19,16 +19,17 @@ def test_profile_page(client, auth, app, users):
         db.session.commit()
     auth.login()
     html = client.get("/user/bob").get_data(as_text=True)
-    assert "https://www.gravatar.com/avatar/" in html
+    assert 'src="/avatar/bob/128.svg"' in html
     assert "I like &lt;b&gt;bold&lt;/b&gt; claims" in html
     assert "Last seen" in html
     assert 'class="followers-count">0<' in html
     assert 'action="/follow/bob"' in html
 
 
-def test_avatar_is_a_gravatar_of_the_lowercased_email(app, make_user):
+def test_avatar_is_a_gravatar_of_the_lowercased_email_when_turned_on(app, make_user):
     user_id = make_user("dora", email=" Dora@Example.com ")
-    with app.app_context():
+    app.config["MICROBLOG_GRAVATAR"] = True
+    with app.test_request_context():
         avatar = db.session.get(User, user_id).avatar(80)
     # md5("dora@example.com")
     assert avatar == (

@@ -18,7 +18,7 @@ from flask_migrate import upgrade
 from microblog import create_app
 from models import db
 from tests.conftest import PASSWORD
-from tests.helpers import AWKWARD_BODY, add_posts, add_user, exported_posts
+from tests.helpers import AWKWARD_BODY, add_posts, add_user, export_document
 from tests.live import PROJECT_DIR, Browser, free_port, server_env, wait_for
 
 pytestmark = pytest.mark.consumer
@@ -157,7 +157,7 @@ def test_a_killed_worker_is_restarted_and_its_export_resumes(site, tmp_path):
     assert "resuming after" in log  # from the checkpoint, not from the start
     status, body, _ = browser.get(f"/exports/{task_id}")
     assert status == 200
-    assert json.loads(body) == {"posts": exported_posts(site.app, site.alice)}
+    assert json.loads(body) == export_document(site.app, site.alice)
 
     # SIGTERM (as systemd, or Ctrl-C) still stops both, cleanly.
     os.kill(site.pid, signal.SIGTERM)

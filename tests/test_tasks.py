@@ -12,7 +12,7 @@ import models
 import tasks
 from models import ApiToken, Consumer, Notification, Task, TaskStatus, User, db, utcnow
 from tests.conftest import PASSWORD
-from tests.helpers import add_posts, exported_posts
+from tests.helpers import add_posts, export_document
 from tests.live import wait_for
 
 
@@ -52,7 +52,7 @@ def test_export_lifecycle(app, client, auth, users, immediate):
     assert task.message == "Your export is ready to download."  # no MAIL_SERVER
     assert timedelta(days=6.9) < task.expires_at - task.finished_at <= timedelta(days=7)
     data = json.loads(export_path(app, task).read_text())
-    assert data == {"posts": exported_posts(app, users["alice"])}
+    assert data == export_document(app, users["alice"])
     assert data["posts"][0]["body"] == "post 0"  # oldest first
     assert task.result_size == export_path(app, task).stat().st_size
     assert not list(export_path(app, task).parent.glob("*.part"))
@@ -71,7 +71,12 @@ def test_export_of_no_posts(app, client, auth, users, immediate):
     client.submit("/export_posts")
     task = only_task(app)
     assert task.status == "done"
-    assert json.loads(export_path(app, task).read_text()) == {"posts": []}
+    assert json.loads(export_path(app, task).read_text()) == {
+        "version": 2,
+        "profile": {"username": "alice", "about_me": None, "avatar": None},
+        "posts": [],
+        "following": [],
+    }
 
 
 def test_progress_is_monotonic_and_bounded(app, client, auth, users, immediate, monkeypatch):
@@ -212,7 +217,7 @@ def test_owner_downloads_the_export(app, client, finished_export):
         assert response.mimetype == "application/json"
         assert "posts.json" in response.headers["Content-Disposition"]
         data = json.loads(response.data)
-    assert data == {"posts": exported_posts(app, finished_export.user_id)}
+    assert data == export_document(app, finished_export.user_id)
 
 
 def test_others_and_anonymous_get_404(client, auth, finished_export):
@@ -505,7 +510,7 @@ def export_crashing_once_then_resumed(app, user_id, monkeypatch) -> tuple[bytes,
         name, count, _size = tasks.write_export("t1", user_id)
         assert count == 50
         content = (Path(app.config["DATA_DIR"]) / "exports" / name).read_bytes()
-    return content, exported_posts(app, user_id)
+    return content, export_document(app, user_id)
 
 
 def test_a_resumed_export_has_every_post_once_in_order(app, users, monkeypatch):
@@ -515,4 +520,4 @@ def test_a_resumed_export_has_every_post_once_in_order(app, users, monkeypatch):
 
     content, expected = export_crashing_once_then_resumed(app, users["alice"], monkeypatch)
 
-    assert json.loads(content) == {"posts": expected}
+    assert json.loads(content) == expected

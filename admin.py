@@ -17,7 +17,7 @@ from wtforms import BooleanField
 
 import tasks
 from forms import EmptyForm, RegistrationForm
-from microblog import form_page, page_links, paginate
+from microblog import form_page, list_page
 from models import Task, TaskStatus, User, db
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -45,15 +45,14 @@ class NewAccountForm(RegistrationForm):
 def users():
     """Every account, searchable by username or e-mail, a page at a time."""
     query = request.args.get("q", "")
-    page = paginate(User.search(query))
-    newer, older = page_links(page, "admin.users", q=query)
-    return render_template(
+    return list_page(
         "admin/users.html",
+        User.search(query),
+        "admin.users",
+        "users",
+        url_args={"q": query},
         title=_("Admin: users"),
-        users=page,
         query=query,
-        newer_url=newer,
-        older_url=older,
         form=EmptyForm(),
     )
 

@@ -460,9 +460,9 @@ def page_links(page: Page, endpoint, **kwargs):
     return newer, older
 
 
-def list_page(template: str, query, endpoint: str, items: str, url_args=None, **context):
-    """Render `template` with the `?page=` page of `query` as `items` and its pager links."""
-    page = paginate(query)
+def list_page(template: str, select, endpoint: str, items: str, url_args=None, **context):
+    """Render `template` with the `?page=` page of `select` as `items` and its pager links."""
+    page = paginate(select)
     newer, older = page_links(page, endpoint, **(url_args or {}))
     context[items] = page
     return render_template(template, newer_url=newer, older_url=older, **context)

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.conftest import browser_login
 from tests.helpers import add_posts
 
 # `page` is the shared fixture in conftest.py: Debian's chromium through Playwright.
@@ -24,10 +24,7 @@ def site(app, users, live):
 
 
 def test_progress_bar_moves_and_becomes_a_download_link(page, site):
-    page.goto(site.url + "/login")
-    page.fill("input[name=username]", "alice")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit], input[type=submit]")
+    browser_login(page, site.url)
     page.goto(site.url + "/user/alice")
 
     page.click("text=Export your posts")
@@ -66,10 +63,7 @@ def test_progress_bar_moves_and_becomes_a_download_link(page, site):
 def test_task_history_follows_the_task_without_a_reload(page, site):
     from playwright.sync_api import expect
 
-    page.goto(site.url + "/login")
-    page.fill("input[name=username]", "alice")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit], input[type=submit]")
+    browser_login(page, site.url)
     page.goto(site.url + "/user/alice")
     page.click("text=Export your posts")
     page.goto(site.url + "/tasks")

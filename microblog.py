@@ -785,8 +785,7 @@ def change_language():
     db.session.commit()
     # Flashed after the change: the message is already in the chosen language.
     refresh()
-    flash(_("Your language has been saved."), "success")
-    return redirect(url_for("main.settings"))
+    return redirect_with("success", _("Your language has been saved."), "main.settings")
 
 
 @bp.route("/settings/sign_out_everywhere", methods=["POST"])
@@ -799,8 +798,8 @@ def sign_out_everywhere():
     current_user.end_all_sessions()
     db.session.commit()
     logout_user()
-    flash(_("You have been signed out everywhere, API tokens included."), "info")
-    return redirect(url_for("main.login"))
+    message = _("You have been signed out everywhere, API tokens included.")
+    return redirect_with("info", message, "main.login")
 
 
 @bp.route("/settings/delete", methods=["POST"])

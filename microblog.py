@@ -708,13 +708,15 @@ def settings_page(
     return page, status
 
 
-def settings_form_refused(form, name: str):
-    """None when the settings form `form` (shown as `name` on the page) is valid and its
-    `current_password` is right; else the answer to give (the page with its errors, or 429)."""
+def submitted_settings_form(form_class, name: str):
+    """The submitted settings form (shown as `name` on the page), and None when it is valid
+    and its `current_password` is right; else the answer to give (the page with its errors,
+    or 429)."""
+    form = form_class()
     page = functools.partial(settings_page, 400, **{name: form})
     if not form.validate_on_submit():
-        return page()
-    return current_password_refused(form, page)
+        return form, page()
+    return form, current_password_refused(form, page)
 
 
 def current_password_refused(form, page):
@@ -738,8 +740,7 @@ def account_settings():
 @bp.route("/settings/password", methods=["POST"])
 @login_required
 def change_password():
-    form = ChangePasswordForm()
-    refusal = settings_form_refused(form, "password_form")
+    form, refusal = submitted_settings_form(ChangePasswordForm, "password_form")
     if refusal:
         return refusal
     current_user.change_password(form.password.data)
@@ -755,8 +756,7 @@ def change_password():
 @bp.route("/settings/email", methods=["POST"])
 @login_required
 def change_email():
-    form = ChangeEmailForm()
-    refusal = settings_form_refused(form, "email_form")
+    form, refusal = submitted_settings_form(ChangeEmailForm, "email_form")
     if refusal:
         return refusal
     try:  # the worker writes and sends it: a slow mail server holds no request
@@ -792,9 +792,6 @@ def change_language():
 @login_required
 def sign_out_everywhere():
     """End every session (this one too) and every API token."""
-    form = EmptyForm()
-    if not form.validate_on_submit():
-        return error_page(400)
     current_user.end_all_sessions()
     db.session.commit()
     logout_user()
@@ -806,8 +803,7 @@ def sign_out_everywhere():
 @login_required
 def delete_account():
     """Sign the user out everywhere and lock the account now; the worker deletes it."""
-    form = DeleteAccountForm()
-    refusal = settings_form_refused(form, "delete_form")
+    form, refusal = submitted_settings_form(DeleteAccountForm, "delete_form")
     if refusal:
         return refusal
     start_account_deletion(current_user._get_current_object())

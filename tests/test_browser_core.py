@@ -5,6 +5,7 @@ import re
 import pytest
 
 from tests.conftest import browser_login
+from tests.live import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -57,5 +58,6 @@ def test_avatars_fall_back_to_a_local_picture_offline(app, live_server, page, us
     browser_login(page, live_server)
     page.goto(f"{live_server}/user/alice")
     avatar = page.locator("img.avatar").first
-    page.wait_for_function("img => img.naturalWidth > 0", arg=avatar.element_handle())
+    # Polled from here: wait_for_function would evaluate a string, which the CSP refuses.
+    wait_for(lambda: avatar.evaluate("img => img.naturalWidth") > 0, what="the local picture")
     assert avatar.get_attribute("src").startswith("/static/avatar.svg?v=")

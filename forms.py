@@ -120,21 +120,24 @@ class ResetPasswordForm(FlaskForm):
     submit = SubmitField(_l("Reset password"))
 
 
-class ChangePasswordForm(FlaskForm):
+class PasswordCheckedForm(FlaskForm):
+    """A change to the account itself: it asks for the current password first."""
+
     current_password = current_password_field()
+
+
+class ChangePasswordForm(PasswordCheckedForm):
     password = PasswordField(_l("New password"), validators=PASSWORD_RULES)
     password2 = repeat_password(_l("Repeat new password"))
     submit = SubmitField(_l("Change password"))
 
 
-class ChangeEmailForm(FlaskForm):
+class ChangeEmailForm(PasswordCheckedForm):
     email = StringField(_l("New email"), validators=NEW_EMAIL_RULES)
-    current_password = current_password_field()
     submit = SubmitField(_l("Change email"))
 
 
-class DeleteAccountForm(FlaskForm):
-    current_password = current_password_field()
+class DeleteAccountForm(PasswordCheckedForm):
     submit = SubmitField(_l("Delete my account"))
 
 

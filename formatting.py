@@ -38,13 +38,3 @@ def linkify(text: str | None) -> Markup:
         position = match.start() + len(found)
     pieces.append(escape(text[position:]))
     return Markup("").join(pieces)
-
-
-def plural_noun(count: int, singular: str, plural_form: str | None = None) -> str:
-    """The word alone: `plural_noun(1, "follower")` → "follower", 2 → "followers"."""
-    return singular if count == 1 else (plural_form or singular + "s")
-
-
-def plural(count: int, singular: str, plural_form: str | None = None) -> str:
-    """`3|plural("follower")` → "3 followers"; 1 → "1 follower"."""
-    return f"{count} {plural_noun(count, singular, plural_form)}"

@@ -49,7 +49,7 @@ import ratelimit
 import search as search_module
 import static_files
 from avatars import generated_avatar_svg
-from formatting import linkify, plural, plural_noun
+from formatting import linkify
 from forms import (
     ChangeEmailForm,
     ChangePasswordForm,
@@ -185,9 +185,7 @@ def create_app(config=None):
     register_error_handlers(app)
     app.jinja_env.filters["isoformat_utc"] = isoformat_utc
     app.jinja_env.filters["human_size"] = human_size
-    app.jinja_env.filters["plural"] = plural
     app.jinja_env.filters["linkify"] = linkify
-    app.jinja_env.globals["plural_noun"] = plural_noun
     app.jinja_env.globals["TaskStatus"] = TaskStatus
     app.jinja_env.globals["registration_open"] = registration_open
     configure_logging(app)

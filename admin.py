@@ -181,7 +181,7 @@ def retry_task(task_id):
             "warning",
         )
     elif again.status == TaskStatus.FAILED:
-        flash(_("The task could not be started: %(reason)s", reason=again.message), "danger")
+        flash(_("The task could not be started: %(reason)s", reason=again.status_text), "danger")
     else:
         flash(
             _(

@@ -9,6 +9,8 @@ from html import escape
 
 from PIL import Image, ImageOps
 
+from i18n import Phrase, PhrasedError, phrase
+
 # The sizes the pages show (in CSS pixels; 2× for sharp screens is covered by the larger ones).
 AVATAR_SIZES = (48, 64, 128, 256)
 UPLOAD_MAX_BYTES = 5 * 2**20
@@ -20,8 +22,8 @@ OUTPUT_FORMAT = "WEBP"
 WEBP_QUALITY = 85
 
 
-class AvatarError(ValueError):
-    """The upload cannot be an avatar; `str(error)` is the sentence to show the user."""
+class AvatarError(PhrasedError, ValueError):
+    """The upload cannot be an avatar; its phrases say why."""
 
 
 # --- generated ------------------------------------------------------------------------------
@@ -71,9 +73,10 @@ def process_upload(
     as its EXIF orientation says, centre-cropped, and with no metadata left (no EXIF, no
     GPS position, no ICC profile, no comments). `AvatarError` for anything else."""
     if not data:
-        raise AvatarError("The file is empty.")
+        raise AvatarError(phrase("The file is empty."))
     if len(data) > max_bytes:
-        raise AvatarError(f"The picture is too large: the limit is {max_bytes / 2**20:g} MiB.")
+        mib = round(max_bytes / 2**20, 1)
+        raise AvatarError(phrase("The picture is too large: the limit is %(mib)s MiB.", mib=mib))
     try:
         with warnings.catch_warnings():
             # Pillow only warns (then errs at twice its limit) about huge images.
@@ -88,7 +91,8 @@ def process_upload(
     except Exception as exc:
         # Pillow reports a malformed file with many kinds of exception (OSError,
         # SyntaxError, ValueError, struct.error, EOFError…): each means "not a usable image".
-        raise AvatarError("This is not a PNG, JPEG or WebP picture, or it is damaged.") from exc
+        not_a_picture = phrase("This is not a PNG, JPEG or WebP picture, or it is damaged.")
+        raise AvatarError(not_a_picture) from exc
     return {size: _encode(square.resize((size, size), Image.Resampling.LANCZOS)) for size in sizes}
 
 
@@ -105,13 +109,16 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
 def _check_dimensions(image: Image.Image, max_pixels: int) -> None:
     width, height = image.size
     if width < 1 or height < 1:
-        raise AvatarError("This picture has no pixels.")
+        raise AvatarError(phrase("This picture has no pixels."))
     if width * height > max_pixels:
         raise AvatarError(_too_many_pixels(max_pixels))
 
 
-def _too_many_pixels(max_pixels: int) -> str:
-    return f"The picture has too many pixels: the limit is {max_pixels / 1e6:g} megapixels."
+def _too_many_pixels(max_pixels: int) -> Phrase:
+    return phrase(
+        "The picture has too many pixels: the limit is %(megapixels)s megapixels.",
+        megapixels=max_pixels / 1e6,
+    )
 
 
 def _upright_square(image: Image.Image) -> Image.Image:

@@ -15,6 +15,7 @@ from flask_migrate import upgrade
 
 import backup
 from forms import RegistrationForm, ResetPasswordForm, filled, first_error
+from i18n import N_
 from models import Task, User, db
 from tasks import delete_user
 
@@ -167,7 +168,8 @@ def restore_command(file: Path):
     except backup.BackupError as exc:
         raise click.ClickException(str(exc)) from None
     upgrade()  # a backup taken by an older version gets this version's schema
-    stopped = Task.fail_all_active("Stopped by a restore of the database. Please start it again.")
+    reason = N_("Stopped by a restore of the database. Please start it again.")
+    stopped = Task.fail_all_active(reason)
     db.session.commit()
     click.echo(
         f"Restored {file} to {live}: {counts['users']} users, {counts['posts']} posts"

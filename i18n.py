@@ -5,15 +5,18 @@ are built from them (`translate compile`, or `./run.sh` when they are missing or
 are not kept in git.
 """
 
+import json
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
-from flask import current_app, has_request_context, request
+from flask import current_app, has_app_context, has_request_context, request
 from flask.cli import AppGroup
-from flask_babel import Babel, get_locale, gettext, ngettext
+from flask_babel import Babel, format_decimal, get_locale, get_translations, gettext, ngettext
 from flask_login import current_user
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -30,6 +33,82 @@ def N_(text: str) -> str:
     """Marks `text` for the catalogue without translating it: for words stored in English
     (a task's message) and translated when they are shown."""
     return text
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A sentence kept in a form every language can be made from: its English (and English
+    plural, chosen by the count `num`) and its values. `str()` gives the English; `shown()`
+    the reader's language. For what the worker writes and a reader sees later."""
+
+    msgid: str
+    plural: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        english = {k: f"{v:,}" if is_number(v) else v for k, v in self.values.items()}
+        if self.plural is not None and self.values["num"] != 1:
+            return self.plural % english
+        return self.msgid % english if english else self.msgid
+
+    def shown(self) -> str:
+        """In the current locale, numbers written as its readers write them (English when
+        there is no app, hence no locale)."""
+        if not has_app_context():
+            return str(self)
+        values = {k: format_decimal(v) if is_number(v) else v for k, v in self.values.items()}
+        if self.plural is None:
+            return gettext(self.msgid, **values)
+        # The count chooses the form, and the text shows it written for the locale (which
+        # flask_babel's ngettext cannot do: its own `num` argument is the count).
+        form = get_translations().ungettext(self.msgid, self.plural, self.values["num"])
+        return form % values
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _whole(value: Any) -> Any:
+    """2.0 as 2 (a limit of "2 MiB", not "2.0 MiB"); anything else as it is."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def phrase(msgid: str, **values: Any) -> Phrase:
+    """A sentence to translate when shown (marked for the catalogue like `_`)."""
+    return Phrase(msgid, None, {k: _whole(v) for k, v in values.items()})
+
+
+def nphrase(singular: str, plural: str, num: int, **values: Any) -> Phrase:
+    """A sentence whose form follows the count `num` (`%(num)s`), translated when shown."""
+    return Phrase(singular, plural, {"num": num, **{k: _whole(v) for k, v in values.items()}})
+
+
+class PhrasedError(Exception):
+    """An error whose reason the user reads, in their language: `phrases` (`str()` gives
+    the English)."""
+
+    def __init__(self, *phrases: Phrase):
+        super().__init__(" ".join(map(str, phrases)))
+        self.phrases = phrases
+
+
+# A stored message that starts so is a list of phrases (older rows hold plain English).
+STORED_PHRASES = '{"phrases":'
+
+
+def store_phrases(*phrases: Phrase) -> str:
+    """The text to keep in a column, for `show_stored` to put in the reader's language."""
+    return json.dumps({"phrases": [[p.msgid, p.plural, p.values] for p in phrases]})
+
+
+def show_stored(text: str) -> str:
+    """A stored message in the current language: the phrases of `store_phrases`, joined,
+    or a plain message (translated when it is one of the catalogue's)."""
+    if not text.startswith(STORED_PHRASES):
+        return gettext(text)
+    phrases = json.loads(text)["phrases"]
+    return " ".join(Phrase(msgid, plural, values).shown() for msgid, plural, values in phrases)
 
 
 def select_locale() -> str:
@@ -94,7 +173,8 @@ def pybabel(*args: str) -> None:
 
 def extract(pot: Path) -> None:
     """Every marked message of the code and templates, into the template `pot`."""
-    pybabel("extract", "-F", str(BABEL_CFG), "-k", "_l", "-k", "N_", "--no-location",
+    pybabel("extract", "-F", str(BABEL_CFG), "-k", "_l", "-k", "N_", "-k", "phrase",
+            "-k", "nphrase:1,2", "--no-location",
             "--sort-output", "--ignore-dirs", ".* _* node_modules tests migrations deploy",
             "-o", str(pot), ".")  # fmt: skip
 
@@ -130,7 +210,7 @@ def update_command() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         pot = Path(scratch) / "messages.pot"
         extract(pot)
-        pybabel("update", "--no-fuzzy-matching", "--ignore-obsolete",
+        pybabel("update", "--no-fuzzy-matching", "--ignore-obsolete", "--width", "100",
                 "-i", str(pot), "-d", str(TRANSLATIONS_DIR))  # fmt: skip
 
 

@@ -35,6 +35,7 @@ from typing import IO, Any, NamedTuple
 
 import ijson
 
+from i18n import Phrase, PhrasedError, nphrase, phrase
 from models import POST_MAX, USERNAME_MAX, USERNAME_PATTERN
 
 MiB = 2**20
@@ -72,8 +73,8 @@ USERNAME = re.compile(USERNAME_PATTERN)
 READ_SIZE = 64 * 1024
 
 
-class ArchiveError(Exception):
-    """The uploaded file cannot be imported; `str(error)` is the sentence to show the user."""
+class ArchiveError(PhrasedError):
+    """The uploaded file cannot be imported; its phrases say why."""
 
 
 class ImportedPost(NamedTuple):
@@ -121,27 +122,41 @@ class Skipped:
     def total(self) -> int:
         return sum(getattr(self, f.name) for f in fields(self))
 
-    def describe(self) -> str:
-        """`"2 boosts, 1 too long (over 140 characters) skipped."`, or "" when none were."""
-        labels = {
-            "boosts": ("boost", "boosts"),
-            "replies": ("reply to someone else", "replies to others"),
-            "private": ("non-public post", "non-public posts"),
-            "too_long": (f"too long (over {POST_MAX} characters)",) * 2,
-            "empty": ("empty post", "empty posts"),
-            "unsupported": ("other item", "other items"),
-        }
-        parts = [
-            f"{count} {labels[name][count != 1]}"
-            for name in labels
-            if (count := getattr(self, name))
+    def phrases(self) -> list[Phrase]:
+        """One sentence per reason something was skipped ("Skipped 2 boosts.")."""
+        sentences = [
+            nphrase("Skipped %(num)s boost.", "Skipped %(num)s boosts.", self.boosts),
+            nphrase(
+                "Skipped %(num)s reply to someone else.",
+                "Skipped %(num)s replies to others.",
+                self.replies,
+            ),
+            nphrase(
+                "Skipped %(num)s non-public post.",
+                "Skipped %(num)s non-public posts.",
+                self.private,
+            ),
+            nphrase(
+                "Skipped %(num)s post longer than %(limit)s characters (posts are never cut).",
+                "Skipped %(num)s posts longer than %(limit)s characters (posts are never cut).",
+                self.too_long,
+                limit=POST_MAX,
+            ),
+            nphrase("Skipped %(num)s empty post.", "Skipped %(num)s empty posts.", self.empty),
+            nphrase(
+                "Skipped %(num)s other item.", "Skipped %(num)s other items.", self.unsupported
+            ),
         ]
-        return f"{', '.join(parts)} skipped." if parts else ""
+        return [sentence for sentence in sentences if sentence.values["num"]]
+
+    def describe(self) -> str:
+        """The sentences of `phrases`, in English (for logs and benchmarks)."""
+        return " ".join(map(str, self.phrases()))
 
 
 # --- reading bytes safely ------------------------------------------------------------------
 
-BROKEN_ZIP = "This zip archive is damaged or incomplete; download it again and retry."
+BROKEN_ZIP = phrase("This zip archive is damaged or incomplete; download it again and retry.")
 # What zipfile raises for a damaged archive: bad records, bad data, sizes or CRCs that do
 # not match, a compression method or version it does not know, encryption it cannot read.
 ZIP_ERRORS = (
@@ -167,14 +182,14 @@ _LONE_SURROGATE = re.compile(
 # decides whether it is a pair) is cut in two.
 _SURROGATE_CARRY = 32
 _SURROGATE_CONTEXT = 6  # a match needs this much after it to be sure it is alone
-NOT_UNICODE = "This file contains text that is not valid Unicode (a lone surrogate)."
+NOT_UNICODE = phrase("This file contains text that is not valid Unicode (a lone surrogate).")
 
 
 class _GuardedReader:
     """A binary stream that enforces the size limit while reading, refuses lone surrogate
     escapes, drops a UTF-8 byte order mark and turns read errors into `ArchiveError`."""
 
-    def __init__(self, raw: IO[bytes], limit: int, too_big: str, damaged: str):
+    def __init__(self, raw: IO[bytes], limit: int, too_big: Phrase, damaged: Phrase):
         self.raw, self.limit, self.too_big, self.damaged = raw, limit, too_big, damaged
         self.bytes_read = 0
         self._tail = b""
@@ -236,8 +251,12 @@ def _find_outbox(path: Path, size: int, limits: Limits) -> zipfile.ZipInfo:
         members = _zip_member_count(f, size)
         if members > limits.zip_members:
             raise ArchiveError(
-                f"This zip holds {members:,} files, more than the {limits.zip_members:,} "
-                "allowed. Unpack it and upload its outbox.json alone."
+                phrase(
+                    "This zip holds %(members)s files, more than the %(limit)s allowed. "
+                    "Unpack it and upload its outbox.json alone.",
+                    members=members,
+                    limit=limits.zip_members,
+                )
             )
         try:
             with zipfile.ZipFile(f) as archive:
@@ -247,23 +266,45 @@ def _find_outbox(path: Path, size: int, limits: Limits) -> zipfile.ZipInfo:
     outboxes = [i for i in infos if i.filename.rsplit("/", 1)[-1] == "outbox.json"]
     if not outboxes:
         raise ArchiveError(
-            "This zip has no outbox.json: upload the archive Mastodon made for you "
-            "(Preferences → Import and export → Request your archive) or your posts.json."
+            phrase(
+                "This zip has no outbox.json: upload the archive Mastodon made for you "
+                "(Preferences → Import and export → Request your archive) or your posts.json."
+            )
         )
     info = min(outboxes, key=lambda i: i.filename.count("/"))
     if info.flag_bits & 0x1:
-        raise ArchiveError("This zip is password-protected; upload an unencrypted archive.")
+        raise ArchiveError(phrase("This zip is password-protected; upload an unencrypted archive."))
     if info.file_size > limits.json_bytes:
-        raise ArchiveError(_too_big("outbox.json", limits.json_bytes))
+        raise ArchiveError(_too_big(True, limits.json_bytes))
     if info.file_size > limits.zip_ratio * max(info.compress_size, 1):
         raise ArchiveError(
-            "This zip unpacks to far more than it holds (a zip bomb?); it was not opened."
+            phrase("This zip unpacks to far more than it holds (a zip bomb?); it was not opened.")
         )
     return info
 
 
-def _too_big(what: str, limit: int) -> str:
-    return f"{what} is too big: the limit is {limit / MiB:,.0f} MiB."
+EMPTY = phrase("The file is empty.")
+UNREADABLE = phrase("The uploaded file could not be read.")
+
+
+def _not_json(in_zip: bool, near_byte: int) -> Phrase:
+    if in_zip:
+        return phrase(
+            "outbox.json in this zip is not valid JSON (it is damaged or cut short near byte "
+            "%(byte)s).",
+            byte=near_byte,
+        )
+    return phrase(
+        "This file is not valid JSON (it is damaged or cut short near byte %(byte)s).",
+        byte=near_byte,
+    )
+
+
+def _too_big(in_zip: bool, limit: int) -> Phrase:
+    mib = round(limit / MiB, 1)
+    if in_zip:
+        return phrase("outbox.json in this zip is too big: the limit is %(mib)s MiB.", mib=mib)
+    return phrase("This file is too big: the limit is %(mib)s MiB.", mib=mib)
 
 
 # --- JSON events -------------------------------------------------------------------------
@@ -271,7 +312,7 @@ def _too_big(what: str, limit: int) -> str:
 _OPEN = {"start_map", "start_array"}
 _CLOSE = {"end_map", "end_array"}
 Events = Iterator[tuple[str, Any]]
-TOO_DEEP = "This file is nested too deeply to be an export or an outbox."
+TOO_DEEP = phrase("This file is nested too deeply to be an export or an outbox.")
 
 
 def _build(event: str, value: Any, events: Events, max_events: int, max_depth: int) -> Any:
@@ -288,7 +329,7 @@ def _build(event: str, value: Any, events: Events, max_events: int, max_depth: i
     for event, value in events:
         count += 1
         if count > max_events:
-            raise ArchiveError("One item of this file is far too large to be a post.")
+            raise ArchiveError(phrase("One item of this file is far too large to be a post."))
         if event == "map_key":
             key = value
             continue
@@ -311,7 +352,7 @@ def _build(event: str, value: Any, events: Events, max_events: int, max_depth: i
         if item is not value:
             stack.append(item)
             top = item
-    raise ArchiveError("This file ends in the middle of an item.")  # the parser stops first
+    raise ArchiveError(phrase("This file ends in the middle of an item."))  # the parser stops first
 
 
 def _skip(event: str, events: Events, max_depth: int) -> None:
@@ -453,7 +494,7 @@ class Archive:
         try:
             self.size = self.path.stat().st_size
         except OSError as exc:
-            raise ArchiveError("The uploaded file could not be read.") from exc
+            raise ArchiveError(UNREADABLE) from exc
         self._sniff()
         self.format = self._detect_format()
 
@@ -499,9 +540,9 @@ class Archive:
     def _sniff(self) -> None:
         """Refuse, by its size and first bytes, a file that cannot be an archive."""
         if self.size == 0:
-            raise ArchiveError("The file is empty.")
+            raise ArchiveError(EMPTY)
         if self.size > self.limits.upload_bytes:
-            raise ArchiveError(_too_big("The file", self.limits.upload_bytes))
+            raise ArchiveError(_too_big(False, self.limits.upload_bytes))
         with self.path.open("rb") as f:
             start = f.read(4096)
         if start.startswith(b"PK\x03\x04") or start.startswith(b"PK\x05\x06"):
@@ -509,19 +550,20 @@ class Archive:
             return
         text = start.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
         if not text and self.size <= len(start):
-            raise ArchiveError("The file is empty.")
+            raise ArchiveError(EMPTY)
         if self.size > self.limits.json_bytes:
-            raise ArchiveError(_too_big("The file", self.limits.json_bytes))
+            raise ArchiveError(_too_big(False, self.limits.json_bytes))
         if text and text[:1] not in b"{[":
             raise ArchiveError(
-                "This is neither a JSON file nor a zip archive: upload your posts.json, "
-                "a Mastodon archive (.zip) or its outbox.json."
+                phrase(
+                    "This is neither a JSON file nor a zip archive: upload your posts.json, "
+                    "a Mastodon archive (.zip) or its outbox.json."
+                )
             )
 
     @contextmanager
     def _events(self) -> Iterator[Events]:
         """The file's JSON events, with every failure turned into `ArchiveError`."""
-        name = "outbox.json in this zip" if self._member else "This file"
         with ExitStack() as stack:
             if self._member is not None:
                 try:
@@ -532,10 +574,10 @@ class Archive:
                 damaged = BROKEN_ZIP
             else:
                 raw = stack.enter_context(self.path.open("rb"))
-                damaged = "The uploaded file could not be read."
-            reader = _GuardedReader(
-                raw, self.limits.json_bytes, _too_big(name, self.limits.json_bytes), damaged
-            )
+                damaged = UNREADABLE
+            in_zip = self._member is not None
+            too_big = _too_big(in_zip, self.limits.json_bytes)
+            reader = _GuardedReader(raw, self.limits.json_bytes, too_big, damaged)
             self._reader = reader
             events = ijson.basic_parse(reader, buf_size=READ_SIZE, use_float=True)
             try:
@@ -543,10 +585,7 @@ class Archive:
             except UnicodeDecodeError as exc:  # a surrogate written out in UTF-8 bytes
                 raise ArchiveError(NOT_UNICODE) from exc
             except ijson.JSONError as exc:
-                raise ArchiveError(
-                    f"{name} is not valid JSON (it is damaged or cut short "
-                    f"near byte {reader.bytes_read:,})."
-                ) from exc
+                raise ArchiveError(_not_json(in_zip, reader.bytes_read)) from exc
 
     def _detect_format(self) -> str:
         """Read up to the start of the list of posts to learn which kind of file this is."""
@@ -555,10 +594,12 @@ class Archive:
                 return MICROBLOG if key == "posts" else MASTODON
         raise ArchiveError(self._wrong_shape())
 
-    def _wrong_shape(self) -> str:
+    def _wrong_shape(self) -> Phrase:
         if self._member is not None:
-            return "outbox.json in this zip has no orderedItems list: it is not a Mastodon outbox."
-        return (
+            return phrase(
+                "outbox.json in this zip has no orderedItems list: it is not a Mastodon outbox."
+            )
+        return phrase(
             'This JSON file is neither a Microblog export (with a "posts" list) nor a '
             'Mastodon outbox (with an "orderedItems" list).'
         )
@@ -577,7 +618,8 @@ class Archive:
             event, value = next(events)
             if key in ("posts", "orderedItems"):
                 if event != "start_array":
-                    raise ArchiveError(f'"{key}" is not a list. {self._wrong_shape()}')
+                    not_a_list = phrase('"%(key)s" is not a list.', key=key)
+                    raise ArchiveError(not_a_list, self._wrong_shape())
                 yield key
             elif key == "version":
                 self._header.version = _build(event, value, events, 100, depth)
@@ -608,7 +650,7 @@ class Archive:
             if event == "end_array":
                 return
             if event != "string":
-                raise ArchiveError('"following" must be a list of usernames.')
+                raise ArchiveError(phrase('"following" must be a list of usernames.'))
             if len(self._header.following) >= self.limits.following:
                 continue  # far more than anyone follows: the rest is not kept
             if len(value) <= USERNAME_MAX and USERNAME.match(value):
@@ -629,13 +671,18 @@ class Archive:
     def _microblog_post(self, item: Any, number: int) -> ImportedPost | None:
         """One of our posts; a file we wrote has no excuse, so anything odd is an error."""
         if type(item) is not dict:
-            raise ArchiveError(f"Post {number:,} of this file is not an object.")
+            not_an_object = phrase("Post %(number)s of this file is not an object.", number=number)
+            raise ArchiveError(not_an_object)
         body, stamp = item.get("body"), item.get("timestamp")
         if type(body) is not str:
-            raise ArchiveError(f'Post {number:,} of this file has no text (its "body").')
+            raise ArchiveError(
+                phrase('Post %(number)s of this file has no text (its "body").', number=number)
+            )
         timestamp = parse_timestamp(stamp)
         if timestamp is None or type(stamp) is not str:
-            raise ArchiveError(f'Post {number:,} of this file has no valid "timestamp".')
+            raise ArchiveError(
+                phrase('Post %(number)s of this file has no valid "timestamp".', number=number)
+            )
         body = self._fitting(body)
         if body is None:
             return None
@@ -652,7 +699,9 @@ class Archive:
 
     def _mastodon_post(self, item: Any, number: int) -> ImportedPost | None:
         if not isinstance(item, dict):
-            raise ArchiveError(f"Item {number:,} of outbox.json is not an object.")
+            raise ArchiveError(
+                phrase("Item %(number)s of outbox.json is not an object.", number=number)
+            )
         kind, note = item.get("type"), item.get("object")
         if kind == "Announce":
             self.skipped.boosts += 1

@@ -1030,7 +1030,7 @@ def export_posts_view():
     if task is None:
         flash(_("An export of your posts is already in progress."), "warning")
     elif task.status == TaskStatus.FAILED:
-        flash(_("The export could not be started: %(reason)s", reason=task.message), "danger")
+        flash(_("The export could not be started: %(reason)s", reason=task.status_text), "danger")
     return redirect(url_for("main.user", username=current_user.username))
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from avatars import AVATAR_SIZES
-from i18n import N_
+from i18n import N_, phrase, show_stored, store_phrases
 
 
 class Base(so.DeclarativeBase):
@@ -659,7 +659,7 @@ class User(UserMixin, Model):
                 task_id,
                 [TaskStatus.QUEUED],
                 status=TaskStatus.FAILED,
-                message=f"Could not start: {exc}",
+                message=store_phrases(phrase("Could not start: %(reason)s", reason=str(exc))),
             )
         return db.session.get(Task, task_id, populate_existing=True)
 
@@ -1079,8 +1079,8 @@ class Task(Model):
     @property
     def status_text(self) -> str:
         """The sentence the banner, the task history, the notification and the API show, in
-        the reader's language when it is one of the catalogue's (a stored message is English)."""
-        return gettext(self.message) if self.message else self.status.default_text
+        the reader's language (the worker stores it untranslated: see `store_phrases`)."""
+        return show_stored(self.message) if self.message else self.status.default_text
 
     @property
     def description_text(self) -> str:

@@ -46,7 +46,7 @@ import avatars
 import backup
 import config
 import importer
-from i18n import N_, mail_language
+from i18n import N_, PhrasedError, mail_language, nphrase, phrase, store_phrases
 from mailer import (
     mail_configured,
     send_email,
@@ -370,16 +370,24 @@ def on_error(task, exc):
     if row is None:
         return
     if task.retries > 0:  # Huey runs it again after retry_delay
-        message = f"Could not send the email ({describe(exc)}); trying again shortly."
+        message = store_phrases(
+            phrase(
+                "Could not send the email (%(reason)s); trying again shortly.",
+                reason=describe(exc),
+            )
+        )
         Task.change(task.id, [TaskStatus.RUNNING], message=message)
     elif row.result_file:  # only the email failed: the export itself is fine
-        message = (
-            f"Your export is ready to download, but the email could not be sent ({describe(exc)})."
+        message = store_phrases(
+            phrase(
+                "Your export is ready to download, but the email could not be sent (%(reason)s).",
+                reason=describe(exc),
+            )
         )
         expires = utcnow() + timedelta(days=EXPORT_EXPIRY_DAYS)
         Task.finish(task.id, message=message, expires_at=expires)
     else:
-        Task.change(task.id, TaskStatus.active(), status=TaskStatus.FAILED, message=describe(exc))
+        Task.change(task.id, TaskStatus.active(), status=TaskStatus.FAILED, message=reason(exc))
 
 
 @_row_signal(S.SIGNAL_CANCELED, S.SIGNAL_REVOKED)
@@ -415,6 +423,12 @@ def running_task(task_id: str, user_id: int) -> tuple[Task, User] | None:
 def describe(exc: BaseException) -> str:
     """A one-line, human-readable reason (the traceback goes to the log)."""
     return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+
+
+def reason(exc: BaseException) -> str:
+    """Why a task failed, as its message: in the reader's language when the error says it
+    in phrases (a bad file, a bad picture), else the error's own one line."""
+    return store_phrases(*exc.phrases) if isinstance(exc, PhrasedError) else describe(exc)
 
 
 class TaskAbandoned(Exception):
@@ -609,10 +623,12 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
         os.truncate(partial, resume["size"])
         done = resume["done"]
         log.info("Task %s: resuming after %d of %d posts", task_id, done, total)
-        progress.write(progress.percent, f"Resuming after {done} of {total} posts…")
+        resuming = phrase("Resuming after %(done)s of %(total)s posts…", done=done, total=total)
+        progress.write(progress.percent, store_phrases(resuming))
     else:
         done = 0
-        progress.write(0, f"Exporting {total} posts…")
+        exporting = nphrase("Exporting %(num)s post…", "Exporting %(num)s posts…", total)
+        progress.write(0, store_phrases(exporting))
     with (
         db.engine.connect() as conn,
         # Closing the result resets the cursor: an abandoned SQLite cursor would keep its
@@ -750,7 +766,7 @@ def consuming(path: Path):
 def start_import(user: User, upload) -> Task | None:
     """Store an uploaded archive (a werkzeug FileStorage) and launch its import; None (and
     the file dropped) when an import is already in progress for `user`."""
-    return start_with_upload(user, upload, import_posts, "Importing posts")
+    return start_with_upload(user, upload, import_posts, N_("Importing posts"))
 
 
 def start_with_upload(user: User, upload, task_function, description: str) -> Task | None:
@@ -777,15 +793,19 @@ CHECK_SHARE = 30
 
 def _import_message(archive: importer.Archive, added: int, importable: int, followed: int) -> str:
     """The final sentence: what was added, what was already here, what was skipped and why."""
-    parts = [f"Imported {added:,} {'post' if added == 1 else 'posts'}."]
+    parts = [nphrase("Imported %(num)s post.", "Imported %(num)s posts.", added)]
     if importable > added:
-        parts.append(f"{importable - added:,} were already here.")
-    skipped = archive.skipped.describe()
-    if skipped:
-        parts.append(skipped[0].upper() + skipped[1:])
+        parts.append(
+            nphrase("%(num)s was already here.", "%(num)s were already here.", importable - added)
+        )
+    parts.extend(archive.skipped.phrases())
     if followed:
-        parts.append(f"Now following {followed:,} more {'user' if followed == 1 else 'users'}.")
-    return " ".join(parts)
+        parts.append(
+            nphrase(
+                "Now following %(num)s more user.", "Now following %(num)s more users.", followed
+            )
+        )
+    return store_phrases(*parts)
 
 
 def run_import(row: Task, user: User, path: Path) -> str:
@@ -800,14 +820,15 @@ def run_import(row: Task, user: User, path: Path) -> str:
     checkpoint = row.get_checkpoint()
     before = checkpoint["before"] if checkpoint else user.imported_post_count()
     mark = {"before": before}
-    progress.write(0, "Checking the file…", mark)
+    progress.write(0, N_("Checking the file…"), mark)
     limits = dataclasses.replace(importer.DEFAULT_LIMITS, upload_bytes=IMPORT_MAX_BYTES)
     archive = importer.open_archive(path, limits)
     importable = 0
     for importable, _post in enumerate(archive.posts(), start=1):  # noqa: B007
         if importable % 1000 == 0:
             progress.update(int(archive.progress * CHECK_SHARE))
-    progress.write(CHECK_SHARE, f"Importing {importable:,} posts…", mark)
+    importing = nphrase("Importing %(num)s post…", "Importing %(num)s posts…", importable)
+    progress.write(CHECK_SHARE, store_phrases(importing), mark)
     read = 0
     for batch in importer.batches(archive.posts(), IMPORT_BATCH_SIZE):
         user.import_posts(batch)
@@ -837,7 +858,8 @@ def import_posts(user_id: int, task=None) -> int:
         path = upload_path(row.id)
         with consuming(path):
             if not path.is_file():
-                raise importer.ArchiveError("The uploaded file is gone; please upload it again.")
+                gone = phrase("The uploaded file is gone; please upload it again.")
+                raise importer.ArchiveError(gone)
             message = run_import(row, user, path)
         Task.change(row.id, [TaskStatus.RUNNING], message=message)
         return 0
@@ -862,7 +884,7 @@ def send_avatar(file: str):
 
 def start_avatar(user: User, upload) -> Task | None:
     """Store an uploaded picture and launch the task that makes the user's avatar of it."""
-    return start_with_upload(user, upload, process_avatar, "Changing your picture")
+    return start_with_upload(user, upload, process_avatar, N_("Changing your picture"))
 
 
 def write_avatar(user: User, data: bytes) -> None:
@@ -890,9 +912,10 @@ def process_avatar(user_id: int, task=None) -> int:
             return 0
         row, user = subjects
         with consuming(path):
-            Progress(row.id, 1).write(10, "Making your new picture…")
+            Progress(row.id, 1).write(10, N_("Making your new picture…"))
             write_avatar(user, path.read_bytes())
-        Task.change(row.id, [TaskStatus.RUNNING], message="Your new picture is in place.")
+        done = N_("Your new picture is in place.")
+        Task.change(row.id, [TaskStatus.RUNNING], message=done)
         return 0
 
 
@@ -911,7 +934,12 @@ def delete_account(user_id: int, task=None) -> int:
         row, user = subjects
         total = user.posts_count()
         progress = Progress(row.id, total + 1, row.progress)
-        progress.write(row.progress, f"Deleting the account and its {total:,} posts…")
+        deleting = nphrase(
+            "Deleting the account and its %(num)s post…",
+            "Deleting the account and its %(num)s posts…",
+            total,
+        )
+        progress.write(row.progress, store_phrases(deleting))
         deleted = delete_user(user, progress)
         log.info("Task %s: deleted user %s and %d posts", task.id, user_id, deleted)
         return deleted
@@ -922,7 +950,7 @@ def start_account_deletion(user: User) -> Task | None:
     that deletes it; None when a deletion is already under way."""
     user.disable()
     db.session.commit()
-    return user.launch_task(delete_account, "Deleting your account")
+    return user.launch_task(delete_account, N_("Deleting your account"))
 
 
 # --- mail -------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from i18n import show_stored
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
@@ -237,13 +239,17 @@ class LiveSite:
             conn.close()
 
     def task(self, task_id=None):
-        """The task row (as a dict): by id, else the most recent one."""
+        """The task row (as a dict): by id, else the most recent one; `text` is its message
+        as an English reader sees it."""
         sql = "SELECT * FROM task " + ("WHERE id = ?" if task_id else "ORDER BY created_at DESC")
         conn = sqlite3.connect(self.data_dir / "app.db", timeout=10)
         conn.row_factory = sqlite3.Row
         try:
             row = conn.execute(sql, (task_id,) if task_id else ()).fetchone()
-            return dict(row) if row else None
+            if row is None:
+                return None
+            message = row["message"]
+            return {**dict(row), "text": show_stored(message) if message else None}
         finally:
             conn.close()
 

@@ -285,7 +285,7 @@ def test_smtp_down_retries_then_ends_done_with_a_message(app, users, live):
     finally:
         smtp.close()
     assert task["status"] == "done"
-    assert "the email could not be sent" in task["message"]
-    assert "ready to download" in task["message"]
+    assert "the email could not be sent" in task["text"]
+    assert "ready to download" in task["text"]
     assert json.loads(browser.get(f"/exports/{task_id}")[1]) == export_document(app, users["alice"])
     assert site.consumer_log().count("Requeueing") == 2

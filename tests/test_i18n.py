@@ -9,7 +9,7 @@ import pytest
 from babel.messages.pofile import read_po
 
 import i18n
-from models import User, db
+from models import POST_MAX, User, db
 from tests.helpers import add_posts
 
 SPANISH = {"Accept-Language": "es-ES,es;q=0.9,en;q=0.5"}
@@ -235,6 +235,33 @@ def test_task_words_are_shown_in_the_readers_language(app, client, auth, users):
     assert "En cola" in page and "Terminada" in page
     english = client.get("/tasks").get_data(as_text=True)
     assert "Exporting your posts" in english and "Finished before it could be cancelled." in english
+
+
+def test_what_the_worker_wrote_is_shown_in_the_readers_language(
+    app, client, auth, users, immediate
+):
+    """An import's outcome and a bad file's reason carry numbers: the worker stores them
+    untranslated, and each reader sees them in their own language and number format."""
+    from tests.test_import import upload
+
+    posts = [
+        {"body": f"post {i}", "timestamp": f"2024-05-01T12:{i // 60:02d}:{i % 60:02d}Z"}
+        for i in range(1200)
+    ]
+    posts.append({"body": "x" * (POST_MAX + 1), "timestamp": "2024-05-02T12:00:00Z"})
+    auth.login()
+    upload(client, json.dumps({"posts": posts}).encode())
+    upload(client, b'{"posts": [{"body": "a", "timestamp": "2024-05-01T12:00:00Z"}, {"bo')
+
+    spanish = html.unescape(client.get("/tasks", headers=SPANISH).get_data(as_text=True))
+    assert (
+        "Se importaron 1.200 publicaciones. Se omitió 1 publicación de más de "
+        f"{POST_MAX} caracteres (nunca se recortan)." in spanish
+    )
+    assert "Este archivo no es JSON válido (está dañado o cortado cerca del byte 67)." in spanish
+    english = html.unescape(client.get("/tasks").get_data(as_text=True))
+    assert f"Imported 1,200 posts. Skipped 1 post longer than {POST_MAX} characters" in english
+    assert "This file is not valid JSON (it is damaged or cut short near byte 67)." in english
 
 
 def test_api_error_messages_follow_accept_language(client):

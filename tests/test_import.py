@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 import tasks
 from microblog import FORM_FIELDS_BYTES
-from models import Post, Task, db
+from models import POST_MAX, Post, Task, db
 from tests.conftest import PASSWORD
 from tests.helpers import (
     AWKWARD_BODY,
@@ -74,13 +74,13 @@ def test_import_our_export_into_another_account(app, client, auth, users, immedi
     assert response.status_code == 302
     (task,) = tasks_of(app, users["alice"])
     assert (task.name, task.status, task.progress) == ("import_posts", "done", 100)
-    assert task.message == "Imported 3 posts. Now following 1 more user."
+    assert task.status_text == "Imported 3 posts. Now following 1 more user."
     assert exported_posts(app, users["alice"]) == posts
     assert uploads_left(app) == []
     # The same file again adds nothing, and says so.
     upload(client, archive)
     task = max(tasks_of(app, users["alice"]), key=lambda t: t.created_at)
-    assert task.message == "Imported 0 posts. 3 were already here."
+    assert task.status_text == "Imported 0 posts. 3 were already here."
     assert post_count(app, users["alice"]) == 3
 
 
@@ -140,9 +140,10 @@ def test_import_a_mastodon_archive(app, client, auth, users, immediate, tmp_path
 
     (task,) = tasks_of(app, users["alice"])
     assert task.status == "done", task.message
-    assert task.message.startswith("Imported 2 posts. ")
-    assert "1 boost" in task.message and "1 reply" in task.message
-    assert "1 too long" in task.message
+    assert task.status_text.startswith("Imported 2 posts. ")
+    assert "Skipped 1 boost." in task.status_text
+    assert "Skipped 1 reply to someone else." in task.status_text
+    assert f"Skipped 1 post longer than {POST_MAX} characters" in task.status_text
     bodies = [p["body"] for p in exported_posts(app, users["alice"])]
     assert bodies == ["Hello world (https://x.example/)", "second"]
 
@@ -172,7 +173,7 @@ def test_a_bad_file_fails_with_a_clear_message_and_imports_nothing(
     assert response.status_code == 302
     (task,) = tasks_of(app, users["alice"])
     assert task.status == "failed"
-    assert message in task.message
+    assert message in task.status_text
     assert post_count(app, users["alice"]) == 0
     assert uploads_left(app) == []
     # The banner on the next page says why.

@@ -44,7 +44,7 @@ def test_import_our_export_and_a_mastodon_archive(app, users, live, tmp_path):
     task = site.wait_for_status(task_id, "done", "failed")
 
     assert (task["status"], task["progress"]) == ("done", 100), task
-    assert task["message"] == "Imported 1,234 posts."
+    assert task["text"] == "Imported 1,234 posts."
     assert exported_posts(app, users["bob"]) == exported_posts(app, users["alice"])
     assert b"Imported 1,234 posts." in bob.get("/tasks")[1]
     assert not list((site.data_dir / "imports").iterdir())
@@ -56,7 +56,7 @@ def test_import_our_export_and_a_mastodon_archive(app, users, live, tmp_path):
         zipped.write(outbox, "outbox.json")
     _, task_id = start_import(site, "archive.zip", packed.getvalue())
     task = site.wait_for_status(task_id, "done", "failed")
-    assert task["message"] == "Imported 2 posts. 1 boost skipped.", task
+    assert task["text"] == "Imported 2 posts. Skipped 1 boost.", task
     assert len(exported_posts(app, users["bob"])) == 1236
 
 
@@ -67,7 +67,7 @@ def test_a_bad_file_fails_in_the_worker_with_its_reason(app, users, live):
     browser, task_id = start_import(site, "posts.json", b'{"posts": [{"body": "cut')
     task = site.wait_for_status(task_id, "done", "failed")
     assert task["status"] == "failed"
-    assert "is not valid JSON" in task["message"]
+    assert "is not valid JSON" in task["text"]
     assert b"is not valid JSON" in browser.get("/tasks")[1]
     assert exported_posts(app, users["bob"]) == []
 
@@ -88,6 +88,6 @@ def test_a_killed_consumer_and_the_import_resumes(app, users, live):
     task = site.wait_for_status(task_id, "done", "failed")
 
     assert (task["status"], task["crashes"]) == ("done", 1), task
-    assert task["message"] == "Imported 600 posts."
+    assert task["text"] == "Imported 600 posts."
     assert exported_posts(app, users["bob"]) == posts
     assert not list((site.data_dir / "imports").iterdir())

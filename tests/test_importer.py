@@ -123,7 +123,8 @@ def test_long_and_empty_posts_are_skipped_and_counted_never_cut(tmp_path):
     assert [p.body for p in posts] == ["x" * POST_MAX, "kept", "nulhere"]
     assert (archive.skipped.too_long, archive.skipped.empty) == (1, 2)
     assert archive.skipped.describe() == (
-        f"1 too long (over {POST_MAX} characters), 2 empty posts skipped."
+        f"Skipped 1 post longer than {POST_MAX} characters (posts are never cut). "
+        "Skipped 2 empty posts."
     )
 
 
@@ -192,8 +193,9 @@ def check_mastodon(archive, posts):
     assert (skipped.boosts, skipped.replies, skipped.private) == (1, 1, 2)
     assert (skipped.too_long, skipped.empty, skipped.unsupported) == (1, 1, 2)
     assert skipped.describe() == (
-        "1 boost, 1 reply to someone else, 2 non-public posts, "
-        f"1 too long (over {POST_MAX} characters), 1 empty post, 2 other items skipped."
+        "Skipped 1 boost. Skipped 1 reply to someone else. Skipped 2 non-public posts. "
+        f"Skipped 1 post longer than {POST_MAX} characters (posts are never cut). "
+        "Skipped 1 empty post. Skipped 2 other items."
     )
 
 
@@ -351,9 +353,11 @@ def test_zip_limits(tmp_path):
     assert bomb.stat().st_size < 200_000
     with pytest.raises(ArchiveError, match="zip bomb"):
         read(bomb)
-    with pytest.raises(ArchiveError, match="outbox.json is too big: the limit is 50 MiB"):
+    with pytest.raises(
+        ArchiveError, match="outbox.json in this zip is too big: the limit is 50 MiB"
+    ):
         read(bomb, Limits(json_bytes=50 * 2**20))
-    with pytest.raises(ArchiveError, match="The file is too big"):
+    with pytest.raises(ArchiveError, match="This file is too big"):
         read(many, Limits(upload_bytes=1000))
 
     encrypted = bytearray(
@@ -384,7 +388,7 @@ def test_a_zip_that_lies_about_its_sizes_is_stopped_while_reading(tmp_path):
 def test_plain_json_size_limit(tmp_path):
     path = tmp_path / "posts.json"
     write_export_file(path, V1_POSTS * 100)
-    with pytest.raises(ArchiveError, match="The file is too big: the limit is 0 MiB"):
+    with pytest.raises(ArchiveError, match="This file is too big: the limit is 0 MiB"):
         read(path, Limits(json_bytes=1000))
     with pytest.raises(ArchiveError, match="far too large"):
         read(path, Limits(item_events=3))

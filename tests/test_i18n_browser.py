@@ -92,6 +92,7 @@ def test_main_pages_in_spanish_have_no_english_left(app, users, live_server, spa
         "/send_message/bob",
         "/search?q=hola",
         "/tasks",
+        "/import",
     ):
         check(path)
 

@@ -113,7 +113,10 @@ UPLOAD_ENDPOINTS = {
     "main.import_posts": "MICROBLOG_IMPORT_MAX_BYTES",
     "api.create_task": "MICROBLOG_IMPORT_MAX_BYTES",
     "main.edit_profile": "MICROBLOG_AVATAR_MAX_BYTES",
+    "api.upload_avatar": "MICROBLOG_AVATAR_MAX_BYTES",
 }
+# Those of them that also take the file itself as the body (not in a form).
+RAW_UPLOAD_ENDPOINTS = {"api.upload_avatar"}
 # Room for the other fields of a form that carries a file.
 FORM_FIELDS_BYTES = 64 * 1024
 
@@ -130,7 +133,7 @@ class UploadRequest(FlaskRequest):
             current_app
             and rule is not None
             and rule.endpoint in UPLOAD_ENDPOINTS
-            and self.mimetype == "multipart/form-data"
+            and (self.mimetype == "multipart/form-data" or rule.endpoint in RAW_UPLOAD_ENDPOINTS)
         ):
             return current_app.config[UPLOAD_ENDPOINTS[rule.endpoint]] + FORM_FIELDS_BYTES
         return super().max_content_length

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
@@ -27,7 +28,6 @@ from werkzeug.exceptions import (
     RequestEntityTooLarge,
     default_exceptions,
 )
-from werkzeug.datastructures import FileStorage
 from werkzeug.http import HTTP_STATUS_CODES
 
 import api_spec

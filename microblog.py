@@ -907,7 +907,16 @@ def edit_profile():
     if request.method == "GET":
         form.username.data = current_user.username
         form.about_me.data = current_user.about_me
-    return form_page(form, _("Edit profile"))
+    return form_page(form, _("Edit profile"), template="edit_profile.html")
+
+
+@bp.route("/avatar_urls")
+@login_required
+def avatar_urls():
+    """Your picture's URL for each `size` asked for, as JSON: the page script swaps them in
+    when the worker has made a new picture (only the server knows the new URLs)."""
+    sizes = sorted({size for size in request.args.getlist("size", type=int) if 1 <= size <= 1024})
+    return jsonify({str(size): current_user.avatar(size) for size in sizes[:16]})
 
 
 AVATAR_FILE = re.compile(r"[0-9]+-[0-9]+\.webp")

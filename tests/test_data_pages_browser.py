@@ -136,7 +136,8 @@ def test_import_progress_bar_moves_then_says_what_was_imported(app, users, live,
     moving = sorted(set(value for value in seen if 0 < value < 100))
     assert len(moving) >= 2, seen  # the bar moved, at least twice, without a reload
     assert seen == sorted(seen)
-    assert site.query("SELECT count(*) FROM post WHERE user_id = ?", (users["alice"],)) == [(POSTS,)]
+    (imported,) = site.query("SELECT count(*) FROM post WHERE user_id = ?", (users["alice"],))
+    assert imported == (POSTS,)
 
 
 def test_cancel_an_import_from_the_page(app, users, live, page):

@@ -221,6 +221,33 @@
   });
 })();
 
+// --- Cancel a task from its banner, staying on the page ---------------------------------
+// The form still works without the script (it comes back to this page); with it, the
+// request goes in the background and the task's next notification redraws the banner.
+(function () {
+  "use strict";
+  document.addEventListener("submit", function (event) {
+    var form = event.target.closest && event.target.closest(".task-banner form.task-cancel");
+    if (!form || event.defaultPrevented) return;
+    event.preventDefault();
+    var button = form.querySelector("button");
+    if (button) button.disabled = true;
+    // "manual": the redirect back to this page is not followed (nothing is rendered twice).
+    fetch(form.action, {
+      method: "POST",
+      body: new FormData(form),
+      credentials: "same-origin",
+      redirect: "manual",
+    })
+      .then(function (response) {
+        var done = response.ok || response.type === "opaqueredirect";
+        if (!done) throw new Error("cancel " + response.status);
+        window.microblog.hurry();
+      })
+      .catch(function () { form.submit(); });
+  });
+})();
+
 // --- Your new picture, everywhere on the page, once the worker has made it ---------------
 // Every image of the signed-in user's picture carries data-avatar-user; when their picture
 // task is done, the server says the new URL for each size shown, and the images switch.

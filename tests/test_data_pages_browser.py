@@ -152,9 +152,11 @@ def test_cancel_an_import_from_the_page(app, users, live, page):
     percent = banner.locator(".task-percent")
     expect(percent).to_have_text(re.compile(r"^(3[1-9]|[4-9][0-9])%$"), timeout=WAIT_MS)
 
+    mark_not_reloaded(page)
     banner.locator("button:has-text('Cancel')").click()
     expect(banner.locator(".task-state")).to_have_text("cancelled", timeout=WAIT_MS)
     expect(banner.locator(".progress")).to_have_count(0)
+    assert not_reloaded(page)  # the banner said it without leaving the page
     task = site.task()
     assert (task["name"], task["status"]) == ("import_posts", "cancelled")
     (imported,) = site.query("SELECT count(*) FROM post WHERE user_id = ?", (users["alice"],))

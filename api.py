@@ -553,13 +553,16 @@ def commit_or_conflict(message: str) -> None:
 def delete_user(id):
     """Delete your own account, with `current_password`: it is locked and every token
     revoked at once (this one too), and the worker deletes everything in it; 202 with that
-    task, which goes with the account when it ends."""
+    task, which goes with the account when it ends (204 when it has ended already)."""
     user = own_account(id)
     data = json_body(allowed={"current_password"}, required={"current_password"})
     validate_form(DeleteAccountForm, data)
     needed = _("Deleting the account needs your password in 'current_password'.")
     check_current_password(user, data["current_password"], needed)
-    return accepted(user, tasks.start_account_deletion(user), "delete_account")
+    task = tasks.start_account_deletion(user)
+    if task is None and Task.active_for(id, "delete_account") is None:
+        return "", 204  # the worker was faster: the account, and its task, are gone already
+    return accepted(user, task, "delete_account")
 
 
 @bp.put("/users/<int:id>/avatar")

@@ -521,7 +521,11 @@ operation(
     "Delete your own account (with `current_password`): it is locked and every token, this "
     "one included, revoked at once; the worker then deletes everything in it (the task goes "
     "with the account)",
-    {"202": created_response("The queued deletion task.", ref("Task")), **errors(403, 404, 429)},
+    {
+        "202": created_response("The queued deletion task.", ref("Task")),
+        "204": {"description": "Deleted already: the worker finished before this answer."},
+        **errors(403, 404, 429),
+    },
     tag="users",
     parameters=[ID],
     body="AccountDeletion",

@@ -62,6 +62,16 @@ def test_delete_your_account_locks_it_and_revokes_the_token_at_once(app, api, us
     assert api.post("/api/tokens", basic=("alice", PASSWORD)).status_code == 401
 
 
+def test_a_deletion_over_before_the_answer_is_a_204(app, api, users, tokens, immediate):
+    """A small account can be gone, task and all, before the request answers."""
+    alice = users["alice"]
+    body = {"current_password": PASSWORD}
+    response = api.delete(f"/api/users/{alice}", token=tokens["alice"], json=body)
+    assert response.status_code == 204
+    with app.app_context():
+        assert db.session.get(User, alice) is None
+
+
 @pytest.mark.parametrize(
     ("body", "status", "says"),
     [

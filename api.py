@@ -10,6 +10,7 @@ and a matching entry in `api_spec.py`.
 """
 
 import functools
+import io
 import re
 from collections.abc import Set
 from typing import NoReturn
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
@@ -29,9 +31,10 @@ from werkzeug.exceptions import (
 from werkzeug.http import HTTP_STATUS_CODES
 
 import api_spec
+import avatars
 import ratelimit
 import tasks
-from forms import AccountForm, NewUserForm, PostForm, filled, first_error
+from forms import AccountForm, DeleteAccountForm, NewUserForm, PostForm, filled, first_error
 from models import (
     REGISTRATION_CLOSED,
     ApiToken,
@@ -489,9 +492,7 @@ def update_user(id):
     to the new address is opened (the current address is told); until then the answer
     shows the current address. The same email sent back (a whole fetched user) is no change.
     """
-    user = get_or_404(User, id)
-    if user.id != token_user().id:
-        api_abort(403, _("You can only change your own account."))
+    user = own_account(id)
     data = json_body(
         allowed={"username", "email", "about_me", "current_password"},
         ignored=USER_READ_ONLY,
@@ -503,7 +504,8 @@ def update_user(id):
     same_address = User.by_email(form.email.data) == user
     new_email = None if same_address else form.email.data
     if new_email:
-        check_current_password(user, data.get("current_password"))
+        needed = _("Changing the email address needs your password in 'current_password'.")
+        check_current_password(user, data.get("current_password"), needed)
     user.update_profile(
         username=form.username.data,
         about_me=form.about_me.data,
@@ -519,11 +521,19 @@ def update_user(id):
     return user_to_dict(user)
 
 
-def check_current_password(user: User, password: str | None) -> None:
+def own_account(id: int) -> User:
+    """The user with that id if it is the token's own (404 when there is none, else 403)."""
+    user = get_or_404(User, id)
+    if user.id != token_user().id:
+        api_abort(403, _("You can only change your own account."))
+    return user
+
+
+def check_current_password(user: User, password: str | None, needed: str) -> None:
     """403 unless `password` is the user's (a stolen token alone cannot take the account);
-    guesses count against the same limits as signing in."""
+    guesses count against the same limits as signing in. `needed` says why it is asked."""
     if not password:
-        api_abort(403, _("Changing the email address needs your password in 'current_password'."))
+        api_abort(403, needed)
     refuse_if_limited(ratelimit.sign_in(user.username), "password attempts")
     if not user.check_password(password):
         api_abort(403, _("The current password is wrong."))
@@ -536,6 +546,44 @@ def commit_or_conflict(message: str) -> None:
     except sa.exc.IntegrityError:
         db.session.rollback()
         api_abort(409, message)
+
+
+@bp.delete("/users/<int:id>")
+@token_auth_required
+def delete_user(id):
+    """Delete your own account, with `current_password`: it is locked and every token
+    revoked at once (this one too), and the worker deletes everything in it; 202 with that
+    task, which goes with the account when it ends (204 when it has ended already)."""
+    user = own_account(id)
+    data = json_body(allowed={"current_password"}, required={"current_password"})
+    validate_form(DeleteAccountForm, data)
+    needed = _("Deleting the account needs your password in 'current_password'.")
+    check_current_password(user, data["current_password"], needed)
+    task = tasks.start_account_deletion(user)
+    if task is None and Task.active_for(id, "delete_account") is None:
+        return "", 204  # the worker was faster: the account, and its task, are gone already
+    return accepted(user, task, "delete_account")
+
+
+@bp.put("/users/<int:id>/avatar")
+@token_auth_required
+def upload_avatar(id):
+    """Change your own picture: the image as the body, or a multipart body with `file`.
+    What the worker would refuse at once from the file's size and header is a 413 or a 400
+    here; 202 with the task that makes the avatar of it."""
+    user = own_account(id)
+    if request.mimetype == "multipart/form-data":
+        data = uploaded_file().read()
+    else:
+        data = request.get_data(cache=False)
+    try:
+        tasks.check_avatar(data)
+    except avatars.AvatarTooLarge as error:
+        api_abort(413, error.shown())
+    except avatars.AvatarError as error:
+        api_abort(400, error.shown())
+    task = tasks.start_avatar(user, FileStorage(io.BytesIO(data)))
+    return accepted(user, task, "process_avatar")
 
 
 # --- posts ------------------------------------------------------------------------------
@@ -627,6 +675,11 @@ def create_task():
                 400, _("Unknown task %(name)r; known tasks: %(known)s.", name=name, known=known)
             )
         task = tasks.USER_TASKS[name](user)
+    return accepted(user, task, name)
+
+
+def accepted(user: User, task: Task | None, name: str):
+    """202 with the task just started, or 409 with the `name` task already active (None)."""
     if task is None:
         active = Task.active_for(user.id, name)
         extra = {"task": task_to_dict(active)} if active else {}
@@ -640,10 +693,15 @@ def start_upload_task(user: User) -> Task | None:
     if name not in tasks.UPLOAD_TASKS:
         known = ", ".join(sorted(tasks.UPLOAD_TASKS))
         api_abort(400, f"Unknown task {name!r} for an uploaded file; known tasks: {known}.")
+    return tasks.UPLOAD_TASKS[name](user, uploaded_file())
+
+
+def uploaded_file() -> FileStorage:
+    """The multipart form's `file`; 400 without one."""
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         api_abort(400, "Missing the uploaded file (form field 'file').")
-    return tasks.UPLOAD_TASKS[name](user, upload)
+    return upload
 
 
 @bp.get("/tasks")

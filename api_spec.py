@@ -10,7 +10,7 @@ from typing import Any
 
 from wtforms.validators import DataRequired, Email, Length, Regexp
 
-from forms import AccountForm, NewUserForm, PostForm
+from forms import AccountForm, DeleteAccountForm, NewUserForm, PostForm
 from models import MAX_ROW_ID, POST_MAX, TaskStatus
 
 # Paging limits, shared with api.py (which imports this module).
@@ -175,6 +175,29 @@ SCHEMAS = {
                 "description": "Your password: needed to change the email address.",
             },
             **READ_ONLY_USER_FIELDS,
+        },
+    },
+    "AccountDeletion": {
+        "type": "object",
+        "required": ["current_password"],
+        "additionalProperties": False,
+        "properties": {
+            "current_password": {
+                **form_string(DeleteAccountForm.current_password),
+                "writeOnly": True,
+                "description": "Your password.",
+            },
+        },
+    },
+    "NewAvatar": {
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": {
+                "type": "string",
+                "contentMediaType": "application/octet-stream",
+                "description": "A PNG, JPEG or WebP picture, up to MICROBLOG_AVATAR_MAX_BYTES.",
+            },
         },
     },
     "Post": {
@@ -488,6 +511,48 @@ operation(
     parameters=[ID],
     body="UserUpdate",
 )
+TASK_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+TASK_CONFLICT = json_response(
+    "Another task of that name is active, or the task is over.", ref("TaskConflict")
+)
+operation(
+    "delete",
+    "/api/users/{id}",
+    "Delete your own account (with `current_password`): it is locked and every token, this "
+    "one included, revoked at once; the worker then deletes everything in it (the task goes "
+    "with the account)",
+    {
+        "202": created_response("The queued deletion task.", ref("Task")),
+        "204": {"description": "Deleted already: the worker finished before this answer."},
+        **errors(403, 404, 429),
+    },
+    tag="users",
+    parameters=[ID],
+    body="AccountDeletion",
+)
+operation(
+    "put",
+    "/api/users/{id}/avatar",
+    "Change your own picture: the image itself as the body, or multipart/form-data with "
+    "`file`; the worker makes the avatar of it. A file that is empty, too large, or not a PNG, "
+    "JPEG or WebP picture is refused at once",
+    {"202": created_response("The queued task.", ref("Task")), "409": TASK_CONFLICT},
+    tag="users",
+    parameters=[ID],
+)
+# The body is a file, not JSON: its own request body, and the errors of a bad one.
+_avatar = PATHS["/api/users/{id}/avatar"]["put"]
+_avatar["responses"] = dict(sorted({**_avatar["responses"], **errors(400, 403, 404, 413)}.items()))
+_avatar["requestBody"] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": ref("NewAvatar")},
+        **{
+            media_type: {"schema": {"type": "string", "contentMediaType": media_type}}
+            for media_type in ("image/png", "image/jpeg", "image/webp", "application/octet-stream")
+        },
+    },
+}
 for _relation in ("followers", "following"):
     operation(
         "get",
@@ -528,10 +593,6 @@ operation(
     {"200": json_response("The post.", ref("Post")), **errors(404)},
     tag="posts",
     parameters=[ID],
-)
-TASK_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-TASK_CONFLICT = json_response(
-    "Another task of that name is active, or the task is over.", ref("TaskConflict")
 )
 operation(
     "post",

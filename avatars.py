@@ -5,6 +5,7 @@ cleaned and resized (Pillow). Pure functions: no database, no files, no third pa
 import hashlib
 import io
 import warnings
+from contextlib import contextmanager
 from html import escape
 
 from PIL import Image, ImageOps
@@ -24,6 +25,10 @@ WEBP_QUALITY = 85
 
 class AvatarError(PhrasedError, ValueError):
     """The upload cannot be an avatar; its phrases say why."""
+
+
+class AvatarTooLarge(AvatarError):
+    """The file has more bytes than the limit."""
 
 
 # --- generated ------------------------------------------------------------------------------
@@ -72,35 +77,58 @@ def process_upload(
     """An uploaded PNG, JPEG or WebP as a square WebP in each of `sizes`: turned upright
     as its EXIF orientation says, centre-cropped, and with no metadata left (no EXIF, no
     GPS position, no ICC profile, no comments). `AvatarError` for anything else."""
+    check_upload(data, max_bytes, max_pixels)
+    try:
+        with _pillow_warnings():
+            square = _upright_square(_decoded(data))
+    except Exception as exc:
+        raise _refusal(exc, max_pixels) from exc
+    return {size: _encode(square.resize((size, size), Image.Resampling.LANCZOS)) for size in sizes}
+
+
+def check_upload(
+    data: bytes, max_bytes: int = UPLOAD_MAX_BYTES, max_pixels: int = UPLOAD_MAX_PIXELS
+) -> None:
+    """Refuse what cannot be an avatar from its size, header and structure, without
+    decoding a pixel (quick enough to answer an upload at once); `process_upload` decodes
+    it. `AvatarTooLarge` for too many bytes, `AvatarError` for anything else."""
     if not data:
         raise AvatarError(phrase("The file is empty."))
     if len(data) > max_bytes:
         mib = round(max_bytes / 2**20, 1)
-        raise AvatarError(phrase("The picture is too large: the limit is %(mib)s MiB.", mib=mib))
+        raise AvatarTooLarge(phrase("The picture is too large: the limit is %(mib)s MiB.", mib=mib))
     try:
-        with warnings.catch_warnings():
-            # Pillow only warns (then errs at twice its limit) about huge images.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            # A damaged EXIF block is only warned about; its metadata is dropped anyway.
-            warnings.simplefilter("ignore", UserWarning)
-            square = _upright_square(_open_checked(data, max_pixels))
-    except AvatarError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise AvatarError(_too_many_pixels(max_pixels)) from exc
+        with _pillow_warnings(), Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as probe:
+            _check_dimensions(probe, max_pixels)
+            probe.verify()  # checksums and structure, without decoding the pixels
     except Exception as exc:
-        # Pillow reports a malformed file with many kinds of exception (OSError,
-        # SyntaxError, ValueError, struct.error, EOFError…): each means "not a usable image".
-        not_a_picture = phrase("This is not a PNG, JPEG or WebP picture, or it is damaged.")
-        raise AvatarError(not_a_picture) from exc
-    return {size: _encode(square.resize((size, size), Image.Resampling.LANCZOS)) for size in sizes}
+        raise _refusal(exc, max_pixels) from exc
 
 
-def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
-    """The decoded first frame of a real PNG, JPEG or WebP of at most `max_pixels`."""
-    with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as probe:
-        _check_dimensions(probe, max_pixels)
-        probe.verify()  # checksums and structure, without decoding the pixels
+@contextmanager
+def _pillow_warnings():
+    """Pillow's warnings as what they mean for an upload."""
+    with warnings.catch_warnings():
+        # Pillow only warns (then errs at twice its limit) about huge images.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # A damaged EXIF block is only warned about; its metadata is dropped anyway.
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+def _refusal(exc: Exception, max_pixels: int) -> AvatarError:
+    """The AvatarError that says why Pillow (or a check here) refused a file."""
+    if isinstance(exc, AvatarError):
+        return exc
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return AvatarError(_too_many_pixels(max_pixels))
+    # Pillow reports a malformed file with many kinds of exception (OSError, SyntaxError,
+    # ValueError, struct.error, EOFError…): each means "not a usable image".
+    return AvatarError(phrase("This is not a PNG, JPEG or WebP picture, or it is damaged."))
+
+
+def _decoded(data: bytes) -> Image.Image:
+    """The decoded first frame of a PNG, JPEG or WebP that `check_upload` let through."""
     image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     image.load()
     return image

@@ -92,6 +92,10 @@ class PhrasedError(Exception):
         super().__init__(" ".join(map(str, phrases)))
         self.phrases = phrases
 
+    def shown(self) -> str:
+        """The reason in the reader's language."""
+        return " ".join(p.shown() for p in self.phrases)
+
 
 # A stored message that starts so is a list of phrases (older rows hold plain English).
 STORED_PHRASES = '{"phrases":'

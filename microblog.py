@@ -113,7 +113,10 @@ UPLOAD_ENDPOINTS = {
     "main.import_posts": "MICROBLOG_IMPORT_MAX_BYTES",
     "api.create_task": "MICROBLOG_IMPORT_MAX_BYTES",
     "main.edit_profile": "MICROBLOG_AVATAR_MAX_BYTES",
+    "api.upload_avatar": "MICROBLOG_AVATAR_MAX_BYTES",
 }
+# Those of them that also take the file itself as the body (not in a form).
+RAW_UPLOAD_ENDPOINTS = {"api.upload_avatar"}
 # Room for the other fields of a form that carries a file.
 FORM_FIELDS_BYTES = 64 * 1024
 
@@ -130,7 +133,7 @@ class UploadRequest(FlaskRequest):
             current_app
             and rule is not None
             and rule.endpoint in UPLOAD_ENDPOINTS
-            and self.mimetype == "multipart/form-data"
+            and (self.mimetype == "multipart/form-data" or rule.endpoint in RAW_UPLOAD_ENDPOINTS)
         ):
             return current_app.config[UPLOAD_ENDPOINTS[rule.endpoint]] + FORM_FIELDS_BYTES
         return super().max_content_length
@@ -904,7 +907,16 @@ def edit_profile():
     if request.method == "GET":
         form.username.data = current_user.username
         form.about_me.data = current_user.about_me
-    return form_page(form, _("Edit profile"))
+    return form_page(form, _("Edit profile"), template="edit_profile.html")
+
+
+@bp.route("/avatar_urls")
+@login_required
+def avatar_urls():
+    """Your picture's URL for each `size` asked for, as JSON: the page script swaps them in
+    when the worker has made a new picture (only the server knows the new URLs)."""
+    sizes = sorted({size for size in request.args.getlist("size", type=int) if 1 <= size <= 1024})
+    return jsonify({str(size): current_user.avatar(size) for size in sizes[:16]})
 
 
 AVATAR_FILE = re.compile(r"[0-9]+-[0-9]+\.webp")

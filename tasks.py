@@ -887,6 +887,12 @@ def start_avatar(user: User, upload) -> Task | None:
     return start_with_upload(user, upload, process_avatar, N_("Changing your picture"))
 
 
+def check_avatar(data: bytes) -> None:
+    """Refuse at once, from its size and header, a file the worker would refuse
+    (`avatars.AvatarTooLarge` or `avatars.AvatarError`, with the reason)."""
+    avatars.check_upload(data, max_bytes=AVATAR_MAX_BYTES)
+
+
 def write_avatar(user: User, data: bytes) -> None:
     """Check and convert an uploaded picture, put its files in place, and point the user at
     them (commits). `AvatarError` says why a file is refused."""

@@ -221,6 +221,75 @@
   });
 })();
 
+// --- Cancel a task from its banner, staying on the page ---------------------------------
+// The form still works without the script (it comes back to this page); with it, the
+// request goes in the background and the task's next notification redraws the banner.
+(function () {
+  "use strict";
+  document.addEventListener("submit", function (event) {
+    var form = event.target.closest && event.target.closest(".task-banner form.task-cancel");
+    if (!form || event.defaultPrevented) return;
+    event.preventDefault();
+    var button = form.querySelector("button");
+    if (button) button.disabled = true;
+    // "manual": the redirect back to this page is not followed (nothing is rendered twice).
+    fetch(form.action, {
+      method: "POST",
+      body: new FormData(form),
+      credentials: "same-origin",
+      redirect: "manual",
+    })
+      .then(function (response) {
+        var done = response.ok || response.type === "opaqueredirect";
+        if (!done) throw new Error("cancel " + response.status);
+        window.microblog.hurry();
+      })
+      .catch(function () { form.submit(); });
+  });
+})();
+
+// --- Your new picture, everywhere on the page, once the worker has made it ---------------
+// Every image of the signed-in user's picture carries data-avatar-user; when their picture
+// task is done, the server says the new URL for each size shown, and the images switch.
+(function () {
+  "use strict";
+
+  function swapAvatars(script) {
+    var selector = 'img[data-avatar-user="' + script.getAttribute("data-avatar-user") + '"]';
+    var sizes = {};
+    document.querySelectorAll(selector).forEach(function (img) {
+      sizes[img.getAttribute("width")] = true;
+    });
+    var query = Object.keys(sizes).map(function (size) {
+      return "size=" + encodeURIComponent(size);
+    }).join("&");
+    if (!query) return;
+    fetch(script.getAttribute("data-avatar-urls") + "?" + query, {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    })
+      .then(function (response) {
+        if (!response.ok) throw new Error("avatar urls " + response.status);
+        return response.json();
+      })
+      .then(function (urls) {
+        // Asked again: images added meanwhile (a user card) switch too.
+        document.querySelectorAll(selector).forEach(function (img) {
+          var fresh = urls[img.getAttribute("width")];
+          if (!fresh || img.getAttribute("src") === fresh) return;
+          delete img.dataset.fallback;  // the new picture deserves its own chance to load
+          img.src = fresh;
+        });
+      })
+      .catch(function () { /* a reload shows it */ });
+  }
+
+  window.microblog.on("task_progress", function (data) {
+    var script = document.querySelector("script[data-avatar-urls]");
+    if (script && data.name === "process_avatar" && data.status === "done") swapAvatars(script);
+  });
+})();
+
 // --- Unread private messages badge ------------------------------------------------
 (function () {
   "use strict";

@@ -121,7 +121,8 @@ def test_upload_through_the_worker_and_account_deletion_removes_it(app, users, l
     task = site.wait_for_status(site.task()["id"], "done", "failed")
     assert task["status"] == "done", task
     page = browser.get("/user/alice")[1].decode()
-    (url,) = set(re.findall(r'src="(/avatars/[^"]+)"', page))
+    # The profile's picture (the navbar's is the 48 px one).
+    (url,) = set(re.findall(r'src="(/avatars/[0-9]+-128\.webp[^"]*)"', page))
     status, body, headers = browser.get(url.replace("&amp;", "&"))
     assert status == 200 and headers["Content-Type"] == "image/webp"
     folder = site.data_dir / "avatars"
@@ -129,3 +130,27 @@ def test_upload_through_the_worker_and_account_deletion_removes_it(app, users, l
 
     browser.submit("/settings/delete", {"current_password": PASSWORD}, token_from="/settings")
     wait_for(lambda: not list(folder.iterdir()), what="the pictures to be deleted")
+
+
+def test_the_page_script_asks_for_the_new_urls(app, client, auth, users, immediate):
+    """/avatar_urls: your picture's URL per size asked for (what app.js swaps in)."""
+    assert client.get("/avatar_urls?size=48").status_code == 302  # to the login page
+    auth.login()
+    assert client.get("/avatar_urls?size=24&size=128").json == {
+        "24": "/avatar/alice/24.svg",
+        "128": "/avatar/alice/128.svg",
+    }
+    form = {"username": "alice", "about_me": "", "avatar": (io.BytesIO(png()), "me.png")}
+    client.submit("/edit_profile", form, content_type="multipart/form-data")
+    with app.app_context():
+        version = db.session.get_one(User, users["alice"]).avatar_version
+    alice = users["alice"]
+    assert client.get("/avatar_urls?size=24&size=128&size=0&size=x&size=5000").json == {
+        "24": f"/avatars/{alice}-48.webp?v={version}",
+        "128": f"/avatars/{alice}-128.webp?v={version}",
+    }
+    assert client.get("/avatar_urls").json == {}
+    # Every picture of hers on a page says whose it is, for the script to find.
+    html = client.get("/user/alice").get_data(as_text=True)
+    mine = re.findall(rf'<img [^>]*data-avatar-user="{alice}"', html)
+    assert len(mine) == 2  # the navbar and the profile

@@ -68,6 +68,8 @@ SIGNED_IN_PAGES = {
     "following": "/user/alice/following",
     "people-search": f"/search?q={LONG_NAME[:10]}",
     "edit-profile": "/edit_profile",
+    "settings": "/settings",
+    "import": "/import",
     "not-found": f"/send_message/{LONG_NAME}x",
 }
 SIGNED_OUT_PAGES = {

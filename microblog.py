@@ -48,7 +48,7 @@ import i18n
 import ratelimit
 import search as search_module
 import static_files
-from avatars import generated_avatar_svg
+from avatars import AvatarError, generated_avatar_svg
 from formatting import linkify
 from forms import (
     ChangeEmailForm,
@@ -82,6 +82,7 @@ from models import (
     registration_open,
 )
 from tasks import (
+    check_avatar,
     huey,
     live_consumers,
     seconds_since_last_heartbeat,
@@ -894,14 +895,29 @@ def user_header(username):
     return render_template("_profile_header.html", user=user, form=EmptyForm())
 
 
+def picture_accepted(field) -> bool:
+    """Check an uploaded picture's size and header at once (the worker decodes it later);
+    False, with the reason on the field, for a file that cannot be a picture."""
+    if not field.data:
+        return True
+    data = field.data.read()
+    field.data.seek(0)
+    try:
+        check_avatar(data)
+    except AvatarError as error:
+        field.errors.append(error.shown())
+        return False
+    return True
+
+
 @bp.route("/edit_profile", methods=["GET", "POST"])
 @login_required
 def edit_profile():
     form = EditProfileForm(current_user)
-    if form.validate_on_submit():
+    if form.validate_on_submit() and picture_accepted(form.avatar):
         current_user.update_profile(username=form.username.data, about_me=form.about_me.data)
         db.session.commit()
-        if form.avatar.data:  # the worker checks and converts it; the banner tells
+        if form.avatar.data:  # the worker converts it; the banner tells
             start_avatar(current_user, form.avatar.data)
         return redirect_with("success", _("Your changes have been saved."), "main.edit_profile")
     if request.method == "GET":

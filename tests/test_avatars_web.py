@@ -83,15 +83,29 @@ def test_upload_made_by_the_task(app, client, auth, users, immediate):
     assert not list((Path(app.config["DATA_DIR"]) / "imports").iterdir())
 
 
-def test_a_bad_picture_fails_with_its_reason(app, client, auth, users, immediate):
+def test_a_bad_picture_is_refused_at_once_with_its_reason(app, client, auth, users, immediate):
     auth.login()
-    form = {"username": "alice", "about_me": "", "avatar": (io.BytesIO(b"not a png"), "me.png")}
-    client.submit("/edit_profile", form, content_type="multipart/form-data")
+    form = {
+        "username": "alice",
+        "about_me": "changed",
+        "avatar": (io.BytesIO(b"not a png"), "me.png"),
+    }
+    response = client.submit("/edit_profile", form, content_type="multipart/form-data")
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "This is not a PNG, JPEG or WebP picture, or it is damaged." in page
     with app.app_context():
-        task = db.session.scalars(sa.select(Task).where(Task.name == "process_avatar")).one()
-        assert task.status == "failed"
-        assert "not a PNG, JPEG or WebP" in task.message
-        assert db.session.get_one(User, users["alice"]).avatar_version is None
+        assert db.session.scalars(sa.select(Task)).all() == []
+        alice = db.session.get_one(User, users["alice"])
+        assert (alice.avatar_version, alice.about_me) == (None, None)
+    # In the reader's language.
+    form["avatar"] = (io.BytesIO(b"GIF89a" + b"\0" * 50), "me.png")
+    spanish = {"Accept-Language": "es"}
+    response = client.submit(
+        "/edit_profile", form, content_type="multipart/form-data", headers=spanish
+    )
+    assert response.status_code == 400
+    assert "Esto no es una imagen PNG, JPEG o WebP" in response.get_data(as_text=True)
     form["avatar"] = (io.BytesIO(png()), "me.gif")
     response = client.submit("/edit_profile", form, content_type="multipart/form-data")
     assert response.status_code == 400

@@ -386,6 +386,7 @@ def post_to_dict(post: Post) -> dict:
         "id": post.id,
         "body": post.body,
         "timestamp": isoformat_utc(post.timestamp),
+        "language": post.known_language,
         "author": {"id": post.author.id, "username": post.author.username},
         "_links": {
             "self": url_for("api.get_post", id=post.id),

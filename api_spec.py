@@ -202,12 +202,21 @@ SCHEMAS = {
     },
     "Post": {
         "type": "object",
-        "required": ["id", "body", "timestamp", "author", "_links"],
+        "required": ["id", "body", "timestamp", "language", "author", "_links"],
         "additionalProperties": False,
         "properties": {
             "id": {"type": "integer"},
             "body": {"type": "string"},
             "timestamp": TIMESTAMP,
+            "language": nullable(
+                {
+                    "type": "string",
+                    "description": "The language the post is written in, as detected when "
+                    "it was posted (`en`, `es`, …); null when it could not be told (too "
+                    "short, only links) or has not been looked at yet (an imported post, "
+                    "for a few moments).",
+                }
+            ),
             "author": {
                 "type": "object",
                 "required": ["id", "username"],

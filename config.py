@@ -116,13 +116,27 @@ def database_url(value: str) -> str:
     return value
 
 
-def site_url(value: str) -> str:
-    """The public base URL (`https://microblog.example.org`), without a trailing slash."""
-    value = value.strip().rstrip("/")
-    scheme, separator, rest = value.partition("://")
-    if scheme not in {"http", "https"} or not separator or not rest or "?" in rest or "#" in rest:
-        raise ValueError("expected a URL such as https://microblog.example.org")
-    return value
+def base_url(example: str) -> Callable[[str], str]:
+    """An http(s) base URL without query or fragment, kept without a trailing slash."""
+
+    def parse(value: str) -> str:
+        value = value.strip().rstrip("/")
+        scheme, separator, rest = value.partition("://")
+        if (
+            scheme not in {"http", "https"}
+            or not separator
+            or not rest
+            or "?" in rest
+            or "#" in rest
+        ):
+            raise ValueError(f"expected a URL such as {example}")
+        return value
+
+    return parse
+
+
+# The public base URL (`https://microblog.example.org`).
+site_url = base_url("https://microblog.example.org")
 
 
 def redis_url(value: str) -> str:
@@ -232,6 +246,16 @@ SETTINGS = (
     Setting("MICROBLOG_CONSUMER_SILENT_SECONDS", 15.0, number(0, strict=True)),
     # The consumer's daily backup of the SQLite database keeps this many (0: no daily backup).
     Setting("MICROBLOG_BACKUP_KEEP", 7, integer(0)),
+    # --- live translation of posts ---
+    # A LibreTranslate-compatible server; unset: no "Translate" link anywhere.
+    Setting("TRANSLATE_URL", None, base_url("http://127.0.0.1:5001")),
+    Setting("TRANSLATE_API_KEY", None, secret=True),  # sent as `api_key` when set
+    # Seconds to wait for the server's answer before telling the reader it is too slow.
+    Setting("TRANSLATE_TIMEOUT", 10.0, number(0, strict=True)),
+    # Translations per signed-in user and per client address, per window.
+    Setting("TRANSLATE_LIMIT_PER_USER", 60, integer(1)),
+    Setting("TRANSLATE_LIMIT_PER_IP", 200, integer(1)),
+    Setting("TRANSLATE_LIMIT_WINDOW", 3600, integer(1)),  # seconds
 )
 
 

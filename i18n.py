@@ -156,6 +156,9 @@ def script_strings() -> dict[str, str]:
             **KEEP_PLACEHOLDERS,
         ),
         "user": gettext("User"),
+        "translating": gettext("Translating…"),
+        "translated": gettext("Translated"),
+        "translationUnavailable": gettext("Translation service unavailable."),
     }
 
 

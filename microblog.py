@@ -48,6 +48,7 @@ import i18n
 import ratelimit
 import search as search_module
 import static_files
+import translation
 from avatars import AvatarError, generated_avatar_svg
 from formatting import linkify
 from forms import (
@@ -68,6 +69,7 @@ from forms import (
 )
 from mailer import mail
 from models import (
+    MAX_ROW_ID,
     REGISTRATION_CLOSED,
     USERNAME_MAX,
     Message,
@@ -192,6 +194,7 @@ def create_app(config=None):
     app.jinja_env.filters["linkify"] = linkify
     app.jinja_env.globals["TaskStatus"] = TaskStatus
     app.jinja_env.globals["registration_open"] = registration_open
+    app.jinja_env.globals["offers_translation"] = translation.offered_for
     configure_logging(app)
     return app
 
@@ -547,6 +550,42 @@ def delete_post(post_id):
     flash(_("Your post was deleted."), "info")
     next_page = request.args.get("next")
     return redirect(next_page if is_safe_next(next_page) else url_for("main.index"))
+
+
+# --- live translation of a post ---------------------------------------------------------
+
+
+@bp.route("/translate", methods=["POST"])
+@login_required
+def translate_post():
+    """`{"post_id": n}` → `{"text": the post in the reader's page language}` (the page script
+    puts it in place of the post). Only a post's own text is sent to the service: the site
+    is no free translator of arbitrary text."""
+    if not translation.enabled():
+        abort(404)
+    retry_after = ratelimit.translation(current_user.id)
+    if retry_after:
+        message = _(
+            "Too many translations. Please wait %(wait)s and try again.",
+            wait=ratelimit.in_words(retry_after),
+        )
+        return api.error_response(429, message, {"Retry-After": str(retry_after)})
+    data = request.get_json(silent=True)
+    post_id = data.get("post_id") if isinstance(data, dict) else None
+    if not isinstance(post_id, int) or isinstance(post_id, bool) or not 0 < post_id <= MAX_ROW_ID:
+        return api.error_response(400, _('Send the id of a post: {"post_id": 123}.'))
+    found = db.first_or_404(sa.select(Post).where(Post.id == post_id))
+    target = translation.reader_language()
+    try:
+        text = translation.translate(found.body, found.known_language or "auto", target)
+    except translation.TranslationTimeout:
+        log.warning("Translating post %s: the translation service did not answer in time", post_id)
+        message = _("The translation service is taking too long to answer. Please try again later.")
+        return api.error_response(504, message)
+    except translation.TranslationError as exc:
+        log.warning("Translating post %s: %s", post_id, exc)
+        return api.error_response(502, _("Translation service unavailable."))
+    return jsonify(text=text, language=target)
 
 
 # --- accounts ----------------------------------------------------------------

@@ -25,6 +25,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.dialects import postgresql, sqlite
 from werkzeug.security import check_password_hash, generate_password_hash
 
+import language_detection
 from avatars import AVATAR_SIZES
 from i18n import N_, phrase, show_stored, store_phrases
 
@@ -413,8 +414,9 @@ class User(UserMixin, Model):
         return True
 
     def publish(self, body: str) -> "Post":
-        """Add a post by this user (the caller commits)."""
-        post = Post(body=body.strip(), author=self)
+        """Add a post by this user, with the language it is written in (the caller commits)."""
+        body = body.strip()
+        post = Post(body=body, author=self, language=language_detection.detect(body))
         db.session.add(post)
         return post
 
@@ -802,11 +804,49 @@ class Post(Model):
     # Where an imported post came from (a SHA-256 in hex, see importer.post_key); None for
     # posts written here.
     import_key: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+    # The language it is written in ("en", "es", …); "" when it could not be told (too short,
+    # only links); None when nobody has looked yet (posts from before detection, imported
+    # posts): the worker fills those in (`Post.detect_languages`).
+    language: so.Mapped[str | None] = so.mapped_column(sa.String(LANGUAGE_MAX))
 
     author: so.Mapped[User] = so.relationship(back_populates="posts")
 
     def __repr__(self):
         return f"<Post {self.body}>"
+
+    @property
+    def known_language(self) -> str | None:
+        """The detected language, or None when it is unknown (or not looked for yet)."""
+        return self.language or None
+
+    @classmethod
+    def detect_languages(cls, after_id: int, limit: int) -> tuple[int, int]:
+        """Look up the language of up to `limit` posts that have none yet, after `after_id`
+        in id order; returns the last id looked at (`after_id` when none was left) and how
+        many were looked at (the caller commits).
+
+        Walking the ids once (rather than asking again for any NULL row) reads the table
+        once, with no index for the posts still to do.
+        """
+        rows = db.session.execute(
+            sa.select(cls.id, cls.body)
+            .where(cls.id > after_id, cls.language.is_(None))
+            .order_by(cls.id)
+            .limit(limit)
+        ).all()
+        if not rows:
+            return after_id, 0
+        values = [
+            {"post_id": post_id, "found": language_detection.detect(body)} for post_id, body in rows
+        ]
+        table = cast(sa.Table, cls.__table__)
+        statement = (
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("post_id"), table.c.language.is_(None))
+            .values(language=sa.bindparam("found"))
+        )
+        db.session.execute(statement, values)
+        return rows[-1][0], len(rows)
 
 
 class Notification(Model):

@@ -148,3 +148,14 @@ def reset_mail(email: str) -> int:
 def registration() -> int:
     """A new account from this client address."""
     return check(*_limits("REGISTER_LIMIT", (per_client("register"), "PER_IP")))
+
+
+def translation(user_id: int) -> int:
+    """A post translated for this user: per user (whatever their address) and per address."""
+    return check(
+        *_limits(
+            "TRANSLATE_LIMIT",
+            (f"translate:user:{user_id}", "PER_USER"),
+            (per_client("translate"), "PER_IP"),
+        )
+    )

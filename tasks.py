@@ -139,6 +139,8 @@ class MicroblogConsumer(HueyConsumer):
         super().stop(graceful=graceful)
 
     def run(self):
+        # Posts from before language detection, and any an import left, get theirs now.
+        detect_post_languages()
         try:
             super().run()
         finally:
@@ -990,6 +992,49 @@ def send_password_reset(user_id: int) -> bool:
 def send_email_change(user_id: int, new_email: str) -> bool:
     """Mail the confirmation link to the new address and a notice to the current one."""
     return _mail_user("the email change confirmation", user_id, send_email_change_emails, new_email)
+
+
+# --- the language of posts ----------------------------------------------------------------
+
+# Posts looked at per transaction: the write lock is held a few milliseconds at a time.
+LANGUAGE_BATCH_SIZE = 500
+# One pass at a time in a process: a second would only repeat the first one's work.
+_detecting_languages = threading.Lock()
+
+
+@huey.task(name="detect_post_languages")
+def detect_post_languages() -> int:
+    """Fill in the language of every post that has none yet (posts from before detection,
+    imported ones), in short transactions; how many were looked at.
+
+    Resumable by construction: what is left is exactly the posts still without one (a post
+    whose language cannot be told gets "", so the pass ends). It stops when the consumer
+    does; the next one's start carries on.
+    """
+    if not _detecting_languages.acquire(blocking=False):
+        return 0
+    try:
+        with app_context():
+            after, total = 0, 0
+            while not stopping.is_set():
+                after, count = Post.detect_languages(after, LANGUAGE_BATCH_SIZE)
+                db.session.commit()
+                if not count:
+                    break
+                total += count
+        if total:
+            log.info("Looked up the language of %d posts", total)
+        return total
+    finally:
+        _detecting_languages.release()
+
+
+@huey.signal(S.SIGNAL_COMPLETE, S.SIGNAL_ERROR, S.SIGNAL_CANCELED)
+def detect_languages_after_import(signal, task, *args):
+    """An import (finished, failed or cancelled) may have added posts: look at them.
+    Imports add posts without looking at their language, which keeps them fast."""
+    if task.name == "import_posts":
+        detect_post_languages()
 
 
 # --- periodic housekeeping ----------------------------------------------------------------

@@ -170,6 +170,19 @@ def smtp_server():
         controller.stop()
 
 
+# --- a translation server (LibreTranslate's API) ----------------------------------------
+
+
+@pytest.fixture
+def translator():
+    """A LibreTranslate stand-in on a free port (tests.helpers.TranslationServer)."""
+    from tests.helpers import TranslationServer
+
+    server = TranslationServer()
+    yield server
+    server.stop()
+
+
 # --- a live server and a real browser ------------------------------------------------
 
 

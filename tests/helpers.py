@@ -208,3 +208,75 @@ def boost(number, of="https://elsewhere.example/users/bob/statuses/1") -> dict:
         "cc": [f"{ACTOR}/followers"],
         "object": of,
     }
+
+
+class TranslationServer:
+    """A LibreTranslate stand-in on 127.0.0.1 (a free port), served from a thread:
+    `POST /translate` and `GET /languages`, as LibreTranslate answers them.
+
+    `mode` says how /translate answers: "ok" (the text, marked with the target language:
+    "[en] hola"), "fail" (500 with LibreTranslate's `{"error": ...}`) or "slow" (no answer
+    until the server stops, or `release` is set). `requests` keeps each JSON body received.
+    """
+
+    def __init__(self, mode: str = "ok"):
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        self.mode = mode
+        self.requests: list[dict] = []
+        self.release = threading.Event()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _handler(self):
+        from http.server import BaseHTTPRequestHandler
+
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status: int, payload) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path != "/languages":
+                    return self.reply(404, {"error": "Not Found"})
+                codes = [("en", "English"), ("es", "Spanish"), ("de", "German")]
+                languages = [
+                    {"code": code, "name": name, "targets": ["de", "en", "es"]}
+                    for code, name in codes
+                ]
+                return self.reply(200, languages)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                payload = json.loads(self.rfile.read(length) or b"{}")
+                fake.requests.append(payload)
+                if self.path != "/translate":
+                    return self.reply(404, {"error": "Not Found"})
+                if fake.mode == "fail":
+                    return self.reply(500, {"error": "Cannot translate text: model not loaded"})
+                if fake.mode == "slow":
+                    fake.release.wait(30)
+                    return self.reply(200, {"translatedText": "too late"})
+                text = f"[{payload['target']}] {payload['q']}"
+                return self.reply(200, {"translatedText": text})
+
+        return Handler
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()

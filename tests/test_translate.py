@@ -1,0 +1,256 @@
+"""The language of posts, and translating a post through a LibreTranslate-compatible server
+(a real HTTP server started by the test)."""
+
+import json
+import re
+
+import pytest
+import sqlalchemy as sa
+
+import language_detection
+from models import Post, User, db
+from tests.helpers import add_posts
+
+ENGLISH = "Good morning everyone, what a lovely day to go for a walk in the park"
+SPANISH = "Buenos días a todos, qué día tan bonito para dar un paseo por el parque"
+
+
+@pytest.fixture
+def app_config(request):
+    """TRANSLATE_URL points at the `translator` server when the test uses that fixture."""
+    if "translator" not in request.fixturenames:
+        return {}
+    server = request.getfixturevalue("translator")
+    return {
+        "TRANSLATE_URL": server.url,
+        "TRANSLATE_API_KEY": "secret-key",
+        "TRANSLATE_TIMEOUT": 0.5,
+        "TRANSLATE_LIMIT_PER_USER": 3,
+    }
+
+
+def post_id_of(app, body: str) -> int:
+    with app.app_context():
+        return db.session.scalar(sa.select(Post.id).where(Post.body == body))
+
+
+def language_of(app, post_id: int) -> str | None:
+    with app.app_context():
+        return db.session.get_one(Post, post_id).language
+
+
+def translate(client, post_id, token=None, **headers):
+    """POST /translate as the page script does: JSON, with the CSRF token in a header."""
+    headers = {"Accept": "application/json", **headers}
+    if token is not None:
+        headers["X-CSRFToken"] = token
+    return client.post("/translate", data=json.dumps({"post_id": post_id}), headers=headers,
+                       content_type="application/json")  # fmt: skip
+
+
+TRANSLATE_BUTTON = re.compile(r'data-translate-url="[^"]+" data-post-id="(\d+)"')
+
+
+def choose_language(app, user_id: int, language: str) -> None:
+    with app.app_context():
+        db.session.get_one(User, user_id).choose_language(language)
+        db.session.commit()
+
+
+# --- detection --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, language",
+    [
+        (ENGLISH, "en"),
+        (SPANISH, "es"),
+        ("Guten Morgen, wie geht es dir heute?", "de"),
+        ("ok", ""),  # too short to tell
+        ("lol 😀", ""),
+        ("https://example.org/a/long/path/to/somewhere @alice #tag", ""),  # no words at all
+        ("1234567890 1234567890 !!!", ""),
+    ],
+)
+def test_detect(text, language):
+    assert language_detection.detect(text) == language
+
+
+def test_publishing_detects_the_language(app, client, auth, users):
+    auth.login()
+    for body in (ENGLISH, SPANISH, "ok"):
+        response = client.submit("/index", {"post": body})
+        assert response.status_code == 302
+
+    assert language_of(app, post_id_of(app, ENGLISH)) == "en"
+    assert language_of(app, post_id_of(app, SPANISH)) == "es"
+    assert language_of(app, post_id_of(app, "ok")) == ""  # looked at, not known
+
+
+def test_detection_that_fails_never_refuses_a_post(app, client, auth, users, monkeypatch):
+    class Broken:
+        def predict(self, text, k=1):
+            raise RuntimeError("the model is broken")
+
+    monkeypatch.setattr(language_detection, "_model", Broken())
+    auth.login()
+
+    response = client.submit("/index", {"post": ENGLISH})
+
+    assert response.status_code == 302
+    assert language_of(app, post_id_of(app, ENGLISH)) == ""
+
+
+def test_backfill_fills_posts_without_a_language(app, users):
+    add_posts(app, users["bob"], [ENGLISH, SPANISH, "ok", ENGLISH])
+    with app.app_context():
+        done = db.session.scalar(sa.select(Post).where(Post.body == ENGLISH))
+        done.language = "xx"  # already known: left as it is
+        db.session.commit()
+        after, count = Post.detect_languages(0, 2)
+        db.session.commit()
+        assert count == 2
+        after, count = Post.detect_languages(after, 2)
+        db.session.commit()
+        assert count == 1  # the one already known is not looked at again
+        assert Post.detect_languages(after, 2) == (after, 0)
+        languages = db.session.scalars(sa.select(Post.language).order_by(Post.id)).all()
+    assert languages == ["xx", "es", "", "en"]
+
+
+# --- the link -------------------------------------------------------------------------------
+
+
+def test_no_translate_url_no_link_and_no_endpoint(app, client, auth, users):
+    add_posts(app, users["alice"], [SPANISH])
+    with app.app_context():
+        Post.detect_languages(0, 10)
+        db.session.commit()
+    auth.login()
+
+    page = client.get("/index").get_data(as_text=True)
+    assert SPANISH in page and "translate-button" not in page
+    assert translate(client, post_id_of(app, SPANISH), client.csrf_token()).status_code == 404
+
+
+def test_link_under_posts_in_another_language_than_the_page(app, client, auth, users, translator):
+    auth.login()
+    for body in (ENGLISH, SPANISH, "ok"):
+        client.submit("/index", {"post": body})
+
+    def buttons() -> set[int]:
+        page = client.get("/index").get_data(as_text=True)
+        return {int(n) for n in TRANSLATE_BUTTON.findall(page)}
+
+    assert buttons() == {post_id_of(app, SPANISH)}  # an English page
+    choose_language(app, users["alice"], "es")
+    assert buttons() == {post_id_of(app, ENGLISH)}  # a Spanish page; "ok" has no language
+    client.submit("/logout")
+    assert "translate-button" not in client.get(f"/post/{post_id_of(app, SPANISH)}").text
+
+
+# --- POST /translate ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def spanish_post(app, client, auth, users):
+    add_posts(app, users["bob"], [SPANISH])
+    with app.app_context():
+        Post.detect_languages(0, 10)
+        db.session.commit()
+    auth.login()
+    return post_id_of(app, SPANISH)
+
+
+def test_translate_sends_the_post_and_answers_its_translation(client, spanish_post, translator):
+    response = translate(client, spanish_post, client.csrf_token())
+
+    assert response.status_code == 200
+    assert response.json == {"text": f"[en] {SPANISH}", "language": "en"}
+    assert translator.requests == [
+        {"q": SPANISH, "source": "es", "target": "en", "format": "text", "api_key": "secret-key"}
+    ]
+
+
+def test_translate_into_the_readers_chosen_language(app, client, users, auth, translator):
+    add_posts(app, users["bob"], [ENGLISH])
+    choose_language(app, users["alice"], "es")
+    auth.login()
+
+    response = translate(client, post_id_of(app, ENGLISH), client.csrf_token())
+
+    assert response.json["text"] == f"[es] {ENGLISH}"
+    # Not looked at yet: the service is asked to tell.
+    assert translator.requests[0]["source"] == "auto"
+
+
+def test_translate_without_csrf_token_is_400(client, spanish_post, translator):
+    response = translate(client, spanish_post)
+    assert response.status_code == 400
+    assert translator.requests == []
+
+
+def test_translate_needs_a_signed_in_user(client, app, users, translator):
+    add_posts(app, users["bob"], [SPANISH])
+    token = client.csrf_token()
+    response = translate(client, post_id_of(app, SPANISH), token)
+    assert response.status_code in (302, 401)
+    assert translator.requests == []
+
+
+@pytest.mark.parametrize("post_id", [999999, 2**31])
+def test_translate_a_post_that_does_not_exist_is_404(client, spanish_post, translator, post_id):
+    response = translate(client, post_id, client.csrf_token())
+    assert response.status_code == 404 if post_id < 2**31 else 400
+    assert translator.requests == []
+
+
+@pytest.mark.parametrize("body", ['{"text": "translate me"}', '{"post_id": "1"}', "[1]", "nope"])
+def test_translate_takes_only_a_post_id(client, spanish_post, translator, body):
+    response = client.post(
+        "/translate",
+        data=body,
+        content_type="application/json",
+        headers={"Accept": "application/json", "X-CSRFToken": client.csrf_token()},
+    )
+    assert response.status_code == 400
+    assert "post_id" in response.json["message"]
+    assert translator.requests == []
+
+
+def test_failing_service_says_unavailable(app, client, users, spanish_post, translator):
+    translator.mode = "fail"
+    response = translate(client, spanish_post, client.csrf_token())
+    assert response.status_code == 502
+    assert response.json["message"] == "Translation service unavailable."
+
+    choose_language(app, users["alice"], "es")
+    response = translate(client, spanish_post, client.csrf_token())
+    assert response.json["message"] == "Servicio de traducción no disponible."
+
+
+def test_unreachable_service_says_unavailable(app, client, spanish_post, translator):
+    app.config["TRANSLATE_URL"] = "http://127.0.0.1:9"  # discard: nothing listens there
+    response = translate(client, spanish_post, client.csrf_token())
+    assert response.status_code == 502
+    assert response.json["message"] == "Translation service unavailable."
+
+
+def test_slow_service_says_it_is_too_slow(client, spanish_post, translator):
+    translator.mode = "slow"
+    response = translate(client, spanish_post, client.csrf_token())
+    assert response.status_code == 504
+    assert "taking too long" in response.json["message"]
+
+
+def test_translations_are_rate_limited_per_user(client, spanish_post, translator):
+    token = client.csrf_token()
+    for _ in range(3):
+        assert translate(client, spanish_post, token).status_code == 200
+
+    response = translate(client, spanish_post, token)
+
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) > 0
+    assert response.json["message"].startswith("Too many translations. Please wait ")
+    assert len(translator.requests) == 3

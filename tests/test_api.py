@@ -582,6 +582,33 @@ def test_create_post(app, api, users, tokens):
         assert (post.body, post.user_id) == ("Hello API", users["alice"])
 
 
+def test_posts_carry_their_language(app, api, users, tokens):
+    spanish = "Buenos días a todos, qué día tan bonito para dar un paseo por el parque"
+    created = api.post("/api/posts", token=tokens["alice"], json={"body": spanish}).json
+    assert created["language"] == "es"
+    short = api.post("/api/posts", token=tokens["alice"], json={"body": "ok"}).json
+    assert short["language"] is None  # too short to tell
+    add_posts(app, users["alice"], ["an imported post, not looked at yet"])
+    items = api.get(f"/api/users/{users['alice']}/posts", token=tokens["bob"]).json["items"]
+    languages = {item["body"]: item["language"] for item in items}
+    assert languages == {spanish: "es", "ok": None, "an imported post, not looked at yet": None}
+
+
+def test_error_messages_follow_accept_language(api, tokens):
+    spanish = {"Accept-Language": "es-ES,es;q=0.9"}
+    missing = api.get("/api/posts/12345", token=tokens["alice"], headers=spanish)
+    assert missing.status_code == 404
+    assert missing.json == {
+        "error": "Not Found",
+        "message": "No hay ninguna publicación con id 12345.",
+    }
+    refused = api.post("/api/posts", token=tokens["alice"], json={}, headers=spanish)
+    assert refused.json["message"] == "Faltan campos: body."
+    assert api.get("/api/posts/12345", token=tokens["alice"]).json["message"] == (
+        "No post with id 12345."
+    )
+
+
 @pytest.mark.parametrize(
     "body,status",
     [

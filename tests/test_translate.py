@@ -10,6 +10,8 @@ import sqlalchemy as sa
 import language_detection
 from models import Post, User, db
 from tests.helpers import add_posts
+from tests.live import wait_for
+from tests.test_import import tasks_of, upload
 
 ENGLISH = "Good morning everyone, what a lovely day to go for a walk in the park"
 SPANISH = "Buenos días a todos, qué día tan bonito para dar un paseo por el parque"
@@ -254,3 +256,39 @@ def test_translations_are_rate_limited_per_user(client, spanish_post, translator
     assert int(response.headers["Retry-After"]) > 0
     assert response.json["message"].startswith("Too many translations. Please wait ")
     assert len(translator.requests) == 3
+
+
+# --- the worker fills in the language of older and imported posts ---------------------------
+
+
+def test_consumer_fills_in_the_language_of_posts_without_one(app, users, live):
+    bodies = [ENGLISH, SPANISH, "ok"] * 400  # more than one batch
+    add_posts(app, users["bob"], bodies)
+    site = live()
+
+    site.start_consumer()
+
+    def languages():
+        rows = site.query("SELECT body, language FROM post ORDER BY id")
+        return rows if all(language is not None for _body, language in rows) else None
+
+    rows = wait_for(languages, what="every post to have a language")
+    assert {body: language for body, language in rows} == {ENGLISH: "en", SPANISH: "es", "ok": ""}
+    assert "Looked up the language of 1200 posts" in site.consumer_log()
+
+
+def test_imported_posts_get_their_language_once_the_import_ends(
+    app, client, auth, users, immediate
+):
+    posts = [
+        {"body": body, "timestamp": f"2024-05-0{day}T12:00:00Z"}
+        for day, body in enumerate([ENGLISH, SPANISH], start=1)
+    ]
+    auth.login()
+
+    response = upload(client, json.dumps({"posts": posts}).encode())
+
+    assert response.status_code == 302
+    assert tasks_of(app, users["alice"])[0].status == "done"
+    assert language_of(app, post_id_of(app, ENGLISH)) == "en"
+    assert language_of(app, post_id_of(app, SPANISH)) == "es"

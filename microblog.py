@@ -556,13 +556,14 @@ def delete_post(post_id):
 
 
 @bp.route("/translate", methods=["POST"])
-@login_required
 def translate_post():
     """`{"post_id": n}` → `{"text": the post in the reader's page language}` (the page script
     puts it in place of the post). Only a post's own text is sent to the service: the site
     is no free translator of arbitrary text."""
     if not translation.enabled():
         abort(404)
+    if not current_user.is_authenticated:  # a JSON answer the script can show, not a redirect
+        return api.error_response(401, str(login.login_message))
     retry_after = ratelimit.translation(current_user.id)
     if retry_after:
         message = _(

@@ -139,8 +139,11 @@ class MicroblogConsumer(HueyConsumer):
         super().stop(graceful=graceful)
 
     def run(self):
-        # Posts from before language detection, and any an import left, get theirs now.
-        detect_post_languages()
+        try:
+            # Posts from before language detection, and any an import left, get theirs now.
+            detect_post_languages()
+        except Exception:
+            log.exception("Could not queue the language lookup of posts")
         try:
             super().run()
         finally:

@@ -196,7 +196,8 @@ def test_translate_needs_a_signed_in_user(client, app, users, translator):
     add_posts(app, users["bob"], [SPANISH])
     token = client.csrf_token()
     response = translate(client, post_id_of(app, SPANISH), token)
-    assert response.status_code in (302, 401)
+    assert response.status_code == 401
+    assert response.json["message"] == "Please log in to access this page."
     assert translator.requests == []
 
 

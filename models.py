@@ -9,7 +9,7 @@ import secrets
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Optional, Protocol, cast, overload
@@ -820,10 +820,16 @@ class Post(Model):
         return self.language or None
 
     @classmethod
-    def detect_languages(cls, after_id: int, limit: int) -> tuple[int, int]:
+    def detect_languages(
+        cls,
+        after_id: int,
+        limit: int,
+        detect_all: Callable[[list[str]], list[str]] | None = None,
+    ) -> tuple[int, int]:
         """Look up the language of up to `limit` posts that have none yet, after `after_id`
-        in id order; returns the last id looked at (`after_id` when none was left) and how
-        many were looked at (the caller commits).
+        in id order, with `detect_all` (texts → their languages; by default here, in this
+        process); returns the last id looked at (`after_id` when none was left) and how many
+        were looked at (the caller commits).
 
         Walking the ids once (rather than asking again for any NULL row) reads the table
         once, with no index for the posts still to do.
@@ -836,8 +842,13 @@ class Post(Model):
         ).all()
         if not rows:
             return after_id, 0
+        if detect_all is None:
+            found = [language_detection.detect(body) for _post_id, body in rows]
+        else:
+            found = detect_all([body for _post_id, body in rows])
         values = [
-            {"post_id": post_id, "found": language_detection.detect(body)} for post_id, body in rows
+            {"post_id": post_id, "found": language}
+            for (post_id, _body), language in zip(rows, found, strict=True)
         ]
         table = cast(sa.Table, cls.__table__)
         statement = (

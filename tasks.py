@@ -46,6 +46,7 @@ import avatars
 import backup
 import config
 import importer
+import language_detection
 from i18n import N_, PhrasedError, mail_language, nphrase, phrase, store_phrases
 from mailer import (
     mail_configured,
@@ -1001,8 +1002,37 @@ def send_email_change(user_id: int, new_email: str) -> bool:
 
 # Posts looked at per transaction: the write lock is held a few milliseconds at a time.
 LANGUAGE_BATCH_SIZE = 500
-# One pass at a time in a process: a second would only repeat the first one's work.
+# One pass at a time in a process; a pass asked for meanwhile makes it go round once more.
 _detecting_languages = threading.Lock()
+_detect_again = threading.Event()
+# Users' tasks running in this process: the language lookup gives way to them (it can wait,
+# they are being watched), for at most this long at a time in case an end goes unnoticed.
+_users_tasks: set[str] = set()
+_users_tasks_changed = threading.Condition()
+GIVE_WAY_MAX_SECONDS = 30.0
+
+
+@huey.signal(S.SIGNAL_EXECUTING)
+def users_task_started(signal, task, *args):
+    if task.name in TRACKED_TASKS:
+        with _users_tasks_changed:
+            _users_tasks.add(task.id)
+
+
+@huey.signal(
+    S.SIGNAL_COMPLETE, S.SIGNAL_ERROR, S.SIGNAL_CANCELED, S.SIGNAL_INTERRUPTED, S.SIGNAL_REVOKED
+)
+def users_task_ended(signal, task, *args):
+    with _users_tasks_changed:
+        _users_tasks.discard(task.id)
+        _users_tasks_changed.notify_all()
+
+
+def give_way_to_users_tasks() -> None:
+    with _users_tasks_changed:
+        _users_tasks_changed.wait_for(
+            lambda: not _users_tasks or stopping.is_set(), timeout=GIVE_WAY_MAX_SECONDS
+        )
 
 
 @huey.task(name="detect_post_languages")
@@ -1015,20 +1045,30 @@ def detect_post_languages() -> int:
     does; the next one's start carries on.
     """
     if not _detecting_languages.acquire(blocking=False):
+        _detect_again.set()  # the running pass may be past the posts this one is for
         return 0
+    # In a child process: the model would add its memory to the worker's for good.
+    detector = language_detection.ChildDetector()
     try:
         with app_context():
             after, total = 0, 0
             while not stopping.is_set():
-                after, count = Post.detect_languages(after, LANGUAGE_BATCH_SIZE)
+                give_way_to_users_tasks()
+                after, count = Post.detect_languages(
+                    after, LANGUAGE_BATCH_SIZE, detector.detect_all
+                )
                 db.session.commit()
-                if not count:
-                    break
                 total += count
+                if not count and not _detect_again.is_set():
+                    break
+                if not count:
+                    _detect_again.clear()
+                    after = 0
         if total:
             log.info("Looked up the language of %d posts", total)
         return total
     finally:
+        detector.close()
         _detecting_languages.release()
 
 

@@ -78,6 +78,18 @@ def test_detect(text, language):
     assert language_detection.detect(text) == language
 
 
+def test_the_workers_child_detector_answers_as_detect_does():
+    texts = [ENGLISH, SPANISH, "ok", "línea uno\nBuenos días a todos, qué día tan bonito", ""]
+    detector = language_detection.ChildDetector()
+    try:
+        assert detector.detect_all(texts) == [language_detection.detect(t) for t in texts]
+        assert detector.detect_all(texts[:2]) == ["en", "es"]  # the same child, again
+        child = detector.process
+    finally:
+        detector.close()
+    assert child is not None and child.returncode == 0
+
+
 def test_publishing_detects_the_language(app, client, auth, users):
     auth.login()
     for body in (ENGLISH, SPANISH, "ok"):

@@ -10,7 +10,8 @@ Accepted files:
   objects (the toots) and `Announce` activities (boosts).
 
 The file is parsed as a stream of events (ijson) and each post is built, checked and handed
-on before the next is read, so memory stays flat however large the file is. Every way a file
+on before the next is read, so memory stays flat however large the file is; `spool` keeps
+the checked posts in a scratch file for a second pass. Every way a file
 can be bad ends in `ArchiveError` with a sentence for the user; nothing else escapes.
 
 A post is imported unchanged or not at all: boosts, replies to other people, posts that were
@@ -21,6 +22,7 @@ twice adds nothing (`User.import_posts` skips keys it already has).
 
 import hashlib
 import os
+import pickle
 import re
 import struct
 import zipfile
@@ -746,3 +748,29 @@ def batches(posts: Iterator[ImportedPost], size: int) -> Iterator[list[ImportedP
             batch = []
     if batch:
         yield batch
+
+
+def spool(posts: Iterator[ImportedPost], out: IO[bytes], size: int) -> int:
+    """Write `posts` to `out` in batches of up to `size`, for `unspool`; how many.
+
+    An import parses the uploaded file once, in its check pass, and keeps the checked posts
+    here for the pass that adds them: parsing the JSON again cost more than this. The file
+    is this process's own scratch file (never an upload), so pickle is safe to read back.
+    """
+    count = 0
+    for batch in batches(posts, size):
+        # As plain tuples: a named tuple pickles and unpickles through Python code.
+        pickle.dump([tuple(post) for post in batch], out, protocol=pickle.HIGHEST_PROTOCOL)
+        count += len(batch)
+    return count
+
+
+def unspool(spooled: IO[bytes]) -> Iterator[list[tuple[str, datetime, str | None, str]]]:
+    """The batches `spool` wrote, from the start of `spooled`, one at a time: each post
+    as the plain tuple of its `ImportedPost` fields."""
+    spooled.seek(0)
+    while True:
+        try:
+            yield pickle.load(spooled)
+        except EOFError:
+            return

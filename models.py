@@ -9,10 +9,10 @@ import secrets
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Optional, Protocol, cast, overload
+from typing import TYPE_CHECKING, Any, Optional, cast, overload
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -423,19 +423,34 @@ class User(UserMixin, Model):
         """Add a batch of imported posts, skipping those whose key this user already has;
         how many were added (the caller commits).
 
-        One INSERT … ON CONFLICT DO NOTHING for the whole batch: a post imported before,
-        or twice in one batch, is left out by the unique index without spoiling the
-        transaction, and the rows RETURNed are exactly the new ones.
+        One INSERT … ON CONFLICT DO NOTHING run over the whole batch: a post imported
+        before, or twice in one batch, is left out by the unique index without spoiling the
+        transaction. Plain tuples straight to the driver: per-row work in SQLAlchemy cost
+        more than the insert itself for a million posts.
         """
         if not batch:
             return 0
-        rows = [
-            {"body": p.body, "timestamp": p.timestamp, "user_id": self.id, "import_key": p.key}
-            for p in batch
-        ]
-        table = Post.__table__  # Core, not ORM, rows: nothing needs them as objects
-        statement = _dialect_insert(table).on_conflict_do_nothing().returning(table.c.id)
-        return len(db.session.execute(statement, rows).all())
+        connection = db.session.connection()
+        dialect = connection.dialect
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        statement = (
+            "INSERT INTO post (body, timestamp, user_id, import_key) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT DO NOTHING"
+        )
+        stored, user_id = _stored_timestamp(dialect.name), self.id
+        rows = [(body, stored(moment), user_id, key) for body, moment, _source, key in batch]
+        added = connection.exec_driver_sql(statement, rows).rowcount
+        if added and dialect.name == "sqlite":
+            # The search index's insert trigger skips imported rows (one FTS5 insert per row
+            # cost more than the rest of the import): they are indexed here, at once. They
+            # are the newest `added` rows: this transaction holds SQLite's write lock, so
+            # their ids follow one another at the end of the table.
+            connection.exec_driver_sql(
+                "INSERT INTO post_fts(rowid, body) SELECT id, body FROM post "
+                "WHERE id > (SELECT max(id) FROM post) - ?",
+                (added,),
+            )
+        return added
 
     def imported_post_count(self) -> int:
         """How many of the user's posts came from an import."""
@@ -745,15 +760,9 @@ class User(UserMixin, Model):
         self.add_notification("unread_message_count", self.unread_message_count())
 
 
-class ImportablePost(Protocol):
-    """What `User.import_posts` needs of a post (importer.ImportedPost has it)."""
-
-    @property
-    def body(self) -> str: ...
-    @property
-    def timestamp(self) -> datetime: ...
-    @property
-    def key(self) -> str: ...
+# What `User.import_posts` takes for each post: (body, timestamp, source id, import key),
+# an importer.ImportedPost or the plain tuple it is kept as between an import's passes.
+ImportablePost = tuple[str, datetime, str | None, str]
 
 
 def _insert_unless_conflict(model, values: dict) -> sa.Executable:
@@ -762,6 +771,15 @@ def _insert_unless_conflict(model, values: dict) -> sa.Executable:
     Both databases spell it ON CONFLICT DO NOTHING; no transaction is spoiled by it.
     """
     return _dialect_insert(model).values(**values).on_conflict_do_nothing()
+
+
+def _stored_timestamp(dialect: str) -> Callable[[datetime], Any]:
+    """How a naive UTC datetime goes to the driver: as is, or on SQLite as the text
+    SQLAlchemy stores there ("2024-05-01 12:00:00.000000"), written by datetime's own
+    formatting (the type's bind processor takes seconds over a million rows)."""
+    if dialect == "sqlite":
+        return lambda moment: moment.isoformat(" ", "microseconds")
+    return lambda moment: moment
 
 
 def _dialect_insert(table) -> Any:

@@ -13,10 +13,11 @@ import logging
 import os
 import smtplib
 import socket
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -811,10 +812,12 @@ def _import_message(archive: importer.Archive, added: int, importable: int, foll
 def run_import(row: Task, user: User, path: Path) -> str:
     """Check the whole file, then add its posts in batches; the final message.
 
-    A bad file fails in the check pass, before anything is added. Adding is idempotent
-    (each post's import key), so a run after a crash reads the file again from the start:
-    what the earlier run added is recognised and left as it is. The count of imported
-    posts before the first run is kept in the checkpoint, for an exact final message.
+    The check pass parses the file and keeps the checked posts in a scratch file (gone
+    when closed, even after a crash); the second pass adds them from there. A bad file
+    fails in the check pass, before anything is added. Adding is idempotent (each post's
+    import key), so a run after a crash starts again from the check pass: what the
+    earlier run added is recognised and left as it is. The count of imported posts before
+    the first run is kept in the checkpoint, for an exact final message.
     """
     progress = Progress(row.id, 100)
     checkpoint = row.get_checkpoint()
@@ -823,25 +826,31 @@ def run_import(row: Task, user: User, path: Path) -> str:
     progress.write(0, N_("Checking the file…"), mark)
     limits = dataclasses.replace(importer.DEFAULT_LIMITS, upload_bytes=IMPORT_MAX_BYTES)
     archive = importer.open_archive(path, limits)
-    importable = 0
-    for importable, _post in enumerate(archive.posts(), start=1):  # noqa: B007
-        if importable % 1000 == 0:
-            progress.update(int(archive.progress * CHECK_SHARE))
-    importing = nphrase("Importing %(num)s post…", "Importing %(num)s posts…", importable)
-    progress.write(CHECK_SHARE, store_phrases(importing), mark)
-    read = 0
-    for batch in importer.batches(archive.posts(), IMPORT_BATCH_SIZE):
-        user.import_posts(batch)
-        db.session.commit()
-        read += len(batch)
-        if after_import_batch:
-            after_import_batch(read)
-        share = 100 - CHECK_SHARE
-        progress.update(CHECK_SHARE + int(archive.progress * share), checkpoint=lambda: mark)
+    with tempfile.TemporaryFile(dir=imports_dir()) as checked:
+        importable = importer.spool(_checking(archive, progress), checked, IMPORT_BATCH_SIZE)
+        importing = nphrase("Importing %(num)s post…", "Importing %(num)s posts…", importable)
+        progress.write(CHECK_SHARE, store_phrases(importing), mark)
+        read = 0
+        for batch in importer.unspool(checked):
+            user.import_posts(batch)
+            db.session.commit()
+            read += len(batch)
+            if after_import_batch:
+                after_import_batch(read)
+            done = CHECK_SHARE + (100 - CHECK_SHARE) * read // max(importable, 1)
+            progress.update(done, checkpoint=lambda: mark)
     followed = user.follow_usernames(archive.following) if archive.following else 0
     db.session.commit()
     added = user.imported_post_count() - before
     return _import_message(archive, added, importable, followed)
+
+
+def _checking(archive: importer.Archive, progress: Progress) -> Iterator[importer.ImportedPost]:
+    """The archive's posts, moving the bar through the check pass's share as they are read."""
+    for number, post in enumerate(archive.posts(), start=1):
+        if number % 1000 == 0:
+            progress.update(int(archive.progress * CHECK_SHARE))
+        yield post
 
 
 @tracked

@@ -389,6 +389,7 @@ def on_error(task, exc):
         Task.finish(task.id, message=message, expires_at=expires)
     else:
         Task.change(task.id, TaskStatus.active(), status=TaskStatus.FAILED, message=reason(exc))
+        remove_task_files(task.id)
 
 
 @_row_signal(S.SIGNAL_CANCELED, S.SIGNAL_REVOKED)
@@ -498,9 +499,12 @@ def remove_partial_export(task_id: str) -> None:
 
 
 def remove_task_files(task_id: str) -> None:
-    """What a task that will not run again leaves behind: a partial export, an upload."""
+    """What a task that will not run again leaves behind: a partial export, an upload (but
+    a failed import keeps its upload for a retry, see `keeps_upload`)."""
     remove_partial_export(task_id)
-    upload_path(task_id).unlink(missing_ok=True)
+    row = db.session.get(Task, task_id, populate_existing=True)
+    if row is None or not keeps_upload(row):
+        upload_path(task_id).unlink(missing_ok=True)
 
 
 def delete_user(user: User, progress: "Progress | None" = None) -> int:
@@ -751,17 +755,26 @@ def upload_path(task_id: str) -> Path:
 
 @contextmanager
 def consuming(path: Path):
-    """Delete a task's upload once the task is over, however it ends; but not when the
-    consumer is only stopping: the next one runs the task again from the same file."""
+    """Delete a task's upload once the task has done its work. When it fails, is cancelled
+    or is interrupted, the signal handlers decide (`remove_task_files`): a failed import
+    keeps its upload for a retry, and a stopping consumer's task runs again from it."""
     try:
         yield
-    except ConsumerStopping:
-        raise
     except BaseException:
         db.session.rollback()
-        path.unlink(missing_ok=True)
         raise
     path.unlink(missing_ok=True)
+
+
+def keeps_upload(row: Task) -> bool:
+    """Whether a task's uploaded file is kept: while the task may still run, and after a
+    failed import until it expires (so that an admin can retry it)."""
+    if row.is_active:
+        return True
+    if row.status != TaskStatus.FAILED or row.name not in UPLOAD_TASKS:
+        return False
+    finished = row.finished_at or row.updated_at
+    return finished + timedelta(days=EXPORT_EXPIRY_DAYS) > utcnow()
 
 
 def start_import(user: User, upload) -> Task | None:
@@ -774,14 +787,40 @@ def start_with_upload(user: User, upload, task_function, description: str) -> Ta
     """Store `upload` (a werkzeug FileStorage) as the input of a new task, and launch it;
     None (and the file dropped) when one of its kind is already in progress for `user`."""
     task_id = str(uuid.uuid4())
-    path = upload_path(task_id)
     # Copied in chunks from werkzeug's spooled temporary file: never whole in memory.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(upload_path(task_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         upload.save(out)
+    return _launch_with_upload(user, task_function, description, task_id)
+
+
+def _launch_with_upload(user: User, task_function, description: str, task_id: str):
+    """Launch a task whose upload is in place; None (and the file dropped) when one of its
+    kind is already in progress for `user`."""
     task = user.launch_task(task_function, description, task_id=task_id)
     if task is None:
-        path.unlink(missing_ok=True)
+        upload_path(task_id).unlink(missing_ok=True)
+    return task
+
+
+class UploadGone(Exception):
+    """A failed task cannot run again: the file uploaded for it is no longer kept."""
+
+
+def retry(row: Task) -> Task | None:
+    """Start a failed task again, as a new task for the same user; None when one of its
+    kind is in progress. An import starts again from the file uploaded for the failed one
+    (`UploadGone` when it has expired); the new task then owns that file."""
+    if row.name not in UPLOAD_TASKS:
+        return USER_TASKS[row.name](row.user)
+    task_id = str(uuid.uuid4())
+    try:
+        os.link(upload_path(row.id), upload_path(task_id))
+    except FileNotFoundError:
+        raise UploadGone(row.id) from None
+    task = _launch_with_upload(row.user, TRACKED_TASKS[row.name], row.description, task_id)
+    if task is not None:
+        upload_path(row.id).unlink(missing_ok=True)
     return task
 
 
@@ -856,12 +895,13 @@ def _checking(archive: importer.Archive, progress: Progress) -> Iterator[importe
 @tracked
 @huey.task(context=True, name="import_posts")
 def import_posts(user_id: int, task=None) -> int:
-    """Import the archive uploaded for this task into the user's posts; the upload is
-    deleted once the import ends, however it ends (not when the worker only restarts)."""
+    """Import the archive uploaded for this task into the user's posts. The upload is
+    deleted when the import is done or cancelled, or when the file is bad; an import that
+    failed for another reason keeps it for a retry until it expires (`keeps_upload`)."""
     with app_context():
         subjects = running_task(task.id, user_id)
         if subjects is None:
-            upload_path(task.id).unlink(missing_ok=True)
+            remove_task_files(task.id)
             return 0
         row, user = subjects
         path = upload_path(row.id)
@@ -869,7 +909,11 @@ def import_posts(user_id: int, task=None) -> int:
             if not path.is_file():
                 gone = phrase("The uploaded file is gone; please upload it again.")
                 raise importer.ArchiveError(gone)
-            message = run_import(row, user, path)
+            try:
+                message = run_import(row, user, path)
+            except importer.ArchiveError:
+                path.unlink(missing_ok=True)  # the file itself is bad: a retry cannot help
+                raise
         Task.change(row.id, [TaskStatus.RUNNING], message=message)
         return 0
 
@@ -1039,6 +1083,26 @@ def delete_expired_exports() -> int:
         return len(expired)
 
 
+@huey.periodic_task(crontab(minute="*/10"), name="delete_expired_uploads")
+def delete_expired_uploads() -> int:
+    """Delete uploaded files no task needs any more (see `keeps_upload`): a failed import's
+    once it expires, and any left by a process that died; returns how many."""
+    stored_before = time.time() - 3600  # a file younger than this may await its Task row
+    deleted = 0
+    with app_context():
+        for path in imports_dir().iterdir():
+            row = db.session.get(Task, path.name)
+            if row is None and path.stat().st_mtime > stored_before:
+                continue
+            if row is None or not keeps_upload(row):
+                path.unlink(missing_ok=True)
+                deleted += 1
+        db.session.rollback()
+    if deleted:
+        log.info("Deleted %d uploads no task needs", deleted)
+    return deleted
+
+
 @huey.periodic_task(crontab(minute="30", hour="3"), name="daily_backup")
 def daily_backup() -> str:
     """Back up the SQLite database into <data dir>/backups/, keeping the newest
@@ -1070,3 +1134,5 @@ def start_export(user):
 USER_TASKS = {"export_posts": start_export}
 # Tasks that start from an uploaded file (a multipart POST /api/tasks, field `file`).
 UPLOAD_TASKS = {"import_posts": start_import}
+# What an admin may start again once it failed (`retry`).
+RETRYABLE_TASKS = {*USER_TASKS, *UPLOAD_TASKS}

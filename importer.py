@@ -22,7 +22,6 @@ twice adds nothing (`User.import_posts` skips keys it already has).
 
 import hashlib
 import os
-import pickle
 import re
 import struct
 import zipfile
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 import ijson
+import orjson
 
 from i18n import Phrase, PhrasedError, nphrase, phrase
 from models import POST_MAX, USERNAME_MAX, USERNAME_PATTERN
@@ -754,23 +754,24 @@ def spool(posts: Iterator[ImportedPost], out: IO[bytes], size: int) -> int:
     """Write `posts` to `out` in batches of up to `size`, for `unspool`; how many.
 
     An import parses the uploaded file once, in its check pass, and keeps the checked posts
-    here for the pass that adds them: parsing the JSON again cost more than this. The file
-    is this process's own scratch file (never an upload), so pickle is safe to read back.
+    here for the pass that adds them: parsing the file again cost more than this. A batch
+    is one line of JSON (orjson writes it, times included, several times faster than
+    pickle does).
     """
     count = 0
     for batch in batches(posts, size):
-        # As plain tuples: a named tuple pickles and unpickles through Python code.
-        pickle.dump([tuple(post) for post in batch], out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.write(orjson.dumps([tuple(post) for post in batch]) + b"\n")
         count += len(batch)
     return count
 
 
 def unspool(spooled: IO[bytes]) -> Iterator[list[tuple[str, datetime, str | None, str]]]:
-    """The batches `spool` wrote, from the start of `spooled`, one at a time: each post
-    as the plain tuple of its `ImportedPost` fields."""
+    """The batches `spool` wrote, from the start of `spooled`, one at a time: each post as
+    the plain tuple of its `ImportedPost` fields (making a named tuple costs a Python call)."""
     spooled.seek(0)
-    while True:
-        try:
-            yield pickle.load(spooled)
-        except EOFError:
-            return
+    parse_time = datetime.fromisoformat
+    for line in spooled:
+        yield [
+            (body, parse_time(moment), source_id, key)
+            for body, moment, source_id, key in orjson.loads(line)
+        ]

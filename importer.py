@@ -755,8 +755,8 @@ def spool(posts: Iterator[ImportedPost], out: IO[bytes], size: int) -> int:
 
     An import parses the uploaded file once, in its check pass, and keeps the checked posts
     here for the pass that adds them: parsing the file again cost more than this. A batch
-    is one line of JSON (orjson writes it, times included, several times faster than
-    pickle does).
+    is one line of JSON, an array of the posts' `ImportedPost` fields (orjson writes it,
+    times included, several times faster than pickle does; the database reads it).
     """
     count = 0
     for batch in batches(posts, size):
@@ -765,13 +765,8 @@ def spool(posts: Iterator[ImportedPost], out: IO[bytes], size: int) -> int:
     return count
 
 
-def unspool(spooled: IO[bytes]) -> Iterator[list[tuple[str, datetime, str | None, str]]]:
-    """The batches `spool` wrote, from the start of `spooled`, one at a time: each post as
-    the plain tuple of its `ImportedPost` fields (making a named tuple costs a Python call)."""
+def unspool(spooled: IO[bytes]) -> Iterator[bytes]:
+    """The batches `spool` wrote, from the start of `spooled`, one at a time, each as its
+    line of JSON (for `User.import_posts_json`)."""
     spooled.seek(0)
-    parse_time = datetime.fromisoformat
-    for line in spooled:
-        yield [
-            (body, parse_time(moment), source_id, key)
-            for body, moment, source_id, key in orjson.loads(line)
-        ]
+    yield from spooled

@@ -787,19 +787,14 @@ def start_with_upload(user: User, upload, task_function, description: str) -> Ta
     """Store `upload` (a werkzeug FileStorage) as the input of a new task, and launch it;
     None (and the file dropped) when one of its kind is already in progress for `user`."""
     task_id = str(uuid.uuid4())
+    path = upload_path(task_id)
     # Copied in chunks from werkzeug's spooled temporary file: never whole in memory.
-    fd = os.open(upload_path(task_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         upload.save(out)
-    return _launch_with_upload(user, task_function, description, task_id)
-
-
-def _launch_with_upload(user: User, task_function, description: str, task_id: str):
-    """Launch a task whose upload is in place; None (and the file dropped) when one of its
-    kind is already in progress for `user`."""
     task = user.launch_task(task_function, description, task_id=task_id)
     if task is None:
-        upload_path(task_id).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
     return task
 
 
@@ -815,12 +810,12 @@ def retry(row: Task) -> Task | None:
         return USER_TASKS[row.name](row.user)
     task_id = str(uuid.uuid4())
     try:
-        os.link(upload_path(row.id), upload_path(task_id))
+        os.replace(upload_path(row.id), upload_path(task_id))
     except FileNotFoundError:
         raise UploadGone(row.id) from None
-    task = _launch_with_upload(row.user, TRACKED_TASKS[row.name], row.description, task_id)
-    if task is not None:
-        upload_path(row.id).unlink(missing_ok=True)
+    task = row.user.launch_task(TRACKED_TASKS[row.name], row.description, task_id=task_id)
+    if task is None:  # nothing started: the file stays the failed task's
+        os.replace(upload_path(task_id), upload_path(row.id))
     return task
 
 
@@ -871,9 +866,9 @@ def run_import(row: Task, user: User, path: Path) -> str:
         progress.write(CHECK_SHARE, store_phrases(importing), mark)
         read = 0
         for batch in importer.unspool(checked):
-            user.import_posts(batch)
+            user.import_posts_json(batch)
             db.session.commit()
-            read += len(batch)
+            read = min(read + IMPORT_BATCH_SIZE, importable)  # every batch is full but the last
             if after_import_batch:
                 after_import_batch(read)
             done = CHECK_SHARE + (100 - CHECK_SHARE) * read // max(importable, 1)

@@ -331,6 +331,22 @@ def test_a_failed_import_keeps_its_upload_until_it_expires(app, as_admin, users,
         assert db.session.scalar(sa.select(sa.func.count(Task.id))) == 1
 
 
+def test_a_retry_refused_leaves_the_upload_with_the_failed_import(app, as_admin, users):
+    failed_task(app, users["alice"], name="import_posts")
+    upload = tasks_upload(app, "t-failed")
+    upload.write_bytes(b"{}")
+    with app.app_context():
+        db.session.add(
+            Task(id="t-queued", name="import_posts", description="Importing posts",
+                 user_id=users["alice"], status=TaskStatus.QUEUED)
+        )  # fmt: skip
+        db.session.commit()
+    response = as_admin.submit("/admin/jobs/t-failed/retry", follow_redirects=True)
+    assert "alice already has this task in progress" in response.get_data(as_text=True)
+    assert upload.read_bytes() == b"{}"
+    assert [path.name for path in upload.parent.iterdir()] == ["t-failed"]
+
+
 def test_uploads_no_task_needs_are_deleted(app, users):
     orphan, fresh = tasks_upload(app, "no-such-task"), tasks_upload(app, "being-stored")
     orphan.write_bytes(b"{}")

@@ -10,9 +10,9 @@ Accepted files:
   objects (the toots) and `Announce` activities (boosts).
 
 The file is parsed as a stream of events (ijson) and each post is built, checked and handed
-on before the next is read, so memory stays flat however large the file is; `spool` keeps
-the checked posts in a scratch file for a second pass. Every way a file
-can be bad ends in `ArchiveError` with a sentence for the user; nothing else escapes.
+on before the next is read, so memory stays flat however large the file is (`spool` keeps
+the checked posts in a scratch file for a second pass). Every way a file can be bad ends in
+`ArchiveError` with a sentence for the user; nothing else escapes.
 
 A post is imported unchanged or not at all: boosts, replies to other people, posts that were
 not public, empty posts and posts over the site's length limit are skipped and counted

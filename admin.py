@@ -161,7 +161,7 @@ def dashboard() -> dict:
         "consumers": consumers,
         "counts": Task.count_by_status(),
         "failures": Task.recent_failures(),
-        "restartable": set(tasks.USER_TASKS),
+        "restartable": tasks.RETRYABLE_TASKS,
         "form": EmptyForm(),
     }
 
@@ -170,11 +170,22 @@ def dashboard() -> dict:
 def retry_task(task_id):
     """Start a failed task again, as a new task for the same user."""
     task = db.first_or_404(sa.select(Task).where(Task.id == task_id))
-    start = tasks.USER_TASKS.get(task.name)
-    if start is None or task.status != TaskStatus.FAILED:
+    if task.name not in tasks.RETRYABLE_TASKS or task.status != TaskStatus.FAILED:
         flash(_("Only a failed task of a kind users start can be retried."), "warning")
         return redirect(url_for("admin.jobs"))
-    again = start(task.user)
+    try:
+        again = tasks.retry(task)
+    except tasks.UploadGone:
+        flash(
+            _(
+                "The file uploaded for this task is no longer kept (a failed import keeps it "
+                "for %(days)s days): %(username)s needs to upload it again.",
+                days=f"{tasks.EXPORT_EXPIRY_DAYS:g}",
+                username=task.user.username,
+            ),
+            "warning",
+        )
+        return redirect(url_for("admin.jobs"))
     if again is None:
         flash(
             _("%(username)s already has this task in progress.", username=task.user.username),

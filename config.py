@@ -232,7 +232,8 @@ SETTINGS = (
     Setting("MICROBLOG_GRAVATAR", False, boolean),
     # Posts added per transaction by an import.
     Setting("MICROBLOG_IMPORT_BATCH_SIZE", 5000, integer(1)),
-    # Exports are deleted this many days after they finish.
+    # Exports are deleted this many days after they finish; a failed import's upload, kept
+    # for a retry, this many days after it failed.
     Setting("MICROBLOG_EXPORT_EXPIRY_DAYS", 7.0, number(0)),
     # Larger exports are mailed as a link to the download page instead of an attachment.
     Setting("MICROBLOG_EXPORT_ATTACH_MAX_BYTES", 5 * 1024 * 1024, integer(0)),

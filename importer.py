@@ -10,8 +10,9 @@ Accepted files:
   objects (the toots) and `Announce` activities (boosts).
 
 The file is parsed as a stream of events (ijson) and each post is built, checked and handed
-on before the next is read, so memory stays flat however large the file is. Every way a file
-can be bad ends in `ArchiveError` with a sentence for the user; nothing else escapes.
+on before the next is read, so memory stays flat however large the file is (`spool` keeps
+the checked posts in a scratch file for a second pass). Every way a file can be bad ends in
+`ArchiveError` with a sentence for the user; nothing else escapes.
 
 A post is imported unchanged or not at all: boosts, replies to other people, posts that were
 not public, empty posts and posts over the site's length limit are skipped and counted
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 import ijson
+import orjson
 
 from i18n import Phrase, PhrasedError, nphrase, phrase
 from models import POST_MAX, USERNAME_MAX, USERNAME_PATTERN
@@ -746,3 +748,25 @@ def batches(posts: Iterator[ImportedPost], size: int) -> Iterator[list[ImportedP
             batch = []
     if batch:
         yield batch
+
+
+def spool(posts: Iterator[ImportedPost], out: IO[bytes], size: int) -> int:
+    """Write `posts` to `out` in batches of up to `size`, for `unspool`; how many.
+
+    An import parses the uploaded file once, in its check pass, and keeps the checked posts
+    here for the pass that adds them: parsing the file again cost more than this. A batch
+    is one line of JSON, an array of the posts' `ImportedPost` fields (orjson writes it,
+    times included, several times faster than pickle does; the database reads it).
+    """
+    count = 0
+    for batch in batches(posts, size):
+        out.write(orjson.dumps([tuple(post) for post in batch]) + b"\n")
+        count += len(batch)
+    return count
+
+
+def unspool(spooled: IO[bytes]) -> Iterator[bytes]:
+    """The batches `spool` wrote, from the start of `spooled`, one at a time, each as its
+    line of JSON (for `User.import_posts_json`)."""
+    spooled.seek(0)
+    yield from spooled

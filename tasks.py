@@ -13,10 +13,11 @@ import logging
 import os
 import smtplib
 import socket
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -394,6 +395,7 @@ def on_error(task, exc):
         Task.finish(task.id, message=message, expires_at=expires)
     else:
         Task.change(task.id, TaskStatus.active(), status=TaskStatus.FAILED, message=reason(exc))
+        remove_task_files(task.id)
 
 
 @_row_signal(S.SIGNAL_CANCELED, S.SIGNAL_REVOKED)
@@ -503,9 +505,12 @@ def remove_partial_export(task_id: str) -> None:
 
 
 def remove_task_files(task_id: str) -> None:
-    """What a task that will not run again leaves behind: a partial export, an upload."""
+    """What a task that will not run again leaves behind: a partial export, an upload (but
+    a failed import keeps its upload for a retry, see `keeps_upload`)."""
     remove_partial_export(task_id)
-    upload_path(task_id).unlink(missing_ok=True)
+    row = db.session.get(Task, task_id, populate_existing=True)
+    if row is None or not keeps_upload(row):
+        upload_path(task_id).unlink(missing_ok=True)
 
 
 def delete_user(user: User, progress: "Progress | None" = None) -> int:
@@ -756,17 +761,26 @@ def upload_path(task_id: str) -> Path:
 
 @contextmanager
 def consuming(path: Path):
-    """Delete a task's upload once the task is over, however it ends; but not when the
-    consumer is only stopping: the next one runs the task again from the same file."""
+    """Delete a task's upload once the task has done its work. When it fails, is cancelled
+    or is interrupted, the signal handlers decide (`remove_task_files`): a failed import
+    keeps its upload for a retry, and a stopping consumer's task runs again from it."""
     try:
         yield
-    except ConsumerStopping:
-        raise
     except BaseException:
         db.session.rollback()
-        path.unlink(missing_ok=True)
         raise
     path.unlink(missing_ok=True)
+
+
+def keeps_upload(row: Task) -> bool:
+    """Whether a task's uploaded file is kept: while the task may still run, and after a
+    failed import until it expires (so that an admin can retry it)."""
+    if row.is_active:
+        return True
+    if row.status != TaskStatus.FAILED or row.name not in UPLOAD_TASKS:
+        return False
+    finished = row.finished_at or row.updated_at
+    return finished + timedelta(days=EXPORT_EXPIRY_DAYS) > utcnow()
 
 
 def start_import(user: User, upload) -> Task | None:
@@ -787,6 +801,27 @@ def start_with_upload(user: User, upload, task_function, description: str) -> Ta
     task = user.launch_task(task_function, description, task_id=task_id)
     if task is None:
         path.unlink(missing_ok=True)
+    return task
+
+
+class UploadGone(Exception):
+    """A failed task cannot run again: the file uploaded for it is no longer kept."""
+
+
+def retry(row: Task) -> Task | None:
+    """Start a failed task again, as a new task for the same user; None when one of its
+    kind is in progress. An import starts again from the file uploaded for the failed one
+    (`UploadGone` when it has expired); the new task then owns that file."""
+    if row.name not in UPLOAD_TASKS:
+        return USER_TASKS[row.name](row.user)
+    task_id = str(uuid.uuid4())
+    try:
+        os.replace(upload_path(row.id), upload_path(task_id))
+    except FileNotFoundError:
+        raise UploadGone(row.id) from None
+    task = row.user.launch_task(TRACKED_TASKS[row.name], row.description, task_id=task_id)
+    if task is None:  # nothing started: the file stays the failed task's
+        os.replace(upload_path(task_id), upload_path(row.id))
     return task
 
 
@@ -817,10 +852,12 @@ def _import_message(archive: importer.Archive, added: int, importable: int, foll
 def run_import(row: Task, user: User, path: Path) -> str:
     """Check the whole file, then add its posts in batches; the final message.
 
-    A bad file fails in the check pass, before anything is added. Adding is idempotent
-    (each post's import key), so a run after a crash reads the file again from the start:
-    what the earlier run added is recognised and left as it is. The count of imported
-    posts before the first run is kept in the checkpoint, for an exact final message.
+    The check pass parses the file and keeps the checked posts in a scratch file (gone
+    when closed, even after a crash); the second pass adds them from there. A bad file
+    fails in the check pass, before anything is added. Adding is idempotent (each post's
+    import key), so a run after a crash starts again from the check pass: what the
+    earlier run added is recognised and left as it is. The count of imported posts before
+    the first run is kept in the checkpoint, for an exact final message.
     """
     progress = Progress(row.id, 100)
     checkpoint = row.get_checkpoint()
@@ -829,36 +866,43 @@ def run_import(row: Task, user: User, path: Path) -> str:
     progress.write(0, N_("Checking the file…"), mark)
     limits = dataclasses.replace(importer.DEFAULT_LIMITS, upload_bytes=IMPORT_MAX_BYTES)
     archive = importer.open_archive(path, limits)
-    importable = 0
-    for importable, _post in enumerate(archive.posts(), start=1):  # noqa: B007
-        if importable % 1000 == 0:
-            progress.update(int(archive.progress * CHECK_SHARE))
-    importing = nphrase("Importing %(num)s post…", "Importing %(num)s posts…", importable)
-    progress.write(CHECK_SHARE, store_phrases(importing), mark)
-    read = 0
-    for batch in importer.batches(archive.posts(), IMPORT_BATCH_SIZE):
-        user.import_posts(batch)
-        db.session.commit()
-        read += len(batch)
-        if after_import_batch:
-            after_import_batch(read)
-        share = 100 - CHECK_SHARE
-        progress.update(CHECK_SHARE + int(archive.progress * share), checkpoint=lambda: mark)
+    with tempfile.TemporaryFile(dir=imports_dir()) as checked:
+        importable = importer.spool(_checking(archive, progress), checked, IMPORT_BATCH_SIZE)
+        importing = nphrase("Importing %(num)s post…", "Importing %(num)s posts…", importable)
+        progress.write(CHECK_SHARE, store_phrases(importing), mark)
+        read = 0
+        for batch in importer.unspool(checked):
+            user.import_posts_json(batch)
+            db.session.commit()
+            read = min(read + IMPORT_BATCH_SIZE, importable)  # every batch is full but the last
+            if after_import_batch:
+                after_import_batch(read)
+            done = CHECK_SHARE + (100 - CHECK_SHARE) * read // max(importable, 1)
+            progress.update(done, checkpoint=lambda: mark)
     followed = user.follow_usernames(archive.following) if archive.following else 0
     db.session.commit()
     added = user.imported_post_count() - before
     return _import_message(archive, added, importable, followed)
 
 
+def _checking(archive: importer.Archive, progress: Progress) -> Iterator[importer.ImportedPost]:
+    """The archive's posts, moving the bar through the check pass's share as they are read."""
+    for number, post in enumerate(archive.posts(), start=1):
+        if number % 1000 == 0:
+            progress.update(int(archive.progress * CHECK_SHARE))
+        yield post
+
+
 @tracked
 @huey.task(context=True, name="import_posts")
 def import_posts(user_id: int, task=None) -> int:
-    """Import the archive uploaded for this task into the user's posts; the upload is
-    deleted once the import ends, however it ends (not when the worker only restarts)."""
+    """Import the archive uploaded for this task into the user's posts. The upload is
+    deleted when the import is done or cancelled, or when the file is bad; an import that
+    failed for another reason keeps it for a retry until it expires (`keeps_upload`)."""
     with app_context():
         subjects = running_task(task.id, user_id)
         if subjects is None:
-            upload_path(task.id).unlink(missing_ok=True)
+            remove_task_files(task.id)
             return 0
         row, user = subjects
         path = upload_path(row.id)
@@ -866,7 +910,11 @@ def import_posts(user_id: int, task=None) -> int:
             if not path.is_file():
                 gone = phrase("The uploaded file is gone; please upload it again.")
                 raise importer.ArchiveError(gone)
-            message = run_import(row, user, path)
+            try:
+                message = run_import(row, user, path)
+            except importer.ArchiveError:
+                path.unlink(missing_ok=True)  # the file itself is bad: a retry cannot help
+                raise
         Task.change(row.id, [TaskStatus.RUNNING], message=message)
         return 0
 
@@ -1118,6 +1166,26 @@ def delete_expired_exports() -> int:
         return len(expired)
 
 
+@huey.periodic_task(crontab(minute="*/10"), name="delete_expired_uploads")
+def delete_expired_uploads() -> int:
+    """Delete uploaded files no task needs any more (see `keeps_upload`): a failed import's
+    once it expires, and any left by a process that died; returns how many."""
+    stored_before = time.time() - 3600  # a file younger than this may await its Task row
+    deleted = 0
+    with app_context():
+        for path in imports_dir().iterdir():
+            row = db.session.get(Task, path.name)
+            if row is None and path.stat().st_mtime > stored_before:
+                continue
+            if row is None or not keeps_upload(row):
+                path.unlink(missing_ok=True)
+                deleted += 1
+        db.session.rollback()
+    if deleted:
+        log.info("Deleted %d uploads no task needs", deleted)
+    return deleted
+
+
 @huey.periodic_task(crontab(minute="30", hour="3"), name="daily_backup")
 def daily_backup() -> str:
     """Back up the SQLite database into <data dir>/backups/, keeping the newest
@@ -1149,3 +1217,5 @@ def start_export(user):
 USER_TASKS = {"export_posts": start_export}
 # Tasks that start from an uploaded file (a multipart POST /api/tasks, field `file`).
 UPLOAD_TASKS = {"import_posts": start_import}
+# What an admin may start again once it failed (`retry`).
+RETRYABLE_TASKS = {*USER_TASKS, *UPLOAD_TASKS}

@@ -9,6 +9,7 @@ that logs in and submits forms with their CSRF token.
 import contextlib
 import http.client
 import http.cookiejar
+import itertools
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 from i18n import show_stored
 
@@ -266,6 +268,12 @@ class LiveSite:
             ) from None
 
 
+def _chunks(path: Path, size: int = 1 << 20):
+    with path.open("rb") as f:
+        while chunk := f.read(size):
+            yield chunk
+
+
 class Browser:
     """Just enough of a browser: cookies, forms with CSRF tokens, no JavaScript."""
 
@@ -300,10 +308,11 @@ class Browser:
                 return error.code, error.read()
 
     def upload(
-        self, path, filename: str, content: bytes, field="file", fields=None
+        self, path, filename: str, content: "bytes | Path", field="file", fields=None
     ) -> tuple[int, bytes]:
         """POST the form at `path` (multipart/form-data): one file as `field`, the text
-        `fields`, and the CSRF token."""
+        `fields`, and the CSRF token. `content` is the file's bytes, or a Path whose file
+        is streamed from disk (a benchmark's archive of hundreds of megabytes)."""
         boundary = uuid.uuid4().hex
         texts = {"csrf_token": self.csrf_token(path), **(fields or {})}
         parts = [
@@ -315,12 +324,15 @@ class Browser:
             f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
             "Content-Type: application/octet-stream\r\n\r\n"
         )
-        body = "".join(parts).encode() + content + f"\r\n--{boundary}--\r\n".encode()
-        request = urllib.request.Request(
-            self.base_url + path,
-            data=body,
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-        )
+        head, tail = "".join(parts).encode(), f"\r\n--{boundary}--\r\n".encode()
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        if isinstance(content, Path):
+            size = content.stat().st_size
+            headers["Content-Length"] = str(len(head) + size + len(tail))
+            body: Any = itertools.chain([head], _chunks(content), [tail])
+        else:
+            body = head + content + tail
+        request = urllib.request.Request(self.base_url + path, data=body, headers=headers)
         try:
             with self.opener.open(request, timeout=60) as response:
                 return response.status, response.read()

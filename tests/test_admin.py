@@ -1,7 +1,9 @@
 """The admin area: who may see it, account changes, deletion, creation and the jobs dashboard;
 disabled accounts and closed registration on the web."""
 
+import os
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -308,6 +310,58 @@ def test_retry_starts_the_same_task_again_for_its_owner(app, as_admin, users, im
     with app.app_context():
         again = db.session.scalar(sa.select(Task).where(Task.id != "t-failed"))
         assert (again.user_id, again.name, again.status) == (users["alice"], "export_posts", "done")
+
+
+def test_a_failed_import_keeps_its_upload_until_it_expires(app, as_admin, users, immediate):
+    failed_task(app, users["alice"], name="import_posts")
+    upload = tasks_upload(app, "t-failed")
+    upload.write_text('{"posts": [{"body": "kept", "timestamp": "2024-05-01T12:00:00Z"}]}')
+    with app.app_context():
+        assert tasks.delete_expired_uploads.call_local() == 0
+        row = db.session.get_one(Task, "t-failed")
+        row.finished_at = utcnow() - timedelta(days=tasks.EXPORT_EXPIRY_DAYS, seconds=1)
+        db.session.commit()
+        assert tasks.delete_expired_uploads.call_local() == 1
+    assert not upload.exists()
+
+    response = as_admin.submit("/admin/jobs/t-failed/retry", follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert "no longer kept" in page and "alice needs to upload it again" in page
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Task.id))) == 1
+
+
+def test_a_retry_refused_leaves_the_upload_with_the_failed_import(app, as_admin, users):
+    failed_task(app, users["alice"], name="import_posts")
+    upload = tasks_upload(app, "t-failed")
+    upload.write_bytes(b"{}")
+    with app.app_context():
+        db.session.add(
+            Task(id="t-queued", name="import_posts", description="Importing posts",
+                 user_id=users["alice"], status=TaskStatus.QUEUED)
+        )  # fmt: skip
+        db.session.commit()
+    response = as_admin.submit("/admin/jobs/t-failed/retry", follow_redirects=True)
+    assert "alice already has this task in progress" in response.get_data(as_text=True)
+    assert upload.read_bytes() == b"{}"
+    assert [path.name for path in upload.parent.iterdir()] == ["t-failed"]
+
+
+def test_uploads_no_task_needs_are_deleted(app, users):
+    orphan, fresh = tasks_upload(app, "no-such-task"), tasks_upload(app, "being-stored")
+    orphan.write_bytes(b"{}")
+    fresh.write_bytes(b"{}")
+    an_hour_ago = time.time() - 3601
+    os.utime(orphan, (an_hour_ago, an_hour_ago))
+    with app.app_context():
+        assert tasks.delete_expired_uploads.call_local() == 1
+    # A file younger than an hour may be an upload whose task row is not written yet.
+    assert not orphan.exists() and fresh.exists()
+
+
+def tasks_upload(app, task_id):
+    with app.app_context():
+        return tasks.upload_path(task_id)
 
 
 def test_only_failed_tasks_of_a_known_kind_are_retried(app, as_admin, users):

@@ -7,7 +7,9 @@ replaced and the import resumes, adding each post once.
 
 import io
 import json
+import re
 import signal
+import sqlite3
 import zipfile
 
 import pytest
@@ -48,6 +50,21 @@ def test_import_our_export_and_a_mastodon_archive(app, users, live, tmp_path):
     assert exported_posts(app, users["bob"]) == exported_posts(app, users["alice"])
     assert b"Imported 1,234 posts." in bob.get("/tasks")[1]
     assert not list((site.data_dir / "imports").iterdir())
+    # The round trip: bob's export holds alice's posts, post by post, in the same order.
+    _, again_id = start_export(site, "bob")
+    assert site.wait_for_status(again_id, "done", "failed")["status"] == "done"
+    status, again, _ = bob.get(f"/exports/{again_id}")
+    assert status == 200
+    alices, bobs = json.loads(archive)["posts"], json.loads(again)["posts"]
+    assert len(alices) == len(bobs) == 1234
+    for alice_post, bob_post in zip(alices, bobs, strict=True):
+        assert (bob_post["body"], bob_post["timestamp"]) == (
+            alice_post["body"],
+            alice_post["timestamp"],
+        )
+    # The search index has the imported posts: alice's post 1233 and bob's copy of it.
+    found = re.findall(r'id="post-(\d+)"', bob.get("/search?q=1233")[1].decode())
+    assert len(found) == 2, found
 
     outbox = tmp_path / "outbox.json"
     write_outbox(outbox, [toot(1, "<p>from Mastodon</p>"), boost(2), toot(3, "<p>again</p>")])
@@ -91,3 +108,48 @@ def test_a_killed_consumer_and_the_import_resumes(app, users, live):
     assert task["text"] == "Imported 600 posts."
     assert exported_posts(app, users["bob"]) == posts
     assert not list((site.data_dir / "imports").iterdir())
+
+
+def test_admin_retries_a_failed_import_from_its_upload(app, users, admin, live):
+    # Every insert of an imported post fails until the test drops this trigger.
+    site = live()
+    site.start_web()
+    site.start_consumer()
+    execute(site, FAIL_IMPORTED_POSTS)
+    posts = [{"body": f"post {i}", "timestamp": f"2024-05-01T12:00:{i:02d}Z"} for i in range(30)]
+    _, task_id = start_import(site, "posts.json", json.dumps({"posts": posts}).encode())
+    failed = site.wait_for_status(task_id, "done", "failed")
+    assert failed["status"] == "failed" and "the disk is full" in failed["text"], failed
+    # The failed import keeps its upload, for a retry.
+    assert [p.name for p in (site.data_dir / "imports").iterdir()] == [task_id]
+
+    execute(site, "DROP TRIGGER fail_imported_posts")
+    root = Browser(site.url)
+    root.login("root", PASSWORD)
+    status, page = root.submit(f"/admin/jobs/{task_id}/retry", token_from="/admin/jobs")
+    assert status == 200 and b"started again for bob" in page, page[:2000]
+    again = site.task()
+    assert again["id"] != task_id and again["name"] == "import_posts"
+    done = site.wait_for_status(again["id"], "done", "failed")
+    assert (done["status"], done["text"]) == ("done", "Imported 30 posts."), done
+    assert exported_posts(app, users["bob"]) == posts
+    # Done: the upload is gone, and a second retry of the old failure says why it cannot run.
+    assert not list((site.data_dir / "imports").iterdir())
+    status, page = root.submit(f"/admin/jobs/{task_id}/retry", token_from="/admin/jobs")
+    assert b"needs to upload it again" in page, page[:2000]
+    assert site.task()["id"] == again["id"]
+
+
+FAIL_IMPORTED_POSTS = (
+    "CREATE TRIGGER fail_imported_posts BEFORE INSERT ON post "
+    "WHEN new.import_key IS NOT NULL BEGIN SELECT RAISE(ABORT, 'the disk is full'); END"
+)
+
+
+def execute(site, sql):
+    connection = sqlite3.connect(site.data_dir / "app.db", timeout=10)
+    try:
+        connection.execute(sql)
+        connection.commit()
+    finally:
+        connection.close()

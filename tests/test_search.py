@@ -1,12 +1,14 @@
 """Full-text search, on SQLite (FTS5) and, when TEST_DATABASE_URL is set, on PostgreSQL."""
 
 import re
+from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
 from flask_migrate import upgrade
 
 import search
+from importer import ImportedPost, post_key
 from microblog import create_app
 from models import Post, User, db
 from tests.conftest import Client
@@ -278,6 +280,28 @@ def test_deleting_a_user_removes_their_posts_from_the_index(searcher, password_h
     searcher.check()
 
 
+def test_imported_posts_are_indexed_with_the_posts_written_beside_them(searcher):
+    moment = datetime(2024, 5, 1, 12)
+
+    def import_posts(*bodies):
+        batch = [ImportedPost(body, moment, None, post_key(body, moment)) for body in bodies]
+        with searcher.app.app_context():
+            alice = db.session.scalar(sa.select(User).where(User.username == "alice"))
+            added = alice.import_posts(batch)
+            db.session.commit()
+            return added
+
+    (before,) = searcher.post("zebra written before")
+    assert import_posts("zebra one", "zebra two") == 2
+    (between,) = searcher.post("zebra written between")
+    # Posts imported before are left out, and indexed once.
+    assert import_posts("zebra two", "zebra three", "zebra one") == 1
+    for word in ("one", "two", "three"):
+        assert len(searcher.ids(word)) == 1, word
+    assert searcher.ids("before") == [before] and searcher.ids("between") == [between]
+    searcher.check()
+
+
 def index_exists(connection) -> bool:
     if connection.dialect.name == "sqlite":
         query = "SELECT count(*) FROM sqlite_master WHERE name LIKE 'post_fts%'"
@@ -326,7 +350,8 @@ def test_rebuild_repairs_a_stale_sqlite_index(app, client, auth):
 
 
 def migrate_and_search(migration_app):
-    """Upgrade to the first revision, add a post, upgrade to head: the post is searchable."""
+    """Upgrade to the first revision, add a post, upgrade to head: the post is searchable,
+    and so are posts written or imported then."""
     with migration_app.app_context():
         upgrade(revision="386abd61d5b0")
         db.session.execute(sa.text("INSERT INTO \"user\" (username, email) VALUES ('m', 'm@x')"))
@@ -343,6 +368,11 @@ def migrate_and_search(migration_app):
         db.session.add(Post(body="new news", user_id=1))
         db.session.commit()
         assert len(search.search_posts(terms, 1, 10).items) == 2
+        moment = datetime(2024, 2, 1)
+        imported = ImportedPost("imported news", moment, None, post_key("imported news", moment))
+        assert db.session.get_one(User, 1).import_posts([imported]) == 1
+        db.session.commit()
+        assert len(search.search_posts(terms, 1, 10).items) == 3
         with db.engine.begin() as connection:
             search.check_index(connection)
 

@@ -7,7 +7,7 @@ from alembic import op
 
 
 revision = '3f1c2a7be914'
-down_revision = '59c9b4379fa8'
+down_revision = 'c3f1a7d2e9b4'
 
 # Written out here rather than imported from search.py, so that this revision keeps doing
 # what it did when search.py changes.

@@ -134,3 +134,27 @@ def test_importing_twice_adds_nothing_on_postgres(pg_app):
         assert alice.posts_count() == 2
         assert alice.follow_usernames(["bob", "alice", "nobody"]) == 1
         assert alice.follow_usernames(["bob"]) == 0
+
+
+def test_export_request_is_queued_once_on_postgres(pg_app):
+    """The row is recorded and the task enqueued with its id; a second request starts nothing."""
+    import tasks
+    from models import Task
+
+    client = pg_app.test_client()
+    client.submit("/login", {"username": "alice", "password": PASSWORD})
+
+    page = client.submit("/export_posts", follow_redirects=True).get_data(as_text=True)
+
+    assert "already in progress" not in page
+    with pg_app.app_context():
+        (row,) = db.session.scalars(sa.select(Task)).all()
+    assert row.status == "queued"
+    assert [task.id for task in tasks.huey.pending()] == [row.id]
+
+    page = client.submit("/export_posts", follow_redirects=True).get_data(as_text=True)
+
+    assert "An export of your posts is already in progress." in page
+    assert len(tasks.huey.pending()) == 1
+    with pg_app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Task.id))) == 1

@@ -2,42 +2,10 @@
 
 import json
 
-import pytest
 import sqlalchemy as sa
 
-from microblog import create_app
 from models import Post, User, db
-from tests.conftest import PASSWORD, Client, schema_differences
-
-
-@pytest.fixture
-def pg_app(postgres_url, tmp_path, password_hash):
-    """The app on a migrated PostgreSQL database with alice and bob."""
-    from flask_migrate import downgrade, upgrade
-
-    # Rate limits counted in the database, like the rest of this test (a Redis shared with
-    # other test runs would carry their counts).
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATA_DIR": str(tmp_path),
-            "SQLALCHEMY_DATABASE_URI": postgres_url,
-            "REDIS_URL": None,
-        }
-    )
-    app.test_client_class = Client
-    with app.app_context():
-        upgrade()
-        for name in ("alice", "bob"):
-            db.session.add(
-                User(username=name, email=f"{name}@example.com", password_hash=password_hash)
-            )
-        db.session.commit()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        downgrade(revision="base")
-        db.engine.dispose()
+from tests.conftest import PASSWORD, schema_differences
 
 
 def test_migrations_build_exactly_the_models_on_postgres(pg_app):

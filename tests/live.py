@@ -189,10 +189,10 @@ class LiveSite:
         self.database_url = self.env.get("DATABASE_URL")
         self._engine = None
 
-    def start_web(self) -> str:
-        """gunicorn (one worker, four threads); returns the base URL."""
+    def start_web(self, workers=1) -> str:
+        """gunicorn (one worker unless told, four threads each); returns the base URL."""
         self.web = start_gunicorn(
-            self.data_dir / "web.log", self.env, "--workers", "1", "--threads", "4"
+            self.data_dir / "web.log", self.env, "--workers", str(workers), "--threads", "4"
         )
         self.url = self.web.url
         return self.url

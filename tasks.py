@@ -5,18 +5,22 @@ users see lives in the `Task` table, driven by Huey's signals and the tasks' own
 writes; Huey itself keeps no results.
 """
 
+import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import importlib
 import json
 import logging
 import os
+import select
 import smtplib
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,8 +71,9 @@ PERIODIC_SECONDS: float = settings["MICROBLOG_PERIODIC_SECONDS"]
 TASK_STALE_SECONDS: float = settings["MICROBLOG_TASK_STALE_SECONDS"]
 # A running task writes its heartbeat at least this often, even when the bar does not move.
 TASK_HEARTBEAT_SECONDS = min(5.0, TASK_STALE_SECONDS / 4)
-# The bar moves at most this often: ≤ ~100 writes per task whatever its size.
-PROGRESS_MIN_INTERVAL = 0.1
+# The bar moves at most this often: ≤ ~100 writes per task whatever its size, and no more
+# than the page can show (it asks once a second while a task runs).
+PROGRESS_MIN_INTERVAL = 0.25
 # Each consumer records that it is alive this often (and then looks for tasks whose consumer
 # died); one silent for CONSUMER_SILENT_SECONDS is dead.
 CONSUMER_HEARTBEAT_SECONDS: float = settings["MICROBLOG_CONSUMER_HEARTBEAT_SECONDS"]
@@ -99,12 +104,67 @@ class ConsumerStopping(KeyboardInterrupt):
     """Raised inside a task when the consumer stops; Huey reports it as "interrupted"."""
 
 
+class Doorbell:
+    """How a consumer on the SQLite queue learns at once that a task was queued, instead of
+    at its next poll: a Unix datagram socket per consumer process in `<data dir>/doorbells/`,
+    rung by every enqueue (the web app's, the scheduler's). Polling stays as the fallback,
+    every IDLE_WAIT_SECONDS."""
+
+    def __init__(self, directory: Path):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        self.path = directory / f"{os.getpid()}.sock"
+        self.path.unlink(missing_ok=True)  # left by a killed process that had our pid
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(self.path))
+        self.sock.setblocking(False)
+
+    def wait(self, timeout: float) -> None:
+        """Until the bell rings or `timeout` passes (several workers may wait at once)."""
+        select.select([self.sock], [], [], timeout)
+        with contextlib.suppress(BlockingIOError):
+            while self.sock.recv(16):
+                pass
+
+    def close(self) -> None:
+        self.sock.close()
+        self.path.unlink(missing_ok=True)
+
+    @staticmethod
+    def ring_all(directory: Path) -> None:
+        """Wake every consumer of this queue; forget the doorbells of dead ones."""
+        with contextlib.suppress(FileNotFoundError):
+            for path in directory.iterdir():
+                try:
+                    _bell_sender().sendto(b"!", str(path))
+                except (ConnectionRefusedError, FileNotFoundError):
+                    path.unlink(missing_ok=True)  # nobody listens there any more
+                except OSError:
+                    pass  # a full buffer: that consumer has been rung already
+
+
+@functools.cache
+def _bell_sender() -> socket.socket:
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sender.setblocking(False)
+    return sender
+
+
+# A consumer with nothing to do looks at the queue this often even if no bell rings; this
+# often where it has no doorbell.
+IDLE_WAIT_SECONDS = 0.5
+NO_DOORBELL_POLL_SECONDS = 0.05
+
+
 class LazySqliteStorage(SqliteStorage):
-    """Huey's SQLite storage, creating huey.db on first use instead of at import.
+    """Huey's SQLite storage, creating huey.db on first use instead of at import, with a
+    doorbell: an idle consumer's dequeue() waits for the next enqueue, so a task starts
+    within a millisecond of being queued rather than at the workers' next poll.
 
     The web app imports this module; tests and `flask` commands should not create a
     queue file in the default data dir just by importing it.
     """
+
+    blocking = True  # dequeue() waits itself: Huey's workers need not sleep between polls
 
     def initialize_schema(self):
         pass
@@ -115,6 +175,51 @@ class LazySqliteStorage(SqliteStorage):
         for statement in self.ddl:  # all "create ... if not exists"
             conn.execute(statement)
         return conn
+
+    @property
+    def doorbells(self) -> Path:
+        return Path(self.filename).parent / "doorbells"
+
+    def enqueue(self, data, priority=None):
+        super().enqueue(data, priority)
+        Doorbell.ring_all(self.doorbells)
+
+    def dequeue(self):
+        data = super().dequeue()
+        if data is None:
+            doorbell = self.doorbell()
+            if doorbell is None:
+                time.sleep(NO_DOORBELL_POLL_SECONDS)
+            else:
+                doorbell.wait(IDLE_WAIT_SECONDS)
+            data = super().dequeue()
+        return data
+
+    _doorbell: Doorbell | None = None
+    _doorbell_failed = False
+    _doorbell_lock = threading.Lock()
+
+    def doorbell(self) -> Doorbell | None:
+        """This process's doorbell, made by its first dequeue (only consumers dequeue); None
+        where there can be none (a data dir path too long for a socket): then it polls."""
+        with self._doorbell_lock:
+            if self._doorbell is None and not self._doorbell_failed:
+                try:
+                    self._doorbell = Doorbell(self.doorbells)
+                except OSError as exc:
+                    self._doorbell_failed = True
+                    log.warning(
+                        "No doorbell (%s): looking at the queue every %s s instead",
+                        exc,
+                        NO_DOORBELL_POLL_SECONDS,
+                    )
+            return self._doorbell
+
+    def close_doorbell(self) -> None:
+        with self._doorbell_lock:
+            if self._doorbell is not None:
+                self._doorbell.close()
+                self._doorbell = None
 
 
 class MicroblogScheduler(Scheduler):
@@ -143,6 +248,8 @@ class MicroblogConsumer(HueyConsumer):
             super().run()
         finally:
             forget_consumer()
+            if isinstance(self.huey.storage, LazySqliteStorage):
+                self.huey.storage.close_doorbell()
 
     def loop(self, health_check_ts=None):
         if time.monotonic() - self._last_beat >= CONSUMER_HEARTBEAT_SECONDS:
@@ -529,8 +636,9 @@ def delete_user(user: User, progress: "Progress | None" = None) -> int:
     return done
 
 
-def _posts_json(batch) -> bytes:
-    """A batch of posts as UTF-8 JSON objects separated by commas: one orjson call per batch.
+def _posts_json(batch) -> memoryview:
+    """A batch of posts as UTF-8 JSON objects separated by commas: one orjson call per batch,
+    whose brackets are left out without copying the rest.
 
     Timestamps become `2024-05-01T12:00:00Z`. SQLite hands back its stored text
     ("2024-05-01 12:00:00.123456") because the query asks for a string: slicing it, inline,
@@ -547,7 +655,7 @@ def _posts_json(batch) -> bytes:
             {"id": post_id, "body": body, "timestamp": isoformat_utc(ts)}
             for body, ts, post_id in batch
         ]
-    return orjson.dumps(posts)[1:-1]
+    return memoryview(orjson.dumps(posts))[1:-1]
 
 
 EXPORT_VERSION = 2
@@ -570,13 +678,54 @@ def _export_tail(user: User) -> bytes:
 after_export_batch: Callable[[int], None] | None = None
 
 
-def _export_checkpoint(out, done: int, last_row) -> dict:
-    """Where a resumed export continues: the file's size once flushed, the posts in it, and
+class BackgroundWriter:
+    """Writes to a file from a helper thread, one batch behind the caller: while the OS
+    copies a batch (write() lets go of the GIL), the next one is read and encoded. At most
+    one batch waits to be written, so memory stays flat; a write's error is raised by the
+    next call."""
+
+    def __init__(self, out):
+        self.out = out
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-writer")
+        self.pending: Future | None = None
+
+    def write(self, *chunks) -> None:
+        self.wait()
+        self.pending = self.pool.submit(self._write, chunks)
+
+    def _write(self, chunks) -> None:
+        for chunk in chunks:
+            self.out.write(chunk)
+
+    def wait(self) -> None:
+        """Return once everything handed over is in the file (flushed to the OS)."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+        self.out.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        # The file is closed next: nothing may still be writing to it.
+        try:
+            if self.pending is not None:
+                concurrent.futures.wait([self.pending])
+                if exc_info[0] is None:
+                    self.wait()
+        finally:
+            self.pool.shutdown()
+
+
+def _export_checkpoint(writer: BackgroundWriter, done: int, last_row) -> dict:
+    """Where a resumed export continues: the file's size once written, the posts in it, and
     the sort key of the last one. Written with the progress, so at most ~100 times."""
-    out.flush()
+    writer.wait()
     _body, timestamp, post_id = last_row
     moment = timestamp if isinstance(timestamp, str) else timestamp.isoformat()
-    return {"size": os.fstat(out.fileno()).st_size, "done": done, "after": [moment, post_id]}
+    size = os.fstat(writer.out.fileno()).st_size
+    return {"size": size, "done": done, "after": [moment, post_id]}
 
 
 def _resume_point(row: Task, partial: Path) -> dict | None:
@@ -635,18 +784,19 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
         # old snapshot open and make the next writer on this pooled connection fail.
         conn.execution_options(stream_results=True).execute(query) as rows,
         partial.open("ab" if resume else "wb") as out,
+        BackgroundWriter(out) as writer,
     ):
         if not resume:
             out.write(_export_head(user))
         for batch in _batches(rows, EXPORT_BATCH_SIZE):
-            out.write(b"\n" if done == 0 else b",\n")
-            out.write(_posts_json(batch))
+            writer.write(b"\n" if done == 0 else b",\n", _posts_json(batch))
             done += len(batch)
             if after_export_batch:
                 after_export_batch(done)
             last = batch[-1]
-            progress.update(done, checkpoint=functools.partial(_export_checkpoint, out, done, last))
-        out.write(_export_tail(user))
+            checkpoint = functools.partial(_export_checkpoint, writer, done, last)
+            progress.update(done, checkpoint=checkpoint)
+        writer.write(_export_tail(user))
     os.replace(partial, final)
     return final.name, done, final.stat().st_size
 

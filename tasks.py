@@ -5,7 +5,6 @@ users see lives in the `Task` table, driven by Huey's signals and the tasks' own
 writes; Huey itself keeps no results.
 """
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -20,7 +19,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -678,54 +676,13 @@ def _export_tail(user: User) -> bytes:
 after_export_batch: Callable[[int], None] | None = None
 
 
-class BackgroundWriter:
-    """Writes to a file from a helper thread, one batch behind the caller: while the OS
-    copies a batch (write() lets go of the GIL), the next one is read and encoded. At most
-    one batch waits to be written, so memory stays flat; a write's error is raised by the
-    next call."""
-
-    def __init__(self, out):
-        self.out = out
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-writer")
-        self.pending: Future | None = None
-
-    def write(self, *chunks) -> None:
-        self.wait()
-        self.pending = self.pool.submit(self._write, chunks)
-
-    def _write(self, chunks) -> None:
-        for chunk in chunks:
-            self.out.write(chunk)
-
-    def wait(self) -> None:
-        """Return once everything handed over is in the file (flushed to the OS)."""
-        if self.pending is not None:
-            pending, self.pending = self.pending, None
-            pending.result()
-        self.out.flush()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        # The file is closed next: nothing may still be writing to it.
-        try:
-            if self.pending is not None:
-                concurrent.futures.wait([self.pending])
-                if exc_info[0] is None:
-                    self.wait()
-        finally:
-            self.pool.shutdown()
-
-
-def _export_checkpoint(writer: BackgroundWriter, done: int, last_row) -> dict:
-    """Where a resumed export continues: the file's size once written, the posts in it, and
+def _export_checkpoint(out, done: int, last_row) -> dict:
+    """Where a resumed export continues: the file's size once flushed, the posts in it, and
     the sort key of the last one. Written with the progress, so at most ~100 times."""
-    writer.wait()
+    out.flush()
     _body, timestamp, post_id = last_row
     moment = timestamp if isinstance(timestamp, str) else timestamp.isoformat()
-    size = os.fstat(writer.out.fileno()).st_size
-    return {"size": size, "done": done, "after": [moment, post_id]}
+    return {"size": os.fstat(out.fileno()).st_size, "done": done, "after": [moment, post_id]}
 
 
 def _resume_point(row: Task, partial: Path) -> dict | None:
@@ -784,19 +741,18 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
         # old snapshot open and make the next writer on this pooled connection fail.
         conn.execution_options(stream_results=True).execute(query) as rows,
         partial.open("ab" if resume else "wb") as out,
-        BackgroundWriter(out) as writer,
     ):
         if not resume:
             out.write(_export_head(user))
         for batch in _batches(rows, EXPORT_BATCH_SIZE):
-            writer.write(b"\n" if done == 0 else b",\n", _posts_json(batch))
+            out.write(b"\n" if done == 0 else b",\n")
+            out.write(_posts_json(batch))
             done += len(batch)
             if after_export_batch:
                 after_export_batch(done)
             last = batch[-1]
-            checkpoint = functools.partial(_export_checkpoint, writer, done, last)
-            progress.update(done, checkpoint=checkpoint)
-        writer.write(_export_tail(user))
+            progress.update(done, checkpoint=functools.partial(_export_checkpoint, out, done, last))
+        out.write(_export_tail(user))
     os.replace(partial, final)
     return final.name, done, final.stat().st_size
 

@@ -8,7 +8,8 @@ Then, after the consumer has been idle for a minute, enqueue-to-start latency (T
 Task.created_at) over a series of small exports spaced so that the workers are at their
 slowest polling interval.
 
-Run with `./run.sh bench` or `python tests/bench_export.py [--sizes 10000,100000] [--idle 60]`.
+Run with `./run.sh bench` or `python tests/bench_export.py [--sizes 10000,100000] [--idle 60]
+[--repeat 5]` (each size exported that many times: the machine's load makes single runs vary).
 """
 
 import argparse
@@ -148,29 +149,42 @@ FLOOR_QUERY = (
 FLOOR_BATCH = 5000
 
 
-def bench_sizes(site: LiveSite, sizes: list[int]) -> None:
+def bench_sizes(site: LiveSite, sizes: list[int], repeat: int) -> None:
     for size in sizes:
-        consumer = site.start_consumer()
-        time.sleep(1)  # let the workers settle into their polling loop
-        elapsed, row = export_once(site, f"user{size}")
-        rss = peak_rss_mib(consumer.pid)
-        site.stop_consumer(consumer)
-        check_export(site, row, size)
-        floor = min(floor_seconds(site, f"user{size}") for _ in range(3))
-        stdlib_floor = min(floor_seconds(site, f"user{size}", json.dumps) for _ in range(3))
-        ratio = elapsed / floor
-        target = TARGETS.get(size)
-        verdict = "" if target is None else ("ok" if elapsed < target else "MISSED")
-        print(
-            f"export {size:>9,} posts: {elapsed:6.2f} s POST->done "
-            f"(target < {target} s {verdict}); floor {floor:5.2f} s, "
-            f"{ratio:4.2f}x ({'ok' if ratio <= FLOOR_RATIO_TARGET else 'MISSED'} "
-            f"<= {FLOOR_RATIO_TARGET}x; json.dumps floor {stdlib_floor:5.2f} s); "
-            f"file {row['result_size'] / 2**20:6.1f} MiB; "
-            f"worker peak RSS {rss:5.1f} MiB "
-            f"({'ok' if rss < RSS_TARGET_MIB else 'MISSED'} < {RSS_TARGET_MIB}); {phases(row)}",
-            flush=True,
-        )
+        ratios = [bench_size(site, size) for _ in range(repeat)]
+        if repeat > 1:
+            print(
+                f"export {size:>9,} posts over {repeat} runs: ratio to the floor best "
+                f"{min(ratios):4.2f}x, median {statistics.median(ratios):4.2f}x "
+                f"(load average now {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+
+
+def bench_size(site: LiveSite, size: int) -> float:
+    """One export of `size` posts on a fresh consumer, printed with its floor; the ratio."""
+    consumer = site.start_consumer()
+    time.sleep(1)  # let the workers settle into their polling loop
+    elapsed, row = export_once(site, f"user{size}")
+    rss = peak_rss_mib(consumer.pid)
+    site.stop_consumer(consumer)
+    check_export(site, row, size)
+    floor = min(floor_seconds(site, f"user{size}") for _ in range(3))
+    stdlib_floor = min(floor_seconds(site, f"user{size}", json.dumps) for _ in range(3))
+    ratio = elapsed / floor
+    target = TARGETS.get(size)
+    verdict = "" if target is None else ("ok" if elapsed < target else "MISSED")
+    print(
+        f"export {size:>9,} posts: {elapsed:6.2f} s POST->done "
+        f"(target < {target} s {verdict}); floor {floor:5.2f} s, "
+        f"{ratio:4.2f}x ({'ok' if ratio <= FLOOR_RATIO_TARGET else 'MISSED'} "
+        f"<= {FLOOR_RATIO_TARGET}x; json.dumps floor {stdlib_floor:5.2f} s); "
+        f"file {row['result_size'] / 2**20:6.1f} MiB; "
+        f"worker peak RSS {rss:5.1f} MiB "
+        f"({'ok' if rss < RSS_TARGET_MIB else 'MISSED'} < {RSS_TARGET_MIB}); {phases(row)}",
+        flush=True,
+    )
+    return ratio
 
 
 def bench_latency(site: LiveSite, idle: float, samples: int, spacing: float) -> None:
@@ -201,6 +215,7 @@ def main():
     parser.add_argument("--idle", type=float, default=60, help="seconds idle before latency")
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--spacing", type=float, default=6)
+    parser.add_argument("--repeat", type=int, default=1, help="exports per size (best, median)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
 
@@ -215,10 +230,11 @@ def main():
         with app.app_context():
             db.engine.dispose()
         print(f"seeded {sum(sizes) + 10:,} posts in {time.perf_counter() - started:.1f} s")
-        site = LiveSite(data_dir)
+        # Many sign-ins from one address: more than the default limits allow.
+        site = LiveSite(data_dir, SIGN_IN_LIMIT_PER_IP=10_000, SIGN_IN_LIMIT_PER_USER=10_000)
         try:
             site.start_web()
-            bench_sizes(site, sizes)
+            bench_sizes(site, sizes, args.repeat)
             if args.samples:
                 bench_latency(site, args.idle, args.samples, args.spacing)
         finally:

@@ -259,10 +259,15 @@ def run(site: LiveSite, accounts, index_cookies, consumers: int, kill: bool) -> 
     load = IndexLoad(site.url, index_cookies)
     time.sleep(5)  # the load alone, for comparison
     quiet_until = time.time()
+    killer = None
+    if kill:  # watching from the first POST: the exports may end as soon as the POSTs do
+        killer = KillOneMidRun(site, since, workers, len(accounts))
+        killer.start()
     released, post_seconds = export_all(site, browsers)
     killed_at = None
-    if kill:
-        killed_at = kill_one_mid_run(site, since, workers, len(accounts))
+    if killer is not None:
+        killer.join()
+        killed_at = killer.killed_at
     timeout = RECOVERY_TARGET if kill else 600
     tasks = wait_until_ended(site, since, len(accounts), timeout=timeout)
     ended_at = time.time()
@@ -278,15 +283,17 @@ def run(site: LiveSite, accounts, index_cookies, consumers: int, kill: bool) -> 
         f"POSTs: median {statistics.median(post_seconds) * 1000:.0f} ms, "
         f"max {max(post_seconds) * 1000:.0f} ms (with the redirect to the profile)"
     )
-    print(f"all {len(accounts)} ended {ended_at - released:.2f} s after the POSTs: {counts}")
+    print(
+        f"all {len(accounts)} ended {ended_at - released:.2f} s after the POSTs were sent: {counts}"
+    )
     if killed_at is not None:
         crashed = sum(1 for t in tasks if t["crashes"])
         recovered = (
             f"{ended_at - killed_at:.2f} s after the kill (target < {RECOVERY_TARGET:.0f} s)"
         )
         print(
-            f"killed a consumer {killed_at - released:.2f} s after the POSTs; {crashed} tasks "
-            f"resumed; all ended {recovered}"
+            f"killed a consumer {killed_at - released:.2f} s after the POSTs were sent; "
+            f"{crashed} tasks resumed; all ended {recovered}"
         )
     print(f"/index alone:        {describe_load(samples, quiet_until - 5, quiet_until)}")
     print(f"/index during export: {describe_load(samples, released, ended_at)}")
@@ -298,22 +305,36 @@ def run(site: LiveSite, accounts, index_cookies, consumers: int, kill: bool) -> 
     return ok
 
 
-def kill_one_mid_run(site: LiveSite, since, workers, count: int) -> float:
-    """SIGKILL the consumer running the most exports once a quarter of them are done (and
-    some are running); the moment it was killed (time.time())."""
+class KillOneMidRun(threading.Thread):
+    """SIGKILLs the consumer running the most exports once a quarter of them are done and
+    some are running; `killed_at` is when (time.time()), None if every export ended first."""
 
-    def mid_run():
-        tasks = tasks_since(site, since)
+    def __init__(self, site: LiveSite, since, workers, count: int):
+        super().__init__()
+        self.site, self.since, self.workers, self.count = site, since, workers, count
+        self.killed_at: float | None = None
+
+    def run(self) -> None:
+        running = wait_for(self.mid_run, timeout=600, interval=0.02, what="the exports mid-run")
+        if running is True:
+            print("every export ended before one could be killed", flush=True)
+            return
+        pids = [int(consumer_id.split(":")[1]) for consumer_id in running if consumer_id]
+        victim = max(self.workers, key=lambda process: pids.count(process.pid))
+        print(
+            f"killing consumer {victim.pid}, running {pids.count(victim.pid)} exports", flush=True
+        )
+        self.site.stop_consumer(victim, signal.SIGKILL)  # reaped, as run.sh reaps its children
+        self.killed_at = time.time()
+
+    def mid_run(self):
+        """The running tasks' consumer ids once it is time to kill; True when too late."""
+        tasks = tasks_since(self.site, self.since)
         running = [t["consumer_id"] for t in tasks if t["status"] == "running"]
-        done = sum(t["status"] == "done" for t in tasks)
-        return running if done >= count // 4 and running else None
-
-    running = wait_for(mid_run, timeout=600, interval=0.02, what="a quarter of the exports done")
-    pids = [int(consumer_id.split(":")[1]) for consumer_id in running if consumer_id]
-    victim = max(workers, key=lambda process: pids.count(process.pid))
-    print(f"killing consumer {victim.pid}, running {pids.count(victim.pid)} exports", flush=True)
-    site.stop_consumer(victim, signal.SIGKILL)  # waited for: run.sh reaps its children too
-    return time.time()
+        ended = sum(t["status"] not in ("queued", "running") for t in tasks)
+        if ended == self.count:
+            return True
+        return running if ended >= self.count // 4 and running else None
 
 
 def main():

@@ -185,12 +185,14 @@ class LazySqliteStorage(SqliteStorage):
     def dequeue(self):
         data = super().dequeue()
         if data is None:
+            # Then None: the worker asks again at once, through MicroblogHuey.dequeue, which
+            # takes nothing once the consumer is stopping (the bell may ring for a task it
+            # has just put back in the queue for the next consumer).
             doorbell = self.doorbell()
             if doorbell is None:
                 time.sleep(NO_DOORBELL_POLL_SECONDS)
             else:
                 doorbell.wait(IDLE_WAIT_SECONDS)
-            data = super().dequeue()
         return data
 
     _doorbell: Doorbell | None = None
@@ -224,6 +226,10 @@ class MicroblogScheduler(Scheduler):
     periodic_task_seconds = PERIODIC_SECONDS
 
 
+# The consumer's nice value (0 is the web's; 19 the lowest priority).
+CONSUMER_NICENESS = 10
+
+
 class MicroblogConsumer(HueyConsumer):
     """Huey's consumer, plus a heartbeat, crash recovery and a stop flag that running tasks
     can see."""
@@ -235,6 +241,12 @@ class MicroblogConsumer(HueyConsumer):
         # Every file the consumer creates (huey.db, exports) must be 0600: set once, at
         # startup, before anything is opened.
         config.use_private_files()
+        # Background work yields the CPU to web requests: with the exports' threads at the
+        # same priority, the scheduler gives the web its share per thread, and pages slowed
+        # to a crawl while a few exports ran. Only ever lowered (systemd's Nice= may be
+        # lower already); set before the workers start, so their threads inherit it.
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, 0, max(own, CONSUMER_NICENESS))
         super().__init__(huey, **options)
 
     def stop(self, graceful=False):
@@ -263,6 +275,14 @@ class MicroblogConsumer(HueyConsumer):
 class MicroblogHuey(Huey):
     def create_consumer(self, **options):
         return MicroblogConsumer(self, **options)
+
+    def dequeue(self):
+        # A stopping consumer takes no new task: the tasks it has just put back in the
+        # queue (interrupted exports) are for the next consumer, not for an idle worker of
+        # this one, which would mark them running and exit with them.
+        if stopping.is_set():
+            return None
+        return super().dequeue()
 
 
 def make_huey() -> Huey:

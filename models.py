@@ -655,12 +655,12 @@ class User(UserMixin, Model):
             # Kept so that a task whose worker died can be put back in the queue as it was.
             "arguments": json.dumps([user_id, *args]),
         }
-        inserted = execute_dml(_insert_unless_conflict(Task, row)).rowcount
-        if inserted == 1:
+        inserted = db.session.execute(_insert_unless_conflict(Task, row)).first() is not None
+        if inserted:
             # In the same commit as the row: every open page learns of it while it waits.
             db.session.get_one(Task, task_id).notify()
         db.session.commit()
-        if inserted != 1:
+        if not inserted:
             return None
         try:
             # In Huey's immediate mode (tests) this runs the whole task before returning.
@@ -791,11 +791,16 @@ INDEX_NEWEST_POSTS_SQLITE = sa.text(
 
 
 def _insert_unless_conflict(model, values: dict) -> sa.Executable:
-    """INSERT that quietly skips a row breaking a unique index (rowcount tells which).
+    """INSERT that quietly skips a row breaking a unique index; it returns the new row's
+    primary key, or no row when it skipped it.
 
     Both databases spell it ON CONFLICT DO NOTHING; no transaction is spoiled by it.
+    RETURNING, not the rowcount, tells which: SQLAlchemy keeps an INSERT's rowcount only
+    on request, and on PostgreSQL it reads -1 otherwise (every row would look skipped).
     """
-    return _dialect_insert(model).values(**values).on_conflict_do_nothing()
+    table = model.__table__
+    insert = _dialect_insert(table).values(**values).on_conflict_do_nothing()
+    return insert.returning(*table.primary_key.columns)
 
 
 def _dialect_insert(table) -> Any:

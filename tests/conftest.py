@@ -272,6 +272,38 @@ def postgres_url():
         admin.dispose()
 
 
+@pytest.fixture
+def pg_app(postgres_url, tmp_path, password_hash):
+    """The app on a migrated PostgreSQL database with alice and bob."""
+    from flask_migrate import downgrade, upgrade
+
+    from models import User
+
+    # Rate limits counted in the database, like the rest of the test (a Redis shared with
+    # other test runs would carry their counts).
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATA_DIR": str(tmp_path),
+            "SQLALCHEMY_DATABASE_URI": postgres_url,
+            "REDIS_URL": None,
+        }
+    )
+    app.test_client_class = Client
+    with app.app_context():
+        upgrade()
+        for name in ("alice", "bob"):
+            db.session.add(
+                User(username=name, email=f"{name}@example.com", password_hash=password_hash)
+            )
+        db.session.commit()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        downgrade(revision="base")
+        db.engine.dispose()
+
+
 @pytest.fixture(autouse=True)
 def private_queue(tmp_path, monkeypatch):
     """The test process's queue is `<tmp data dir>/huey.db`: never the project's instance/

@@ -187,11 +187,14 @@ class LiveSite:
         self.web = None
         self.url = None
         self.consumers = []
+        # Read directly, as sqlite3 reads app.db: another database is read through SQLAlchemy.
+        self.database_url = self.env.get("DATABASE_URL")
+        self._engine = None
 
-    def start_web(self) -> str:
-        """gunicorn (one worker, four threads); returns the base URL."""
+    def start_web(self, workers=1) -> str:
+        """gunicorn (one worker unless told, four threads each); returns the base URL."""
         self.web = start_gunicorn(
-            self.data_dir / "web.log", self.env, "--workers", "1", "--threads", "4"
+            self.data_dir / "web.log", self.env, "--workers", str(workers), "--threads", "4"
         )
         self.url = self.web.url
         return self.url
@@ -215,6 +218,8 @@ class LiveSite:
         """Stop every process (consumers first), even when one of them will not stop."""
         with contextlib.ExitStack() as stack:  # callbacks run last-in first-out
             stack.callback(self._delete_redis_keys)
+            if self._engine is not None:
+                stack.callback(self._engine.dispose)
             if self.web is not None:
                 stack.callback(stop_process, self.web, signal.SIGTERM)
                 self.web = None
@@ -233,7 +238,21 @@ class LiveSite:
             client.close()
 
     # --- the database, read directly -------------------------------------------------
+    def engine(self):
+        """An SQLAlchemy engine on the site's DATABASE_URL (PostgreSQL), made once."""
+        if self._engine is None:
+            import sqlalchemy as sa
+
+            self._engine = sa.create_engine(self.database_url, pool_size=2)
+        return self._engine
+
     def query(self, sql, params=()):
+        """Rows of `sql` (plain tuples); on PostgreSQL `params` is a dict for `:name`s."""
+        if self.database_url:
+            import sqlalchemy as sa
+
+            with self.engine().connect() as conn:
+                return [tuple(row) for row in conn.execute(sa.text(sql), dict(params or {}))]
         conn = sqlite3.connect(self.data_dir / "app.db", timeout=10)
         try:
             return conn.execute(sql, params).fetchall()
@@ -243,15 +262,28 @@ class LiveSite:
     def task(self, task_id=None):
         """The task row (as a dict): by id, else the most recent one; `text` is its message
         as an English reader sees it."""
+        row = self._task_row(task_id)
+        if row is None:
+            return None
+        message = row["message"]
+        return {**row, "text": show_stored(message) if message else None}
+
+    def _task_row(self, task_id) -> dict | None:
+        if self.database_url:
+            import sqlalchemy as sa
+
+            sql = "SELECT * FROM task " + (
+                "WHERE id = :id" if task_id else "ORDER BY created_at DESC"
+            )
+            with self.engine().connect() as conn:
+                found = conn.execute(sa.text(sql), {"id": task_id}).mappings().first()
+            return dict(found) if found else None
         sql = "SELECT * FROM task " + ("WHERE id = ?" if task_id else "ORDER BY created_at DESC")
         conn = sqlite3.connect(self.data_dir / "app.db", timeout=10)
         conn.row_factory = sqlite3.Row
         try:
             row = conn.execute(sql, (task_id,) if task_id else ()).fetchone()
-            if row is None:
-                return None
-            message = row["message"]
-            return {**dict(row), "text": show_stored(message) if message else None}
+            return dict(row) if row else None
         finally:
             conn.close()
 

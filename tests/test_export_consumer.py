@@ -10,10 +10,12 @@ import os
 import signal
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 
 import models
+import tasks
 from tests.conftest import PASSWORD
 from tests.helpers import AWKWARD_BODY, add_posts, export_document
 from tests.live import Browser, wait_for
@@ -289,3 +291,28 @@ def test_smtp_down_retries_then_ends_done_with_a_message(app, users, live):
     assert "ready to download" in task["text"]
     assert json.loads(browser.get(f"/exports/{task_id}")[1]) == export_document(app, users["alice"])
     assert site.consumer_log().count("Requeueing") == 2
+
+
+def niceness(pid, thread_id) -> int:
+    fields = (Path(f"/proc/{pid}/task/{thread_id}/stat").read_text().rsplit(")", 1)[1]).split()
+    return int(fields[16])  # the 19th field of stat; the two before the split are pid, comm
+
+
+def test_the_consumer_yields_the_cpu_to_the_web(app, users, live):
+    """Every thread of the consumer (its workers run the exports) has a lower priority than
+    the web server's, so pages stay quick while exports run."""
+    site = live()
+    site.start_web()
+    consumer = site.start_consumer()
+
+    task_dir = Path(f"/proc/{consumer.pid}/task")
+    wait_for(
+        lambda: len(list(task_dir.iterdir())) >= 4,
+        what="the main thread, the scheduler and two workers",
+    )
+    threads = [path.name for path in task_dir.iterdir()]
+
+    ours = os.getpriority(os.PRIO_PROCESS, 0)  # the test run's, which the servers inherit
+    assert niceness(site.web.pid, site.web.pid) == ours
+    expected = max(ours, tasks.CONSUMER_NICENESS)
+    assert {niceness(consumer.pid, thread) for thread in threads} == {expected}

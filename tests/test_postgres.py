@@ -2,42 +2,10 @@
 
 import json
 
-import pytest
 import sqlalchemy as sa
 
-from microblog import create_app
 from models import Post, User, db
-from tests.conftest import PASSWORD, Client, schema_differences
-
-
-@pytest.fixture
-def pg_app(postgres_url, tmp_path, password_hash):
-    """The app on a migrated PostgreSQL database with alice and bob."""
-    from flask_migrate import downgrade, upgrade
-
-    # Rate limits counted in the database, like the rest of this test (a Redis shared with
-    # other test runs would carry their counts).
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATA_DIR": str(tmp_path),
-            "SQLALCHEMY_DATABASE_URI": postgres_url,
-            "REDIS_URL": None,
-        }
-    )
-    app.test_client_class = Client
-    with app.app_context():
-        upgrade()
-        for name in ("alice", "bob"):
-            db.session.add(
-                User(username=name, email=f"{name}@example.com", password_hash=password_hash)
-            )
-        db.session.commit()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        downgrade(revision="base")
-        db.engine.dispose()
+from tests.conftest import PASSWORD, schema_differences
 
 
 def test_migrations_build_exactly_the_models_on_postgres(pg_app):
@@ -134,3 +102,27 @@ def test_importing_twice_adds_nothing_on_postgres(pg_app):
         assert alice.posts_count() == 2
         assert alice.follow_usernames(["bob", "alice", "nobody"]) == 1
         assert alice.follow_usernames(["bob"]) == 0
+
+
+def test_export_request_is_queued_once_on_postgres(pg_app):
+    """The row is recorded and the task enqueued with its id; a second request starts nothing."""
+    import tasks
+    from models import Task
+
+    client = pg_app.test_client()
+    client.submit("/login", {"username": "alice", "password": PASSWORD})
+
+    page = client.submit("/export_posts", follow_redirects=True).get_data(as_text=True)
+
+    assert "already in progress" not in page
+    with pg_app.app_context():
+        (row,) = db.session.scalars(sa.select(Task)).all()
+    assert row.status == "queued"
+    assert [task.id for task in tasks.huey.pending()] == [row.id]
+
+    page = client.submit("/export_posts", follow_redirects=True).get_data(as_text=True)
+
+    assert "An export of your posts is already in progress." in page
+    assert len(tasks.huey.pending()) == 1
+    with pg_app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Task.id))) == 1

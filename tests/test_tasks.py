@@ -521,3 +521,37 @@ def test_a_resumed_export_has_every_post_once_in_order(app, users, monkeypatch):
     content, expected = export_crashing_once_then_resumed(app, users["alice"], monkeypatch)
 
     assert json.loads(content) == expected
+
+
+def test_an_idle_worker_is_woken_by_the_next_enqueue(tmp_path, monkeypatch):
+    """A worker waiting on an empty SQLite queue gets a task as soon as another process
+    queues it (its doorbell rings), not at its next look at the queue."""
+    monkeypatch.setattr(tasks, "IDLE_WAIT_SECONDS", 600)
+    consumer_side = tasks.LazySqliteStorage("bell", filename=str(tmp_path / "huey.db"))
+    web_side = tasks.LazySqliteStorage("bell", filename=str(tmp_path / "huey.db"))
+    received = []
+
+    def work():  # as Huey's worker: ask again at once after an empty answer
+        while (data := consumer_side.dequeue()) is None:
+            pass
+        received.append(data)
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    wait_for(lambda: list((tmp_path / "doorbells").glob("*.sock")), what="the doorbell")
+
+    web_side.enqueue(b"a task")
+
+    worker.join(timeout=30)
+    assert received == [b"a task"]
+    consumer_side.close_doorbell()
+    assert not list((tmp_path / "doorbells").iterdir())
+
+
+def test_the_doorbell_of_a_dead_consumer_is_forgotten(tmp_path):
+    bell = tasks.Doorbell(tmp_path)
+    bell.sock.close()  # as when its process is killed: the file stays, nobody listens
+
+    tasks.Doorbell.ring_all(tmp_path)
+
+    assert not list(tmp_path.iterdir())

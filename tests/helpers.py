@@ -41,6 +41,7 @@ def add_posts(
     step=MINUTE,
     timestamps=None,
     newest_first=False,
+    language=None,
 ) -> None:
     """Give a user posts, oldest first, `step` apart; the newest is `step` before now
     unless `start` says when the first one is.
@@ -48,7 +49,8 @@ def add_posts(
     `bodies_or_count` is a list of bodies, or a number of posts whose bodies come from the
     `body` template (`{i}` is the post's index: "post 0", "post 1", …). `timestamps` gives
     each post its own time instead of `start`/`step`. `newest_first` inserts the rows in
-    reverse, so that only a query that sorts by time finds them in order.
+    reverse, so that only a query that sorts by time finds them in order. `language` is
+    stored as each post's (None: not looked at yet, as after an upgrade).
     """
     if isinstance(bodies_or_count, int):
         count = bodies_or_count
@@ -60,7 +62,7 @@ def add_posts(
         first = start if start is not None else utcnow() - step * count
         timestamps = (first + step * i for i in range(count))
     rows = (
-        {"body": text, "timestamp": moment, "user_id": user_id}
+        {"body": text, "timestamp": moment, "user_id": user_id, "language": language}
         for text, moment in zip(bodies, timestamps, strict=True)
     )
     if newest_first:

@@ -5,6 +5,7 @@ users see lives in the `Task` table, driven by Huey's signals and the tasks' own
 writes; Huey itself keeps no results.
 """
 
+import atexit
 import contextlib
 import dataclasses
 import functools
@@ -146,6 +147,7 @@ class Doorbell:
 def _bell_sender() -> socket.socket:
     sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sender.setblocking(False)
+    atexit.register(sender.close)  # one per process, kept for every enqueue
     return sender
 
 

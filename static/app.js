@@ -407,6 +407,11 @@
     return cache[url];
   }
 
+  // Once the signed-in user's new picture is made, cards loaded before show the old one.
+  window.microblog.on("task_progress", function (data) {
+    if (data.name === "process_avatar" && data.status === "done") cache = {};
+  });
+
   function ensureCard() {
     if (card) return card;
     card = document.createElement("div");

@@ -46,11 +46,15 @@ def test_a_new_picture_shows_on_the_open_page_without_a_reload(app, users, live,
 
     # Alice's profile is open: her picture in the navbar, the header and her two posts.
     page.goto(site.url + "/user/alice")
-    pictures = page.locator(f'img[data-avatar-user="{alice}"]')
+    # (The user card, once opened, stays in the page, hidden: its picture is looked at apart.)
+    pictures = page.locator(f'img[data-avatar-user="{alice}"]:not(.user-popup img)')
     expect(pictures).to_have_count(4)
     sizes = [int(picture.get_attribute("width")) for picture in pictures.all()]
     assert sorted(sizes) == [24, 48, 48, 128]
     assert all(picture.get_attribute("src").endswith(".svg") for picture in pictures.all())
+    card_picture = open_user_card(page)
+    expect(card_picture).to_have_attribute("src", re.compile(r"\.svg$"))
+    close_user_card(page)
     mark_not_reloaded(page)
 
     # She uploads a picture in another tab.
@@ -73,11 +77,28 @@ def test_a_new_picture_shows_on_the_open_page_without_a_reload(app, users, live,
         expect(picture).to_have_js_property("complete", True)
         assert picture.evaluate("img => img.naturalWidth") > 0
     assert site.task()["status"] == "done"
+    # A user card opened before the change is not shown again from the page's memory.
+    new_card = re.compile(rf"^/avatars/{alice}-[0-9]+\.webp\?v=[0-9]+$")
+    expect(open_user_card(page)).to_have_attribute("src", new_card, timeout=WAIT_MS)
+    close_user_card(page)
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=SCREENSHOTS / "avatar-swapped.png")
     # The tab that uploaded shows it too, with or without the swap (it may have loaded after).
     own = upload.locator(f'.current-avatar img[data-avatar-user="{alice}"]')
     expect(own).to_have_attribute("src", re.compile(r"^/avatars/"), timeout=WAIT_MS)
+
+
+def open_user_card(page):
+    """Hover the first post's author name; the picture in the card that opens."""
+    page.hover(".post a.user-link >> nth=0")
+    picture = page.locator(".user-popup img[data-avatar-user]")
+    picture.wait_for(state="visible")
+    return picture
+
+
+def close_user_card(page):
+    page.mouse.move(0, 0)
+    page.locator(".user-popup").wait_for(state="hidden")
 
 
 # --- importing ---------------------------------------------------------------------------

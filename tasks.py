@@ -365,15 +365,6 @@ def live_consumers() -> list[Consumer]:
         return [consumer for consumer in seen if not _process_gone(consumer)]
 
 
-def consumer_seen_recently() -> bool:
-    """True when some consumer is alive (the page warns a waiting user otherwise)."""
-    try:
-        return bool(live_consumers())
-    except Exception:
-        log.exception("Could not read the consumers' heartbeats")
-        return False
-
-
 def recover_lost_tasks() -> int:
     """Put the running tasks of dead consumers back in the queue; returns how many."""
     live = {consumer.id for consumer in live_consumers()}

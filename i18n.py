@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from gettext import NullTranslations
 from pathlib import Path
 from typing import Any
 
@@ -46,23 +47,26 @@ class Phrase:
     values: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        english = {k: f"{v:,}" if is_number(v) else v for k, v in self.values.items()}
-        if self.plural is not None and self.values["num"] != 1:
-            return self.plural % english
-        return self.msgid % english if english else self.msgid
+        return self._written(NullTranslations(), lambda number: f"{number:,}")
 
     def shown(self) -> str:
         """In the current locale, numbers written as its readers write them (English when
         there is no app, hence no locale)."""
         if not has_app_context():
             return str(self)
-        values = {k: format_decimal(v) if is_number(v) else v for k, v in self.values.items()}
+        return self._written(get_translations(), format_decimal)
+
+    def _written(self, translations, write_number) -> str:
+        """The form `translations` give (the count `num` chooses among plural forms), with
+        the values filled in and numbers written by `write_number`. (flask_babel's ngettext
+        cannot write the count for the locale: its own `num` argument is the count.)"""
         if self.plural is None:
-            return gettext(self.msgid, **values)
-        # The count chooses the form, and the text shows it written for the locale (which
-        # flask_babel's ngettext cannot do: its own `num` argument is the count).
-        form = get_translations().ungettext(self.msgid, self.plural, self.values["num"])
-        return form % values
+            text = translations.gettext(self.msgid)
+        else:
+            text = translations.ngettext(self.msgid, self.plural, self.values["num"])
+        if not self.values:
+            return text
+        return text % {k: write_number(v) if is_number(v) else v for k, v in self.values.items()}
 
 
 def is_number(value: Any) -> bool:

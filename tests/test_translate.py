@@ -53,6 +53,14 @@ def translate(client, post_id, token=None, **headers):
 TRANSLATE_BUTTON = re.compile(r'data-translate-url="[^"]+" data-post-id="(\d+)"')
 
 
+def add_detected_posts(app, user_id: int, bodies: list[str]) -> None:
+    """Give a user posts whose languages are looked up, as the worker's backfill does."""
+    add_posts(app, user_id, bodies)
+    with app.app_context():
+        Post.detect_languages(0, 10)
+        db.session.commit()
+
+
 def choose_language(app, user_id: int, language: str) -> None:
     with app.app_context():
         db.session.get_one(User, user_id).choose_language(language)
@@ -136,10 +144,7 @@ def test_backfill_fills_posts_without_a_language(app, users):
 
 
 def test_no_translate_url_no_link_and_no_endpoint(app, client, auth, users):
-    add_posts(app, users["alice"], [SPANISH])
-    with app.app_context():
-        Post.detect_languages(0, 10)
-        db.session.commit()
+    add_detected_posts(app, users["alice"], [SPANISH])
     auth.login()
 
     page = client.get("/index").get_data(as_text=True)
@@ -168,10 +173,7 @@ def test_link_under_posts_in_another_language_than_the_page(app, client, auth, u
 
 @pytest.fixture
 def spanish_post(app, client, auth, users):
-    add_posts(app, users["bob"], [SPANISH])
-    with app.app_context():
-        Post.detect_languages(0, 10)
-        db.session.commit()
+    add_detected_posts(app, users["bob"], [SPANISH])
     auth.login()
     return post_id_of(app, SPANISH)
 

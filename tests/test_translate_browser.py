@@ -5,15 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from models import Post, User, db
 from tests.conftest import browser_login
-from tests.helpers import add_posts
 from tests.test_pages_browser import AXE, axe_violations
+from tests.test_translate import ENGLISH, SPANISH, add_detected_posts, choose_language
 
 pytestmark = pytest.mark.browser
 
-SPANISH = "Buenos días a todos, qué día tan bonito para dar un paseo por el parque"
-ENGLISH = "Good morning everyone, what a lovely day to go for a walk in the park"
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 
 
@@ -25,10 +22,7 @@ def app_config(translator):
 @pytest.fixture
 def phone(browser, live_server, app, users):
     """Alice signed in on a 390 px wide phone, with bob's Spanish post on her /explore."""
-    add_posts(app, users["bob"], [SPANISH])
-    with app.app_context():
-        Post.detect_languages(0, 10)
-        db.session.commit()
+    add_detected_posts(app, users["bob"], [SPANISH])
     context = browser.new_context(base_url=live_server, viewport={"width": 390, "height": 800})
     page = context.new_page()
     browser_login(page, live_server)
@@ -89,11 +83,8 @@ def test_spanish_reader_gets_english_posts_translated_and_errors_in_spanish(
 ):
     from playwright.sync_api import expect
 
-    add_posts(app, users["bob"], [ENGLISH])
-    with app.app_context():
-        Post.detect_languages(0, 10)
-        db.session.get_one(User, users["alice"]).choose_language("es")
-        db.session.commit()
+    add_detected_posts(app, users["bob"], [ENGLISH])
+    choose_language(app, users["alice"], "es")
     context = browser.new_context(base_url=live_server)
     page = context.new_page()
     browser_login(page, live_server)

@@ -2,11 +2,15 @@
 
 State lives in Redis when REDIS_URL is set, otherwise in the app database (the
 `rate_limit_hit` table), never in process memory: gunicorn runs several workers
-and each must see the others' counts.
+and each must see the others' counts. Both stores count the same way, a sliding window
+over the attempts themselves: a limit of 5 per 300 s means no more than 5 counted attempts
+in any 300 seconds. (A fixed window, cheaper in Redis, lets twice the limit through around
+a window's edge, so one setting would mean two limits.)
 """
 
 import math
 import time
+import uuid
 
 import redis
 import sqlalchemy as sa
@@ -73,26 +77,46 @@ def _database_hit(key: str, limit: int, window: int) -> int:
     ).one()
     if count >= limit:
         db.session.commit()
-        return max(1, math.ceil(oldest + window - now))
+        return _wait(oldest, window, now)
     db.session.add(RateLimitHit(key=key, at=now))
     db.session.commit()
     return 0
 
 
+# The same sliding window as the database's, as one atomic step in Redis: a sorted set of
+# the counted attempts' times, pruned, counted and added to without a race between processes.
+# KEYS[1] the key; ARGV: now, window, limit, a unique member. Returns nil when allowed, else
+# the oldest counted attempt's time (as a string: Lua numbers would be cut to integers).
+_SLIDING_WINDOW = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1] - ARGV[2])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  return redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) + 1)
+return nil
+"""
+
+
 def _redis_hit(redis_url: str, key: str, limit: int, window: int) -> int:
-    """A fixed window: one counter per key and window, expiring with it."""
+    """The database's sliding window, kept in a Redis sorted set per key."""
     client = _redis_client(redis_url)
     now = clock()
-    window_key = f"{current_app.config['RATE_LIMIT_PREFIX']}{key}:{int(now // window)}"
-    retry_after = max(1, math.ceil(window - now % window))
-    if int(client.get(window_key) or 0) >= limit:
-        return retry_after
-    with client.pipeline() as pipe:
-        pipe.incr(window_key)
-        pipe.expire(window_key, window + 1)
-        count, _ = pipe.execute()
-    # Two processes may both have passed the check above; the counter settles it.
-    return retry_after if count > limit else 0
+    oldest = client.eval(
+        _SLIDING_WINDOW,
+        1,
+        f"{current_app.config['RATE_LIMIT_PREFIX']}{key}",
+        repr(now),
+        window,
+        limit,
+        f"{now!r}:{uuid.uuid4().hex}",
+    )
+    return 0 if oldest is None else _wait(float(oldest), window, now)
+
+
+def _wait(oldest: float, window: int, now: float) -> int:
+    """Whole seconds until the oldest counted attempt leaves the window (at least 1)."""
+    return max(1, math.ceil(oldest + window - now))
 
 
 def _redis_client(redis_url: str):

@@ -1,0 +1,77 @@
+"""The rate limiter counts the same way on every store: a sliding window over attempts."""
+
+import os
+import uuid
+
+import pytest
+
+import ratelimit
+
+# Read at import: the `app` fixture removes REDIS_URL from the environment.
+REDIS_URL = os.environ.get("REDIS_URL")
+
+STORES = [
+    "database",
+    pytest.param(
+        "redis",
+        marks=pytest.mark.skipif(not REDIS_URL, reason="REDIS_URL is not set (CI sets it)"),
+    ),
+]
+
+
+@pytest.fixture(params=STORES)
+def store(request, app):
+    """The app configured for one store; Redis keys under a prefix of this test's own."""
+    if request.param == "redis":
+        prefix = f"test-ratelimit-{uuid.uuid4().hex}:"
+        app.config.update(REDIS_URL=REDIS_URL, RATE_LIMIT_PREFIX=prefix)
+        yield request.param
+        with app.app_context():
+            client = ratelimit._redis_client(REDIS_URL)
+            keys = client.keys(f"{prefix}*")
+            if keys:
+                client.delete(*keys)
+            client.close()
+    else:
+        yield request.param
+
+
+def hits_at(app, monkeypatch, times, limit=2, window=60):
+    """What `hit` answers for one key at each of `times` (seconds from an arbitrary start)."""
+    start = 1_700_000_000.25  # a fraction, so whole-second rounding is exercised
+    answers = []
+    with app.test_request_context():
+        for offset in times:
+            monkeypatch.setattr(ratelimit, "clock", lambda offset=offset: start + offset)
+            answers.append(ratelimit.hit("probe", limit, window))
+    return answers
+
+
+def test_sliding_window(app, store, monkeypatch):
+    # Two attempts at 0 and 50 fill the window. At 55 the wait is until the first leaves
+    # (at 60); at 61 it has left, so one more is counted; at 62 the ones at 50 and 61 fill
+    # it again until 110. A fixed window would have allowed 61 *and* 62.
+    assert hits_at(app, monkeypatch, [0, 50, 55, 61, 62]) == [0, 0, 5, 0, 48]
+
+
+def test_refused_attempts_are_not_counted(app, store, monkeypatch):
+    # Knocking all through the window does not extend the wait.
+    assert hits_at(app, monkeypatch, [0, 1, 10, 20, 30, 59, 60.5], limit=1) == [
+        0,
+        59,
+        50,
+        40,
+        30,
+        1,
+        0,
+    ]
+
+
+def test_at_most_the_limit_in_any_window(app, store, monkeypatch):
+    # An attempt every 7 s for 5 minutes against 3 per 30 s: never more than 3 counted
+    # in any 30-second span, and the limit is used (not refused forever).
+    times = [7 * n for n in range(43)]
+    answers = hits_at(app, monkeypatch, times, limit=3, window=30)
+    counted = [t for t, wait in zip(times, answers, strict=True) if wait == 0]
+    assert all(len([c for c in counted if t <= c < t + 30]) <= 3 for t in counted)
+    assert len(counted) >= len(times) * 3 // 5

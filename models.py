@@ -993,7 +993,7 @@ class RateLimitHit(Model):
 
 
 class TaskStatus(enum.StrEnum):
-    """A task's lifecycle: queued → running → done | failed | cancelled.
+    """A task's state; `TASK_TRANSITIONS` declares the moves between them.
 
     The one list of these words: the column, the partial unique index, the templates,
     the page script (through the server-rendered banner) and the OpenAPI document use it.
@@ -1054,6 +1054,54 @@ _STATUS_TEXTS = {
     TaskStatus.FAILED: _l("Something went wrong."),
     TaskStatus.CANCELLED: _l("Cancelled."),
 }
+# Every move a task's row may make, and why. `Task.change` is the only way a row's status
+# changes (bulk changes included), and it refuses any move that is not listed here.
+TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.QUEUED: frozenset(
+        {
+            TaskStatus.RUNNING,  # a consumer took it
+            TaskStatus.CANCELLED,  # its owner cancelled it before it ran
+            TaskStatus.FAILED,  # it could not be queued, or a restore emptied the queue
+        }
+    ),
+    TaskStatus.RUNNING: frozenset(
+        {
+            TaskStatus.RUNNING,  # progress, a cancel request, its result file, its message
+            TaskStatus.DONE,
+            TaskStatus.FAILED,  # an error, a stopped heartbeat, too many crashes, a restore
+            TaskStatus.CANCELLED,  # it saw its cancel request, or died while cancelling
+            TaskStatus.QUEUED,  # its consumer stopped or died: it runs again, from its checkpoint
+        }
+    ),
+    # Finished is final: retrying a failed task starts a new one.
+    TaskStatus.DONE: frozenset(),
+    TaskStatus.FAILED: frozenset(),
+    TaskStatus.CANCELLED: frozenset(),
+}
+
+
+class InvalidTransition(ValueError):
+    """A status change that `TASK_TRANSITIONS` does not allow: a bug in the caller."""
+
+
+def check_transitions(table: dict[TaskStatus, frozenset[TaskStatus]]) -> None:
+    """Refuse a table that misses a state, or in which a finished task could move."""
+    if set(table) != set(TaskStatus):
+        raise InvalidTransition(f"states without an entry: {set(TaskStatus) - set(table)}")
+    for state in TaskStatus.terminal():
+        if table[state]:
+            raise InvalidTransition(f"{state} is final but may move to {set(table[state])}")
+
+
+def check_transition(from_states, to: TaskStatus | None) -> None:
+    """Raise unless a row in any of `from_states` may move to `to` (None: stays as it is)."""
+    for state in from_states:
+        if (to or state) not in TASK_TRANSITIONS[TaskStatus(state)]:
+            raise InvalidTransition(f"a task cannot go from {state} to {to or state}")
+
+
+check_transitions(TASK_TRANSITIONS)
+
 # The words of the other moments a task's row records; one place for each, like the above.
 # Stored in English (N_ only marks them for the catalogue); translated when shown.
 TASK_TEXT_WORKER_LOST = N_("The background worker stopped; waiting for it to restart…")
@@ -1233,9 +1281,11 @@ class Task(Model):
         further `conditions`); notify and commit.
 
         Every status change goes through this compare-and-set, so a late signal (say
-        "complete" after the user cancelled) cannot overwrite a newer state. It commits
-        either way: the UPDATE has taken SQLite's write lock, which must not be held.
+        "complete" after the user cancelled) cannot overwrite a newer state, and only the
+        moves in `TASK_TRANSITIONS` are made (any other raises `InvalidTransition`). It
+        commits either way: the UPDATE has taken SQLite's write lock, which must not be held.
         """
+        check_transition(only_from, values.get("status"))
         now = utcnow()
         values.setdefault("updated_at", now)
         if values.get("status") in TaskStatus.terminal():
@@ -1375,14 +1425,13 @@ class Task(Model):
     @classmethod
     def fail_all_active(cls, message: str) -> int:
         """Fail every queued or running task (after a restore: the queue no longer holds
-        them). Returns how many; the caller commits."""
-        result = execute_dml(
-            sa.update(cls)
-            .where(cls.status.in_(TaskStatus.active()))
-            .values(status=TaskStatus.FAILED, message=message, finished_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        return result.rowcount
+        them), each through `change`, so that its owner's page is told. Returns how many."""
+        active = db.session.scalars(sa.select(cls.id).where(cls.status.in_(TaskStatus.active())))
+        failed = [
+            cls.change(task_id, TaskStatus.active(), status=TaskStatus.FAILED, message=message)
+            for task_id in active.all()
+        ]
+        return sum(task is not None for task in failed)
 
     @classmethod
     def lost(cls, live_consumer_ids) -> sa.Select:

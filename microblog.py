@@ -376,18 +376,18 @@ def register_error_handlers(app):
 
     @app.errorhandler(CSRFError)
     def form_expired(_error):
-        # The form's token is missing or from another session: offer what was typed again,
-        # with a fresh token, rather than losing it. Passwords are never echoed back.
-        fields = {
-            name: ("" if "password" in name else value)
-            for name, value in request.form.items()
-            if name not in {"csrf_token", "submit"}
-        }
+        # Nothing of the refused request is shown again, nor offered to send once more:
+        # it may have come from another site's form, and one click on a "send again"
+        # button carrying a fresh token would do what that site wanted. Only the blank
+        # form of the page it was sent to, when that address is a page.
+        rule = request.url_rule
+        form_url = request.path if rule is not None and "GET" in (rule.methods or ()) else None
         return error_page(
             400,
             _("Your form expired (it was open too long, or you signed in or out meanwhile)."),
             heading=_("Your form expired"),
-            resubmit_fields=fields,
+            form_expired=True,
+            form_url=form_url,
         )
 
     @app.errorhandler(sa.exc.IntegrityError)

@@ -3,12 +3,14 @@ input, throttled pages, the proxy setting and the admins' error mails."""
 
 import json
 import logging
+from html.parser import HTMLParser
 from logging.handlers import SMTPHandler
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
 
-from models import ApiToken, User, db
+from models import ApiToken, Message, Post, User, db, followers
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts
 from tests.live import CSRF_FIELD
@@ -139,6 +141,75 @@ def test_cookies_are_secure_when_the_site_is_https(client, auth):
     response = auth.login(remember_me="y")
     cookies = set_cookie_headers(response)
     assert "Secure" in cookies["session"] and "Secure" in cookies["remember_token"]
+
+
+# --- a forged request is refused, and never offered again ---------------------------------------
+
+# What another site's form sends along: nothing of it may come back on our page.
+ATTACKER_TEXT = "sent-by-evil-example"
+
+
+def forged_request(app, users, admin, action) -> tuple[str, dict]:
+    """The URL and fields of a cross-site form that would make the signed-in admin act."""
+    if action == "delete":
+        add_posts(app, admin, ["the admin's own post"])
+        with app.app_context():
+            post_id = db.session.scalar(sa.select(Post.id))
+        return f"/post/{post_id}/delete", {"reason": ATTACKER_TEXT}
+    return {
+        "make-admin": (f"/admin/users/{users['bob']}/make-admin", {"note": ATTACKER_TEXT}),
+        "follow": ("/follow/bob", {"submit": ATTACKER_TEXT}),
+        "post": ("/index", {"post": ATTACKER_TEXT}),
+        "message": ("/send_message/bob", {"message": ATTACKER_TEXT}),
+    }[action]
+
+
+def site_state(app) -> dict:
+    """Everything the forged requests could change."""
+    with app.app_context():
+        return {
+            "posts": db.session.scalars(sa.select(Post.body).order_by(Post.id)).all(),
+            "messages": db.session.scalars(sa.select(Message.body)).all(),
+            "follows": db.session.execute(sa.select(followers)).all(),
+            "admins": db.session.scalars(sa.select(User.id).where(User.is_admin)).all(),
+        }
+
+
+class FormActions(HTMLParser):
+    """The `action` of each form on a page, as a path."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.actions: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "form":
+            self.actions.append(urlsplit(dict(attrs).get("action") or "").path)
+
+
+@pytest.mark.parametrize("token", [None, "forged"], ids=["no-token", "wrong-token"])
+@pytest.mark.parametrize("cookies", ["session", "remember-me only"])
+@pytest.mark.parametrize("action", ["make-admin", "follow", "post", "message", "delete"])
+def test_a_forged_request_is_refused_and_not_offered_again(
+    app, client, users, admin, action, cookies, token
+):
+    """The friendly "form expired" page repeats none of what was sent and has no button
+    that would send it again (with a fresh token, one click would have done the attack)."""
+    path, fields = forged_request(app, users, admin, action)
+    client.submit("/login", {"username": "root", "password": PASSWORD, "remember_me": "y"})
+    if cookies == "remember-me only":
+        client.delete_cookie("session")
+    before = site_state(app)
+    data = fields if token is None else {**fields, "csrf_token": token}
+    response = client.post(path, data=data)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert 'href="/admin/"' in html  # the page is the signed-in admin's, as in the attack
+    assert "Your form expired" in html
+    assert ATTACKER_TEXT not in html
+    assert path not in FormActions(html).actions
+    assert site_state(app) == before
 
 
 # --- the client address behind a proxy ---------------------------------------------------------

@@ -120,6 +120,8 @@ UPLOAD_ENDPOINTS = {
 }
 # Those of them that also take the file itself as the body (not in a form).
 RAW_UPLOAD_ENDPOINTS = {"api.upload_avatar"}
+# Those of them on pages for signed-in users (the API's check their token before reading).
+SIGNED_IN_UPLOAD_ENDPOINTS = {"main.import_posts", "main.edit_profile"}
 # Room for the other fields of a form that carries a file.
 FORM_FIELDS_BYTES = 64 * 1024
 
@@ -144,6 +146,15 @@ class UploadRequest(FlaskRequest):
     @max_content_length.setter
     def max_content_length(self, value: int | None) -> None:
         self._max_content_length = value
+
+
+def refuse_anonymous_upload():
+    """Send someone not signed in who posts to an upload page to sign in, without reading
+    the body: the CSRF check would read (and spool to disk) an upload of up to
+    MICROBLOG_IMPORT_MAX_BYTES from anyone before the view's own sign-in check."""
+    if request.endpoint in SIGNED_IN_UPLOAD_ENDPOINTS and not current_user.is_authenticated:
+        return login.unauthorized()
+    return None
 
 
 def create_app(config=None):
@@ -174,6 +185,9 @@ def create_app(config=None):
     )
     login.init_app(app)
     mail.init_app(app)
+    # Before the CSRF check, which reads the body: the order of registration is the order
+    # the hooks run in.
+    app.before_request(refuse_anonymous_upload)
     csrf.init_app(app)
     bootstrap.init_app(app)
     i18n.init_app(app)

@@ -251,6 +251,55 @@ def test_huge_post_id_is_404(client, auth):
     assert client.submit(f"/post/{HUGE}/delete").status_code == 404
 
 
+# Every page that reads a whole number from the query, and a value it takes.
+NUMBER_ARGS = {
+    "/index/new_posts?after=": "0",
+    "/messages/newer?after=": "0",
+    "/send_message/bob?reply_to=": "1",
+    "/avatar_urls?size=": "64",
+}
+ODD_NUMBERS = {
+    "20 digits": HUGE,
+    "negative huge": f"-{HUGE}",
+    "past 64 bits": str(2**63),
+    "not a number": "abc",
+    "lone surrogate": "%ED%A0%80",
+    "other digits": "%D9%A3",  # ٣, a digit to int() but not to the database
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("value", ODD_NUMBERS.values(), ids=list(ODD_NUMBERS))
+@pytest.mark.parametrize("url", NUMBER_ARGS)
+def test_odd_numbers_in_the_query_are_a_400_that_says_which(client, auth, url, value):
+    auth.login()
+    response = client.get(url + value)
+    assert response.status_code == 400
+    name = url.split("?")[1].rstrip("=")
+    assert f"&#39;{name}&#39; must be a whole number" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("value", ["{}", "-{}", "9" * 18, "-" + "9" * 18])
+@pytest.mark.parametrize("url", NUMBER_ARGS)
+def test_whole_numbers_of_up_to_18_digits_are_taken(client, auth, url, value):
+    auth.login()
+    assert client.get(url + value.format(NUMBER_ARGS[url])).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", f"/admin/users/{HUGE}/delete"),
+        ("POST", f"/admin/users/{HUGE}/delete"),
+        ("POST", f"/admin/users/{HUGE}/make-admin"),
+    ],
+)
+def test_huge_ids_in_admin_urls_are_404(client, admin, method, path):
+    client.submit("/login", {"username": "root", "password": PASSWORD})
+    response = client.get(path) if method == "GET" else client.submit(path)
+    assert response.status_code == 404
+
+
 def test_huge_ids_in_the_session_are_nobody(client, users):
     with client.session_transaction() as session:
         session["_user_id"] = f"{HUGE}:abc"

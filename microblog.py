@@ -404,8 +404,9 @@ def register_error_handlers(app):
         # it may have come from another site's form, and one click on a "send again"
         # button carrying a fresh token would do what that site wanted. Only the blank
         # form of the page it was sent to, when that address is a page.
-        rule = request.url_rule
-        form_url = request.path if rule is not None and "GET" in (rule.methods or ()) else None
+        adapter = request_ctx.url_adapter
+        is_page = adapter is not None and adapter.test(request.path, method="GET")
+        form_url = request.script_root + request.path if is_page else None
         return error_page(
             400,
             _("Your form expired (it was open too long, or you signed in or out meanwhile)."),

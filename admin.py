@@ -85,7 +85,7 @@ CHANGES: dict[str, tuple[Callable[[User], None], Any]] = {
 }
 
 
-@bp.route("/users/<int:user_id>/<any(disable, enable, 'make-admin', 'remove-admin'):change>",
+@bp.route("/users/<row_id:user_id>/<any(disable, enable, 'make-admin', 'remove-admin'):change>",
           methods=["POST"])  # fmt: skip
 def change_user(user_id, change):
     user = db.first_or_404(sa.select(User).where(User.id == user_id))
@@ -100,7 +100,7 @@ def change_user(user_id, change):
     return redirect(back_to_users())
 
 
-@bp.route("/users/<int:user_id>/delete", methods=["GET", "POST"])
+@bp.route("/users/<row_id:user_id>/delete", methods=["GET", "POST"])
 def delete_user(user_id):
     """GET asks for confirmation; POST deletes the account and everything in it."""
     user = db.first_or_404(sa.select(User).where(User.id == user_id))

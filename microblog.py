@@ -40,6 +40,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 import api
 import cli
@@ -120,6 +121,8 @@ UPLOAD_ENDPOINTS = {
 }
 # Those of them that also take the file itself as the body (not in a form).
 RAW_UPLOAD_ENDPOINTS = {"api.upload_avatar"}
+# Those of them on pages for signed-in users (the API's check their token before reading).
+SIGNED_IN_UPLOAD_ENDPOINTS = {"main.import_posts", "main.edit_profile"}
 # Room for the other fields of a form that carries a file.
 FORM_FIELDS_BYTES = 64 * 1024
 
@@ -146,6 +149,23 @@ class UploadRequest(FlaskRequest):
         self._max_content_length = value
 
 
+class RowIdConverter(IntegerConverter):
+    """`<row_id:name>`: a row's id in a URL. A larger number matches no route (a 404): no
+    row has it, and the database's integers would overflow (a 500)."""
+
+    def __init__(self, url_map, **kwargs):
+        super().__init__(url_map, max=MAX_ROW_ID, **kwargs)
+
+
+def refuse_anonymous_upload():
+    """Send someone not signed in who posts to an upload page to sign in, without reading
+    the body: the CSRF check would read (and spool to disk) an upload of up to
+    MICROBLOG_IMPORT_MAX_BYTES from anyone before the view's own sign-in check."""
+    if request.endpoint in SIGNED_IN_UPLOAD_ENDPOINTS and not current_user.is_authenticated:
+        return login.unauthorized()
+    return None
+
+
 def create_app(config=None):
     """Build the app: defaults, then the environment (both from config.py), then `config`
     (tests)."""
@@ -155,6 +175,7 @@ def create_app(config=None):
     settings.use_private_files()
     app = Flask(__name__)
     app.request_class = UploadRequest
+    app.url_map.converters["row_id"] = RowIdConverter  # before any route is added
     data_dir = Path(config["DATA_DIR"]) if "DATA_DIR" in config else None
     app.config.from_mapping(settings.from_environment(data_dir))
     app.config.from_mapping(config)
@@ -174,6 +195,9 @@ def create_app(config=None):
     )
     login.init_app(app)
     mail.init_app(app)
+    # Before the CSRF check, which reads the body: the order of registration is the order
+    # the hooks run in.
+    app.before_request(refuse_anonymous_upload)
     csrf.init_app(app)
     bootstrap.init_app(app)
     i18n.init_app(app)
@@ -376,18 +400,19 @@ def register_error_handlers(app):
 
     @app.errorhandler(CSRFError)
     def form_expired(_error):
-        # The form's token is missing or from another session: offer what was typed again,
-        # with a fresh token, rather than losing it. Passwords are never echoed back.
-        fields = {
-            name: ("" if "password" in name else value)
-            for name, value in request.form.items()
-            if name not in {"csrf_token", "submit"}
-        }
+        # Nothing of the refused request is shown again, nor offered to send once more:
+        # it may have come from another site's form, and one click on a "send again"
+        # button carrying a fresh token would do what that site wanted. Only the blank
+        # form of the page it was sent to, when that address is a page.
+        adapter = request_ctx.url_adapter
+        is_page = adapter is not None and adapter.test(request.path, method="GET")
+        form_url = request.script_root + request.path if is_page else None
         return error_page(
             400,
             _("Your form expired (it was open too long, or you signed in or out meanwhile)."),
             heading=_("Your form expired"),
-            resubmit_fields=fields,
+            form_expired=True,
+            form_url=form_url,
         )
 
     @app.errorhandler(sa.exc.IntegrityError)
@@ -447,6 +472,30 @@ def page_number() -> int:
     if len(value) > 7 or int(value) > api.MAX_PAGE:
         abort(404, _("There is no page %(number)s.", number=value[:20]))
     return max(int(value), 1)
+
+
+# A whole number as the database takes it: any 18 digits fit in SQLite's 64-bit integers
+# (a longer number would overflow them: a 500). ASCII only, no spaces nor underscores,
+# unlike int(), which would also take "٣", " 7" or "1_000".
+WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")
+
+
+def int_arg(name: str, default: int) -> int:
+    """The query argument `name` as a whole number, `default` when it is absent; 400 for
+    anything else. Every page that reads a number from the query reads it here."""
+    value = request.args.get(name)
+    return default if value is None else whole_number(name, value)
+
+
+def int_args(name: str) -> list[int]:
+    """Each `name` of the query (`?size=32&size=64`) as a whole number; 400 for any other."""
+    return [whole_number(name, value) for value in request.args.getlist(name)]
+
+
+def whole_number(name: str, value: str) -> int:
+    if not WHOLE_NUMBER.fullmatch(value):
+        abort(400, _("'%(name)s' must be a whole number of at most 18 digits.", name=name))
+    return int(value)
 
 
 def paginate(query) -> Page:
@@ -509,7 +558,7 @@ def index():
 def new_posts():
     """How many posts reached the home timeline after post `after` (an HTML fragment: a
     "3 new posts" link, or nothing); the open home page asks on each notifications poll."""
-    after = request.args.get("after", 0, type=int)
+    after = int_arg("after", 0)
     count = current_user.new_posts_count(after, NEW_POSTS_CAP)
     return render_template("_new_posts.html", count=count, cap=NEW_POSTS_CAP)
 
@@ -532,7 +581,7 @@ def explore():
     )
 
 
-@bp.route("/post/<int(max=2147483647):post_id>")
+@bp.route("/post/<row_id:post_id>")
 @login_required
 def post(post_id):
     """One post on a page of its own (the link behind each post's date)."""
@@ -541,7 +590,7 @@ def post(post_id):
     return render_template("post.html", title=title, post=found)
 
 
-@bp.route("/post/<int(max=2147483647):post_id>/delete", methods=["POST"])
+@bp.route("/post/<row_id:post_id>/delete", methods=["POST"])
 @login_required
 def delete_post(post_id):
     if not current_user.delete_post(post_id):
@@ -971,7 +1020,7 @@ def edit_profile():
 def avatar_urls():
     """Your picture's URL for each `size` asked for, as JSON: the page script swaps them in
     when the worker has made a new picture (only the server knows the new URLs)."""
-    sizes = sorted({size for size in request.args.getlist("size", type=int) if 1 <= size <= 1024})
+    sizes = sorted({size for size in int_args("size") if 1 <= size <= 1024})
     return jsonify({str(size): current_user.avatar(size) for size in sizes[:16]})
 
 
@@ -1222,7 +1271,7 @@ def send_message(username):
             username=recipient.username,
         )
     # Replying: the message answered is shown above the form (only one sent to this user).
-    reply_to = request.args.get("reply_to", type=int)
+    reply_to = int_arg("reply_to", 0)  # ids start at 1: 0 answers nothing
     answered = db.session.scalar(current_user.received_message(reply_to)) if reply_to else None
     heading = _("Send a private message to %(username)s", username=recipient.username)
     return form_page(
@@ -1292,7 +1341,7 @@ def sent_messages():
 def newer_messages():
     """Messages received after message `after` (HTML fragments, newest first), for an open
     /messages page. Only reads: the page marks them read once it has shown them."""
-    after = request.args.get("after", 0, type=int)
+    after = int_arg("after", 0)
     query = current_user.received_messages_select().where(Message.id > after)
     found = db.session.scalars(query.limit(current_app.config["POSTS_PER_PAGE"])).all()
     return render_template("_messages.html", messages=found)

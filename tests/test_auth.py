@@ -5,7 +5,6 @@ import sqlalchemy as sa
 
 from models import Post, User, db
 from tests.conftest import PASSWORD
-from tests.live import CSRF_FIELD
 
 
 def user_count(app):
@@ -151,25 +150,37 @@ def test_csrf_token_is_required_for_posts(client, auth, app):
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Post)) == 0
 
 
-def test_expired_form_is_offered_again_and_goes_through(client, auth, app):
-    """A post typed into a page whose token went stale is shown again, ready to send."""
+def test_expired_form_links_to_the_blank_form(client, auth, app):
+    """A post typed into a page whose token went stale is not shown again (another site
+    could have sent it): the page links to the form, which opens empty with a fresh token."""
     auth.login()
     response = client.post("/index", data={"post": "typed with care", "csrf_token": "stale"})
     html = response.get_data(as_text=True)
     assert response.status_code == 400
-    assert ">typed with care</textarea>" in html
-    fresh_token = CSRF_FIELD.search(html).group(1)
-    response = client.post("/index", data={"post": "typed with care", "csrf_token": fresh_token})
-    assert response.status_code == 302
+    assert "typed with care" not in html
+    assert '<a href="/index">Open the form again</a>' in html
+    response = client.get("/index")
+    assert response.status_code == 200 and "typed with care" not in response.get_data(as_text=True)
+    assert client.submit("/index", {"post": "typed again"}).status_code == 302
     with app.app_context():
-        assert db.session.scalar(sa.select(Post.body)) == "typed with care"
+        assert db.session.scalars(sa.select(Post.body)).all() == ["typed again"]
 
 
-def test_expired_form_never_echoes_a_password(client, users):
-    response = client.post("/login", data={"username": "alice", "password": "s3cret-typed"})
+def test_expired_form_echoes_nothing_that_was_typed(client, users):
+    data = {"username": "alice-typed", "password": "s3cret-typed", "remember_me": "y"}
+    response = client.post("/login", data=data)
     html = response.get_data(as_text=True)
     assert response.status_code == 400
-    assert "s3cret-typed" not in html and ">alice</textarea>" in html
+    assert "alice-typed" not in html and "s3cret-typed" not in html
+    assert '<a href="/login">Open the form again</a>' in html
+
+
+def test_expired_form_of_a_button_links_nowhere_but_home(client, auth):
+    """A button's request (follow) has no page of its own to open again."""
+    auth.login()
+    html = client.post("/follow/bob", data={"csrf_token": "stale"}).get_data(as_text=True)
+    assert "Open the form again" not in html and "/follow/bob" not in html
+    assert "Back to the home page" in html
 
 
 def test_logout_without_csrf_token_keeps_the_session(client, auth):

@@ -159,10 +159,11 @@ def test_the_page_script_asks_for_the_new_urls(app, client, auth, users, immedia
     with app.app_context():
         version = db.session.get_one(User, users["alice"]).avatar_version
     alice = users["alice"]
-    assert client.get("/avatar_urls?size=24&size=128&size=0&size=x&size=5000").json == {
+    assert client.get("/avatar_urls?size=24&size=128&size=0&size=5000").json == {
         "24": f"/avatars/{alice}-48.webp?v={version}",
         "128": f"/avatars/{alice}-128.webp?v={version}",
     }
+    assert client.get("/avatar_urls?size=24&size=x").status_code == 400
     assert client.get("/avatar_urls").json == {}
     # Every picture of hers on a page says whose it is, for the script to find.
     html = client.get("/user/alice").get_data(as_text=True)

@@ -3,12 +3,14 @@ input, throttled pages, the proxy setting and the admins' error mails."""
 
 import json
 import logging
+from html.parser import HTMLParser
 from logging.handlers import SMTPHandler
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
 
-from models import ApiToken, User, db
+from models import ApiToken, Message, Post, User, db, followers
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts
 from tests.live import CSRF_FIELD
@@ -141,6 +143,75 @@ def test_cookies_are_secure_when_the_site_is_https(client, auth):
     assert "Secure" in cookies["session"] and "Secure" in cookies["remember_token"]
 
 
+# --- a forged request is refused, and never offered again ---------------------------------------
+
+# What another site's form sends along: nothing of it may come back on our page.
+ATTACKER_TEXT = "sent-by-evil-example"
+
+
+def forged_request(app, users, admin, action) -> tuple[str, dict]:
+    """The URL and fields of a cross-site form that would make the signed-in admin act."""
+    if action == "delete":
+        add_posts(app, admin, ["the admin's own post"])
+        with app.app_context():
+            post_id = db.session.scalar(sa.select(Post.id))
+        return f"/post/{post_id}/delete", {"reason": ATTACKER_TEXT}
+    return {
+        "make-admin": (f"/admin/users/{users['bob']}/make-admin", {"note": ATTACKER_TEXT}),
+        "follow": ("/follow/bob", {"submit": ATTACKER_TEXT}),
+        "post": ("/index", {"post": ATTACKER_TEXT}),
+        "message": ("/send_message/bob", {"message": ATTACKER_TEXT}),
+    }[action]
+
+
+def site_state(app) -> dict:
+    """Everything the forged requests could change."""
+    with app.app_context():
+        return {
+            "posts": db.session.scalars(sa.select(Post.body).order_by(Post.id)).all(),
+            "messages": db.session.scalars(sa.select(Message.body)).all(),
+            "follows": db.session.execute(sa.select(followers)).all(),
+            "admins": db.session.scalars(sa.select(User.id).where(User.is_admin)).all(),
+        }
+
+
+class FormActions(HTMLParser):
+    """The `action` of each form on a page, as a path."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.actions: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "form":
+            self.actions.append(urlsplit(dict(attrs).get("action") or "").path)
+
+
+@pytest.mark.parametrize("token", [None, "forged"], ids=["no-token", "wrong-token"])
+@pytest.mark.parametrize("cookies", ["session", "remember-me only"])
+@pytest.mark.parametrize("action", ["make-admin", "follow", "post", "message", "delete"])
+def test_a_forged_request_is_refused_and_not_offered_again(
+    app, client, users, admin, action, cookies, token
+):
+    """The friendly "form expired" page repeats none of what was sent and has no button
+    that would send it again (with a fresh token, one click would have done the attack)."""
+    path, fields = forged_request(app, users, admin, action)
+    client.submit("/login", {"username": "root", "password": PASSWORD, "remember_me": "y"})
+    if cookies == "remember-me only":
+        client.delete_cookie("session")
+    before = site_state(app)
+    data = fields if token is None else {**fields, "csrf_token": token}
+    response = client.post(path, data=data)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert 'href="/admin/"' in html  # the page is the signed-in admin's, as in the attack
+    assert "Your form expired" in html
+    assert ATTACKER_TEXT not in html
+    assert path not in FormActions(html).actions
+    assert site_state(app) == before
+
+
 # --- the client address behind a proxy ---------------------------------------------------------
 
 
@@ -178,6 +249,55 @@ def test_huge_page_numbers_are_404_on_every_paged_page(client, auth, path):
 def test_huge_post_id_is_404(client, auth):
     auth.login()
     assert client.submit(f"/post/{HUGE}/delete").status_code == 404
+
+
+# Every page that reads a whole number from the query, and a value it takes.
+NUMBER_ARGS = {
+    "/index/new_posts?after=": "0",
+    "/messages/newer?after=": "0",
+    "/send_message/bob?reply_to=": "1",
+    "/avatar_urls?size=": "64",
+}
+ODD_NUMBERS = {
+    "20 digits": HUGE,
+    "negative huge": f"-{HUGE}",
+    "past 64 bits": str(2**63),
+    "not a number": "abc",
+    "lone surrogate": "%ED%A0%80",
+    "other digits": "%D9%A3",  # ٣, a digit to int() but not to the database
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("value", ODD_NUMBERS.values(), ids=list(ODD_NUMBERS))
+@pytest.mark.parametrize("url", NUMBER_ARGS)
+def test_odd_numbers_in_the_query_are_a_400_that_says_which(client, auth, url, value):
+    auth.login()
+    response = client.get(url + value)
+    assert response.status_code == 400
+    name = url.split("?")[1].rstrip("=")
+    assert f"&#39;{name}&#39; must be a whole number" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("value", ["{}", "-{}", "9" * 18, "-" + "9" * 18])
+@pytest.mark.parametrize("url", NUMBER_ARGS)
+def test_whole_numbers_of_up_to_18_digits_are_taken(client, auth, url, value):
+    auth.login()
+    assert client.get(url + value.format(NUMBER_ARGS[url])).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", f"/admin/users/{HUGE}/delete"),
+        ("POST", f"/admin/users/{HUGE}/delete"),
+        ("POST", f"/admin/users/{HUGE}/make-admin"),
+    ],
+)
+def test_huge_ids_in_admin_urls_are_404(client, admin, method, path):
+    client.submit("/login", {"username": "root", "password": PASSWORD})
+    response = client.get(path) if method == "GET" else client.submit(path)
+    assert response.status_code == 404
 
 
 def test_huge_ids_in_the_session_are_nobody(client, users):

@@ -5,6 +5,8 @@ each client's own source address).
 """
 
 import re
+import socket
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -314,3 +316,56 @@ def test_registrations_are_limited_per_client_address(site):
     assert register(Client(site.url, "127.0.0.17"), "human").status_code == 302
     names = {name for (name,) in site.query("SELECT username FROM user")}
     assert {"bot0", "bot1", "apibot", "human"} <= names and "bot2" not in names
+
+
+# --- an upload from someone not signed in --------------------------------------------------
+
+# The start of a multipart body carrying a file (the rest is never sent).
+UPLOAD_START = (
+    b"--b\r\n"
+    b'Content-Disposition: form-data; name="file"; filename="archive.zip"\r\n'
+    b"Content-Type: application/octet-stream\r\n\r\n" + bytes(256 * 1024)
+)
+
+
+def answer_before_the_body(url: str, method: str, path: str, declared: int) -> bytes | None:
+    """Send the headers of a `declared`-byte upload to `path` without a cookie, and only the
+    first 256 KiB of its body; the response's head if it comes anyway, None if the server
+    waits for the rest (it is reading the body)."""
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\n"
+        f"Content-Length: {declared}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", urlsplit(url).port), timeout=10) as sock:
+        sock.sendall(head + UPLOAD_START)
+        try:
+            return sock.recv(4096).split(b"\r\n\r\n")[0]
+        except TimeoutError:
+            return None
+
+
+def test_an_upload_without_a_session_is_refused_before_its_body_is_read(live):
+    """The sign-in check comes before the CSRF check, which would read (and spool to disk)
+    the whole body first: up to 2 GiB for an import, from anyone."""
+    site = live()
+    site.start_web()
+    uploads = {
+        ("POST", "/import"): 500 * 1024 * 1024,
+        ("POST", "/edit_profile"): 4 * 1024 * 1024,  # under the picture limit, so read
+        ("POST", "/api/tasks"): 500 * 1024 * 1024,
+        ("PUT", "/api/users/1/avatar"): 4 * 1024 * 1024,
+    }
+    answers = {
+        f"{method} {path}": answer_before_the_body(site.url, method, path, declared)
+        for (method, path), declared in uploads.items()
+    }
+    status_lines = {upload: (head or b"").split(b"\r\n")[0] for upload, head in answers.items()}
+    assert status_lines == {
+        "POST /import": b"HTTP/1.1 302 FOUND",
+        "POST /edit_profile": b"HTTP/1.1 302 FOUND",
+        "POST /api/tasks": b"HTTP/1.1 401 UNAUTHORIZED",
+        "PUT /api/users/1/avatar": b"HTTP/1.1 401 UNAUTHORIZED",
+    }
+    for upload in ("POST /import", "POST /edit_profile"):
+        assert b"\r\nLocation: /login?next=" in answers[upload], answers[upload]

@@ -641,6 +641,10 @@ def delete_user(user: User, progress: "Progress | None" = None) -> int:
     a moment at most; then the user row, whose foreign keys take the messages, follows,
     notifications, tasks and tokens with it. Run again after a crash, it carries on.
     """
+    # Locked first, in the transaction of the caller's checks: the account can do nothing
+    # more, and an admin being deleted no longer counts as one while the posts go.
+    user.disable()
+    db.session.commit()
     done = 0
     while deleted := user.delete_some_posts(EXPORT_BATCH_SIZE):
         db.session.commit()

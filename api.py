@@ -560,6 +560,9 @@ def delete_user(id):
     validate_form(DeleteAccountForm, data)
     needed = _("Deleting the account needs your password in 'current_password'.")
     check_current_password(user, data["current_password"], needed)
+    refusal = user.refuse_leaving_no_admin()
+    if refusal:
+        api_abort(409, _(refusal))
     task = tasks.start_account_deletion(user)
     if task is None and Task.active_for(id, "delete_account") is None:
         return "", 204  # the worker was faster: the account, and its task, are gone already

@@ -529,11 +529,11 @@ operation(
     "/api/users/{id}",
     "Delete your own account (with `current_password`): it is locked and every token, this "
     "one included, revoked at once; the worker then deletes everything in it (the task goes "
-    "with the account)",
+    "with the account). The last enabled admin is refused (409): make another admin first",
     {
         "202": created_response("The queued deletion task.", ref("Task")),
         "204": {"description": "Deleted already: the worker finished before this answer."},
-        **errors(403, 404, 429),
+        **errors(403, 404, 409, 429),
     },
     tag="users",
     parameters=[ID],

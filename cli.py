@@ -57,6 +57,14 @@ def named_user(username: str) -> User:
     return user
 
 
+def refuse_leaving_no_admin(user: User) -> None:
+    """Exit, changing nothing, when `user` is the last admin who can sign in."""
+    refusal = user.refuse_leaving_no_admin()
+    if refusal:
+        db.session.rollback()
+        raise click.ClickException(refusal)
+
+
 @user_cli.command("create")
 @click.argument("username")
 @click.argument("email")
@@ -89,6 +97,7 @@ def set_password(username):
 def disable_user(username):
     """Stop an account: no sign-in; its sessions and API tokens end now. Its posts stay."""
     user = named_user(username)
+    refuse_leaving_no_admin(user)
     user.disable()
     db.session.commit()
     click.echo(f"Disabled {user.username}.")
@@ -111,7 +120,10 @@ def delete_user_command(username, yes):
     """Delete an account with its posts, messages, follows, tasks and exports."""
     user = named_user(username)
     if not yes:
+        refuse_leaving_no_admin(user)
+        db.session.rollback()  # holds no lock while waiting for the answer
         click.confirm(f"Delete {user.username} and everything they wrote?", abort=True)
+    refuse_leaving_no_admin(user)
     name = user.username
     delete_user(user)
     click.echo(f"Deleted {name}.")

@@ -897,6 +897,9 @@ def delete_account():
     form, refusal = submitted_settings_form(DeleteAccountForm, "delete_form")
     if refusal:
         return refusal
+    last_admin = current_user.refuse_leaving_no_admin()
+    if last_admin:
+        return redirect_with("warning", _(last_admin), "main.settings")
     start_account_deletion(current_user._get_current_object())
     logout_user()
     flash(_("Your account is locked and being deleted, with everything in it."), "info")

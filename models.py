@@ -90,6 +90,8 @@ def contains_pattern(text: str) -> str:
     return f"%{text}%"
 
 
+# Refused to whoever would disable, demote or delete the one admin left who can sign in.
+LAST_ADMIN = N_("That is the last enabled admin: make another account an admin first.")
 REGISTRATION_CLOSED = N_("Registration is closed on this site: an administrator creates accounts.")
 
 
@@ -289,11 +291,28 @@ class User(UserMixin, Model):
         """Why `actor` may not disable, demote or delete this account from /admin, or None.
 
         An admin cannot lock themselves out (there might be no other admin to let them back
-        in); the command line can still do anything.
+        in), nor take away the last enabled admin (`refuse_leaving_no_admin`).
         """
         if actor.id == self.id:
             return N_("You cannot disable, demote or delete your own account here.")
-        return None
+        return self.refuse_leaving_no_admin()
+
+    def refuse_leaving_no_admin(self) -> str | None:
+        """LAST_ADMIN when this is the only admin that is not disabled, else None: the one
+        rule for disabling, demoting and deleting, from /admin, the command line or the
+        account's own settings, so that someone can always run the site.
+
+        Holds the enabled admins until the transaction ends (the caller then changes this
+        account and commits): two admins removing each other at once would otherwise both
+        see the other still there. PostgreSQL locks their rows; SQLite, which has no row
+        locks, takes its one write lock with an update that changes nothing.
+        """
+        enabled = sa.and_(User.is_admin.is_(True), User.disabled.is_(False))
+        if db.session.get_bind().dialect.name == "sqlite":
+            hold = sa.update(User).where(enabled).values(is_admin=User.is_admin)
+            execute_dml(hold.execution_options(synchronize_session=False))
+        admins = db.session.scalars(sa.select(User.id).where(enabled).with_for_update()).all()
+        return LAST_ADMIN if admins == [self.id] else None
 
     def delete_account(self) -> list[str]:
         """Delete the user and, through the foreign keys' ON DELETE CASCADE, their posts,

@@ -44,6 +44,7 @@ from huey.consumer import Consumer as HueyConsumer
 from huey.consumer import Scheduler
 from huey.exceptions import CancelExecution
 from huey.storage import RedisStorage, SqliteStorage
+from sqlalchemy.engine.interfaces import DBAPICursor
 from werkzeug.local import LocalProxy
 
 import avatars
@@ -640,6 +641,10 @@ def delete_user(user: User, progress: "Progress | None" = None) -> int:
     a moment at most; then the user row, whose foreign keys take the messages, follows,
     notifications, tasks and tokens with it. Run again after a crash, it carries on.
     """
+    # Locked first, in the transaction of the caller's checks: the account can do nothing
+    # more, and an admin being deleted no longer counts as one while the posts go.
+    user.disable()
+    db.session.commit()
     done = 0
     while deleted := user.delete_some_posts(EXPORT_BATCH_SIZE):
         db.session.commit()
@@ -796,9 +801,14 @@ def _batches(rows: sa.CursorResult, size: int):
     would cost as much as the JSON encoding. Only for columns that need no result
     processing (here text, an integer, and a timestamp that `_posts_json` handles)."""
     batch: Sequence = rows.fetchmany(size)  # through SQLAlchemy first: it reads a row ahead
+    # When that first read found no row beyond its look-ahead (a result of one row),
+    # SQLAlchemy has closed the result and let go of the cursor (typed as always there).
+    cursor: DBAPICursor | None = rows.cursor
     while batch:
         yield batch
-        batch = rows.cursor.fetchmany(size)
+        if cursor is None:
+            return
+        batch = cursor.fetchmany(size)
 
 
 def prune_exports(user_id: int, keep: int) -> int:

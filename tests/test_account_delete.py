@@ -89,6 +89,26 @@ def test_delete_your_account(app, client, auth, users, immediate, monkeypatch):
     assert user_row(app, "alice") is not None
 
 
+def test_the_last_enabled_admin_cannot_delete_their_account(app, client, auth, admin, users):
+    auth.login("root")
+
+    response = client.submit("/settings/delete", {"current_password": PASSWORD})
+
+    assert response.status_code == 302 and response.headers["Location"] == "/settings"
+    page = client.get("/settings").get_data(as_text=True)
+    assert "That is the last enabled admin: make another account an admin first." in page
+    with app.app_context():
+        root = db.session.get_one(User, admin)
+        assert root.is_admin and not root.disabled
+        db.session.get_one(User, users["bob"]).make_admin(True)
+        db.session.commit()
+    # With another admin it goes ahead.
+    response = client.submit("/settings/delete", {"current_password": PASSWORD})
+    assert response.headers["Location"] == "/login"
+    with app.app_context():
+        assert db.session.get_one(User, admin).disabled
+
+
 @pytest.mark.consumer
 def test_locked_at_once_and_deleted_by_the_worker(app, users, live):
     give_alice_things(app, users)

@@ -3,6 +3,7 @@ disabled accounts and closed registration on the web."""
 
 import os
 import re
+import threading
 import time
 from datetime import timedelta
 
@@ -117,6 +118,54 @@ def test_admin_cannot_lock_themselves_out(app, as_admin, admin):
     as_admin.submit(f"/admin/users/{admin}/delete")
     root = user_row(app, "root")
     assert root is not None and root.is_admin and not root.disabled
+
+
+@pytest.mark.parametrize("change", ["disable", "remove-admin", "delete"])
+def test_two_admins_removing_each_other_at_once_leave_one_admin(
+    app, admin, users, monkeypatch, change
+):
+    """Each admin may change the other, but not both at once: the site keeps an admin."""
+    with app.app_context():
+        db.session.get_one(User, users["bob"]).make_admin(True)
+        db.session.commit()
+    targets = {"root": users["bob"], "bob": admin}
+    clients = {}
+    for name in targets:
+        clients[name] = app.test_client()
+        clients[name].submit("/login", {"username": name, "password": PASSWORD})
+    # Both requests are past the admin check and at the rule before either goes on.
+    both_in = threading.Barrier(2, timeout=10)
+    rule = User.refuse_admin_change
+
+    def rule_once_both_are_in(*args, **kwargs):
+        both_in.wait()
+        return rule(*args, **kwargs)
+
+    monkeypatch.setattr(User, "refuse_admin_change", rule_once_both_are_in)
+    threads = [
+        threading.Thread(target=clients[name].submit, args=(f"/admin/users/{target}/{change}",))
+        for name, target in targets.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    with app.app_context():
+        enabled = sa.select(User.username).where(User.is_admin, User.disabled.is_(False))
+        (survivor,) = db.session.scalars(enabled).all()
+    (removed,) = set(targets) - {survivor}
+    # The survivor's change went through; the other's, second, was refused with a reason.
+    assert flashes(clients[survivor])[0][0] == "success"
+    assert flashes(clients[removed]) == [
+        ("warning", "That is the last enabled admin: make another account an admin first.")
+    ]
+
+
+def flashes(client) -> list[tuple[str, str]]:
+    """The messages flashed to `client`'s session and not shown yet: (category, text)."""
+    with client.session_transaction() as session:
+        return list(session.get("_flashes", []))
 
 
 def test_unknown_user_or_change_is_404(as_admin, users):

@@ -91,6 +91,22 @@ def test_account_deletion_refused_without_the_password(app, api, users, tokens, 
     assert api.get("/api/users/1", token=tokens["alice"]).status_code == 200
 
 
+def test_the_last_enabled_admin_cannot_delete_their_account(app, api, users, tokens):
+    with app.app_context():
+        db.session.get_one(User, users["alice"]).make_admin(True)
+        db.session.commit()
+    body = {"current_password": PASSWORD}
+
+    response = api.delete(f"/api/users/{users['alice']}", token=tokens["alice"], json=body)
+
+    assert response.status_code == 409
+    assert response.json["message"] == (
+        "That is the last enabled admin: make another account an admin first."
+    )
+    assert not tasks_of(app, users["alice"])
+    assert api.get("/api/users/1", token=tokens["alice"]).status_code == 200  # still valid
+
+
 def test_account_deletion_needs_json(api, users, tokens):
     response = api.delete(f"/api/users/{users['alice']}", token=tokens["alice"], data="x")
     assert response.status_code == 415

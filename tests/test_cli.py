@@ -107,6 +107,38 @@ def test_delete_asks_unless_told_yes(app, users, flask_cli):
     assert (result.returncode, result.stdout) == (0, "Deleted carol.\n")
 
 
+LAST_ADMIN = "Error: That is the last enabled admin: make another account an admin first.\n"
+
+
+@pytest.mark.parametrize("command", [("disable", "root"), ("delete", "root", "--yes")])
+def test_the_last_enabled_admin_stays(app, users, admin, flask_cli, command):
+    with app.app_context():  # a disabled admin does not count: it cannot sign in
+        db.session.get_one(User, users["bob"]).make_admin(True)
+        db.session.get_one(User, users["bob"]).disable()
+        db.session.commit()
+
+    result = flask_cli("user", *command)
+
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", LAST_ADMIN)
+    root = user_row(app, "root")
+    assert root is not None and root.is_admin and not root.disabled
+    # With another enabled admin, it goes through.
+    assert flask_cli("user", "enable", "bob").returncode == 0
+    result = flask_cli("user", *command)
+    assert result.returncode == 0, result.stderr
+    assert user_row(app, "root") is None or user_row(app, "root").disabled
+
+
+def test_a_site_without_an_enabled_admin_can_still_disable_and_delete(app, users, flask_cli):
+    with app.app_context():
+        db.session.get_one(User, users["bob"]).make_admin(True)
+        db.session.get_one(User, users["bob"]).disable()
+        db.session.commit()
+    assert flask_cli("user", "disable", "alice").returncode == 0
+    assert flask_cli("user", "delete", "bob", "--yes").returncode == 0
+    assert user_row(app, "bob") is None
+
+
 def test_list(app, users, admin, flask_cli):
     with app.app_context():
         db.session.get_one(User, users["bob"]).disable()

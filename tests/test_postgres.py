@@ -86,6 +86,21 @@ def test_a_resumed_export_on_postgres(pg_app, monkeypatch):
     assert json.loads(content) == expected
 
 
+def test_a_resumed_export_with_one_post_left_on_postgres(pg_app, monkeypatch):
+    from tests.helpers import add_posts
+    from tests.test_tasks import export_crashing_once_then_resumed
+
+    with pg_app.app_context():
+        alice = User.by_username("alice").id
+    add_posts(pg_app, alice, 8, newest_first=True)
+
+    content, expected = export_crashing_once_then_resumed(
+        pg_app, alice, monkeypatch, crash_at=8, checkpointed=7
+    )
+
+    assert json.loads(content) == expected
+
+
 def test_importing_twice_adds_nothing_on_postgres(pg_app):
     from datetime import datetime
 

@@ -487,30 +487,34 @@ class Crash(BaseException):
     """Stands for the worker dying mid-export: nothing in the task catches it."""
 
 
-def export_crashing_once_then_resumed(app, user_id, monkeypatch) -> tuple[bytes, list]:
-    """Export `user_id`'s posts with a crash after the third batch and a second run after it;
+def export_crashing_once_then_resumed(
+    app, user_id, monkeypatch, crash_at=21, checkpointed=14
+) -> tuple[bytes, list]:
+    """Export `user_id`'s posts in batches of 7 with a crash once `crash_at` posts are
+    written (`checkpointed` of them in the last checkpoint) and a second run after it;
     returns the file and what it must hold. Checkpoints at every batch (no rate limit)."""
     monkeypatch.setattr(tasks, "EXPORT_BATCH_SIZE", 7)
     monkeypatch.setattr(tasks, "PROGRESS_MIN_INTERVAL", 0)
 
-    def crash_after_third_batch(done):
-        if done == 21:
+    def crash(done):
+        if done == crash_at:
             raise Crash()
 
+    expected = export_document(app, user_id)
     with app.app_context():
         db.session.add(Task(id="t1", name="export_posts", description="x", user_id=user_id,
                             status="running"))  # fmt: skip
         db.session.commit()
-        monkeypatch.setattr(tasks, "after_export_batch", crash_after_third_batch)
+        monkeypatch.setattr(tasks, "after_export_batch", crash)
         with pytest.raises(Crash):
             tasks.write_export("t1", user_id)
-        # The third batch was written but not checkpointed: the resumed run writes it again.
-        assert json.loads(db.session.get(Task, "t1").checkpoint)["done"] == 14
+        # The last batch was written but not checkpointed: the resumed run writes it again.
+        assert json.loads(db.session.get(Task, "t1").checkpoint)["done"] == checkpointed
         monkeypatch.setattr(tasks, "after_export_batch", None)
         name, count, _size = tasks.write_export("t1", user_id)
-        assert count == 50
+        assert count == len(expected["posts"])
         content = (Path(app.config["DATA_DIR"]) / "exports" / name).read_bytes()
-    return content, export_document(app, user_id)
+    return content, expected
 
 
 def test_a_resumed_export_has_every_post_once_in_order(app, users, monkeypatch):
@@ -519,6 +523,18 @@ def test_a_resumed_export_has_every_post_once_in_order(app, users, monkeypatch):
     add_posts(app, users["alice"], 50, timestamps=moments, newest_first=True)
 
     content, expected = export_crashing_once_then_resumed(app, users["alice"], monkeypatch)
+
+    assert json.loads(content) == expected
+
+
+def test_a_resumed_export_with_one_post_left(app, users, monkeypatch):
+    # A batch of 7 and one of 1; the crash after the second leaves one post for the resumed
+    # run, whose query then has a single row.
+    add_posts(app, users["alice"], 8, newest_first=True)
+
+    content, expected = export_crashing_once_then_resumed(
+        app, users["alice"], monkeypatch, crash_at=8, checkpointed=7
+    )
 
     assert json.loads(content) == expected
 

@@ -3,13 +3,14 @@
 
 import json
 import re
+import time
 
 import pytest
 import sqlalchemy as sa
 
 import language_detection
 from models import Post, User, db
-from tests.helpers import add_posts
+from tests.helpers import TranslationServer, add_posts
 from tests.live import wait_for
 from tests.test_import import tasks_of, upload
 
@@ -258,6 +259,54 @@ def test_slow_service_says_it_is_too_slow(client, spanish_post, translator):
     response = translate(client, spanish_post, client.csrf_token())
     assert response.status_code == 504
     assert "taking too long" in response.json["message"]
+
+
+@pytest.mark.parametrize("mode", ["drip", "drip-body"])
+def test_a_dripping_service_is_given_one_deadline_for_the_whole_answer(
+    app, client, spanish_post, translator, mode
+):
+    # Each byte comes well within TRANSLATE_TIMEOUT of the one before; the whole answer
+    # would take far longer than it.
+    translator.mode = mode
+    deadline = app.config["TRANSLATE_TIMEOUT"]
+    assert translator.DRIP_SECONDS < deadline
+
+    started = time.monotonic()
+    response = translate(client, spanish_post, client.csrf_token())
+    took = time.monotonic() - started
+
+    assert response.status_code == 504
+    assert "taking too long" in response.json["message"]
+    assert took < deadline + 2  # a correctness bound (the drip would last over 10 s)
+
+
+def test_an_answer_too_large_is_cut_short(client, spanish_post, translator):
+    translator.mode = "huge"
+    response = translate(client, spanish_post, client.csrf_token())
+    assert response.status_code == 502
+    assert response.json["message"] == "Translation service unavailable."
+
+
+@pytest.fixture
+def elsewhere():
+    """Another server, where a translation service might try to send the site."""
+    server = TranslationServer()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirects_are_not_followed(client, spanish_post, translator, elsewhere, status):
+    translator.mode = "redirect"
+    translator.redirect_status = status
+    translator.redirect_to = f"{elsewhere.url}/translate"
+
+    response = translate(client, spanish_post, client.csrf_token())
+
+    assert response.status_code == 502
+    assert response.json["message"] == "Translation service unavailable."
+    assert translator.hits == ["POST /translate"]
+    assert elsewhere.hits == []
 
 
 def test_translations_are_rate_limited_per_user(client, spanish_post, translator):

@@ -571,8 +571,7 @@ def translate_post():
             wait=ratelimit.in_words(retry_after),
         )
         return api.error_response(429, message, {"Retry-After": str(retry_after)})
-    data = request.get_json(silent=True)
-    post_id = data.get("post_id") if isinstance(data, dict) else None
+    post_id = api.json_object().get("post_id")
     if not isinstance(post_id, int) or isinstance(post_id, bool) or not 0 < post_id <= MAX_ROW_ID:
         return api.error_response(400, _('Send the id of a post: {"post_id": 123}.'))
     found = db.first_or_404(sa.select(Post).where(Post.id == post_id))

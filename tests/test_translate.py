@@ -223,17 +223,69 @@ def test_translate_a_post_that_does_not_exist_is_404(client, spanish_post, trans
     assert translator.requests == []
 
 
-@pytest.mark.parametrize("body", ['{"text": "translate me"}', '{"post_id": "1"}', "[1]", "nope"])
-def test_translate_takes_only_a_post_id(client, spanish_post, translator, body):
-    response = client.post(
+def post_translate(client, body: str, content_type="application/json"):
+    """POST /translate with `body` as it is, and the CSRF token."""
+    return client.post(
         "/translate",
         data=body,
-        content_type="application/json",
+        content_type=content_type,
         headers={"Accept": "application/json", "X-CSRFToken": client.csrf_token()},
     )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"text": "translate me"}',
+        "{}",
+        '{"post_id": "1"}',
+        '{"post_id": 1.0}',
+        '{"post_id": 1e400}',
+        '{"post_id": true}',
+        '{"post_id": null}',
+        '{"post_id": [1]}',
+        '{"post_id": {"id": 1}}',
+        '{"post_id": 0}',
+        '{"post_id": -1}',
+        '{"post_id": 18446744073709551617}',  # past 64 bits
+    ],
+)
+def test_translate_takes_only_a_post_id(client, spanish_post, translator, body):
+    response = post_translate(client, body)
     assert response.status_code == 400
     assert "post_id" in response.json["message"]
-    assert translator.requests == []
+    assert translator.hits == []
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("[" * 1_000_000, "The body is nested too deeply."),
+        ("[" * 1000 + "]" * 1000, "The body is nested too deeply."),
+        ('{"post_id": ' + "[" * 1000 + "]" * 1000 + "}", "The body is nested too deeply."),
+        ('{"post_id": ' + "1" * 5000 + "}", "The body is not valid JSON."),  # over int()'s limit
+        ("nope", "The body is not valid JSON."),
+        ('{"post_id": 1', "The body is not valid JSON."),
+        (b"\xff\xfe{", "The body is not valid JSON."),
+        ("[1]", "The body must be a JSON object."),
+        ("1", "The body must be a JSON object."),
+    ],
+)
+def test_translate_refuses_a_body_that_is_no_json_object(
+    client, spanish_post, translator, body, message
+):
+    response = post_translate(client, body)
+    assert response.status_code == 400
+    assert response.json["message"] == message
+    assert translator.hits == []
+
+
+def test_translate_wants_json(client, spanish_post, translator):
+    form = "application/x-www-form-urlencoded"
+    response = post_translate(client, f"post_id={spanish_post}", form)
+    assert response.status_code == 415
+    assert "application/json" in response.json["message"]
+    assert translator.hits == []
 
 
 def test_failing_service_says_unavailable(app, client, users, spanish_post, translator):

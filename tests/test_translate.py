@@ -190,15 +190,51 @@ def test_translate_sends_the_post_and_answers_its_translation(client, spanish_po
 
 
 def test_translate_into_the_readers_chosen_language(app, client, users, auth, translator):
-    add_posts(app, users["bob"], [ENGLISH])
+    add_detected_posts(app, users["bob"], [ENGLISH])
     choose_language(app, users["alice"], "es")
     auth.login()
 
     response = translate(client, post_id_of(app, ENGLISH), client.csrf_token())
 
     assert response.json["text"] == f"[es] {ENGLISH}"
-    # Not looked at yet: the service is asked to tell.
-    assert translator.requests[0]["source"] == "auto"
+    assert translator.requests[0]["source"] == "en"
+
+
+REFUSED = (
+    "This post cannot be translated: it is already in your language, or its language is not known."
+)
+
+
+def test_only_posts_offered_a_link_are_translated(app, client, users, auth, translator):
+    add_detected_posts(app, users["bob"], [ENGLISH, "ok"])  # "ok": too short to tell
+    add_posts(app, users["bob"], [SPANISH])  # its language not looked up yet
+    auth.login()
+    page = client.get("/explore").get_data(as_text=True)
+    assert all(body in page for body in (ENGLISH, "ok", SPANISH))
+    assert TRANSLATE_BUTTON.findall(page) == []  # none of them has the link
+
+    for body in (ENGLISH, "ok", SPANISH):
+        response = translate(client, post_id_of(app, body), client.csrf_token())
+        assert response.status_code == 400, body
+        assert response.json["message"] == REFUSED
+    assert translator.hits == []
+
+
+def test_a_post_in_the_readers_chosen_language_is_refused_in_it(
+    app, client, users, auth, translator
+):
+    add_detected_posts(app, users["bob"], [SPANISH])
+    choose_language(app, users["alice"], "es")
+    auth.login()
+
+    response = translate(client, post_id_of(app, SPANISH), client.csrf_token())
+
+    assert response.status_code == 400
+    assert response.json["message"] == (
+        "Esta publicación no se puede traducir: ya está en su idioma, "
+        "o no se sabe en qué idioma está."
+    )
+    assert translator.hits == []
 
 
 def test_translate_without_csrf_token_is_400(client, spanish_post, translator):
@@ -294,8 +330,9 @@ def test_failing_service_says_unavailable(app, client, users, spanish_post, tran
     assert response.status_code == 502
     assert response.json["message"] == "Translation service unavailable."
 
+    add_detected_posts(app, users["bob"], [ENGLISH])
     choose_language(app, users["alice"], "es")
-    response = translate(client, spanish_post, client.csrf_token())
+    response = translate(client, post_id_of(app, ENGLISH), client.csrf_token())
     assert response.json["message"] == "Servicio de traducción no disponible."
 
 

@@ -5,8 +5,8 @@ Clients get a token with HTTP Basic auth (`POST /api/tokens`) and send it as
 included: `{"error": "<HTTP reason>", "message": "..."}`.
 
 Building blocks for new endpoints: `token_auth_required` + `token_user()`,
-`json_body()`, `validate_form()`, `paginated()`, `api_abort()` / `error_response()`,
-and a matching entry in `api_spec.py`.
+`json_body()` (or `json_object()`), `validate_form()`, `paginated()`,
+`api_abort()` / `error_response()`, and a matching entry in `api_spec.py`.
 """
 
 import functools
@@ -236,16 +236,7 @@ def json_body(
     Names in `ignored` are dropped first (the read-only fields of an object the API
     returned, sent back whole by a client); a null in a `nullable` field reads as "".
     """
-    if not request.is_json:
-        api_abort(415, _("Send a JSON body with 'Content-Type: application/json'."))
-    try:
-        data = request.get_json()
-    except BadRequest:
-        api_abort(400, _("The body is not valid JSON."))
-    except RecursionError:
-        api_abort(400, _("The body is nested too deeply."))
-    if not isinstance(data, dict):
-        api_abort(400, _("The body must be a JSON object."))
+    data = json_object()
     data = {name: value for name, value in data.items() if name not in ignored}
     data.update({name: "" for name in nullable if name in data and data[name] is None})
     unknown = sorted(set(data) - allowed)
@@ -263,6 +254,22 @@ def json_body(
             400,
             _("These fields are not valid Unicode text: %(fields)s.", fields=", ".join(not_text)),
         )
+    return data
+
+
+def json_object() -> dict:
+    """The request's body as a JSON object, or a JSON 4xx saying what is wrong with it (every
+    route that reads JSON reads it here: a deep nesting must be a 400, not a 500)."""
+    if not request.is_json:
+        api_abort(415, _("Send a JSON body with 'Content-Type: application/json'."))
+    try:
+        data = request.get_json()
+    except BadRequest:
+        api_abort(400, _("The body is not valid JSON."))
+    except RecursionError:
+        api_abort(400, _("The body is nested too deeply."))
+    if not isinstance(data, dict):
+        api_abort(400, _("The body must be a JSON object."))
     return data
 
 

@@ -251,7 +251,8 @@ SETTINGS = (
     # A LibreTranslate-compatible server; unset: no "Translate" link anywhere.
     Setting("TRANSLATE_URL", None, base_url("http://127.0.0.1:5001")),
     Setting("TRANSLATE_API_KEY", None, secret=True),  # sent as `api_key` when set
-    # Seconds to wait for the server's answer before telling the reader it is too slow.
+    # Seconds for the whole exchange with the server (connecting, sending, reading all of
+    # its answer) before telling the reader it is too slow.
     Setting("TRANSLATE_TIMEOUT", 10.0, number(0, strict=True)),
     # Translations per signed-in user and per client address, per window.
     Setting("TRANSLATE_LIMIT_PER_USER", 60, integer(1)),

@@ -620,14 +620,20 @@ def translate_post():
             wait=ratelimit.in_words(retry_after),
         )
         return api.error_response(429, message, {"Retry-After": str(retry_after)})
-    data = request.get_json(silent=True)
-    post_id = data.get("post_id") if isinstance(data, dict) else None
+    post_id = api.json_object().get("post_id")
     if not isinstance(post_id, int) or isinstance(post_id, bool) or not 0 < post_id <= MAX_ROW_ID:
         return api.error_response(400, _('Send the id of a post: {"post_id": 123}.'))
     found = db.first_or_404(sa.select(Post).where(Post.id == post_id))
+    # The same rule as the link under the post: nothing else is sent to the service.
+    if not translation.offered_for(found):
+        message = _(
+            "This post cannot be translated: it is already in your language, "
+            "or its language is not known."
+        )
+        return api.error_response(400, message)
     target = translation.reader_language()
     try:
-        text = translation.translate(found.body, found.known_language or "auto", target)
+        text = translation.translate(found.body, found.known_language, target)
     except translation.TranslationTimeout:
         log.warning("Translating post %s: the translation service did not answer in time", post_id)
         message = _("The translation service is taking too long to answer. Please try again later.")

@@ -217,9 +217,14 @@ class TranslationServer:
     `POST /translate` and `GET /languages`, as LibreTranslate answers them.
 
     `mode` says how /translate answers: "ok" (the text, marked with the target language:
-    "[en] hola"), "fail" (500 with LibreTranslate's `{"error": ...}`) or "slow" (no answer
-    until the server stops, or `release` is set). `requests` keeps each JSON body received.
+    "[en] hola"), "fail" (500 with LibreTranslate's `{"error": ...}`), "slow" (no answer
+    until the server stops, or `release` is set), "drip" (a good answer, one byte every
+    DRIP_SECONDS from its status line on), "drip-body" (the headers at once, then the body
+    dripped), "huge" (an answer that never ends) or "redirect" (`redirect_status`, to
+    `redirect_to`). `requests` keeps each JSON body received, `hits` each "METHOD /path".
     """
+
+    DRIP_SECONDS = 0.2
 
     def __init__(self, mode: str = "ok"):
         import threading
@@ -227,6 +232,9 @@ class TranslationServer:
 
         self.mode = mode
         self.requests: list[dict] = []
+        self.hits: list[str] = []
+        self.redirect_to = ""
+        self.redirect_status = 302
         self.release = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -251,7 +259,49 @@ class TranslationServer:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def drip(self, data: bytes) -> None:
+                """Send `data` a byte at a time (until the server stops or the client leaves)."""
+                try:
+                    for byte in data:
+                        if fake.release.wait(fake.DRIP_SECONDS):
+                            return
+                        self.wfile.write(bytes([byte]))
+                except OSError:
+                    pass  # the client gave up, as it should
+                self.close_connection = True
+
+            def dripped_answer(self, headers_too: bool) -> None:
+                body = json.dumps({"translatedText": "at last"}).encode()
+                head = (
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                ).encode()
+                if headers_too:
+                    return self.drip(head + body)
+                self.wfile.write(head)
+                self.drip(body)
+
+            def endless_answer(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                try:
+                    self.wfile.write(b'{"translatedText": "')
+                    while not fake.release.is_set():
+                        self.wfile.write(b"x" * 65536)
+                except OSError:
+                    pass  # the client stopped reading, as it should
+                self.close_connection = True
+
+            def redirect(self) -> None:
+                self.send_response(fake.redirect_status)
+                self.send_header("Location", fake.redirect_to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_GET(self):
+                fake.hits.append(f"GET {self.path}")
                 if self.path != "/languages":
                     return self.reply(404, {"error": "Not Found"})
                 codes = [("en", "English"), ("es", "Spanish"), ("de", "German")]
@@ -265,8 +315,15 @@ class TranslationServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 payload = json.loads(self.rfile.read(length) or b"{}")
                 fake.requests.append(payload)
+                fake.hits.append(f"POST {self.path}")
                 if self.path != "/translate":
                     return self.reply(404, {"error": "Not Found"})
+                if fake.mode in ("drip", "drip-body"):
+                    return self.dripped_answer(headers_too=fake.mode == "drip")
+                if fake.mode == "huge":
+                    return self.endless_answer()
+                if fake.mode == "redirect":
+                    return self.redirect()
                 if fake.mode == "fail":
                     return self.reply(500, {"error": "Cannot translate text: model not loaded"})
                 if fake.mode == "slow":

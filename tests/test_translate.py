@@ -3,13 +3,14 @@
 
 import json
 import re
+import time
 
 import pytest
 import sqlalchemy as sa
 
 import language_detection
 from models import Post, User, db
-from tests.helpers import add_posts
+from tests.helpers import TranslationServer, add_posts
 from tests.live import wait_for
 from tests.test_import import tasks_of, upload
 
@@ -189,15 +190,51 @@ def test_translate_sends_the_post_and_answers_its_translation(client, spanish_po
 
 
 def test_translate_into_the_readers_chosen_language(app, client, users, auth, translator):
-    add_posts(app, users["bob"], [ENGLISH])
+    add_detected_posts(app, users["bob"], [ENGLISH])
     choose_language(app, users["alice"], "es")
     auth.login()
 
     response = translate(client, post_id_of(app, ENGLISH), client.csrf_token())
 
     assert response.json["text"] == f"[es] {ENGLISH}"
-    # Not looked at yet: the service is asked to tell.
-    assert translator.requests[0]["source"] == "auto"
+    assert translator.requests[0]["source"] == "en"
+
+
+REFUSED = (
+    "This post cannot be translated: it is already in your language, or its language is not known."
+)
+
+
+def test_only_posts_offered_a_link_are_translated(app, client, users, auth, translator):
+    add_detected_posts(app, users["bob"], [ENGLISH, "ok"])  # "ok": too short to tell
+    add_posts(app, users["bob"], [SPANISH])  # its language not looked up yet
+    auth.login()
+    page = client.get("/explore").get_data(as_text=True)
+    assert all(body in page for body in (ENGLISH, "ok", SPANISH))
+    assert TRANSLATE_BUTTON.findall(page) == []  # none of them has the link
+
+    for body in (ENGLISH, "ok", SPANISH):
+        response = translate(client, post_id_of(app, body), client.csrf_token())
+        assert response.status_code == 400, body
+        assert response.json["message"] == REFUSED
+    assert translator.hits == []
+
+
+def test_a_post_in_the_readers_chosen_language_is_refused_in_it(
+    app, client, users, auth, translator
+):
+    add_detected_posts(app, users["bob"], [SPANISH])
+    choose_language(app, users["alice"], "es")
+    auth.login()
+
+    response = translate(client, post_id_of(app, SPANISH), client.csrf_token())
+
+    assert response.status_code == 400
+    assert response.json["message"] == (
+        "Esta publicación no se puede traducir: ya está en su idioma, "
+        "o no se sabe en qué idioma está."
+    )
+    assert translator.hits == []
 
 
 def test_translate_without_csrf_token_is_400(client, spanish_post, translator):
@@ -222,17 +259,69 @@ def test_translate_a_post_that_does_not_exist_is_404(client, spanish_post, trans
     assert translator.requests == []
 
 
-@pytest.mark.parametrize("body", ['{"text": "translate me"}', '{"post_id": "1"}', "[1]", "nope"])
-def test_translate_takes_only_a_post_id(client, spanish_post, translator, body):
-    response = client.post(
+def post_translate(client, body: str, content_type="application/json"):
+    """POST /translate with `body` as it is, and the CSRF token."""
+    return client.post(
         "/translate",
         data=body,
-        content_type="application/json",
+        content_type=content_type,
         headers={"Accept": "application/json", "X-CSRFToken": client.csrf_token()},
     )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"text": "translate me"}',
+        "{}",
+        '{"post_id": "1"}',
+        '{"post_id": 1.0}',
+        '{"post_id": 1e400}',
+        '{"post_id": true}',
+        '{"post_id": null}',
+        '{"post_id": [1]}',
+        '{"post_id": {"id": 1}}',
+        '{"post_id": 0}',
+        '{"post_id": -1}',
+        '{"post_id": 18446744073709551617}',  # past 64 bits
+    ],
+)
+def test_translate_takes_only_a_post_id(client, spanish_post, translator, body):
+    response = post_translate(client, body)
     assert response.status_code == 400
     assert "post_id" in response.json["message"]
-    assert translator.requests == []
+    assert translator.hits == []
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("[" * 1_000_000, "The body is nested too deeply."),
+        ("[" * 1000 + "]" * 1000, "The body is nested too deeply."),
+        ('{"post_id": ' + "[" * 1000 + "]" * 1000 + "}", "The body is nested too deeply."),
+        ('{"post_id": ' + "1" * 5000 + "}", "The body is not valid JSON."),  # over int()'s limit
+        ("nope", "The body is not valid JSON."),
+        ('{"post_id": 1', "The body is not valid JSON."),
+        (b"\xff\xfe{", "The body is not valid JSON."),
+        ("[1]", "The body must be a JSON object."),
+        ("1", "The body must be a JSON object."),
+    ],
+)
+def test_translate_refuses_a_body_that_is_no_json_object(
+    client, spanish_post, translator, body, message
+):
+    response = post_translate(client, body)
+    assert response.status_code == 400
+    assert response.json["message"] == message
+    assert translator.hits == []
+
+
+def test_translate_wants_json(client, spanish_post, translator):
+    form = "application/x-www-form-urlencoded"
+    response = post_translate(client, f"post_id={spanish_post}", form)
+    assert response.status_code == 415
+    assert "application/json" in response.json["message"]
+    assert translator.hits == []
 
 
 def test_failing_service_says_unavailable(app, client, users, spanish_post, translator):
@@ -241,8 +330,9 @@ def test_failing_service_says_unavailable(app, client, users, spanish_post, tran
     assert response.status_code == 502
     assert response.json["message"] == "Translation service unavailable."
 
+    add_detected_posts(app, users["bob"], [ENGLISH])
     choose_language(app, users["alice"], "es")
-    response = translate(client, spanish_post, client.csrf_token())
+    response = translate(client, post_id_of(app, ENGLISH), client.csrf_token())
     assert response.json["message"] == "Servicio de traducción no disponible."
 
 
@@ -258,6 +348,54 @@ def test_slow_service_says_it_is_too_slow(client, spanish_post, translator):
     response = translate(client, spanish_post, client.csrf_token())
     assert response.status_code == 504
     assert "taking too long" in response.json["message"]
+
+
+@pytest.mark.parametrize("mode", ["drip", "drip-body"])
+def test_a_dripping_service_is_given_one_deadline_for_the_whole_answer(
+    app, client, spanish_post, translator, mode
+):
+    # Each byte comes well within TRANSLATE_TIMEOUT of the one before; the whole answer
+    # would take far longer than it.
+    translator.mode = mode
+    deadline = app.config["TRANSLATE_TIMEOUT"]
+    assert translator.DRIP_SECONDS < deadline
+
+    started = time.monotonic()
+    response = translate(client, spanish_post, client.csrf_token())
+    took = time.monotonic() - started
+
+    assert response.status_code == 504
+    assert "taking too long" in response.json["message"]
+    assert took < deadline + 2  # a correctness bound (the drip would last over 10 s)
+
+
+def test_an_answer_too_large_is_cut_short(client, spanish_post, translator):
+    translator.mode = "huge"
+    response = translate(client, spanish_post, client.csrf_token())
+    assert response.status_code == 502
+    assert response.json["message"] == "Translation service unavailable."
+
+
+@pytest.fixture
+def elsewhere():
+    """Another server, where a translation service might try to send the site."""
+    server = TranslationServer()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirects_are_not_followed(client, spanish_post, translator, elsewhere, status):
+    translator.mode = "redirect"
+    translator.redirect_status = status
+    translator.redirect_to = f"{elsewhere.url}/translate"
+
+    response = translate(client, spanish_post, client.csrf_token())
+
+    assert response.status_code == 502
+    assert response.json["message"] == "Translation service unavailable."
+    assert translator.hits == ["POST /translate"]
+    assert elsewhere.hits == []
 
 
 def test_translations_are_rate_limited_per_user(client, spanish_post, translator):

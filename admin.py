@@ -17,8 +17,8 @@ from wtforms import BooleanField
 
 import tasks
 from forms import EmptyForm, RegistrationForm
-from microblog import form_page, list_page
 from models import Task, TaskStatus, User, db
+from web import form_page, list_page
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

@@ -28,7 +28,7 @@ def linkify(text: str | None) -> Markup:
         if match.group(1):  # a mention; a name does not end with a dot ("Hi @bob.")
             name = match.group(1).rstrip(".")
             found = "@" + name
-            href = url_for("main.user", username=name)
+            href = url_for("people.user", username=name)
             link = Markup('<a class="mention" href="%s">%s</a>') % (href, found)
         else:
             found = found.rstrip(URL_TRAILING)

@@ -55,7 +55,7 @@ def send_templated(subject: str, recipient: str, template: str, **context) -> bo
 
 
 def send_password_reset_email(user) -> bool:
-    link = site_link("main.reset_password", token=user.get_reset_password_token())
+    link = site_link("accounts.reset_password", token=user.get_reset_password_token())
     with force_locale(mail_language(user)):
         subject = _("Reset your password")
         return send_templated(subject, user.email, "reset_password", user=user, link=link)
@@ -64,9 +64,9 @@ def send_password_reset_email(user) -> bool:
 def send_email_change_emails(user, new_email: str) -> bool:
     """The confirmation link to the new address, and a notice to the current one."""
     token = user.get_email_change_token(new_email)
-    link = site_link("main.confirm_email", token=token)
+    link = site_link("accounts.confirm_email", token=token)
     context = {"user": user, "new_email": new_email, "link": link}
-    settings = site_link("main.settings")
+    settings = site_link("accounts.settings")
     with force_locale(mail_language(user)):
         subject = _("Confirm your new email address")
         sent = send_templated(subject, new_email, "confirm_email", **context)

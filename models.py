@@ -503,11 +503,11 @@ class User(UserMixin, Model):
         if self.avatar_version:
             stored = next((s for s in AVATAR_SIZES if s >= size), AVATAR_SIZES[-1])
             file = self.avatar_file(stored)
-            return url_for("main.avatar_file", file=file, v=self.avatar_version)
+            return url_for("people.avatar_file", file=file, v=self.avatar_version)
         if current_app.config.get("MICROBLOG_GRAVATAR"):
             digest = hashlib.md5(self.email.strip().lower().encode("utf-8")).hexdigest()
             return f"https://www.gravatar.com/avatar/{digest}?d=identicon&s={size}"
-        return url_for("main.generated_avatar", username=self.username, size=size)
+        return url_for("people.generated_avatar", username=self.username, size=size)
 
     def avatar_file(self, size: int) -> str:
         """The file name of the uploaded picture in one of AVATAR_SIZES."""

@@ -830,7 +830,7 @@ def email_export(row: Task) -> bool:
     Task.record_progress(row.id, 100, N_("Sending the email…"))
     path = exports_dir() / row.result_file
     attach = row.result_size <= EXPORT_ATTACH_MAX_BYTES
-    link = site_link("main.download_export", task_id=row.id)
+    link = site_link("task_pages.download_export", task_id=row.id)
     context = {"user": row.user, "task": row, "attached": attach, "link": link}
     attachments = [("posts.json", "application/json", path.read_bytes())] if attach else []
     with force_locale(mail_language(row.user)):

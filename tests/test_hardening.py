@@ -396,7 +396,7 @@ def test_the_same_error_is_mailed_once_not_once_per_request(failing_app, smtp_se
 
 
 def test_a_different_error_gets_its_own_mail(failing_app, smtp_server):
-    from microblog import OncePerInterval
+    from error_mail import OncePerInterval
 
     once = OncePerInterval(300)
 

@@ -9,7 +9,6 @@ import pytest
 import sqlalchemy as sa
 
 import tasks
-from microblog import FORM_FIELDS_BYTES
 from models import POST_MAX, Post, Task, db
 from tests.conftest import PASSWORD
 from tests.helpers import (
@@ -22,6 +21,7 @@ from tests.helpers import (
     toot,
     write_outbox,
 )
+from web import FORM_FIELDS_BYTES
 
 
 def upload(client, data: bytes, filename="posts.json"):

@@ -1,0 +1,90 @@
+"""What the page script and monitors poll: notifications, /healthz, /readyz."""
+
+import logging
+
+import sqlalchemy as sa
+from flask import Blueprint, jsonify, request, session
+from flask_login import current_user
+
+from models import db, notifications_payload
+from tasks import huey, live_consumers, seconds_since_last_heartbeat
+from web import login_manager
+
+log = logging.getLogger("microblog")
+
+bp = Blueprint("health", __name__)
+
+
+@bp.route("/notifications")
+def notifications():
+    """JSON notifications newer than `since` (a Unix time); read-only, cheap to poll.
+
+    Every open page polls this, so it takes the user id Flask-Login keeps in the signed
+    session instead of loading the User row, and reads with one indexed query.
+    """
+    session_id = session.get("_user_id")
+    if session_id is None:
+        # No session yet (say, only a "remember me" cookie): let Flask-Login decide.
+        if not current_user.is_authenticated:
+            return login_manager().unauthorized()
+        session_id = current_user.get_id()
+    since = request.args.get("since", 0.0, type=float) or 0.0
+    payload = notifications_payload(str(session_id), since)
+    if payload is None:  # signed out everywhere since this session began
+        session.clear()
+        return login_manager().unauthorized()
+    return jsonify(payload)
+
+
+@bp.route("/healthz")
+def healthz():
+    """200 while this web process answers; it checks nothing else."""
+    return jsonify(status="ok")
+
+
+@bp.route("/readyz")
+def readyz():
+    """200 when the database and the queue answer and a worker reported in recently; else
+    503. `checks` says "ok" or what is wrong for each part; `missing` names the parts not
+    ready."""
+    checks = {"database": database_check(), "queue": queue_check()}
+    # The heartbeats are kept in the database: with it down, nobody can tell.
+    checks["worker"] = (
+        worker_check() if checks["database"] == "ok" else "unknown: the database is down"
+    )
+    missing = [part for part, result in checks.items() if result != "ok"]
+    body = {"status": "unavailable" if missing else "ok", "missing": missing, "checks": checks}
+    return jsonify(body), 503 if missing else 200
+
+
+def database_check() -> str:
+    try:
+        db.session.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        log.warning("Readiness: the database does not answer: %s", exc)
+        db.session.rollback()
+        return "the database does not answer"
+    return "ok"
+
+
+def queue_check() -> str:
+    try:
+        huey.pending_count()
+    except Exception as exc:
+        log.warning("Readiness: the task queue does not answer: %s", exc)
+        return "the task queue does not answer"
+    return "ok"
+
+
+def worker_check() -> str:
+    """ "ok" while some consumer is alive; otherwise how long since one was last heard."""
+    try:
+        if live_consumers():
+            return "ok"
+        silence = seconds_since_last_heartbeat()
+    except Exception:
+        log.exception("Readiness: could not read the worker heartbeats")
+        return "the worker heartbeats cannot be read"
+    if silence is None:  # none ever, or the last one stopped cleanly
+        return "no worker is running"
+    return f"no worker has reported in for {silence:.0f} s"

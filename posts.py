@@ -1,0 +1,181 @@
+"""Posts: the home timeline, explore, a post's page, deleting, translating, search."""
+
+import logging
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+
+import api
+import ratelimit
+import search
+import translation
+from forms import PostForm
+from models import MAX_ROW_ID, USERNAME_MAX, Post, User, db
+from web import (
+    int_arg,
+    is_safe_next,
+    login_manager,
+    page_links,
+    page_number,
+    paginate,
+    redirect_with,
+)
+
+log = logging.getLogger("microblog")
+
+bp = Blueprint("posts", __name__)
+
+
+NEW_POSTS_CAP = 99  # "99+ new posts": counting further is work nobody reads
+
+
+PEOPLE_FOUND_MAX = 10  # people shown above the posts; a longer name narrows the list
+
+
+@bp.route("/", methods=["GET", "POST"])
+@bp.route("/index", methods=["GET", "POST"])
+@login_required
+def index():
+    form = PostForm()
+    if form.validate_on_submit():
+        current_user.publish(form.post.data)
+        db.session.commit()
+        return redirect_with("success", _("Your post is now live!"), "posts.index")
+    status = 400 if form.is_submitted() else 200
+    posts = paginate(current_user.following_posts())
+    newer, older = page_links(posts, "posts.index")
+    return (
+        render_template(
+            "index.html", title=_("Home"), form=form, posts=posts, newer_url=newer, older_url=older
+        ),
+        status,
+    )
+
+
+@bp.route("/index/new_posts")
+@login_required
+def new_posts():
+    """How many posts reached the home timeline after post `after` (an HTML fragment: a
+    "3 new posts" link, or nothing); the open home page asks on each notifications poll."""
+    after = int_arg("after", 0)
+    count = current_user.new_posts_count(after, NEW_POSTS_CAP)
+    return render_template("_new_posts.html", count=count, cap=NEW_POSTS_CAP)
+
+
+@bp.route("/explore")
+@login_required
+def explore():
+    query = (
+        sa.select(Post)
+        .options(sa.orm.joinedload(Post.author))
+        .order_by(Post.timestamp.desc(), Post.id.desc())
+    )
+    posts = paginate(query)
+    newer, older = page_links(posts, "posts.explore")
+    return render_template(
+        "index.html", title=_("Explore"), posts=posts, newer_url=newer, older_url=older
+    )
+
+
+@bp.route("/post/<row_id:post_id>")
+@login_required
+def post(post_id):
+    """One post on a page of its own (the link behind each post's date)."""
+    found = db.first_or_404(sa.select(Post).where(Post.id == post_id))
+    title = f"{found.author.username}: {found.body[:40]}"
+    return render_template("post.html", title=title, post=found)
+
+
+@bp.route("/post/<row_id:post_id>/delete", methods=["POST"])
+@login_required
+def delete_post(post_id):
+    if not current_user.delete_post(post_id):
+        abort(404)
+    db.session.commit()
+    flash(_("Your post was deleted."), "info")
+    next_page = request.args.get("next")
+    return redirect(next_page if is_safe_next(next_page) else url_for("posts.index"))
+
+
+@bp.route("/translate", methods=["POST"])
+def translate_post():
+    """`{"post_id": n}` → `{"text": the post in the reader's page language}` (the page script
+    puts it in place of the post). Only a post's own text is sent to the service: the site
+    is no free translator of arbitrary text."""
+    if not translation.enabled():
+        abort(404)
+    if not current_user.is_authenticated:  # a JSON answer the script can show, not a redirect
+        return api.error_response(401, str(login_manager().login_message))
+    retry_after = ratelimit.translation(current_user.id)
+    if retry_after:
+        message = _(
+            "Too many translations. Please wait %(wait)s and try again.",
+            wait=ratelimit.in_words(retry_after),
+        )
+        return api.error_response(429, message, {"Retry-After": str(retry_after)})
+    post_id = api.json_object().get("post_id")
+    if not isinstance(post_id, int) or isinstance(post_id, bool) or not 0 < post_id <= MAX_ROW_ID:
+        return api.error_response(400, _('Send the id of a post: {"post_id": 123}.'))
+    found = db.first_or_404(sa.select(Post).where(Post.id == post_id))
+    # The same rule as the link under the post: nothing else is sent to the service.
+    if not translation.offered_for(found):
+        message = _(
+            "This post cannot be translated: it is already in your language, "
+            "or its language is not known."
+        )
+        return api.error_response(400, message)
+    target = translation.reader_language()
+    try:
+        text = translation.translate(found.body, found.known_language, target)
+    except translation.TranslationTimeout:
+        log.warning("Translating post %s: the translation service did not answer in time", post_id)
+        message = _("The translation service is taking too long to answer. Please try again later.")
+        return api.error_response(504, message)
+    except translation.TranslationError as exc:
+        log.warning("Translating post %s: %s", post_id, exc)
+        return api.error_response(502, _("Translation service unavailable."))
+    return jsonify(text=text, language=target)
+
+
+@bp.route("/search", endpoint="search")
+@login_required
+def search_page():
+    query = request.args.get("q", "")
+    terms = search.parse_query(query)
+    per_page = current_app.config["POSTS_PER_PAGE"]
+    # Deep pages are never useful and a huge OFFSET would overflow the database's integers.
+    page = min(page_number(), search.MAX_PAGE)
+    results = search.search_posts(terms, page, per_page)
+    newer, older = page_links(results, "posts.search", q=query)
+    highlighted = {post.id: search.highlight(post.body, terms) for post in results.items}
+    # People whose name contains what was typed (one word, as a username is).
+    name = query.strip().lstrip("@")
+    people: Sequence[User] = ()
+    if name and page == 1 and len(name) <= USERNAME_MAX and " " not in name:
+        people = db.session.scalars(User.named_like(name).limit(PEOPLE_FOUND_MAX)).all()
+    return render_template(
+        "search.html",
+        title=_("%(query)s - Search", query=query.strip()[:40]) if query.strip() else _("Search"),
+        query=query,
+        terms=terms,
+        people=people,
+        results=results,
+        candidates=search.CANDIDATES,
+        posts=results.items,
+        highlighted=highlighted,
+        newer_url=newer,
+        older_url=older,
+    )

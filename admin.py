@@ -16,6 +16,7 @@ from flask_login import current_user
 from wtforms import BooleanField
 
 import tasks
+import worker
 from forms import EmptyForm, RegistrationForm
 from models import Task, TaskStatus, User, db
 from web import form_page, list_page
@@ -141,16 +142,17 @@ def jobs_status():
 def dashboard() -> dict:
     """What /admin/jobs shows: the queue, the consumers, task counts and recent failures."""
     try:
-        depth, beats, queue_error = tasks.huey.pending_count(), tasks.consumer_heartbeats(), None
+        depth, beats, queue_error = worker.huey.pending_count(), worker.consumer_heartbeats(), None
     except Exception as exc:  # the page still shows what the database knows
         current_app.logger.exception("Could not read the task queue")
         depth, beats, queue_error = None, {}, str(exc)
     now = time.time()
+    silent = current_app.config["MICROBLOG_CONSUMER_SILENT_SECONDS"]
     consumers = [
         {
             "name": name,
             "silent_for": now - beat,
-            "alive": now - beat < tasks.CONSUMER_SILENT_SECONDS,
+            "alive": now - beat < silent,
         }
         for name, beat in sorted(beats.items(), key=lambda item: -item[1])
         if now - beat < FORGET_CONSUMER_SECONDS
@@ -180,7 +182,7 @@ def retry_task(task_id):
             _(
                 "The file uploaded for this task is no longer kept (a failed import keeps it "
                 "for %(days)s days): %(username)s needs to upload it again.",
-                days=f"{tasks.EXPORT_EXPIRY_DAYS:g}",
+                days=f"{current_app.config['MICROBLOG_EXPORT_EXPIRY_DAYS']:g}",
                 username=task.user.username,
             ),
             "warning",

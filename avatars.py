@@ -10,11 +10,13 @@ from html import escape
 
 from PIL import Image, ImageOps
 
+import config
 from i18n import Phrase, PhrasedError, phrase
 
 # The sizes the pages show (in CSS pixels; 2× for sharp screens is covered by the larger ones).
 AVATAR_SIZES = (48, 64, 128, 256)
-UPLOAD_MAX_BYTES = 5 * 2**20
+# The largest upload, unless the caller says (from MICROBLOG_AVATAR_MAX_BYTES).
+UPLOAD_MAX_BYTES: int = config.default("MICROBLOG_AVATAR_MAX_BYTES")
 # Width × height of an upload. A phone photo is 12-50 Mpx; a decompression bomb is a small
 # file that claims billions of pixels, refused from its header before anything is decoded.
 UPLOAD_MAX_PIXELS = 64_000_000

@@ -261,6 +261,12 @@ SETTINGS = (
 )
 
 
+def default(name: str) -> Any:
+    """The declared default of setting `name`, for code that takes it as an argument's
+    default (so that no default is written twice)."""
+    return next(setting.default for setting in SETTINGS if setting.name == name)
+
+
 def flask_settings() -> dict[str, Any]:
     """Fixed settings of Flask and its extensions (not read from the environment)."""
     return {

@@ -7,8 +7,8 @@ from flask import Blueprint, jsonify, request, session
 from flask_login import current_user
 
 from models import db, notifications_payload
-from tasks import huey, live_consumers, seconds_since_last_heartbeat
 from web import login_manager
+from worker import huey, live_consumers, seconds_since_last_heartbeat
 
 log = logging.getLogger("microblog")
 

@@ -15,8 +15,9 @@ from flask_login import current_user, login_required
 
 from forms import EmptyForm, ImportForm
 from models import Task, TaskStatus, db
-from tasks import huey, live_consumers, send_export, start_export, start_import
+from tasks import send_export, start_export, start_import
 from web import form_page, is_safe_next, list_page, safe_referrer
+from worker import huey, live_consumers
 
 bp = Blueprint("task_pages", __name__)
 

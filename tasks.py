@@ -5,53 +5,40 @@ users see lives in the `Task` table, driven by Huey's signals and the tasks' own
 writes; Huey itself keeps no results.
 """
 
-import atexit
-import contextlib
 import dataclasses
 import functools
-import importlib
-import json
 import logging
 import os
-import select
 import smtplib
-import socket
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from flask import (
-    Flask,
     current_app,
-    has_app_context,
     render_template,
     send_file,
     send_from_directory,
 )
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from huey import Huey, crontab
+from huey import crontab
 from huey import signals as S
-from huey.consumer import Consumer as HueyConsumer
-from huey.consumer import Scheduler
-from huey.exceptions import CancelExecution
-from huey.storage import RedisStorage, SqliteStorage
 from sqlalchemy.engine.interfaces import DBAPICursor
-from werkzeug.local import LocalProxy
 
 import avatars
 import backup
-import config
 import importer
 import language_detection
+import worker
 from i18n import N_, PhrasedError, mail_language, nphrase, phrase, store_phrases
 from mailer import (
     mail_configured,
@@ -60,400 +47,29 @@ from mailer import (
     send_password_reset_email,
     site_link,
 )
-from models import Consumer, Post, Task, TaskStatus, User, db, isoformat_utc, utcnow
+from models import Post, Task, TaskStatus, User, db, isoformat_utc, utcnow
+from worker import (
+    CONSUMER_ID,
+    TRACKED_TASKS,
+    Progress,
+    app_context,
+    huey,
+    live_consumers,
+    on_consumer_start,
+    on_task_over,
+    stopping,
+    tracked,
+)
 
 log = logging.getLogger("huey.microblog")
 
-
-# The knobs, declared and parsed in config.py (environment or .env), read once here: Huey's
-# decorators below need them at import time. Tests shorten the intervals.
-settings = config.load()
-HUEY_NAME: str = settings["HUEY_NAME"]
-PERIODIC_SECONDS: float = settings["MICROBLOG_PERIODIC_SECONDS"]
-TASK_STALE_SECONDS: float = settings["MICROBLOG_TASK_STALE_SECONDS"]
-# A running task writes its heartbeat at least this often, even when the bar does not move.
-TASK_HEARTBEAT_SECONDS = min(5.0, TASK_STALE_SECONDS / 4)
-# The bar moves at most this often: ≤ ~100 writes per task whatever its size, and no more
-# than the page can show (it asks once a second while a task runs).
-PROGRESS_MIN_INTERVAL = 0.25
-# Each consumer records that it is alive this often (and then looks for tasks whose consumer
-# died); one silent for CONSUMER_SILENT_SECONDS is dead.
-CONSUMER_HEARTBEAT_SECONDS: float = settings["MICROBLOG_CONSUMER_HEARTBEAT_SECONDS"]
-CONSUMER_SILENT_SECONDS: float = settings["MICROBLOG_CONSUMER_SILENT_SECONDS"]
-
-EXPORT_BATCH_SIZE: int = settings["MICROBLOG_EXPORT_BATCH_SIZE"]
-EXPORT_KEEP: int = settings["MICROBLOG_EXPORT_KEEP"]
-EXPORT_EXPIRY_DAYS: float = settings["MICROBLOG_EXPORT_EXPIRY_DAYS"]
-EXPORT_ATTACH_MAX_BYTES: int = settings["MICROBLOG_EXPORT_ATTACH_MAX_BYTES"]
-IMPORT_MAX_BYTES: int = settings["MICROBLOG_IMPORT_MAX_BYTES"]
-IMPORT_BATCH_SIZE: int = settings["MICROBLOG_IMPORT_BATCH_SIZE"]
-AVATAR_MAX_BYTES: int = settings["MICROBLOG_AVATAR_MAX_BYTES"]
-MAIL_RETRIES: int = settings["MICROBLOG_MAIL_RETRIES"]
-MAIL_RETRY_DELAY: float = settings["MICROBLOG_MAIL_RETRY_DELAY"]
-
-# The app tasks run in, as gunicorn would find it. Imported by name, and only in the
-# consumer, so that this module never imports the web app (imports point one way).
-APP_FACTORY = "microblog:create_app"
-
-
-# --- the queue ---------------------------------------------------------------------
-
-# Set when the consumer begins to shut down; running tasks check it at each batch.
-stopping = threading.Event()
-
-
-class ConsumerStopping(KeyboardInterrupt):
-    """Raised inside a task when the consumer stops; Huey reports it as "interrupted"."""
-
-
-class Doorbell:
-    """How a consumer on the SQLite queue learns at once that a task was queued, instead of
-    at its next poll: a Unix datagram socket per consumer process in `<data dir>/doorbells/`,
-    rung by every enqueue (the web app's, the scheduler's). Polling stays as the fallback,
-    every IDLE_WAIT_SECONDS."""
-
-    def __init__(self, directory: Path):
-        directory.mkdir(mode=0o700, exist_ok=True)
-        self.path = directory / f"{os.getpid()}.sock"
-        self.path.unlink(missing_ok=True)  # left by a killed process that had our pid
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(self.path))
-        self.sock.setblocking(False)
-
-    def wait(self, timeout: float) -> None:
-        """Until the bell rings or `timeout` passes (several workers may wait at once)."""
-        select.select([self.sock], [], [], timeout)
-        with contextlib.suppress(BlockingIOError):
-            while self.sock.recv(16):
-                pass
-
-    def close(self) -> None:
-        self.sock.close()
-        self.path.unlink(missing_ok=True)
-
-    @staticmethod
-    def ring_all(directory: Path) -> None:
-        """Wake every consumer of this queue; forget the doorbells of dead ones."""
-        with contextlib.suppress(FileNotFoundError):
-            for path in directory.iterdir():
-                try:
-                    _bell_sender().sendto(b"!", str(path))
-                except (ConnectionRefusedError, FileNotFoundError):
-                    path.unlink(missing_ok=True)  # nobody listens there any more
-                except OSError:
-                    pass  # a full buffer: that consumer has been rung already
-
-
-@functools.cache
-def _bell_sender() -> socket.socket:
-    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sender.setblocking(False)
-    atexit.register(sender.close)  # one per process, kept for every enqueue
-    return sender
-
-
-# A consumer with nothing to do looks at the queue this often even if no bell rings; this
-# often where it has no doorbell.
-IDLE_WAIT_SECONDS = 0.5
-NO_DOORBELL_POLL_SECONDS = 0.05
-
-
-class LazySqliteStorage(SqliteStorage):
-    """Huey's SQLite storage, creating huey.db on first use instead of at import, with a
-    doorbell: an idle consumer's dequeue() waits for the next enqueue, so a task starts
-    within a millisecond of being queued rather than at the workers' next poll.
-
-    The web app imports this module; tests and `flask` commands should not create a
-    queue file in the default data dir just by importing it.
-    """
-
-    blocking = True  # dequeue() waits itself: Huey's workers need not sleep between polls
-
-    def initialize_schema(self):
-        pass
-
-    def _create_connection(self):
-        config.data_dir(Path(self.filename).parent)
-        conn = super()._create_connection()
-        for statement in self.ddl:  # all "create ... if not exists"
-            conn.execute(statement)
-        return conn
-
-    @property
-    def doorbells(self) -> Path:
-        return Path(self.filename).parent / "doorbells"
-
-    def enqueue(self, data, priority=None):
-        super().enqueue(data, priority)
-        Doorbell.ring_all(self.doorbells)
-
-    def dequeue(self):
-        data = super().dequeue()
-        if data is None:
-            # Then None: the worker asks again at once, through MicroblogHuey.dequeue, which
-            # takes nothing once the consumer is stopping (the bell may ring for a task it
-            # has just put back in the queue for the next consumer).
-            doorbell = self.doorbell()
-            if doorbell is None:
-                time.sleep(NO_DOORBELL_POLL_SECONDS)
-            else:
-                doorbell.wait(IDLE_WAIT_SECONDS)
-        return data
-
-    _doorbell: Doorbell | None = None
-    _doorbell_failed = False
-    _doorbell_lock = threading.Lock()
-
-    def doorbell(self) -> Doorbell | None:
-        """This process's doorbell, made by its first dequeue (only consumers dequeue); None
-        where there can be none (a data dir path too long for a socket): then it polls."""
-        with self._doorbell_lock:
-            if self._doorbell is None and not self._doorbell_failed:
-                try:
-                    self._doorbell = Doorbell(self.doorbells)
-                except OSError as exc:
-                    self._doorbell_failed = True
-                    log.warning(
-                        "No doorbell (%s): looking at the queue every %s s instead",
-                        exc,
-                        NO_DOORBELL_POLL_SECONDS,
-                    )
-            return self._doorbell
-
-    def close_doorbell(self) -> None:
-        with self._doorbell_lock:
-            if self._doorbell is not None:
-                self._doorbell.close()
-                self._doorbell = None
-
-
-class MicroblogScheduler(Scheduler):
-    periodic_task_seconds = PERIODIC_SECONDS
-
-
-# The consumer's nice value (0 is the web's; 19 the lowest priority).
-CONSUMER_NICENESS = 10
-
-
-class MicroblogConsumer(HueyConsumer):
-    """Huey's consumer, plus a heartbeat, crash recovery and a stop flag that running tasks
-    can see."""
-
-    scheduler_class = MicroblogScheduler
-    _last_beat = 0.0
-
-    def __init__(self, huey, **options):
-        # Every file the consumer creates (huey.db, exports) must be 0600: set once, at
-        # startup, before anything is opened.
-        config.use_private_files()
-        # Background work yields the CPU to web requests: with the exports' threads at the
-        # same priority, the scheduler gives the web its share per thread, and pages slowed
-        # to a crawl while a few exports ran. Only ever lowered (systemd's Nice= may be
-        # lower already); set before the workers start, so their threads inherit it.
-        own = os.getpriority(os.PRIO_PROCESS, 0)
-        os.setpriority(os.PRIO_PROCESS, 0, max(own, CONSUMER_NICENESS))
-        super().__init__(huey, **options)
-
-    def stop(self, graceful=False):
-        stopping.set()
-        super().stop(graceful=graceful)
-
-    def run(self):
-        try:
-            # Posts from before language detection, and any an import left, get theirs now.
-            detect_post_languages()
-        except Exception:
-            log.exception("Could not queue the language lookup of posts")
-        try:
-            super().run()
-        finally:
-            forget_consumer()
-            if isinstance(self.huey.storage, LazySqliteStorage):
-                self.huey.storage.close_doorbell()
-
-    def loop(self, health_check_ts=None):
-        if time.monotonic() - self._last_beat >= CONSUMER_HEARTBEAT_SECONDS:
-            self._last_beat = time.monotonic()
-            try:
-                record_consumer_heartbeat()
-                recover_lost_tasks()
-            except Exception:
-                log.exception("Could not record the consumer heartbeat or recover lost tasks")
-        return super().loop(health_check_ts)
-
-
-class MicroblogHuey(Huey):
-    def create_consumer(self, **options):
-        return MicroblogConsumer(self, **options)
-
-    def dequeue(self):
-        # A stopping consumer takes no new task: the tasks it has just put back in the
-        # queue (interrupted exports) are for the next consumer, not for an idle worker of
-        # this one, which would mark them running and exit with them.
-        if stopping.is_set():
-            return None
-        return super().dequeue()
-
-
-def make_huey() -> Huey:
-    """Redis when REDIS_URL is set, else SQLite in `<data dir>/huey.db` (WAL, busy timeout)."""
-    if settings["REDIS_URL"]:
-        return MicroblogHuey(
-            HUEY_NAME, results=False, storage_class=RedisStorage, url=settings["REDIS_URL"]
-        )
-    return MicroblogHuey(
-        HUEY_NAME,
-        results=False,
-        storage_class=LazySqliteStorage,
-        filename=str(settings["DATA_DIR"] / "huey.db"),
-        journal_mode="wal",
-        timeout=10,
-    )
-
-
-huey = make_huey()
-
-
-# --- consumers: ids, heartbeats, and the tasks of the dead ones ---------------------------
-#
-# Each consumer process has an id and a row in the app database (`Consumer`) whose heartbeat
-# it moves every CONSUMER_HEARTBEAT_SECONDS. A task records the consumer that runs it. When a
-# consumer dies (SIGKILL, the OOM killer, a crash), any live consumer notices — its
-# heartbeat went silent, or, on the same machine, its process is gone — and puts the task
-# back in the queue, where it resumes from its checkpoint.
-
-CONSUMER_ID = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def record_consumer_heartbeat() -> None:
-    """This consumer is alive (called from its main loop)."""
-    with app_context():
-        Consumer.beat(CONSUMER_ID, socket.gethostname(), os.getpid())
-        db.session.commit()
-
-
-def forget_consumer() -> None:
-    """This consumer stopped cleanly: it is no longer counted among the live ones."""
-    try:
-        with app_context():
-            Consumer.forget([CONSUMER_ID])
-            db.session.commit()
-    except Exception:
-        log.exception("Could not remove this consumer's heartbeat")
-
-
-def _process_gone(consumer: Consumer) -> bool:
-    """A consumer on this machine whose process has ended: dead without waiting for its
-    heartbeat to go stale (what `./run.sh` restarting a killed worker relies on)."""
-    if consumer.hostname != socket.gethostname() or consumer.id == CONSUMER_ID:
-        return False
-    if consumer.pid == os.getpid():
-        return True  # our pid, not our id: an earlier process that had the same pid
-    try:
-        os.kill(consumer.pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # someone else's process: alive as far as we can tell
-    return False
-
-
-def live_consumers() -> list[Consumer]:
-    """The consumers alive now: heard from in the last CONSUMER_SILENT_SECONDS, not gone."""
-    since = utcnow() - timedelta(seconds=CONSUMER_SILENT_SECONDS)
-    with app_context():
-        seen = db.session.scalars(Consumer.seen_since(since)).all()
-        return [consumer for consumer in seen if not _process_gone(consumer)]
-
-
-def recover_lost_tasks() -> int:
-    """Put the running tasks of dead consumers back in the queue; returns how many."""
-    live = {consumer.id for consumer in live_consumers()}
-    with app_context():
-        lost = db.session.execute(Task.lost(live)).all()
-        for task_id, consumer_id in lost:
-            row = Task.requeue_lost(task_id, consumer_id)
-            if row is None:
-                continue  # another consumer got there first, or the task moved on
-            log.warning("Task %s: its consumer %s died; now %s", task_id, consumer_id, row.status)
-            if row.status == TaskStatus.QUEUED:
-                enqueue_again(row)
-            elif row.status != TaskStatus.RUNNING:
-                remove_task_files(row.id)
-        # Dead consumers are kept a day, for whoever wants to see what happened.
-        Consumer.forget(db.session.scalars(Consumer.silent_since(utcnow() - timedelta(days=1))))
-        db.session.commit()
-        return len(lost)
-
-
-def enqueue_again(row: Task) -> None:
-    """Queue a task row's Huey task again, with the same id and arguments."""
-    task_function = TRACKED_TASKS[row.name]
-    arguments = tuple(json.loads(row.arguments or "[]"))
-    huey.enqueue(task_function.task_class(arguments, None, id=row.id))
-
-
-def consumer_heartbeats() -> dict[str, float]:
-    """Each consumer heard from in the last day, with its last heartbeat (Unix time)."""
-    since = utcnow() - timedelta(days=1)
-    with app_context():
-        return {
-            consumer.id: consumer.heartbeat_at.replace(tzinfo=UTC).timestamp()
-            for consumer in db.session.scalars(Consumer.seen_since(since))
-        }
-
-
-def seconds_since_last_heartbeat() -> float | None:
-    """How long ago the most recent consumer heartbeat was; None if there never was one."""
-    beats = consumer_heartbeats()
-    return time.time() - max(beats.values()) if beats else None
-
-
-# --- the Flask app inside the consumer ------------------------------------------------
-
-_app: Flask | None = None
-_app_lock = threading.Lock()
-
-
-def flask_app() -> Flask:
-    """The current app (immediate mode, tests), or the consumer's own, created once."""
-    global _app
-    if has_app_context():
-        # current_app is a proxy, typed as the app it stands for: hand out the app itself.
-        return cast("LocalProxy[Flask]", current_app)._get_current_object()
-    with _app_lock:
-        if _app is None:
-            module, factory = APP_FACTORY.split(":")
-            _app = getattr(importlib.import_module(module), factory)()
-            # huey_consumer gave the "huey" logger its own handler; the app added one to the
-            # root logger: print each line once.
-            if logging.getLogger("huey").handlers:
-                logging.getLogger("huey").propagate = False
-    return _app
-
-
-@contextmanager
-def app_context():
-    """A fresh app context (and so a fresh database session) for one task or signal."""
-    with flask_app().app_context():
-        yield
-
-
-@huey.on_startup()
-def create_app_early():
-    # Build the app when a worker starts, not when the first task arrives.
-    flask_app()
+# Huey's decorators take these when this module is imported, before any app exists; every
+# other setting a task uses is read from the app's config when it runs.
+MAIL_RETRIES: int = worker.settings["MICROBLOG_MAIL_RETRIES"]
+MAIL_RETRY_DELAY: float = worker.settings["MICROBLOG_MAIL_RETRY_DELAY"]
 
 
 # --- signals: Huey's view of a task, written to its Task row --------------------------
-
-TRACKED_TASKS: dict[str, Any] = {}
-
-
-def tracked(fn):
-    """Mark a task whose Huey id is also the id of a Task row."""
-    TRACKED_TASKS[fn.name] = fn
-    return fn
 
 
 def _row_signal(*signal_names):
@@ -485,9 +101,14 @@ def on_executing(task):
     Task.change(task.id, [TaskStatus.QUEUED], **values)
 
 
+def results_expire() -> datetime:
+    """When a task finishing now stops offering its result (an export's file)."""
+    return utcnow() + timedelta(days=current_app.config["MICROBLOG_EXPORT_EXPIRY_DAYS"])
+
+
 @_row_signal(S.SIGNAL_COMPLETE)
 def on_complete(task):
-    Task.finish(task.id, expires_at=utcnow() + timedelta(days=EXPORT_EXPIRY_DAYS))
+    Task.finish(task.id, expires_at=results_expire())
 
 
 @_row_signal(S.SIGNAL_ERROR)
@@ -510,8 +131,7 @@ def on_error(task, exc):
                 reason=describe(exc),
             )
         )
-        expires = utcnow() + timedelta(days=EXPORT_EXPIRY_DAYS)
-        Task.finish(task.id, message=message, expires_at=expires)
+        Task.finish(task.id, message=message, expires_at=results_expire())
     else:
         Task.change(task.id, TaskStatus.active(), status=TaskStatus.FAILED, message=reason(exc))
         remove_task_files(task.id)
@@ -558,47 +178,6 @@ def reason(exc: BaseException) -> str:
     return store_phrases(*exc.phrases) if isinstance(exc, PhrasedError) else describe(exc)
 
 
-class TaskAbandoned(Exception):
-    """The row stopped being `running` under the task (reaped or deleted)."""
-
-
-class Progress:
-    """Writes a task's progress: when the percentage moves (rate-limited) or for a heartbeat."""
-
-    def __init__(self, task_id: str, total: int, percent: int = 0):
-        self.task_id = task_id
-        self.total = max(total, 1)
-        self.percent = percent
-        self.last_write = time.monotonic()
-
-    def update(
-        self,
-        done: int,
-        message: str | None = None,
-        force: bool = False,
-        checkpoint: Callable[[], dict] | None = None,
-    ) -> None:
-        """Record `done` items when it is time to; `checkpoint` is then called for where a
-        resumed run would continue (it is recorded in the same write)."""
-        if stopping.is_set():
-            raise ConsumerStopping()
-        percent = min(100, done * 100 // self.total)
-        since = time.monotonic() - self.last_write
-        moved = percent > self.percent and since >= PROGRESS_MIN_INTERVAL
-        if force or moved or since >= TASK_HEARTBEAT_SECONDS:
-            self.write(percent, message, checkpoint() if checkpoint else None)
-
-    def write(self, percent: int, message: str | None = None, checkpoint=None) -> None:
-        self.percent = max(self.percent, percent)
-        self.last_write = time.monotonic()
-        if Task.record_progress(self.task_id, self.percent, message, checkpoint):
-            return
-        row = db.session.get(Task, self.task_id)
-        if row is not None and row.cancel_requested:
-            raise CancelExecution(retry=False)
-        raise TaskAbandoned(f"task {self.task_id} is no longer running")
-
-
 # --- export your posts ------------------------------------------------------------------
 
 
@@ -623,6 +202,7 @@ def remove_partial_export(task_id: str) -> None:
     (exports_dir() / f"{task_id}.json.part").unlink(missing_ok=True)
 
 
+@on_task_over
 def remove_task_files(task_id: str) -> None:
     """What a task that will not run again leaves behind: a partial export, an upload (but
     a failed import keeps its upload for a retry, see `keeps_upload`)."""
@@ -646,7 +226,7 @@ def delete_user(user: User, progress: "Progress | None" = None) -> int:
     user.disable()
     db.session.commit()
     done = 0
-    while deleted := user.delete_some_posts(EXPORT_BATCH_SIZE):
+    while deleted := user.delete_some_posts(current_app.config["MICROBLOG_EXPORT_BATCH_SIZE"]):
         db.session.commit()
         done += deleted
         if progress:
@@ -782,7 +362,7 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
     ):
         if not resume:
             out.write(_export_head(user))
-        for batch in _batches(rows, EXPORT_BATCH_SIZE):
+        for batch in _batches(rows, current_app.config["MICROBLOG_EXPORT_BATCH_SIZE"]):
             out.write(b"\n" if done == 0 else b",\n")
             out.write(_posts_json(batch))
             done += len(batch)
@@ -829,7 +409,7 @@ def email_export(row: Task) -> bool:
         raise ValueError(f"task {row.id} has no export file to mail")
     Task.record_progress(row.id, 100, N_("Sending the email…"))
     path = exports_dir() / row.result_file
-    attach = row.result_size <= EXPORT_ATTACH_MAX_BYTES
+    attach = row.result_size <= current_app.config["MICROBLOG_EXPORT_ATTACH_MAX_BYTES"]
     link = site_link("task_pages.download_export", task_id=row.id)
     context = {"user": row.user, "task": row, "attached": attach, "link": link}
     attachments = [("posts.json", "application/json", path.read_bytes())] if attach else []
@@ -865,7 +445,7 @@ def export_posts(user_id: int, task=None) -> int:
                 raise
             Task.change(row.id, [TaskStatus.RUNNING], result_file=name, result_size=size)
             # This one is about to be the newest: keep it and the KEEP - 1 before it.
-            prune_exports(user_id, EXPORT_KEEP - 1)
+            prune_exports(user_id, current_app.config["MICROBLOG_EXPORT_KEEP"] - 1)
             row = db.session.get_one(Task, row.id, populate_existing=True)
         try:
             mailed = email_export(row)
@@ -918,7 +498,8 @@ def keeps_upload(row: Task) -> bool:
     if row.status != TaskStatus.FAILED or row.name not in UPLOAD_TASKS:
         return False
     finished = row.finished_at or row.updated_at
-    return finished + timedelta(days=EXPORT_EXPIRY_DAYS) > utcnow()
+    expiry = timedelta(days=current_app.config["MICROBLOG_EXPORT_EXPIRY_DAYS"])
+    return finished + expiry > utcnow()
 
 
 def start_import(user: User, upload) -> Task | None:
@@ -1002,17 +583,21 @@ def run_import(row: Task, user: User, path: Path) -> str:
     before = checkpoint["before"] if checkpoint else user.imported_post_count()
     mark = {"before": before}
     progress.write(0, N_("Checking the file…"), mark)
-    limits = dataclasses.replace(importer.DEFAULT_LIMITS, upload_bytes=IMPORT_MAX_BYTES)
+    config = current_app.config
+    limits = dataclasses.replace(
+        importer.DEFAULT_LIMITS, upload_bytes=config["MICROBLOG_IMPORT_MAX_BYTES"]
+    )
     archive = importer.open_archive(path, limits)
     with tempfile.TemporaryFile(dir=imports_dir()) as checked:
-        importable = importer.spool(_checking(archive, progress), checked, IMPORT_BATCH_SIZE)
+        batch_size = config["MICROBLOG_IMPORT_BATCH_SIZE"]
+        importable = importer.spool(_checking(archive, progress), checked, batch_size)
         importing = nphrase("Importing %(num)s post…", "Importing %(num)s posts…", importable)
         progress.write(CHECK_SHARE, store_phrases(importing), mark)
         read = 0
         for batch in importer.unspool(checked):
             user.import_posts_json(batch)
             db.session.commit()
-            read = min(read + IMPORT_BATCH_SIZE, importable)  # every batch is full but the last
+            read = min(read + batch_size, importable)  # every batch is full but the last
             if after_import_batch:
                 after_import_batch(read)
             done = CHECK_SHARE + (100 - CHECK_SHARE) * read // max(importable, 1)
@@ -1082,13 +667,14 @@ def start_avatar(user: User, upload) -> Task | None:
 def check_avatar(data: bytes) -> None:
     """Refuse at once, from its size and header, a file the worker would refuse
     (`avatars.AvatarTooLarge` or `avatars.AvatarError`, with the reason)."""
-    avatars.check_upload(data, max_bytes=AVATAR_MAX_BYTES)
+    avatars.check_upload(data, max_bytes=current_app.config["MICROBLOG_AVATAR_MAX_BYTES"])
 
 
 def write_avatar(user: User, data: bytes) -> None:
     """Check and convert an uploaded picture, put its files in place, and point the user at
     them (commits). `AvatarError` says why a file is refused."""
-    pictures = avatars.process_upload(data, max_bytes=AVATAR_MAX_BYTES)
+    max_bytes = current_app.config["MICROBLOG_AVATAR_MAX_BYTES"]
+    pictures = avatars.process_upload(data, max_bytes=max_bytes)
     for size, picture in pictures.items():
         final = avatars_dir() / user.avatar_file(size)
         partial = final.with_name(final.name + ".part")
@@ -1221,6 +807,9 @@ def give_way_to_users_tasks() -> None:
         )
 
 
+# Posts from before language detection, and any an import left, get theirs when a
+# consumer starts.
+@on_consumer_start
 @huey.task(name="detect_post_languages")
 def detect_post_languages() -> int:
     """Fill in the language of every post that has none yet (posts from before detection,
@@ -1275,9 +864,10 @@ def reap_stale_tasks() -> int:
     thread), or that predate consumer ids. A dead consumer's tasks are recovered instead."""
     live = {consumer.id for consumer in live_consumers()}
     with app_context():
+        stale_after = current_app.config["MICROBLOG_TASK_STALE_SECONDS"]
         stale = [
             row
-            for row in db.session.scalars(Task.stale(timedelta(seconds=TASK_STALE_SECONDS)))
+            for row in db.session.scalars(Task.stale(timedelta(seconds=stale_after)))
             if row.consumer_id is None or row.consumer_id in live
         ]
         for row in stale:

@@ -309,8 +309,9 @@ def private_queue(tmp_path, monkeypatch):
     """The test process's queue is `<tmp data dir>/huey.db`: never the project's instance/
     nor a Redis that REDIS_URL (set in CI) happened to name when tasks.py was imported."""
     import tasks
+    import worker
 
-    monkeypatch.setattr(tasks.huey, "storage_class", tasks.LazySqliteStorage)
+    monkeypatch.setattr(tasks.huey, "storage_class", worker.LazySqliteStorage)
     monkeypatch.setattr(
         tasks.huey,
         "storage_kwargs",

@@ -4,7 +4,6 @@ deletes everything in it (in immediate mode here; with a real consumer at the en
 import pytest
 import sqlalchemy as sa
 
-import tasks
 from models import ApiToken, Message, Post, Task, User, db, followers
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts, follow
@@ -57,7 +56,7 @@ def test_a_wrong_password_deletes_nothing(app, client, auth, users, immediate):
 
 
 def test_delete_your_account(app, client, auth, users, immediate, monkeypatch):
-    monkeypatch.setattr(tasks, "EXPORT_BATCH_SIZE", 5)  # several batches of posts
+    app.config["MICROBLOG_EXPORT_BATCH_SIZE"] = 5  # several batches of posts
     give_alice_things(app, users)
     alice = users["alice"]
     assert rows_of(app, alice) == {

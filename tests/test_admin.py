@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 import tasks
+import worker
 from models import (
     ApiToken,
     Consumer,
@@ -323,7 +324,7 @@ def test_dashboard_shows_queue_consumers_counts_and_failures(app, as_admin, user
     failed_task(app, users["alice"])
     as_admin.submit("/export_posts")  # root's export: no consumer runs, so it waits
     with app.app_context():
-        tasks.record_consumer_heartbeat()
+        worker.record_consumer_heartbeat()
     page = as_admin.get("/admin/jobs/status").get_data(as_text=True)
     assert 'data-depth="1"' in page
     assert 'data-alive="yes"' in page and "last heartbeat 0 s ago" in page
@@ -368,7 +369,9 @@ def test_a_failed_import_keeps_its_upload_until_it_expires(app, as_admin, users,
     with app.app_context():
         assert tasks.delete_expired_uploads.call_local() == 0
         row = db.session.get_one(Task, "t-failed")
-        row.finished_at = utcnow() - timedelta(days=tasks.EXPORT_EXPIRY_DAYS, seconds=1)
+        row.finished_at = utcnow() - timedelta(
+            days=app.config["MICROBLOG_EXPORT_EXPIRY_DAYS"], seconds=1
+        )
         db.session.commit()
         assert tasks.delete_expired_uploads.call_local() == 1
     assert not upload.exists()

@@ -190,7 +190,7 @@ def huge_png() -> bytes:
 def test_a_bad_picture_is_refused_at_once(
     app, api, users, tokens, body, content_type, status, says
 ):
-    limit = tasks.AVATAR_MAX_BYTES
+    limit = app.config["MICROBLOG_AVATAR_MAX_BYTES"]
     body = {
         "huge": huge_png,
         "limit+1": lambda: png() + b"\0" * (limit + 1 - len(png())),

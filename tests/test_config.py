@@ -199,7 +199,10 @@ def test_the_worker_refuses_an_invalid_value(tmp_path):
 
 
 def test_the_worker_reads_its_settings_from_config(tmp_path):
-    code = "import tasks; print(tasks.EXPORT_BATCH_SIZE, tasks.MAIL_RETRY_DELAY, tasks.HUEY_NAME)"
+    code = (
+        "import tasks, worker; print(worker.settings['MICROBLOG_EXPORT_BATCH_SIZE'], "
+        "tasks.MAIL_RETRY_DELAY, worker.HUEY_NAME)"
+    )
     result = run_python(
         code,
         tmp_path,
@@ -265,3 +268,14 @@ def test_the_app_creates_private_files(tmp_path):
     assert result.returncode == 0, result.stderr
     for name in ("app.db", "secret_key"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+
+
+@pytest.mark.parametrize("app_config", [{"MICROBLOG_AVATAR_MAX_BYTES": 1000}])
+def test_an_override_given_to_create_app_reaches_the_worker_code(app):
+    """Task bodies read the app's config when they run, not values the worker module read
+    from the environment when it was imported."""
+    import avatars
+    import tasks
+
+    with app.app_context(), pytest.raises(avatars.AvatarTooLarge):
+        tasks.check_avatar(b"\x89PNG" + b"\0" * 2000)

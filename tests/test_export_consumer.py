@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import models
-import tasks
+import worker
 from tests.conftest import PASSWORD
 from tests.helpers import AWKWARD_BODY, add_posts, export_document
 from tests.live import Browser, wait_for
@@ -314,5 +314,5 @@ def test_the_consumer_yields_the_cpu_to_the_web(app, users, live):
 
     ours = os.getpriority(os.PRIO_PROCESS, 0)  # the test run's, which the servers inherit
     assert niceness(site.web.pid, site.web.pid) == ours
-    expected = max(ours, tasks.CONSUMER_NICENESS)
+    expected = max(ours, worker.CONSUMER_NICENESS)
     assert {niceness(consumer.pid, thread) for thread in threads} == {expected}

@@ -8,6 +8,7 @@ import pytest
 from huey.storage import RedisStorage
 
 import tasks
+import worker
 from microblog import create_app
 from tests.live import Browser, free_port, wait_for
 
@@ -30,7 +31,7 @@ def test_readyz_without_any_worker(client):
 
 def test_readyz_with_a_recent_heartbeat(app, client):
     with app.app_context():
-        tasks.record_consumer_heartbeat()
+        worker.record_consumer_heartbeat()
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.get_json()["missing"] == []

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 import tasks
+import worker
 from models import POST_MAX, Post, Task, db
 from tests.conftest import PASSWORD
 from tests.helpers import (
@@ -199,8 +200,8 @@ def test_upload_size_limits(app, client, auth, users, immediate):
 
 
 def test_cancel_an_import_under_way(app, client, auth, users, immediate, monkeypatch):
-    monkeypatch.setattr(tasks, "IMPORT_BATCH_SIZE", 10)
-    monkeypatch.setattr(tasks, "PROGRESS_MIN_INTERVAL", 0)
+    app.config["MICROBLOG_IMPORT_BATCH_SIZE"] = 10
+    monkeypatch.setattr(worker, "PROGRESS_MIN_INTERVAL", 0)
 
     def cancel_after_the_first_batch(read):
         if read == 10:

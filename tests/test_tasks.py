@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 import models
 import tasks
+import worker
 from models import ApiToken, Consumer, Notification, Task, TaskStatus, User, db, utcnow
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts, export_document
@@ -81,8 +82,8 @@ def test_export_of_no_posts(app, client, auth, users, immediate):
 
 def test_progress_is_monotonic_and_bounded(app, client, auth, users, immediate, monkeypatch):
     add_posts(app, users["alice"], 1000, newest_first=True)
-    monkeypatch.setattr(tasks, "EXPORT_BATCH_SIZE", 7)
-    monkeypatch.setattr(tasks, "PROGRESS_MIN_INTERVAL", 0)
+    app.config["MICROBLOG_EXPORT_BATCH_SIZE"] = 7
+    monkeypatch.setattr(worker, "PROGRESS_MIN_INTERVAL", 0)
     seen = []
     notify = Task.notify
     monkeypatch.setattr(
@@ -319,8 +320,8 @@ def test_cancel_requires_csrf(app, client, auth, users, immediate):
 
 def test_cancel_a_running_export(app, users, immediate, monkeypatch):
     add_posts(app, users["alice"], 200, newest_first=True)
-    monkeypatch.setattr(tasks, "EXPORT_BATCH_SIZE", 10)
-    monkeypatch.setattr(tasks, "PROGRESS_MIN_INTERVAL", 0)
+    app.config["MICROBLOG_EXPORT_BATCH_SIZE"] = 10
+    monkeypatch.setattr(worker, "PROGRESS_MIN_INTERVAL", 0)
     # After its second batch (the first one's progress is written by then) the export holds
     # until the cancel request has been answered.
     answered = threading.Event()
@@ -333,13 +334,13 @@ def test_cancel_a_running_export(app, users, immediate, monkeypatch):
     exporter, canceller = app.test_client(), app.test_client()
     for client in (exporter, canceller):
         client.submit("/login", {"username": "alice", "password": PASSWORD})
-    worker = threading.Thread(target=exporter.submit, args=("/export_posts",))
-    worker.start()
+    exporting = threading.Thread(target=exporter.submit, args=("/export_posts",))
+    exporting.start()
     task_id = wait_for(lambda: running_task_id(app, users["alice"]), what="the export to start")
 
     response = canceller.submit(f"/tasks/{task_id}/cancel", follow_redirects=True)
     answered.set()
-    worker.join(timeout=30)
+    exporting.join(timeout=30)
 
     assert "Cancelling…" in response.get_data(as_text=True)  # said once, by the task itself
     task = only_task(app)
@@ -363,7 +364,7 @@ def running_task_id(app, user_id):
 
 def test_reaper_fails_running_tasks_with_a_stale_heartbeat(app, users, immediate):
     with app.app_context():
-        old = utcnow() - timedelta(seconds=tasks.TASK_STALE_SECONDS + 5)
+        old = utcnow() - timedelta(seconds=app.config["MICROBLOG_TASK_STALE_SECONDS"] + 5)
         db.session.add_all(
             [
                 Task(id="lost", name="export_posts", description="x", user_id=users["alice"],
@@ -398,11 +399,11 @@ def test_page_says_when_the_worker_is_not_running(app, client, auth, users, imme
     assert "background worker is not running" in client.get("/index").get_data(as_text=True)
 
     with app.app_context():
-        tasks.record_consumer_heartbeat()
+        worker.record_consumer_heartbeat()
     assert "background worker is not running" not in client.get("/index").get_data(as_text=True)
 
     with app.app_context():
-        silent = utcnow() - timedelta(seconds=tasks.CONSUMER_SILENT_SECONDS + 1)
+        silent = utcnow() - timedelta(seconds=app.config["MICROBLOG_CONSUMER_SILENT_SECONDS"] + 1)
         db.session.execute(sa.update(Consumer).values(heartbeat_at=silent))
         db.session.commit()
     assert "background worker is not running" in client.get("/index").get_data(as_text=True)
@@ -468,7 +469,7 @@ def test_a_cancel_that_comes_too_late_says_so_everywhere(app, client, auth, user
 
 
 def test_export_keeps_the_newest_finished_files(app, client, auth, users, immediate, monkeypatch):
-    monkeypatch.setattr(tasks, "EXPORT_KEEP", 2)
+    app.config["MICROBLOG_EXPORT_KEEP"] = 2
     add_posts(app, users["alice"], 3)
     auth.login()
     for _ in range(3):
@@ -493,8 +494,8 @@ def export_crashing_once_then_resumed(
     """Export `user_id`'s posts in batches of 7 with a crash once `crash_at` posts are
     written (`checkpointed` of them in the last checkpoint) and a second run after it;
     returns the file and what it must hold. Checkpoints at every batch (no rate limit)."""
-    monkeypatch.setattr(tasks, "EXPORT_BATCH_SIZE", 7)
-    monkeypatch.setattr(tasks, "PROGRESS_MIN_INTERVAL", 0)
+    app.config["MICROBLOG_EXPORT_BATCH_SIZE"] = 7
+    monkeypatch.setattr(worker, "PROGRESS_MIN_INTERVAL", 0)
 
     def crash(done):
         if done == crash_at:
@@ -542,9 +543,9 @@ def test_a_resumed_export_with_one_post_left(app, users, monkeypatch):
 def test_an_idle_worker_is_woken_by_the_next_enqueue(tmp_path, monkeypatch):
     """A worker waiting on an empty SQLite queue gets a task as soon as another process
     queues it (its doorbell rings), not at its next look at the queue."""
-    monkeypatch.setattr(tasks, "IDLE_WAIT_SECONDS", 600)
-    consumer_side = tasks.LazySqliteStorage("bell", filename=str(tmp_path / "huey.db"))
-    web_side = tasks.LazySqliteStorage("bell", filename=str(tmp_path / "huey.db"))
+    monkeypatch.setattr(worker, "IDLE_WAIT_SECONDS", 600)
+    consumer_side = worker.LazySqliteStorage("bell", filename=str(tmp_path / "huey.db"))
+    web_side = worker.LazySqliteStorage("bell", filename=str(tmp_path / "huey.db"))
     received = []
 
     def work():  # as Huey's worker: ask again at once after an empty answer
@@ -552,22 +553,22 @@ def test_an_idle_worker_is_woken_by_the_next_enqueue(tmp_path, monkeypatch):
             pass
         received.append(data)
 
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
+    dequeuing = threading.Thread(target=work, daemon=True)
+    dequeuing.start()
     wait_for(lambda: list((tmp_path / "doorbells").glob("*.sock")), what="the doorbell")
 
     web_side.enqueue(b"a task")
 
-    worker.join(timeout=30)
+    dequeuing.join(timeout=30)
     assert received == [b"a task"]
     consumer_side.close_doorbell()
     assert not list((tmp_path / "doorbells").iterdir())
 
 
 def test_the_doorbell_of_a_dead_consumer_is_forgotten(tmp_path):
-    bell = tasks.Doorbell(tmp_path)
+    bell = worker.Doorbell(tmp_path)
     bell.sock.close()  # as when its process is killed: the file stays, nobody listens
 
-    tasks.Doorbell.ring_all(tmp_path)
+    worker.Doorbell.ring_all(tmp_path)
 
     assert not list(tmp_path.iterdir())

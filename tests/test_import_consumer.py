@@ -2,7 +2,8 @@
 
 Our own export (made by the real export task) goes into another account; a Mastodon archive
 the test builds goes in with its skipped items counted; a consumer killed mid-import is
-replaced and the import resumes, adding each post once.
+replaced and the import resumes, adding each post once. A file the worker refuses loses its
+upload.
 """
 
 import io
@@ -14,8 +15,18 @@ import zipfile
 
 import pytest
 
+import importer
 from tests.conftest import PASSWORD
-from tests.helpers import AWKWARD_BODY, add_posts, boost, exported_posts, toot, write_outbox
+from tests.helpers import (
+    AWKWARD_BODY,
+    add_posts,
+    boost,
+    exported_posts,
+    outbox_zip,
+    toot,
+    with_extra_entries,
+    write_outbox,
+)
 from tests.live import Browser
 from tests.test_export_consumer import FAST_BEATS, start_export, under_way
 
@@ -87,6 +98,42 @@ def test_a_bad_file_fails_in_the_worker_with_its_reason(app, users, live):
     assert "is not valid JSON" in task["text"]
     assert b"is not valid JSON" in browser.get("/tasks")[1]
     assert exported_posts(app, users["bob"]) == []
+
+
+# Year 1 an hour east of UTC is before year 1 in UTC: datetime overflows. An error that is
+# not the file's would keep the upload (up to 2 GiB) for a retry.
+BEFORE_YEAR_ONE = [
+    {"body": "fine", "timestamp": "2024-05-01T12:00:00Z"},
+    {"body": "a", "timestamp": "0001-01-01T00:00:00+01:00"},
+]
+
+
+def test_files_the_worker_must_refuse_fail_as_bad_and_their_uploads_go(app, users, live):
+    site = live()
+    site.start_web()
+    site.start_consumer()
+    # More entries in its central directory than an import allows, while its end record
+    # says it holds one file: zipfile would have made an object of each.
+    undercounted = with_extra_entries(
+        outbox_zip([toot(1, "<p>hello</p>")]), importer.DEFAULT_LIMITS.zip_members, claimed=1
+    )
+    cases = [
+        ("posts.json", json.dumps({"posts": BEFORE_YEAR_ONE}).encode()),
+        ("archive.zip", undercounted),
+    ]
+    reasons = []
+    for filename, data in cases:
+        browser, task_id = start_import(site, filename, data)
+        task = site.wait_for_status(task_id, "done", "failed")
+        assert task["status"] == "failed", task
+        reasons.append(task["text"])
+        assert exported_posts(app, users["bob"]) == []
+        assert not list((site.data_dir / "imports").iterdir())
+    assert reasons == [
+        'Post 2 of this file has no valid "timestamp".',
+        "This zip archive is damaged or incomplete; download it again and retry.",
+    ]
+    assert b"This zip archive is damaged or incomplete" in browser.get("/tasks")[1]
 
 
 def test_a_killed_consumer_and_the_import_resumes(app, users, live):

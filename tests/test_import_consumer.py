@@ -3,7 +3,7 @@
 Our own export (made by the real export task) goes into another account; a Mastodon archive
 the test builds goes in with its skipped items counted; a consumer killed mid-import is
 replaced and the import resumes, adding each post once. A file the worker refuses loses its
-upload.
+upload; a failure that is not the file's keeps it, for the user's latest failed import only.
 """
 
 import io
@@ -27,7 +27,7 @@ from tests.helpers import (
     with_extra_entries,
     write_outbox,
 )
-from tests.live import Browser
+from tests.live import Browser, wait_for
 from tests.test_export_consumer import FAST_BEATS, start_export, under_way
 
 pytestmark = pytest.mark.consumer
@@ -185,6 +185,42 @@ def test_admin_retries_a_failed_import_from_its_upload(app, users, admin, live):
     status, page = root.submit(f"/admin/jobs/{task_id}/retry", token_from="/admin/jobs")
     assert b"needs to upload it again" in page, page[:2000]
     assert site.task()["id"] == again["id"]
+
+
+def test_only_the_newest_failed_import_keeps_its_upload(app, users, admin, live):
+    # Each failed import kept its upload (up to 2 GiB) for a week: a user could fill the
+    # disk by failing imports. A newer failure replaces the older one's upload.
+    site = live()
+    site.start_web()
+    site.start_consumer()
+    execute(site, FAIL_IMPORTED_POSTS)
+    imports = site.data_dir / "imports"
+    failed = []
+    for n in range(3):
+        posts = [{"body": f"post {n}", "timestamp": "2024-05-01T12:00:00Z"}]
+        _, task_id = start_import(site, "posts.json", json.dumps({"posts": posts}).encode())
+        task = site.wait_for_status(task_id, "done", "failed")
+        assert task["status"] == "failed" and "the disk is full" in task["text"], task
+        failed.append(task_id)
+        # The row says "failed" a moment before the worker has deleted the older upload.
+        wait_for(lambda: [p.name for p in imports.iterdir()] == failed[-1:], what="one upload")
+    # An import that succeeds leaves the newest failure's upload alone, for its retry.
+    execute(site, "DROP TRIGGER fail_imported_posts")
+    posts = [{"body": "works", "timestamp": "2024-05-01T12:00:00Z"}]
+    _, done_id = start_import(site, "posts.json", json.dumps({"posts": posts}).encode())
+    assert site.wait_for_status(done_id, "done", "failed")["status"] == "done"
+    assert [p.name for p in imports.iterdir()] == [failed[-1]]
+
+    root = Browser(site.url)
+    root.login("root", PASSWORD)
+    status, page = root.submit(f"/admin/jobs/{failed[0]}/retry", token_from="/admin/jobs")
+    assert b"needs to upload it again" in page, page[:2000]
+    status, page = root.submit(f"/admin/jobs/{failed[-1]}/retry", token_from="/admin/jobs")
+    assert b"started again for bob" in page, page[:2000]
+    again = site.task()
+    done = site.wait_for_status(again["id"], "done", "failed")
+    assert (done["status"], done["text"]) == ("done", "Imported 1 post."), done
+    assert not list(imports.iterdir())
 
 
 FAIL_IMPORTED_POSTS = (

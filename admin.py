@@ -181,7 +181,8 @@ def retry_task(task_id):
         flash(
             _(
                 "The file uploaded for this task is no longer kept (a failed import keeps it "
-                "for %(days)s days): %(username)s needs to upload it again.",
+                "for %(days)s days, until another import of the same user fails): "
+                "%(username)s needs to upload it again.",
                 days=f"{current_app.config['MICROBLOG_EXPORT_EXPIRY_DAYS']:g}",
                 username=task.user.username,
             ),

@@ -15,12 +15,14 @@ the checked posts in a scratch file for a second pass). Every way a file can be 
 `ArchiveError` with a sentence for the user; nothing else escapes.
 
 A post is imported unchanged or not at all: boosts, replies to other people, posts that were
-not public, empty posts and posts over the site's length limit are skipped and counted
-(`Skipped`), never cut. Each post carries a stable `key` so that importing the same archive
-twice adds nothing (`User.import_posts` skips keys it already has).
+not public, empty posts, posts over the site's length limit and posts dated before 1970 or
+in the future are skipped and counted (`Skipped`), never cut. Each post carries a stable
+`key` so that importing the same archive twice adds nothing (`User.import_posts` skips keys
+it already has).
 """
 
 import hashlib
+import logging
 import os
 import re
 import struct
@@ -29,7 +31,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -37,8 +39,9 @@ from typing import IO, Any, NamedTuple
 import ijson
 import orjson
 
+import config
 from i18n import Phrase, PhrasedError, nphrase, phrase
-from models import POST_MAX, USERNAME_MAX, USERNAME_PATTERN
+from models import POST_MAX, USERNAME_MAX, USERNAME_PATTERN, utcnow
 
 MiB = 2**20
 GiB = 2**30
@@ -49,12 +52,17 @@ class Limits:
     """What an uploaded archive may be. The defaults fit a 1,000,000-post export (~120 MiB),
     a 100,000-toot outbox (~200 MiB) and a Mastodon archive with its media files."""
 
-    # The uploaded file itself (a Mastodon archive also holds every media attachment).
-    upload_bytes: int = 2 * GiB
+    # The uploaded file itself (a Mastodon archive also holds every media attachment): the
+    # declared default of MICROBLOG_IMPORT_MAX_BYTES, which the import task passes.
+    upload_bytes: int = config.default("MICROBLOG_IMPORT_MAX_BYTES")
     # The JSON we parse: the plain file, or outbox.json once unpacked.
     json_bytes: int = 1 * GiB
     # Files in a zip: its whole directory is read into memory before anything else.
     zip_members: int = 50_000
+    # Bytes of that directory, read whole before its entries are counted. An entry of a
+    # Mastodon archive takes about 150 (46, a media file's name of some 80 characters and
+    # an extra field): twice what 50,000 of them take.
+    zip_directory_bytes: int = 16 * MiB
     # Unpacked size / packed size of outbox.json. JSON packs 5-30×; a zip bomb 1000×.
     zip_ratio: int = 200
     # Objects and arrays inside one another. A toot nests about 5 deep.
@@ -73,6 +81,18 @@ MASTODON = "mastodon"
 AS_PUBLIC = {"https://www.w3.org/ns/activitystreams#Public", "as:Public", "Public"}
 USERNAME = re.compile(USERNAME_PATTERN)
 READ_SIZE = 64 * 1024
+
+# The dates a post may have. Unix time, which the software that wrote any post counts in,
+# starts in 1970: an earlier date is a broken value (year 1 is what some write for "none").
+# No later than that: posts from before the fediverse are real (a blog's, converted to our
+# format). Only the future end matters for the pages, which show the newest first.
+EARLIEST = datetime(1970, 1, 1)
+# After now: the exporting server's clock may be ahead of ours, or a time in its local
+# zone (up to UTC+14) written as UTC. A post dated later would sit first on /explore and
+# every follower's home page until that date.
+AHEAD = timedelta(days=1)
+
+log = logging.getLogger(__name__)
 
 
 class ArchiveError(PhrasedError):
@@ -118,6 +138,7 @@ class Skipped:
     private: int = 0  # followers-only and direct toots: never made public by an import
     too_long: int = 0  # over POST_MAX characters; never cut
     empty: int = 0  # nothing left after HTML to text (a picture-only toot)
+    misdated: int = 0  # before EARLIEST or more than AHEAD after now
     unsupported: int = 0  # other activities and objects (polls' votes, likes, articles)
 
     @property
@@ -145,6 +166,11 @@ class Skipped:
                 limit=POST_MAX,
             ),
             nphrase("Skipped %(num)s empty post.", "Skipped %(num)s empty posts.", self.empty),
+            nphrase(  # the year is EARLIEST's
+                "Skipped %(num)s post dated before 1970 or in the future.",
+                "Skipped %(num)s posts dated before 1970 or in the future.",
+                self.misdated,
+            ),
             nphrase(
                 "Skipped %(num)s other item.", "Skipped %(num)s other items.", self.unsupported
             ),
@@ -224,47 +250,112 @@ class _GuardedReader:
 _EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
 _ZIP64_LOCATOR = struct.Struct("<4sLQL")
 _ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")  # a central directory entry, before its name
 
 
-def _zip_member_count(f: IO[bytes], size: int) -> int:
-    """How many files the zip says it holds, read from its end record before `ZipFile`
-    reads (into memory) the whole directory."""
+class _ZipEnd(NamedTuple):
+    """What a zip's end record (or its ZIP64 one) says of its central directory."""
+
+    entries: int
+    size: int
+    offset: int
+    # Where the directory must end: at the (ZIP64) end record.
+    end: int
+
+
+def _zip_end(f: IO[bytes], size: int) -> _ZipEnd:
+    """Read the end record as zipfile does: at the very end of the file, else the last one
+    in the 64 KiB a comment may take; the ZIP64 record just before it when there is one."""
     tail_size = min(size, _EOCD.size + 0xFFFF)
     f.seek(size - tail_size)
     tail = f.read(tail_size)
-    at = tail.rfind(b"PK\x05\x06")
+    at = tail_size - _EOCD.size
+    if at < 0 or not (tail.startswith(b"PK\x05\x06", at) and tail.endswith(b"\0\0")):
+        at = tail.rfind(b"PK\x05\x06")
     if at < 0 or at + _EOCD.size > len(tail):
         raise ArchiveError(BROKEN_ZIP)
-    entries = _EOCD.unpack_from(tail, at)[4]
+    _sig, disk, first_disk, _here, entries, cd_size, offset, _comment = _EOCD.unpack_from(tail, at)
+    end = size - tail_size + at
     locator = at - _ZIP64_LOCATOR.size
-    if locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
-        offset = _ZIP64_LOCATOR.unpack_from(tail, locator)[2]
-        f.seek(offset)
+    if locator >= 0 and tail.startswith(b"PK\x06\x07", locator):
+        record_at = _ZIP64_LOCATOR.unpack_from(tail, locator)[2]
+        end -= _ZIP64_LOCATOR.size + _ZIP64_EOCD.size
+        if record_at != end or end < 0:  # zipfile reads it there, whatever the locator says
+            raise ArchiveError(BROKEN_ZIP)
+        f.seek(end)
         record = f.read(_ZIP64_EOCD.size)
         if len(record) < _ZIP64_EOCD.size or not record.startswith(b"PK\x06\x06"):
             raise ArchiveError(BROKEN_ZIP)
-        entries = _ZIP64_EOCD.unpack(record)[7]
-    return entries
+        disk, first_disk, _here, entries, cd_size, offset = _ZIP64_EOCD.unpack(record)[4:]
+    if disk or first_disk:  # split over several files: never a downloaded archive
+        raise ArchiveError(BROKEN_ZIP)
+    return _ZipEnd(entries, cd_size, offset, end)
+
+
+def _directory_entries(directory: bytes, most: int) -> int:
+    """How many entries `directory` holds, walked as zipfile walks it (each a fixed-size
+    header, then its name, extra field and comment); stops counting past `most`."""
+    count = at = 0
+    while at < len(directory) and count <= most:
+        if not directory.startswith(b"PK\x01\x02", at) or at + _CENTRAL.size > len(directory):
+            raise ArchiveError(BROKEN_ZIP)
+        name, extra, comment = _CENTRAL.unpack_from(directory, at)[12:15]
+        at += _CENTRAL.size + name + extra + comment
+        count += 1
+    if count <= most and at != len(directory):  # the last entry runs past the directory
+        raise ArchiveError(BROKEN_ZIP)
+    return count
+
+
+def _too_many_members(members: int, limits: Limits) -> ArchiveError:
+    return ArchiveError(
+        phrase(
+            "This zip holds %(members)s files, more than the %(limit)s allowed. "
+            "Unpack it and upload its outbox.json alone.",
+            members=members,
+            limit=limits.zip_members,
+        )
+    )
+
+
+def _check_zip_directory(f: IO[bytes], size: int, limits: Limits) -> None:
+    """Refuse a zip whose central directory is too large or not where and what its end
+    record says, before `ZipFile` reads all of it and makes an object of each entry.
+
+    zipfile trusts the end record: it reads as many bytes as it gives for the directory
+    (found from its end, whatever the offset says), then every entry in them, however many
+    the record counts. Both the size and the count are attacker-written, so the size is
+    bounded and the entries are counted here, without building anything.
+    """
+    end = _zip_end(f, size)
+    if end.entries > limits.zip_members:
+        raise _too_many_members(end.entries, limits)
+    if end.offset + end.size != end.end:
+        raise ArchiveError(BROKEN_ZIP)
+    if end.size > limits.zip_directory_bytes:
+        raise ArchiveError(
+            phrase(
+                "This zip's list of files takes more than the %(mib)s MiB allowed. "
+                "Unpack it and upload its outbox.json alone.",
+                mib=round(limits.zip_directory_bytes / MiB, 1),
+            )
+        )
+    f.seek(end.offset)
+    if _directory_entries(f.read(end.size), end.entries) != end.entries:
+        raise ArchiveError(BROKEN_ZIP)
 
 
 def _find_outbox(path: Path, size: int, limits: Limits) -> zipfile.ZipInfo:
     """The outbox.json entry of a Mastodon archive, checked against the limits."""
     with path.open("rb") as f:
-        members = _zip_member_count(f, size)
-        if members > limits.zip_members:
-            raise ArchiveError(
-                phrase(
-                    "This zip holds %(members)s files, more than the %(limit)s allowed. "
-                    "Unpack it and upload its outbox.json alone.",
-                    members=members,
-                    limit=limits.zip_members,
-                )
-            )
+        _check_zip_directory(f, size, limits)
         try:
             with zipfile.ZipFile(f) as archive:
                 infos = archive.infolist()
         except ZIP_ERRORS as exc:
             raise ArchiveError(BROKEN_ZIP) from exc
+    if len(infos) > limits.zip_members:  # never, unless zipfile walks it otherwise
+        raise _too_many_members(len(infos), limits)
     outboxes = [i for i in infos if i.filename.rsplit("/", 1)[-1] == "outbox.json"]
     if not outboxes:
         raise ArchiveError(
@@ -384,10 +475,10 @@ def parse_timestamp(value: Any) -> datetime | None:
         if value[-1:] == "Z":  # the common case, twice as fast as converting from UTC
             return datetime.fromisoformat(value[:-1])
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):  # overflow: before year 1 or after 9999 in UTC
         return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
 
 
@@ -492,6 +583,7 @@ class Archive:
         self.skipped = Skipped()
         self._header = _Header()
         self._member: zipfile.ZipInfo | None = None
+        self._latest = utcnow() + AHEAD  # set again by each pass
         self._reader: _GuardedReader | None = None
         try:
             self.size = self.path.stat().st_size
@@ -527,10 +619,16 @@ class Archive:
         """Every importable post, in file order; the rest is counted in `skipped`."""
         self.skipped = Skipped()
         self._header = _Header()
+        self._latest = utcnow() + AHEAD
         convert = self._microblog_post if self.format == MICROBLOG else self._mastodon_post
         with self._events() as events:
             for number, item in enumerate(self._items(events), start=1):
-                post = convert(item, number)
+                try:
+                    post = convert(item, number)
+                except (ArchiveError, MemoryError):
+                    raise
+                except Exception as exc:
+                    raise self._unreadable(number) from exc
                 if post is not None:
                     yield post
 
@@ -659,6 +757,26 @@ class Archive:
                 self._header.following.append(value)
 
     # -- items -----------------------------------------------------------------------------
+    def _unreadable(self, number: int) -> ArchiveError:
+        """The error for an item whose values our code failed on (html.parser's assertions,
+        say). Converting an item reads nothing but the item, so reading it again would
+        fail again: it is the file's fault, and a retry cannot help."""
+        log.warning("Item %s of %s could not be read", number, self.path.name, exc_info=True)
+        if self.format == MICROBLOG:
+            return ArchiveError(
+                phrase("Post %(number)s of this file could not be read.", number=number)
+            )
+        return ArchiveError(
+            phrase("Item %(number)s of outbox.json could not be read.", number=number)
+        )
+
+    def _well_dated(self, timestamp: datetime) -> bool:
+        """Whether a post's time is one it can have; when not, it is counted."""
+        if EARLIEST <= timestamp <= self._latest:
+            return True
+        self.skipped.misdated += 1
+        return False
+
     def _fitting(self, body: str) -> str | None:
         """The text to store, or None (counted) when it is empty or too long to post."""
         body = _clean(body)
@@ -685,6 +803,8 @@ class Archive:
             raise ArchiveError(
                 phrase('Post %(number)s of this file has no valid "timestamp".', number=number)
             )
+        if not self._well_dated(timestamp):
+            return None
         body = self._fitting(body)
         if body is None:
             return None
@@ -722,6 +842,8 @@ class Archive:
             return None
         if not _is_public(item, note):
             self.skipped.private += 1
+            return None
+        if not self._well_dated(timestamp):
             return None
         text = html_to_text(content)
         warning = note.get("summary")

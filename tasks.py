@@ -210,6 +210,8 @@ def remove_task_files(task_id: str) -> None:
     row = db.session.get(Task, task_id, populate_existing=True)
     if row is None or not keeps_upload(row):
         upload_path(task_id).unlink(missing_ok=True)
+    if row is not None and row.status == TaskStatus.FAILED and row.name in UPLOAD_TASKS:
+        drop_replaced_uploads(row.user_id, row.name)
 
 
 def delete_user(user: User, progress: "Progress | None" = None) -> int:
@@ -492,14 +494,36 @@ def consuming(path: Path):
 
 def keeps_upload(row: Task) -> bool:
     """Whether a task's uploaded file is kept: while the task may still run, and after a
-    failed import until it expires (so that an admin can retry it)."""
+    failed import until it expires (so that an admin can retry it), if it is its user's
+    latest failed import. An upload may be 2 GiB: one kept per user, or failing imports
+    again and again would fill the disk."""
     if row.is_active:
         return True
     if row.status != TaskStatus.FAILED or row.name not in UPLOAD_TASKS:
         return False
     finished = row.finished_at or row.updated_at
     expiry = timedelta(days=current_app.config["MICROBLOG_EXPORT_EXPIRY_DAYS"])
-    return finished + expiry > utcnow()
+    if finished + expiry <= utcnow():
+        return False
+    return db.session.scalar(latest_failures(row.user_id, row.name).limit(1)) == row.id
+
+
+def latest_failures(user_id: int, name: str) -> sa.Select:
+    """The ids of the user's failed tasks of that name, the latest first."""
+    return (
+        sa.select(Task.id)
+        .where(Task.user_id == user_id, Task.name == name, Task.status == TaskStatus.FAILED)
+        .order_by(
+            sa.func.coalesce(Task.finished_at, Task.updated_at).desc(), Task.created_at.desc()
+        )
+    )
+
+
+def drop_replaced_uploads(user_id: int, name: str) -> None:
+    """Delete the uploads of the user's failed tasks of that name but the latest one's: a
+    newer failure replaced them (see `keeps_upload`)."""
+    for task_id in db.session.scalars(latest_failures(user_id, name).offset(1)):
+        upload_path(task_id).unlink(missing_ok=True)
 
 
 def start_import(user: User, upload) -> Task | None:

@@ -6,7 +6,10 @@ No pytest here, so that the benchmarks can import it too; the fixtures are in co
 the processes (gunicorn, huey_consumer) in live.py.
 """
 
+import io
 import json
+import struct
+import zipfile
 from datetime import timedelta
 from itertools import islice
 
@@ -210,6 +213,45 @@ def boost(number, of="https://elsewhere.example/users/bob/statuses/1") -> dict:
         "cc": [f"{ACTOR}/followers"],
         "object": of,
     }
+
+
+def outbox_zip(items) -> bytes:
+    """A Mastodon archive holding only its outbox.json (of `items`), as zipfile writes it."""
+    outbox = io.StringIO()
+    outbox.write('{"type": "OrderedCollection", ')
+    _write_list(outbox, "orderedItems", items)
+    outbox.write("}")
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("outbox.json", outbox.getvalue())
+    return packed.getvalue()
+
+
+END_RECORD = struct.Struct("<4s4H2LH")  # a zip's end of central directory record
+# A central directory entry for a one-letter, empty, stored file whose data is at offset 0.
+TINY_ENTRY = struct.pack("<4s4B4HL2L5H2L", b"PK\x01\x02", 20, 3, 20, 0, 0, 0, 0, 0,
+                         0, 0, 0, 1, 0, 0, 0, 0, 0, 0) + b"a"  # fmt: skip
+
+
+def with_end_record(data: bytes, **changes) -> bytes:
+    """A zip without a comment (as zipfile writes it) whose end record says something else:
+    `entries` (both counts), `size` or `offset` of the central directory."""
+    fields = list(END_RECORD.unpack_from(data, len(data) - END_RECORD.size))
+    for name, at in (("size", 5), ("offset", 6)):
+        fields[at] = changes.get(name, fields[at])
+    if "entries" in changes:
+        fields[3] = fields[4] = changes["entries"]
+    return data[: -END_RECORD.size] + END_RECORD.pack(*fields)
+
+
+def with_extra_entries(data: bytes, count: int, claimed: int | None = None) -> bytes:
+    """A zip (as zipfile writes it) with `count` more tiny entries at the end of its central
+    directory; its end record counts them, or says it holds `claimed` files."""
+    end = len(data) - END_RECORD.size
+    entries, size = END_RECORD.unpack_from(data, end)[4:6]
+    grown = data[:end] + TINY_ENTRY * count + data[end:]
+    claim = entries + count if claimed is None else claimed
+    return with_end_record(grown, entries=claim, size=size + len(TINY_ENTRY) * count)
 
 
 class TranslationServer:

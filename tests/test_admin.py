@@ -383,6 +383,25 @@ def test_a_failed_import_keeps_its_upload_until_it_expires(app, as_admin, users,
         assert db.session.scalar(sa.select(sa.func.count(Task.id))) == 1
 
 
+def test_only_the_latest_failed_import_of_each_user_keeps_its_upload(app, users):
+    # An upload may be 2 GiB: failing imports again and again must not fill the disk.
+    uploads = {}
+    for task_id, user, hours_ago in [
+        ("t-old", "alice", 2),
+        ("t-new", "alice", 1),
+        ("t-bob", "bob", 3),
+    ]:
+        failed_task(app, users[user], task_id, name="import_posts")
+        with app.app_context():
+            db.session.get_one(Task, task_id).finished_at = utcnow() - timedelta(hours=hours_ago)
+            db.session.commit()
+        uploads[task_id] = tasks_upload(app, task_id)
+        uploads[task_id].write_bytes(b"{}")
+    with app.app_context():
+        assert tasks.delete_expired_uploads.call_local() == 1
+    assert {name for name, path in uploads.items() if path.exists()} == {"t-new", "t-bob"}
+
+
 def test_a_retry_refused_leaves_the_upload_with_the_failed_import(app, as_admin, users):
     failed_task(app, users["alice"], name="import_posts")
     upload = tasks_upload(app, "t-failed")

@@ -1,8 +1,10 @@
 """Importing posts through /import, with the task run inline (Huey immediate mode)."""
 
+import html
 import io
 import json
 import zipfile
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import sqlalchemy as sa
 
 import tasks
 import worker
-from models import POST_MAX, Post, Task, db
+from models import POST_MAX, Post, Task, db, isoformat_utc, utcnow
 from tests.conftest import PASSWORD
 from tests.helpers import (
     AWKWARD_BODY,
@@ -151,6 +153,8 @@ def test_import_a_mastodon_archive(app, client, auth, users, immediate, tmp_path
 
 NOT_JSON = b"hello, this is not an archive"
 CUT_SHORT = b'{"posts": [{"body": "a", "timestamp": "2024-05-01T12:00:00Z"}, {"bo'
+# Year 1 an hour east of UTC: before year 1 in UTC, which datetime cannot hold.
+BEFORE_YEAR_ONE = b'{"posts": [{"body": "a", "timestamp": "0001-01-01T00:00:00+01:00"}]}'
 
 
 @pytest.mark.parametrize(
@@ -161,8 +165,16 @@ CUT_SHORT = b'{"posts": [{"body": "a", "timestamp": "2024-05-01T12:00:00Z"}, {"b
         (b'{"toots": []}', "posts.json", 'neither a Microblog export (with a "posts" list)'),
         (CUT_SHORT, "posts.json", "is not valid JSON"),
         (b"PK\x03\x04" + b"\0" * 100, "archive.zip", "zip"),
+        (BEFORE_YEAR_ONE, "posts.json", 'Post 1 of this file has no valid "timestamp".'),
     ],
-    ids=["empty", "not json", "wrong shape", "cut short", "broken zip"],
+    ids=[
+        "empty",
+        "not json",
+        "wrong shape",
+        "cut short",
+        "broken zip",
+        "before year one",
+    ],
 )
 def test_a_bad_file_fails_with_a_clear_message_and_imports_nothing(
     app, client, auth, users, immediate, data, filename, message
@@ -220,3 +232,29 @@ def test_cancel_an_import_under_way(app, client, auth, users, immediate, monkeyp
     # What was added before the cancel stays; the rest never came.
     assert 10 <= post_count(app, users["alice"]) < 50
     assert uploads_left(app) == []
+
+
+def test_posts_dated_before_1970_or_in_the_future_are_skipped_and_counted(
+    app, client, auth, users, immediate
+):
+    # A post dated 9999 would be the newest post of /explore and of every home page for good.
+    tomorrow_and_more = isoformat_utc(utcnow() + timedelta(days=1, minutes=5))
+    stamps = ["1969-12-31T23:59:59Z", "2024-05-01T12:00:00Z", tomorrow_and_more]
+    stamps.append("9999-12-31T23:59:59Z")
+    posts = [{"body": f"post {i}", "timestamp": stamp} for i, stamp in enumerate(stamps)]
+    auth.login()
+
+    upload(client, json.dumps({"posts": posts}).encode())
+
+    (task,) = tasks_of(app, users["alice"])
+    assert task.status == "done", task.message
+    assert task.status_text == (
+        "Imported 1 post. Skipped 3 posts dated before 1970 or in the future."
+    )
+    assert exported_posts(app, users["alice"]) == [posts[1]]
+    spanish = {"Accept-Language": "es"}
+    page = html.unescape(client.get("/tasks", headers=spanish).get_data(as_text=True))
+    assert (
+        "Se importó 1 publicación. Se omitieron 3 publicaciones fechadas antes de 1970 o en "
+        "el futuro." in page
+    )

@@ -2,7 +2,8 @@
 
 Our own export (made by the real export task) goes into another account; a Mastodon archive
 the test builds goes in with its skipped items counted; a consumer killed mid-import is
-replaced and the import resumes, adding each post once.
+replaced and the import resumes, adding each post once. A file the worker refuses loses its
+upload; a failure that is not the file's keeps it, for the user's latest failed import only.
 """
 
 import io
@@ -14,9 +15,19 @@ import zipfile
 
 import pytest
 
+import importer
 from tests.conftest import PASSWORD
-from tests.helpers import AWKWARD_BODY, add_posts, boost, exported_posts, toot, write_outbox
-from tests.live import Browser
+from tests.helpers import (
+    AWKWARD_BODY,
+    add_posts,
+    boost,
+    exported_posts,
+    outbox_zip,
+    toot,
+    with_extra_entries,
+    write_outbox,
+)
+from tests.live import Browser, wait_for
 from tests.test_export_consumer import FAST_BEATS, start_export, under_way
 
 pytestmark = pytest.mark.consumer
@@ -89,6 +100,42 @@ def test_a_bad_file_fails_in_the_worker_with_its_reason(app, users, live):
     assert exported_posts(app, users["bob"]) == []
 
 
+# Year 1 an hour east of UTC is before year 1 in UTC: datetime overflows. An error that is
+# not the file's would keep the upload (up to 2 GiB) for a retry.
+BEFORE_YEAR_ONE = [
+    {"body": "fine", "timestamp": "2024-05-01T12:00:00Z"},
+    {"body": "a", "timestamp": "0001-01-01T00:00:00+01:00"},
+]
+
+
+def test_files_the_worker_must_refuse_fail_as_bad_and_their_uploads_go(app, users, live):
+    site = live()
+    site.start_web()
+    site.start_consumer()
+    # More entries in its central directory than an import allows, while its end record
+    # says it holds one file: zipfile would have made an object of each.
+    undercounted = with_extra_entries(
+        outbox_zip([toot(1, "<p>hello</p>")]), importer.DEFAULT_LIMITS.zip_members, claimed=1
+    )
+    cases = [
+        ("posts.json", json.dumps({"posts": BEFORE_YEAR_ONE}).encode()),
+        ("archive.zip", undercounted),
+    ]
+    reasons = []
+    for filename, data in cases:
+        browser, task_id = start_import(site, filename, data)
+        task = site.wait_for_status(task_id, "done", "failed")
+        assert task["status"] == "failed", task
+        reasons.append(task["text"])
+        assert exported_posts(app, users["bob"]) == []
+        assert not list((site.data_dir / "imports").iterdir())
+    assert reasons == [
+        'Post 2 of this file has no valid "timestamp".',
+        "This zip archive is damaged or incomplete; download it again and retry.",
+    ]
+    assert b"This zip archive is damaged or incomplete" in browser.get("/tasks")[1]
+
+
 def test_a_killed_consumer_and_the_import_resumes(app, users, live):
     posts = [
         {"body": f"post {i}", "timestamp": f"2024-05-01T12:{i // 60:02d}:{i % 60:02d}Z"}
@@ -138,6 +185,42 @@ def test_admin_retries_a_failed_import_from_its_upload(app, users, admin, live):
     status, page = root.submit(f"/admin/jobs/{task_id}/retry", token_from="/admin/jobs")
     assert b"needs to upload it again" in page, page[:2000]
     assert site.task()["id"] == again["id"]
+
+
+def test_only_the_newest_failed_import_keeps_its_upload(app, users, admin, live):
+    # Each failed import kept its upload (up to 2 GiB) for a week: a user could fill the
+    # disk by failing imports. A newer failure replaces the older one's upload.
+    site = live()
+    site.start_web()
+    site.start_consumer()
+    execute(site, FAIL_IMPORTED_POSTS)
+    imports = site.data_dir / "imports"
+    failed = []
+    for n in range(3):
+        posts = [{"body": f"post {n}", "timestamp": "2024-05-01T12:00:00Z"}]
+        _, task_id = start_import(site, "posts.json", json.dumps({"posts": posts}).encode())
+        task = site.wait_for_status(task_id, "done", "failed")
+        assert task["status"] == "failed" and "the disk is full" in task["text"], task
+        failed.append(task_id)
+        # The row says "failed" a moment before the worker has deleted the older upload.
+        wait_for(lambda: [p.name for p in imports.iterdir()] == failed[-1:], what="one upload")
+    # An import that succeeds leaves the newest failure's upload alone, for its retry.
+    execute(site, "DROP TRIGGER fail_imported_posts")
+    posts = [{"body": "works", "timestamp": "2024-05-01T12:00:00Z"}]
+    _, done_id = start_import(site, "posts.json", json.dumps({"posts": posts}).encode())
+    assert site.wait_for_status(done_id, "done", "failed")["status"] == "done"
+    assert [p.name for p in imports.iterdir()] == [failed[-1]]
+
+    root = Browser(site.url)
+    root.login("root", PASSWORD)
+    status, page = root.submit(f"/admin/jobs/{failed[0]}/retry", token_from="/admin/jobs")
+    assert b"needs to upload it again" in page, page[:2000]
+    status, page = root.submit(f"/admin/jobs/{failed[-1]}/retry", token_from="/admin/jobs")
+    assert b"started again for bob" in page, page[:2000]
+    again = site.task()
+    done = site.wait_for_status(again["id"], "done", "failed")
+    assert (done["status"], done["text"]) == ("done", "Imported 1 post."), done
+    assert not list(imports.iterdir())
 
 
 FAIL_IMPORTED_POSTS = (

@@ -4,7 +4,7 @@ import json
 import random
 import tracemalloc
 import zipfile
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -17,9 +17,13 @@ from models import POST_MAX, Post, User, db
 from tests.helpers import (
     ACTOR,
     AS_PUBLIC,
+    TINY_ENTRY,
     boost,
     follow,
+    outbox_zip,
     toot,
+    with_end_record,
+    with_extra_entries,
     write_export_file,
     write_outbox,
 )
@@ -113,6 +117,76 @@ def test_timestamps_become_naive_utc(tmp_path):
         datetime(2024, 5, 1, 12),
         datetime(2024, 5, 1, 12, 0, 0, 250000),
     ]
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("2024-05-01T12:00:00Z", datetime(2024, 5, 1, 12)),
+        ("2024-05-01T14:00:00+02:00", datetime(2024, 5, 1, 12)),
+        ("0001-01-01T00:00:00Z", datetime(1, 1, 1)),
+        ("0001-01-01T01:00:00+01:00", datetime(1, 1, 1)),
+        # In UTC these are before year 1 or after 9999: no datetime can hold them.
+        ("0001-01-01T00:00:00+01:00", None),
+        ("0001-01-01T00:00:00+23:59", None),
+        ("9999-12-31T23:59:59Z", datetime(9999, 12, 31, 23, 59, 59)),
+        ("9999-12-31T23:00:00-01:00", None),
+        ("9999-12-31T23:59:59.999999-23:59", None),
+        ("10000-01-01T00:00:00Z", None),
+        ("+10000-01-01", None),
+        ("0000-01-01T00:00:00Z", None),
+        ("2024-13-01T00:00:00Z", None),
+        ("2024-05-01T12:00:00+24:00", None),
+        ("yesterday", None),
+        ("9" * 5000, None),
+        # ISO 8601 allows any number of digits after the second; the rest is cut off.
+        ("2024-05-01T12:00:00." + "9" * 5000 + "Z", datetime(2024, 5, 1, 12, 0, 0, 999999)),
+        ("2024-05-01\ud800", None),
+        ("\udc00", None),
+        ("", None),
+        ("Z", None),
+        (None, None),
+        (20240501, None),
+        (1.5e300, None),
+        (True, None),
+        (["2024-05-01T12:00:00Z"], None),
+        ({"time": "2024-05-01T12:00:00Z"}, None),
+    ],
+)
+def test_parse_timestamp_gives_naive_utc_or_none(value, expected):
+    assert importer.parse_timestamp(value) == expected
+
+
+def test_posts_dated_before_1970_or_in_the_future_are_skipped_and_counted(tmp_path):
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    soon, later = now + timedelta(hours=1), now + timedelta(hours=46)
+    stamps = {
+        "1969-12-31T23:59:59Z": False,
+        "1970-01-01T00:00:00Z": True,
+        "1970-01-01T00:30:00+01:00": False,  # 23:30 UTC the day before
+        "0001-01-01T00:00:00Z": False,
+        f"{soon.isoformat()}Z": True,  # a server whose clock is ahead
+        f"{later.isoformat()}Z": False,
+        f"{later.isoformat()}+23:00": True,  # in UTC, 23 hours from now
+        f"{later.isoformat()}+01:00": False,
+        "9999-12-31T23:59:59Z": False,
+    }
+    path = tmp_path / "posts.json"
+    write_export_file(path, [{"body": stamp, "timestamp": stamp} for stamp in stamps])
+    archive, posts = read(path)
+    assert [p.body for p in posts] == [stamp for stamp, kept in stamps.items() if kept]
+    assert archive.skipped.misdated == 6 and archive.skipped.total == 6
+    assert archive.skipped.describe() == "Skipped 6 posts dated before 1970 or in the future."
+
+    outbox = tmp_path / "outbox.json"
+    write_outbox(
+        outbox,
+        [toot(n, f"<p>{stamp}</p>", published=stamp) for n, stamp in enumerate(stamps)]
+        + [toot(99, "<p>private and misdated</p>", published="9999-01-01T00:00:00Z", to=[])],
+    )
+    archive, posts = read(outbox)
+    assert [p.body for p in posts] == [stamp for stamp, kept in stamps.items() if kept]
+    assert (archive.skipped.misdated, archive.skipped.private) == (6, 1)
 
 
 def test_long_and_empty_posts_are_skipped_and_counted_never_cut(tmp_path):
@@ -265,6 +339,16 @@ BAD_JSON = {
     "post without body": (posts_json(b'{"timestamp": "2024-05-01T12:00:00Z"}'), "no text"),
     "body not text": (posts_json(b'{"body": 7, "timestamp": "2024-05-01T12:00:00Z"}'), "no text"),
     "bad timestamp": (posts_json(b'{"body": "b", "timestamp": "yesterday"}'), '"timestamp"'),
+    # Before year 1 in UTC: datetime overflows converting it.
+    "timestamp out of range": (
+        posts_json(POST, b'{"body": "b", "timestamp": "0001-01-01T00:00:00+01:00"}'),
+        'Post 2 of this file has no valid "timestamp"',
+    ),
+    # html.parser raises AssertionError on a marked section it does not know.
+    "toot html unreadable": (
+        b'{"orderedItems": [' + json.dumps(toot(1, "<p>a</p><![2b")).encode() + b"]}",
+        "Item 1 of outbox.json could not be read",
+    ),
     "cut short": (posts_json(POST, POST)[:-5], "not valid JSON"),
     "trailing garbage": (posts_json(POST) + b" and more", "not valid JSON"),
     "invalid utf-8": (posts_json(b'{"body": "\xff\xfe", "timestamp": "2024"}'), "not valid JSON"),
@@ -382,6 +466,54 @@ def test_a_zip_that_lies_about_its_sizes_is_stopped_while_reading(tmp_path):
         data[at + offset : at + offset + 4] = (1000).to_bytes(4, "little")
     path.write_bytes(bytes(data))
     with pytest.raises(ArchiveError):
+        read(path)
+
+
+def test_a_zip_whose_directory_holds_more_than_its_end_record_says_is_refused(tmp_path):
+    # zipfile builds an object for every entry of the directory, whatever the end record
+    # counts: two million tiny ones (94 MB) took 1.5 GB. The count is checked, not trusted.
+    data = outbox_zip([toot(1, "<p>hello</p>")])
+    path = tmp_path / "many.zip"
+    path.write_bytes(with_extra_entries(data, 30, claimed=1))
+    with pytest.raises(ArchiveError, match="damaged or incomplete"):
+        read(path, Limits(zip_members=30))
+    # The same zip, honest about its 31 files, is refused for holding too many...
+    path.write_bytes(with_extra_entries(data, 30))
+    with pytest.raises(ArchiveError, match="holds 31 files, more than the 30 allowed"):
+        read(path, Limits(zip_members=30))
+    # ...and read when they are allowed.
+    assert len(read(path, Limits(zip_members=31))[1]) == 1
+
+
+def test_a_zip_directory_over_the_byte_limit_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "big directory.zip"
+    path.write_bytes(with_extra_entries(outbox_zip([toot(1, "<p>hello</p>")]), 25_000))
+    assert 25_000 * len(TINY_ENTRY) > 2**20
+    with pytest.raises(ArchiveError, match="list of files takes more than the 1 MiB allowed"):
+        read(path, Limits(zip_directory_bytes=2**20))
+    assert len(read(path, Limits(zip_directory_bytes=2 * 2**20))[1]) == 1
+
+
+def end_record_lies(data: bytes) -> dict[str, bytes]:
+    """The zip `data` with an end record that lies about its central directory."""
+    size, offset = importer._EOCD.unpack_from(data, len(data) - importer._EOCD.size)[5:7]
+    return {
+        # zipfile finds the directory from its size alone, and reads this one.
+        "data before the zip": b"PK\x03\x04" + bytes(1000) + data,
+        "offset past the end": with_end_record(data, offset=len(data) + 100),
+        "offset too small": with_end_record(data, offset=offset - 1),
+        "size beyond the file": with_end_record(data, size=2**32 - 1),
+        "size too large": with_end_record(data, size=size + 1, offset=offset - 1),
+        "size too small": with_end_record(data, size=size - 1, offset=offset + 1),
+        "no entries": with_end_record(data, size=0, offset=offset + size),
+    }
+
+
+@pytest.mark.parametrize("lie", end_record_lies(outbox_zip([toot(1, "<p>a</p>")])))
+def test_a_zip_whose_end_record_lies_about_its_directory_is_refused(tmp_path, lie):
+    path = tmp_path / "lying.zip"
+    path.write_bytes(end_record_lies(outbox_zip([toot(1, "<p>a</p>")]))[lie])
+    with pytest.raises(ArchiveError, match="damaged or incomplete"):
         read(path)
 
 

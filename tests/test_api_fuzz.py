@@ -12,12 +12,12 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import api_spec
 import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from api import document as api_document
 from microblog import create_app
 from models import ApiToken, User, db
 from tests.conftest import PASSWORD
@@ -102,7 +102,7 @@ def fuzz_token(live_server):
 # The same document the server publishes (test_api checks that they are equal); loaded
 # here so that pytest can list one test per operation before the server starts.
 schema = schemathesis.openapi.from_dict(
-    api_spec.document(),
+    api_document(),
     config=schemathesis.Config.from_dict(
         {
             "generation": {

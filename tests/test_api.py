@@ -18,8 +18,8 @@ import pytest
 import schemathesis
 import sqlalchemy as sa
 
-import api_spec
 import ratelimit
+from api import document as api_document
 from models import ApiToken, Post, RateLimitHit, Task, User, db, utcnow
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts, assert_json_error, exported_posts, follow
@@ -41,7 +41,7 @@ class ApiClient:
     def __init__(self, app, client):
         self.app = app
         self.client = client
-        self.document = api_spec.document()
+        self.document = api_document()
         self.schema = schemathesis.openapi.from_dict(self.document)
 
     def open(self, method, url, token=None, basic=None, **kwargs):
@@ -708,7 +708,7 @@ def test_openapi_document_is_served(api):
     response = api.get("/api/openapi.json")
     assert response.status_code == 200
     assert response.json["openapi"].startswith("3.")
-    assert response.json == api_spec.document()
+    assert response.json == api_document()
 
 
 def test_every_api_route_is_documented_and_nothing_else(app):
@@ -719,13 +719,13 @@ def test_every_api_route_is_documented_and_nothing_else(app):
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
     documented = {
-        (path, method) for path, item in api_spec.document()["paths"].items() for method in item
+        (path, method) for path, item in api_document()["paths"].items() for method in item
     }
     assert routes == documented
 
 
 def test_document_limits_come_from_the_forms():
-    schemas = api_spec.document()["components"]["schemas"]
+    schemas = api_document()["components"]["schemas"]
     assert schemas["NewUser"]["properties"]["username"]["maxLength"] == 64
     assert schemas["NewUser"]["properties"]["password"]["minLength"] == 8
     assert schemas["NewPost"]["properties"]["body"]["maxLength"] == 140
@@ -854,6 +854,34 @@ def test_bad_upload_task_requests(app, api, tokens, data, message):
     assert message in response.json["message"]
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count(Task.id))) == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "data", "spanish"),
+    [
+        (
+            "POST",
+            "/api/tasks",
+            {"name": "export_posts", "file": (io.BytesIO(b"{}"), "p.json")},
+            "Tarea desconocida 'export_posts' para un archivo subido; tareas conocidas: "
+            "import_posts.",
+        ),
+        (
+            "POST",
+            "/api/tasks",
+            {"name": "import_posts"},
+            "Falta el archivo subido (campo de formulario 'file').",
+        ),
+        ("GET", "/api/tasks/no-such-task", None, "No hay ninguna tarea con id no-such-task."),
+    ],
+    ids=["unknown-upload-task", "missing-file", "unknown-task"],
+)
+def test_task_errors_follow_accept_language(api, tokens, method, url, data, spanish):
+    kwargs = {"data": data, "content_type": "multipart/form-data"} if data else {}
+    headers = {"Accept-Language": "es-ES,es;q=0.9"}
+    response = api.open(method, url, token=tokens["alice"], headers=headers, **kwargs)
+    assert response.status_code in (400, 404)
+    assert response.json["message"] == spanish
 
 
 def test_openapi_documents_the_upload(api):

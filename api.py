@@ -187,7 +187,7 @@ def create_user(body: schemas.NewUser):
         api_abort(403, _(REGISTRATION_CLOSED))
     data = body.sent()
     form = validate_form(NewUserForm, {**data, "password2": data["password"]})
-    refuse_if_limited(ratelimit.registration(), "new accounts from your address")
+    refuse_if_limited(ratelimit.registration(), "new accounts")
     user = User.register(
         form.username.data, form.email.data, form.password.data, form.about_me.data or None
     )

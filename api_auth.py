@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import g, request
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 
 import ratelimit
 from api_contract import ENDPOINT_AUTH, JSON_BODIES, REALM, bp
@@ -81,21 +80,11 @@ def enforce_token_rate_limit(username: str) -> None:
     refuse_if_limited(ratelimit.api_token(username), "token requests")
 
 
-# What a 429 says, per kind of attempt (whole sentences, for translations).
-TOO_MANY = {
-    "token requests": _l("Too many token requests; try again in %(seconds)s seconds."),
-    "new accounts from your address": _l(
-        "Too many new accounts from your address; try again in %(seconds)s seconds."
-    ),
-    "password attempts": _l("Too many password attempts; try again in %(seconds)s seconds."),
-}
-
-
 def refuse_if_limited(retry_after: int, what: str) -> None:
     """A 429 with Retry-After when a rate limit (`ratelimit.*`) refused."""
     if retry_after:
         api_abort(
             429,
-            str(TOO_MANY[what]) % {"seconds": retry_after},
+            ratelimit.refusal(what, retry_after),
             {"Retry-After": str(retry_after)},
         )

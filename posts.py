@@ -121,10 +121,7 @@ def translate_post():
         return api.error_response(401, str(login_manager().login_message))
     retry_after = ratelimit.translation(current_user.id)
     if retry_after:
-        message = _(
-            "Too many translations. Please wait %(wait)s and try again.",
-            wait=ratelimit.in_words(retry_after),
-        )
+        message = ratelimit.refusal("translations", retry_after)
         return api.error_response(429, message, {"Retry-After": str(retry_after)})
     post_id = api.json_object().get("post_id")
     if not isinstance(post_id, int) or isinstance(post_id, bool) or not 0 < post_id <= MAX_ROW_ID:

@@ -15,6 +15,7 @@ import uuid
 import redis
 import sqlalchemy as sa
 from flask import current_app, request
+from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 
 from models import RateLimitHit, db
@@ -54,6 +55,33 @@ def check(*limits: tuple[str, int, int]) -> int:
         if retry_after:
             return retry_after
     return 0
+
+
+# What a refusal says, per kind of attempt, on the pages and in the API alike (whole
+# sentences: a translation must agree in gender).
+TOO_MANY = {
+    "sign-in attempts": _l(
+        "Too many sign-in attempts from your address. Please wait %(wait)s and try again."
+    ),
+    "new accounts": _l(
+        "Too many new accounts from your address. Please wait %(wait)s and try again."
+    ),
+    "password reset requests": _l(
+        "Too many password reset requests from your address. Please wait %(wait)s and try again."
+    ),
+    "password attempts": _l(
+        "Too many password attempts from your address. Please wait %(wait)s and try again."
+    ),
+    "token requests": _l(
+        "Too many token requests from your address. Please wait %(wait)s and try again."
+    ),
+    "translations": _l("Too many translations. Please wait %(wait)s and try again."),
+}
+
+
+def refusal(what: str, retry_after: int) -> str:
+    """The sentence that refuses another of `what` (a key of TOO_MANY) for `retry_after` s."""
+    return str(TOO_MANY[what]) % {"wait": in_words(retry_after)}
 
 
 def in_words(seconds: int) -> str:

@@ -111,23 +111,6 @@ ERROR_HEADINGS = {
 WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")
 
 
-# What a 429 says, per kind of attempt (whole sentences: a translation must agree in gender).
-TOO_MANY = {
-    "sign-in attempts": _l(
-        "Too many sign-in attempts from your address. Please wait %(wait)s and try again."
-    ),
-    "new accounts": _l(
-        "Too many new accounts from your address. Please wait %(wait)s and try again."
-    ),
-    "password reset requests": _l(
-        "Too many password reset requests from your address. Please wait %(wait)s and try again."
-    ),
-    "password attempts": _l(
-        "Too many password attempts from your address. Please wait %(wait)s and try again."
-    ),
-}
-
-
 class UploadRequest(FlaskRequest):
     """A request limited to MAX_CONTENT_LENGTH, except a file upload to an endpoint that
     takes one (UPLOAD_ENDPOINTS). Decided before anything reads the body (the CSRF check
@@ -344,7 +327,7 @@ def form_page(form, title: str, heading=None, template="form_page.html", status=
 
 def too_many(page, retry_after: int, what: str):
     """`page` (a view's answer) as a 429 saying how long to wait before trying `what` again."""
-    flash(TOO_MANY[what] % {"wait": ratelimit.in_words(retry_after)}, "danger")
+    flash(ratelimit.refusal(what, retry_after), "danger")
     response = make_response(page())
     response.status_code = 429
     response.headers["Retry-After"] = str(retry_after)

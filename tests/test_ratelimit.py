@@ -75,3 +75,24 @@ def test_at_most_the_limit_in_any_window(app, store, monkeypatch):
     counted = [t for t, wait in zip(times, answers, strict=True) if wait == 0]
     assert all(len([c for c in counted if t <= c < t + 30]) <= 3 for t in counted)
     assert len(counted) >= len(times) * 3 // 5
+
+
+def test_the_pages_and_the_api_refuse_in_the_same_words(app, client, users):
+    """One table of refusals: a flooded token endpoint says what the sign-in page says."""
+    import base64
+
+    app.config.update(API_TOKEN_LIMIT_PER_USER=1, SIGN_IN_LIMIT_PER_USER=1)
+    basic = base64.b64encode(b"alice:wrong").decode()
+    answers = [
+        client.post("/api/tokens", headers={"Authorization": f"Basic {basic}"}) for _ in range(2)
+    ]
+    assert [answer.status_code for answer in answers] == [401, 429]
+    message = answers[1].json["message"]
+    assert message.startswith("Too many token requests from your address. Please wait ")
+    assert message.endswith(" and try again.")
+    for _ in range(2):
+        page = client.submit("/login", {"username": "alice", "password": "wrong"})
+    assert page.status_code == 429
+    assert "Too many sign-in attempts from your address. Please wait " in page.get_data(
+        as_text=True
+    )

@@ -50,7 +50,7 @@ import search as search_module
 import static_files
 import translation
 from avatars import AvatarError, generated_avatar_svg
-from formatting import linkify
+from formatting import CardKit, linkify
 from forms import (
     ChangeEmailForm,
     ChangePasswordForm,
@@ -194,7 +194,7 @@ def create_app(config=None):
     app.jinja_env.filters["linkify"] = linkify
     app.jinja_env.globals["TaskStatus"] = TaskStatus
     app.jinja_env.globals["registration_open"] = registration_open
-    app.jinja_env.globals["offers_translation"] = translation.offered_for
+    app.jinja_env.globals["card_kit"] = CardKit
     configure_logging(app)
     return app
 

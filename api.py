@@ -617,7 +617,7 @@ def get_post(id):
 @bp.post("/posts")
 @token_auth_required
 def create_post():
-    """Publish a post (1–140 characters, the web form's rules)."""
+    """Publish a post (1 to POST_MAX characters as models.text_length counts: the form's rules)."""
     data = json_body(allowed={"body"}, required={"body"})
     form = validate_form(PostForm, {"post": data["body"]}, renamed={"post": "body"})
     post = token_user().publish(form.post.data)

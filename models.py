@@ -5,6 +5,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 import secrets
 import sqlite3
 import time
@@ -65,6 +66,25 @@ ABOUT_ME_MAX = 140
 MESSAGE_MAX = 140
 # A language tag as pages and mail use it ("en", "es"; room for "pt-BR" and the like).
 LANGUAGE_MAX = 16
+
+
+# What "a character" is for every text limit above (the forms, the API, the importer, the
+# columns, and the page's counter, which counts the same way): a Unicode code point of the
+# text with its line breaks as LF. Browsers send a textarea's line breaks as CRLF; counted
+# as two they made the server refuse what the counter allowed. A combining mark is a code
+# point of its own ("é" typed as e + U+0301 is two): simple, and the same on both sides.
+LINE_BREAK = re.compile(r"\r\n?")
+
+
+def plain_text(text: str) -> str:
+    """`text` with its line breaks as LF, as it is counted and stored."""
+    return LINE_BREAK.sub("\n", text) if "\r" in text else text
+
+
+def text_length(text: str) -> int:
+    """How many characters `text` has for the limits: code points, a line break one."""
+    return len(plain_text(text))
+
 
 # PostgreSQL's INTEGER: larger ids cannot exist (and would overflow SQLite's binding).
 MAX_ROW_ID = 2**31 - 1
@@ -416,7 +436,7 @@ class User(UserMixin, Model):
 
     def publish(self, body: str) -> "Post":
         """Add a post by this user, with the language it is written in (the caller commits)."""
-        body = body.strip()
+        body = plain_text(body).strip()
         post = Post(body=body, author=self, language=language_detection.detect(body))
         db.session.add(post)
         return post

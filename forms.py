@@ -27,7 +27,15 @@ from models import (
     USERNAME_MAX,
     USERNAME_PATTERN,
     User,
+    plain_text,
 )
+
+
+def as_plain_text(data: str | None) -> str | None:
+    """A text box's filter: line breaks as LF before Length counts (models.text_length's rule:
+    with them Length's code points are the site's characters) and before it is stored."""
+    return plain_text(data) if isinstance(data, str) else data
+
 
 USERNAME_RULES = [
     DataRequired(),
@@ -106,7 +114,9 @@ class RegistrationForm(FlaskForm):
 class NewUserForm(RegistrationForm):
     """Registration over the API, which also takes the profile's `about_me`."""
 
-    about_me = TextAreaField(_l("About me"), validators=[Length(max=ABOUT_ME_MAX)])
+    about_me = TextAreaField(
+        _l("About me"), validators=[Length(max=ABOUT_ME_MAX)], filters=[as_plain_text]
+    )
 
 
 class ResetPasswordRequestForm(FlaskForm):
@@ -143,7 +153,9 @@ class DeleteAccountForm(PasswordCheckedForm):
 
 class EditProfileForm(FlaskForm):
     username = StringField(_l("Username"), validators=NEW_USERNAME_RULES)
-    about_me = TextAreaField(_l("About me"), validators=[Length(max=ABOUT_ME_MAX)])
+    about_me = TextAreaField(
+        _l("About me"), validators=[Length(max=ABOUT_ME_MAX)], filters=[as_plain_text]
+    )
     avatar = FileField(
         _l("New picture (PNG, JPEG or WebP; optional)"),
         validators=[
@@ -166,7 +178,9 @@ class AccountForm(EditProfileForm):
 def text_box(label, limit: int) -> TextAreaField:
     """A box that must not be blank, up to `limit` characters (too long is refused, never cut)."""
     return TextAreaField(
-        label, validators=[DataRequired(message=_l("Write something first.")), Length(max=limit)]
+        label,
+        validators=[DataRequired(message=_l("Write something first.")), Length(max=limit)],
+        filters=[as_plain_text],
     )
 
 

@@ -41,7 +41,7 @@ import orjson
 
 import config
 from i18n import Phrase, PhrasedError, nphrase, phrase
-from models import POST_MAX, USERNAME_MAX, USERNAME_PATTERN, utcnow
+from models import POST_MAX, USERNAME_MAX, USERNAME_PATTERN, plain_text, text_length, utcnow
 
 MiB = 2**20
 GiB = 2**30
@@ -483,8 +483,8 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 
 def _clean(body: str) -> str:
-    # PostgreSQL cannot store NUL characters; nobody typed one.
-    return body.strip() if "\x00" not in body else body.replace("\x00", "").strip()
+    # PostgreSQL cannot store NUL characters; nobody typed one. Line breaks as posts have them.
+    return plain_text(body if "\x00" not in body else body.replace("\x00", "")).strip()
 
 
 class _HTMLText(HTMLParser):
@@ -783,7 +783,7 @@ class Archive:
         if not body:
             self.skipped.empty += 1
             return None
-        if len(body) > POST_MAX:
+        if text_length(body) > POST_MAX:
             self.skipped.too_long += 1
             return None
         return body

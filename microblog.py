@@ -27,7 +27,7 @@ import static_files
 import task_pages
 import translation
 import web
-from formatting import linkify
+from formatting import CardKit, linkify
 from mailer import mail
 from models import TaskStatus, User, db, isoformat_utc, registration_open
 
@@ -101,5 +101,6 @@ def create_app(config=None):
     app.jinja_env.globals["TaskStatus"] = TaskStatus
     app.jinja_env.globals["registration_open"] = registration_open
     app.jinja_env.globals["offers_translation"] = translation.offered_for
+    app.jinja_env.globals["card_kit"] = CardKit
     error_mail.configure_logging(app)
     return app

@@ -5,6 +5,8 @@ import functools
 import hashlib
 import json
 import logging
+import math
+import re
 import secrets
 import sqlite3
 import time
@@ -65,6 +67,25 @@ ABOUT_ME_MAX = 140
 MESSAGE_MAX = 140
 # A language tag as pages and mail use it ("en", "es"; room for "pt-BR" and the like).
 LANGUAGE_MAX = 16
+
+
+# What "a character" is for every text limit above (the forms, the API, the importer, the
+# columns, and the page's counter, which counts the same way): a Unicode code point of the
+# text with its line breaks as LF. Browsers send a textarea's line breaks as CRLF; counted
+# as two they made the server refuse what the counter allowed. A combining mark is a code
+# point of its own ("é" typed as e + U+0301 is two): simple, and the same on both sides.
+LINE_BREAK = re.compile(r"\r\n?")
+
+
+def plain_text(text: str) -> str:
+    """`text` with its line breaks as LF, as it is counted and stored."""
+    return LINE_BREAK.sub("\n", text) if "\r" in text else text
+
+
+def text_length(text: str) -> int:
+    """How many characters `text` has for the limits: code points, a line break one."""
+    return len(plain_text(text))
+
 
 # PostgreSQL's INTEGER: larger ids cannot exist (and would overflow SQLite's binding).
 MAX_ROW_ID = 2**31 - 1
@@ -435,7 +456,7 @@ class User(UserMixin, Model):
 
     def publish(self, body: str) -> "Post":
         """Add a post by this user, with the language it is written in (the caller commits)."""
-        body = body.strip()
+        body = plain_text(body).strip()
         post = Post(body=body, author=self, language=language_detection.detect(body))
         db.session.add(post)
         return post
@@ -577,22 +598,42 @@ class User(UserMixin, Model):
         """The ids of the users this user follows, as a subquery."""
         return sa.select(followers.c.followed_id).where(followers.c.follower_id == self.id)
 
-    def following_posts(self) -> sa.Select:
-        """The home timeline: own posts and followed users' posts, newest first.
+    def following_posts(self, rows: int = 26) -> sa.Select:
+        """The home timeline: own posts and followed users' posts, newest first; `rows` is
+        how many of them the caller reads (offset + limit), which decides the plan.
 
-        `user_id + 0` keeps SQLite from answering through the user_id index, which would
-        sort every post of every followed user; instead it walks the timestamp index
-        newest-first and stops at the page limit, so the cost grows with the page.
+        SQLite can answer in two ways. Walking the timestamp index newest-first stops once
+        `rows` posts of the timeline have gone by: cheap when the timeline is a good share
+        of all posts, but for someone who follows few it reads nearly the whole table to
+        find them. Reading the timeline's posts through the (user_id, timestamp) index and
+        sorting them costs what the timeline holds. `_timeline_is_sparse` picks the cheaper;
+        `user_id + 0` is what keeps SQLite off the user_id index for the walk.
         """
+        sparse = self._timeline_is_sparse(rows)
         return (
             sa.select(Post)
-            .where(self._in_timeline())
+            .where(self._in_timeline(use_user_index=sparse))
             .options(so.joinedload(Post.author))
             .order_by(Post.timestamp.desc(), Post.id.desc())
         )
 
-    def _in_timeline(self) -> sa.ColumnElement[bool]:
-        author_id = Post.user_id + 0
+    def _timeline_is_sparse(self, rows: int) -> bool:
+        """Whether sorting the whole timeline costs less than walking the posts table for
+        `rows` of it.
+
+        With T posts of N in the timeline, spread through time, the walk reads about
+        rows * N / T posts and the sort T: the sort wins while T * T < rows * N. T is
+        counted through the user_id index and only up to that bound; N is the highest post
+        id (no table scan), which is at least the number of posts.
+        """
+        table = db.session.scalar(sa.select(sa.func.max(Post.id))) or 0
+        bound = math.isqrt(rows * table)
+        within = sa.select(Post.id).where(self._in_timeline(use_user_index=True)).limit(bound + 1)
+        held = db.session.scalar(sa.select(sa.func.count()).select_from(within.subquery()))
+        return (held or 0) <= bound
+
+    def _in_timeline(self, use_user_index: bool = False) -> sa.ColumnElement[bool]:
+        author_id = Post.user_id if use_user_index else Post.user_id + 0
         return sa.or_(author_id == self.id, author_id.in_(self.followed_ids()))
 
     def following_posts_count(self) -> int:

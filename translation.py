@@ -53,13 +53,20 @@ def offered_for(post) -> bool:
     """Whether the page shows a "Translate" link under `post`: a service is set, the reader
     is signed in, and the post is in a known language other than the page's. /translate
     translates exactly these posts."""
-    language = post.known_language
-    return (
-        enabled()
-        and current_user.is_authenticated
-        and language is not None
-        and not same_language(language, reader_language())
-    )
+    return offered(post.known_language, offer_target())
+
+
+def offer_target() -> str | None:
+    """The language this page offers translations into: the page's when a service is set
+    and the reader is signed in, else None (asked once for a whole page of posts)."""
+    if enabled() and current_user.is_authenticated:
+        return reader_language()
+    return None
+
+
+def offered(language: str | None, target: str | None) -> bool:
+    """Whether a post in `language` (None: unknown) is offered in `target` (offer_target())."""
+    return target is not None and language is not None and not same_language(language, target)
 
 
 def translate(text: str, source: str, target: str) -> str:

@@ -354,10 +354,15 @@
 // how much is left, or how much too long it is, and the server refuses an over-long text.
 (function () {
   "use strict";
+  // Characters as the server counts them (models.text_length): code points, not UTF-16
+  // units (an emoji is one), and a line break one, although the form sends it as CRLF.
+  function characters(text) {
+    return Array.from(text.replace(/\r\n?/g, "\n")).length;
+  }
   function update(box) {
     var limit = parseInt(box.getAttribute("data-maxlength"), 10);
     var counter = document.getElementById(box.getAttribute("aria-describedby"));
-    var left = limit - box.value.length;
+    var left = limit - characters(box.value);
     var text = window.microblogText;
     counter.textContent = left >= 0
       ? text("charsLeft", { left: left, limit: limit })

@@ -15,12 +15,21 @@ from itertools import islice
 
 import sqlalchemy as sa
 
-from models import Post, User, db, followers, isoformat_utc, utcnow
+from models import POST_MAX, Post, User, db, followers, isoformat_utc, text_length, utcnow
 
 MINUTE = timedelta(minutes=1)
 # A `body` template for add_posts that an export must escape: non-ASCII, quotes, markup.
 AWKWARD_BODY = 'post {i} ünïcode "quoted" </script>'
+EMOJI = "\N{GRINNING FACE}"  # astral: two UTF-16 units, one character
+ACUTE = "e\N{COMBINING ACUTE ACCENT}"  # é as two code points: two characters
 INSERT_BATCH = 10_000  # rows per executemany: a million posts never sit in memory at once
+
+
+def at_the_limit(extra: int = 0) -> str:
+    """POST_MAX (+ `extra`) characters as a browser sends them: CRLFs, emoji, a combining
+    mark; far more UTF-16 units and bytes than characters."""
+    head = f"{EMOJI}\r\n{ACUTE}\r\n{EMOJI}{EMOJI}\r\n"
+    return head + "z" * (POST_MAX + extra - text_length(head))
 
 
 def add_user(app, username, password_hash, email=None, about_me=None) -> int:

@@ -632,6 +632,15 @@ def test_post_errors_name_the_api_field(api, tokens):
     assert list(response.json["errors"]) == ["body"]  # not the web form's "post"
 
 
+def test_create_post_counts_a_crlf_as_one_character_and_stores_lf(app, api, tokens):
+    body = "\N{GRINNING FACE}\r\n" * 70  # 140 characters, 210 UTF-16 units
+    response = api.post("/api/posts", token=tokens["alice"], json={"body": body + "x"})
+    assert response.status_code == 400
+    response = api.post("/api/posts", token=tokens["alice"], json={"body": body})
+    assert response.status_code == 201
+    assert response.json["body"] == body.replace("\r\n", "\n").strip()
+
+
 def test_create_post_accepts_140_characters(api, tokens):
     assert (
         api.post("/api/posts", token=tokens["alice"], json={"body": "x" * 140}).status_code == 201

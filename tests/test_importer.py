@@ -189,6 +189,18 @@ def test_posts_dated_before_1970_or_in_the_future_are_skipped_and_counted(tmp_pa
     assert (archive.skipped.misdated, archive.skipped.private) == (6, 1)
 
 
+def test_line_breaks_count_as_the_site_counts_them_and_are_kept_as_lf(tmp_path):
+    path = tmp_path / "posts.json"
+    fits = "a\r\n" * (POST_MAX // 2)  # POST_MAX characters once each CRLF is one
+    too_long = fits + "b"
+    write_export_file(
+        path, [{"body": b, "timestamp": "2024-05-01T12:00:00Z"} for b in (fits, too_long)]
+    )
+    archive, posts = read(path)
+    assert [p.body for p in posts] == ["a\n" * (POST_MAX // 2 - 1) + "a"]  # stripped, as ever
+    assert archive.skipped.too_long == 1
+
+
 def test_long_and_empty_posts_are_skipped_and_counted_never_cut(tmp_path):
     path = tmp_path / "posts.json"
     bodies = ["x" * POST_MAX, "y" * (POST_MAX + 1), "   ", "", "  kept  ", "nul\x00here"]

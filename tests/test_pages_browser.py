@@ -11,10 +11,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from models import Message, Task, TaskStatus, db
+from models import POST_MAX, Message, Post, Task, TaskStatus, db, text_length
 from tests.conftest import browser_login
-from tests.helpers import add_posts, follow
+from tests.helpers import ACUTE, EMOJI, add_posts, at_the_limit, follow
 
 pytestmark = pytest.mark.browser
 
@@ -227,3 +228,63 @@ def test_character_counter_warns_instead_of_cutting(live_server, page, hostile):
     page.click("form button[type=submit]:has-text('Post')")
     expect(page.locator(".invalid-feedback")).to_contain_text("140")
     assert len(page.locator("textarea[name=post]").input_value()) == 141
+
+
+def counter_says(left: int) -> str:
+    """What the counter reads with `left` characters left (negative: too many)."""
+    if left >= 0:
+        return f"{left} of {POST_MAX} characters left"
+    over = -left
+    plural = "character" if over == 1 else "characters"
+    return f"{over} {plural} too many (at most {POST_MAX})"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"{EMOJI} x",
+        f"{ACUTE}\n{ACUTE}",
+        "\N{MATHEMATICAL BOLD CAPITAL A}\N{GOTHIC LETTER AHSA}\r\n\r\nz",
+        at_the_limit(),
+        at_the_limit(extra=1),
+    ],
+    ids=["emoji", "combining", "astral-crlf", "at-limit", "one-over"],
+)
+def test_character_counter_counts_as_the_server_does(live_server, page, make_user, text):
+    from playwright.sync_api import expect
+
+    make_user("alice")
+    browser_login(page, live_server)
+    page.fill("textarea[name=post]", text)
+    expect(page.locator("#post-count")).to_have_text(counter_says(POST_MAX - text_length(text)))
+
+
+def test_a_post_at_the_limit_is_accepted_and_one_more_is_refused(live_server, page, app, make_user):
+    """Typed in the box with Enter for the line breaks: what the counter allows, the server
+    takes; one character more and both refuse."""
+    from playwright.sync_api import expect
+
+    make_user("alice")
+    browser_login(page, live_server)
+    box, counter = page.locator("textarea[name=post]"), page.locator("#post-count")
+    lines = at_the_limit().split("\r\n")
+    box.fill(lines[0])
+    for line in lines[1:]:
+        box.press("End")
+        page.keyboard.press("Enter")
+        page.keyboard.insert_text(line)
+    expect(counter).to_have_text(counter_says(0))
+    page.keyboard.insert_text("!")
+    expect(counter).to_have_text(counter_says(-1))
+    page.click("form button[type=submit]:has-text('Post')")
+    expect(page.locator(".invalid-feedback")).to_contain_text(f"longer than {POST_MAX}")
+    expect(counter).to_have_text(counter_says(-1))  # the box still holds what was sent
+    box.press("Control+End")
+    page.keyboard.press("Backspace")
+    expect(counter).to_have_text(counter_says(0))
+    page.click("form button[type=submit]:has-text('Post')")
+    page.wait_for_url(f"{live_server}/index")
+    expect(page.locator(".alert-success")).to_be_visible()
+    with app.app_context():
+        (stored,) = db.session.scalars(sa.select(Post.body))
+    assert stored == at_the_limit().replace("\r\n", "\n") and text_length(stored) == POST_MAX

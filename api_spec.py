@@ -8,6 +8,7 @@ read from the web forms, so the document and the validation cannot drift apart.
 import copy
 from typing import Any
 
+from wtforms.fields.core import UnboundField
 from wtforms.validators import DataRequired, Email, Length, Regexp
 
 from forms import AccountForm, DeleteAccountForm, NewUserForm, PostForm
@@ -28,7 +29,7 @@ def nullable(schema: dict) -> dict:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
-def form_string(field) -> dict:
+def form_string(field: UnboundField) -> dict:
     """A string schema with the limits a WTForms field declaration checks.
 
     Uniqueness and the finer points of email syntax are beyond JSON Schema; the

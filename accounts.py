@@ -2,6 +2,7 @@
 
 import functools
 import logging
+from collections.abc import Callable
 
 from flask import (
     Blueprint,
@@ -13,9 +14,12 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import refresh
 from flask_login import current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from werkzeug.wrappers import Response
 
 import ratelimit
 from forms import (
@@ -44,7 +48,7 @@ NOT_A_VISIT = {"health.notifications", "health.healthz", "health.readyz", "stati
 
 
 @bp.before_app_request
-def record_last_seen():
+def record_last_seen() -> None:
     if request.endpoint in NOT_A_VISIT:
         return
     if current_user.is_authenticated and current_user.seen_now():
@@ -63,7 +67,7 @@ def sign_in(user: User, remember: bool = False) -> None:
 
 @bp.route("/login", methods=["GET", "POST"])
 @anonymous_only
-def login():
+def login() -> ResponseReturnValue:
     form = LoginForm()
     if form.validate_on_submit():
         retry_after = ratelimit.sign_in(form.username.data)
@@ -81,7 +85,7 @@ def login():
 
 
 @bp.route("/logout", methods=["POST"])
-def logout():
+def logout() -> Response:
     """Sign out: this session and every copy of its cookies stop working."""
     if current_user.is_authenticated:
         current_user.end_sessions()
@@ -93,7 +97,7 @@ def logout():
 
 @bp.route("/register", methods=["GET", "POST"])
 @anonymous_only
-def register():
+def register() -> ResponseReturnValue:
     if not registration_open():  # the form's POST included: nobody is created
         return error_page(403, _(REGISTRATION_CLOSED), heading=_("Registration is closed"))
     form = RegistrationForm()
@@ -113,7 +117,7 @@ def register():
 
 @bp.route("/reset_password_request", methods=["GET", "POST"])
 @anonymous_only
-def reset_password_request():
+def reset_password_request() -> ResponseReturnValue:
     form = ResetPasswordRequestForm()
     if form.validate_on_submit():
         retry_after = ratelimit.reset_mail(form.email.data)
@@ -139,7 +143,7 @@ def reset_password_request():
 
 @bp.route("/reset_password/<token>", methods=["GET", "POST"])
 @anonymous_only
-def reset_password(token):
+def reset_password(token: str) -> ResponseReturnValue:
     user = User.verify_reset_password_token(token)
     if user is None:
         return redirect_with(
@@ -156,8 +160,12 @@ def reset_password(token):
 
 
 def settings_page(
-    status: int = 200, password_form=None, email_form=None, language_form=None, delete_form=None
-):
+    status: int = 200,
+    password_form: ChangePasswordForm | None = None,
+    email_form: ChangeEmailForm | None = None,
+    language_form: LanguageForm | None = None,
+    delete_form: DeleteAccountForm | None = None,
+) -> tuple[str, int]:
     """The settings page; the form that was just refused (if any) shows its errors."""
     page = render_template(
         "settings.html",
@@ -171,7 +179,9 @@ def settings_page(
     return page, status
 
 
-def submitted_settings_form(form_class, name: str):
+def submitted_settings_form(
+    form_class: type[FlaskForm], name: str
+) -> tuple[FlaskForm, ResponseReturnValue | None]:
     """The submitted settings form (shown as `name` on the page), and None when it is valid
     and its `current_password` is right; else the answer to give (the page with its errors,
     or 429)."""
@@ -182,7 +192,9 @@ def submitted_settings_form(form_class, name: str):
     return form, current_password_refused(form, page)
 
 
-def current_password_refused(form, page):
+def current_password_refused(
+    form: FlaskForm, page: Callable[[], tuple[str, int]]
+) -> ResponseReturnValue | None:
     """None when `form.current_password` is the signed-in user's password; else the answer
     to give: a 429 when guessed too often, or `page` with the field's error."""
     retry_after = ratelimit.sign_in(current_user.username)
@@ -196,13 +208,13 @@ def current_password_refused(form, page):
 
 @bp.route("/settings", endpoint="settings")
 @login_required
-def account_settings():
+def account_settings() -> tuple[str, int]:
     return settings_page()
 
 
 @bp.route("/settings/password", methods=["POST"])
 @login_required
-def change_password():
+def change_password() -> ResponseReturnValue:
     form, refusal = submitted_settings_form(ChangePasswordForm, "password_form")
     if refusal:
         return refusal
@@ -218,7 +230,7 @@ def change_password():
 
 @bp.route("/settings/email", methods=["POST"])
 @login_required
-def change_email():
+def change_email() -> ResponseReturnValue:
     form, refusal = submitted_settings_form(ChangeEmailForm, "email_form")
     if refusal:
         return refusal
@@ -240,7 +252,7 @@ def change_email():
 
 @bp.route("/settings/language", methods=["POST"])
 @login_required
-def change_language():
+def change_language() -> ResponseReturnValue:
     form = LanguageForm()
     if not form.validate_on_submit():
         return settings_page(400, language_form=form)
@@ -253,7 +265,7 @@ def change_language():
 
 @bp.route("/settings/sign_out_everywhere", methods=["POST"])
 @login_required
-def sign_out_everywhere():
+def sign_out_everywhere() -> Response:
     """End every session (this one too) and every API token."""
     current_user.end_all_sessions()
     db.session.commit()
@@ -264,7 +276,7 @@ def sign_out_everywhere():
 
 @bp.route("/settings/delete", methods=["POST"])
 @login_required
-def delete_account():
+def delete_account() -> ResponseReturnValue:
     """Sign the user out everywhere and lock the account now; the worker deletes it."""
     form, refusal = submitted_settings_form(DeleteAccountForm, "delete_form")
     if refusal:
@@ -279,7 +291,7 @@ def delete_account():
 
 
 @bp.route("/confirm_email/<token>", methods=["GET", "POST"])
-def confirm_email(token):
+def confirm_email(token: str) -> ResponseReturnValue:
     """The link mailed to a new address: a button (POST) makes it the account's address."""
     user, new_email = User.email_change_from_token(token)
     if user is None:

@@ -10,9 +10,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from werkzeug.wrappers import Response
 from wtforms import BooleanField
 
 import tasks
@@ -28,7 +30,7 @@ FORGET_CONSUMER_SECONDS = 24 * 3600
 
 
 @bp.before_request
-def admins_only():
+def admins_only() -> None:
     if not current_user.is_authenticated or not current_user.is_admin:
         abort(404)
 
@@ -43,7 +45,7 @@ class NewAccountForm(RegistrationForm):
 
 
 @bp.route("/")
-def users():
+def users() -> str:
     """Every account, searchable by username or e-mail, a page at a time."""
     query = request.args.get("q", "")
     return list_page(
@@ -59,7 +61,7 @@ def users():
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
-def new_user():
+def new_user() -> ResponseReturnValue:
     """Create an account (also while registration is closed)."""
     form = NewAccountForm()
     if form.validate_on_submit():
@@ -88,7 +90,7 @@ CHANGES: dict[str, tuple[Callable[[User], None], Any]] = {
 
 @bp.route("/users/<row_id:user_id>/<any(disable, enable, 'make-admin', 'remove-admin'):change>",
           methods=["POST"])  # fmt: skip
-def change_user(user_id, change):
+def change_user(user_id: int, change: str) -> Response:
     user = db.first_or_404(sa.select(User).where(User.id == user_id))
     refusal = user.refuse_admin_change(current_user)
     if refusal:
@@ -102,7 +104,7 @@ def change_user(user_id, change):
 
 
 @bp.route("/users/<row_id:user_id>/delete", methods=["GET", "POST"])
-def delete_user(user_id):
+def delete_user(user_id: int) -> ResponseReturnValue:
     """GET asks for confirmation; POST deletes the account and everything in it."""
     user = db.first_or_404(sa.select(User).where(User.id == user_id))
     refusal = user.refuse_admin_change(current_user)
@@ -129,17 +131,17 @@ def back_to_users() -> str:
 
 
 @bp.route("/jobs")
-def jobs():
+def jobs() -> str:
     return render_template("admin/jobs.html", title=_("Admin: jobs"), **dashboard())
 
 
 @bp.route("/jobs/status")
-def jobs_status():
+def jobs_status() -> str:
     """The dashboard's body alone: the page's script swaps it in every few seconds."""
     return render_template("admin/_jobs.html", **dashboard())
 
 
-def dashboard() -> dict:
+def dashboard() -> dict[str, Any]:
     """What /admin/jobs shows: the queue, the consumers, task counts and recent failures."""
     try:
         depth, beats, queue_error = worker.huey.pending_count(), worker.consumer_heartbeats(), None
@@ -169,7 +171,7 @@ def dashboard() -> dict:
 
 
 @bp.route("/jobs/<task_id>/retry", methods=["POST"])
-def retry_task(task_id):
+def retry_task(task_id: str) -> Response:
     """Start a failed task again, as a new task for the same user."""
     task = db.first_or_404(sa.select(Task).where(Task.id == task_id))
     if task.name not in tasks.RETRYABLE_TASKS or task.status != TaskStatus.FAILED:

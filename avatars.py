@@ -5,6 +5,7 @@ cleaned and resized (Pillow). Pure functions: no database, no files, no third pa
 import hashlib
 import io
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from html import escape
 
@@ -108,7 +109,7 @@ def check_upload(
 
 
 @contextmanager
-def _pillow_warnings():
+def _pillow_warnings() -> Iterator[None]:
     """Pillow's warnings as what they mean for an upload."""
     with warnings.catch_warnings():
         # Pillow only warns (then errs at twice its limit) about huge images.

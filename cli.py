@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from flask_migrate import upgrade
+from flask_wtf import FlaskForm
 
 import backup
 from forms import RegistrationForm, ResetPasswordForm, filled, first_error
@@ -22,7 +23,7 @@ from tasks import delete_user
 user_cli = AppGroup("user", help="Create, change and remove accounts.")
 
 
-def init_app(app) -> None:
+def init_app(app: Flask) -> None:
     app.cli.add_command(user_cli)
     app.cli.add_command(backup_command)
     app.cli.add_command(restore_command)
@@ -41,7 +42,7 @@ def read_password() -> str:
     return line.rstrip("\r\n")
 
 
-def check(form_class, fields: dict[str, str]):
+def check(form_class: type[FlaskForm], fields: dict[str, str]) -> FlaskForm:
     """The form filled with `fields` and validated, or exit naming the first problem."""
     form = filled(form_class, fields)
     if form.errors:
@@ -69,7 +70,7 @@ def refuse_leaving_no_admin(user: User) -> None:
 @click.argument("username")
 @click.argument("email")
 @click.option("--admin", is_flag=True, help="Give the account access to /admin.")
-def create_user(username, email, admin):
+def create_user(username: str, email: str, admin: bool) -> None:
     """Create an account (the password is asked for, or read from standard input)."""
     password = read_password()
     fields = {"username": username, "email": email, "password": password, "password2": password}
@@ -82,7 +83,7 @@ def create_user(username, email, admin):
 
 @user_cli.command("set-password")
 @click.argument("username")
-def set_password(username):
+def set_password(username: str) -> None:
     """Set a user's password: the way back in without a mail server."""
     user = named_user(username)
     password = read_password()
@@ -94,7 +95,7 @@ def set_password(username):
 
 @user_cli.command("disable")
 @click.argument("username")
-def disable_user(username):
+def disable_user(username: str) -> None:
     """Stop an account: no sign-in; its sessions and API tokens end now. Its posts stay."""
     user = named_user(username)
     refuse_leaving_no_admin(user)
@@ -105,7 +106,7 @@ def disable_user(username):
 
 @user_cli.command("enable")
 @click.argument("username")
-def enable_user(username):
+def enable_user(username: str) -> None:
     """Let a disabled account sign in again."""
     user = named_user(username)
     user.enable()
@@ -116,7 +117,7 @@ def enable_user(username):
 @user_cli.command("delete")
 @click.argument("username")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def delete_user_command(username, yes):
+def delete_user_command(username: str, yes: bool) -> None:
     """Delete an account with its posts, messages, follows, tasks and exports."""
     user = named_user(username)
     if not yes:
@@ -130,7 +131,7 @@ def delete_user_command(username, yes):
 
 
 @user_cli.command("list")
-def list_users():
+def list_users() -> None:
     """Every account: id, username, e-mail, role and state."""
     for user in db.session.scalars(User.search()):
         role = "admin" if user.is_admin else "user"
@@ -152,7 +153,7 @@ def live_database() -> Path:
 @click.command("backup")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @with_appcontext
-def backup_command(file: Path | None):
+def backup_command(file: Path | None) -> None:
     """Copy the database to FILE while the site runs (default: <data dir>/backups/app-<time>.db)."""
     source = live_database()
     if file is None:
@@ -171,7 +172,7 @@ def backup_command(file: Path | None):
 @click.command("restore")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @with_appcontext
-def restore_command(file: Path):
+def restore_command(file: Path) -> None:
     """Replace the database with the backup FILE. Stop the web server and the worker first:
     the command refuses while any process has the database open."""
     live = live_database()

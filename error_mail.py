@@ -5,11 +5,13 @@ import sys
 import time
 from logging.handlers import SMTPHandler
 
+from flask import Flask
+
 # The same error is mailed to the admins at most once in this many seconds (per process).
 ERROR_MAIL_INTERVAL = 300
 
 
-def configure_logging(app):
+def configure_logging(app: Flask) -> None:
     """Log to stderr; mail errors to ADMINS in production when mail is configured."""
     if not logging.getLogger().handlers:
         logging.basicConfig(

@@ -3,7 +3,8 @@
 import logging
 
 import sqlalchemy as sa
-from flask import Blueprint, jsonify, request, session
+from flask import Blueprint, Response, jsonify, request, session
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from models import db, notifications_payload
@@ -16,7 +17,7 @@ bp = Blueprint("health", __name__)
 
 
 @bp.route("/notifications")
-def notifications():
+def notifications() -> ResponseReturnValue:
     """JSON notifications newer than `since` (a Unix time); read-only, cheap to poll.
 
     Every open page polls this, so it takes the user id Flask-Login keeps in the signed
@@ -37,13 +38,13 @@ def notifications():
 
 
 @bp.route("/healthz")
-def healthz():
+def healthz() -> Response:
     """200 while this web process answers; it checks nothing else."""
     return jsonify(status="ok")
 
 
 @bp.route("/readyz")
-def readyz():
+def readyz() -> tuple[Response, int]:
     """200 when the database and the queue answer and a worker reported in recently; else
     503. `checks` says "ok" or what is wrong for each part; `missing` names the parts not
     ready."""

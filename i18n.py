@@ -9,13 +9,14 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from gettext import NullTranslations
 from pathlib import Path
 from typing import Any
 
 import click
-from flask import current_app, has_app_context, has_request_context, request
+from flask import Flask, current_app, has_app_context, has_request_context, request
 from flask.cli import AppGroup
 from flask_babel import Babel, format_decimal, get_locale, get_translations, gettext, ngettext
 from flask_login import current_user
@@ -56,7 +57,9 @@ class Phrase:
             return str(self)
         return self._written(get_translations(), format_decimal)
 
-    def _written(self, translations, write_number) -> str:
+    def _written(
+        self, translations: NullTranslations, write_number: Callable[[int | float], str]
+    ) -> str:
         """The form `translations` give (the count `num` chooses among plural forms), with
         the values filled in and numbers written by `write_number`. (flask_babel's ngettext
         cannot write the count for the locale: its own `num` argument is the count.)"""
@@ -129,7 +132,7 @@ def select_locale() -> str:
     return request.accept_languages.best_match(list(LANGUAGES)) or DEFAULT_LANGUAGE
 
 
-def init_app(app) -> None:
+def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS_DIR))
     babel.init_app(app, locale_selector=select_locale)
     app.jinja_env.globals["page_language"] = lambda: str(get_locale() or DEFAULT_LANGUAGE)
@@ -166,7 +169,7 @@ def script_strings() -> dict[str, str]:
     }
 
 
-def mail_language(user) -> str:
+def mail_language(user: object) -> str:
     """The language mail to `user` is written in: their choice, else English (a mail has
     no browser to ask)."""
     language = getattr(user, "language", None)

@@ -48,7 +48,7 @@ def model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "resources" / "lid.176.ftz"
 
 
-def _loaded_model():
+def _loaded_model() -> Any:  # fasttext ships no types: its model is Any
     global _model
     with _model_lock:
         if _model is None:
@@ -82,7 +82,7 @@ class ChildDetector:
     One JSON string a line in, one language code a line out, in order.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.process: subprocess.Popen | None = None
 
     def detect_all(self, texts: list[str]) -> list[str]:

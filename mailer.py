@@ -1,6 +1,8 @@
 """Outgoing email through Flask-Mail; logged instead of sent when no MAIL_SERVER is set."""
 
 import logging
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app, render_template
@@ -9,6 +11,7 @@ from flask_babel import gettext as _
 from flask_mail import Mail, Message
 
 from i18n import mail_language
+from models import User
 
 mail = Mail()
 log = logging.getLogger("microblog.mail")
@@ -18,7 +21,13 @@ def mail_configured() -> bool:
     return bool(current_app.config.get("MAIL_SERVER"))
 
 
-def send_email(subject, recipients, text_body, html_body, attachments=()) -> bool:
+def send_email(
+    subject: str,
+    recipients: Iterable[str],
+    text_body: str,
+    html_body: str,
+    attachments: Iterable[tuple[str, str, bytes]] = (),
+) -> bool:
     """Send one message synchronously; return False when mail is not configured.
 
     `attachments` holds (filename, content_type, data) tuples. SMTP errors propagate
@@ -34,7 +43,7 @@ def send_email(subject, recipients, text_body, html_body, attachments=()) -> boo
     return True
 
 
-def site_link(endpoint: str, **values) -> str:
+def site_link(endpoint: str, **values: Any) -> str:
     """An absolute link for a mail: built from SITE_URL, never from a request's Host header
     (which anyone can forge), and so the same in the web process and in the worker."""
     parts = urlsplit(current_app.config["SITE_URL"])
@@ -44,7 +53,7 @@ def site_link(endpoint: str, **values) -> str:
     return adapter.build(endpoint, values, force_external=True)
 
 
-def send_templated(subject: str, recipient: str, template: str, **context) -> bool:
+def send_templated(subject: str, recipient: str, template: str, **context: object) -> bool:
     """Send `email/<template>.txt` and `.html`, rendered with `context`, to one address."""
     return send_email(
         f"[Microblog] {subject}",
@@ -54,14 +63,14 @@ def send_templated(subject: str, recipient: str, template: str, **context) -> bo
     )
 
 
-def send_password_reset_email(user) -> bool:
+def send_password_reset_email(user: User) -> bool:
     link = site_link("accounts.reset_password", token=user.get_reset_password_token())
     with force_locale(mail_language(user)):
         subject = _("Reset your password")
         return send_templated(subject, user.email, "reset_password", user=user, link=link)
 
 
-def send_email_change_emails(user, new_email: str) -> bool:
+def send_email_change_emails(user: User, new_email: str) -> bool:
     """The confirmation link to the new address, and a notice to the current one."""
     token = user.get_email_change_token(new_email)
     link = site_link("accounts.confirm_email", token=token)

@@ -2,7 +2,8 @@
 
 from datetime import datetime
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, url_for
+from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
@@ -22,22 +23,22 @@ from web import (
 bp = Blueprint("messages", __name__)
 
 
-def _message_recipient(username):
+def _message_recipient(username: str) -> User | Response:
     """The user to write to, or an error page saying why not (4xx)."""
     recipient = User.by_username(username)
     if recipient is None:
-        return None, error_page(404, _("There is no user called %(username)s.", username=username))
+        return error_page(404, _("There is no user called %(username)s.", username=username))
     if recipient.id == current_user.id:
-        return None, error_page(400, _("You cannot send a private message to yourself."))
-    return recipient, None
+        return error_page(400, _("You cannot send a private message to yourself."))
+    return recipient
 
 
 @bp.route("/send_message/<username>", methods=["GET", "POST"])
 @login_required
-def send_message(username):
-    recipient, refusal = _message_recipient(username)
-    if refusal:
-        return refusal
+def send_message(username: str) -> ResponseReturnValue:
+    recipient = _message_recipient(username)
+    if not isinstance(recipient, User):  # the error page
+        return recipient
     form = MessageForm()
     if form.validate_on_submit():
         current_user.send_message(recipient, form.message.data)
@@ -59,7 +60,7 @@ def send_message(username):
 
 @bp.route("/messages")
 @login_required
-def messages():
+def messages() -> str:
     """The messages sent to the current user, newest first. Only reads: the page marks them
     read with a POST (a link from another site must not clear the badge)."""
     page = paginate(current_user.received_messages_select())
@@ -79,7 +80,7 @@ def messages():
 
 @bp.route("/messages/read", methods=["POST"])
 @login_required
-def mark_messages_read():
+def mark_messages_read() -> ResponseReturnValue:
     """Messages up to the newest one the page showed are read (the page script posts this)."""
     form = MarkReadForm()
     if not form.validate_on_submit():
@@ -91,7 +92,7 @@ def mark_messages_read():
     return redirect(url_for("messages.messages"))
 
 
-def parse_utc(text: str | None):
+def parse_utc(text: str | None) -> datetime | None:
     """`2024-05-01T12:00:00.123456Z` → a naive UTC datetime; None when missing or malformed."""
     try:
         return datetime.fromisoformat((text or "").replace("Z", "+00:00")).replace(tzinfo=None)
@@ -101,7 +102,7 @@ def parse_utc(text: str | None):
 
 @bp.route("/messages/sent")
 @login_required
-def sent_messages():
+def sent_messages() -> str:
     """The messages the current user sent, newest first."""
     query = current_user.sent_messages_select()
     return list_page(
@@ -116,7 +117,7 @@ def sent_messages():
 
 @bp.route("/messages/newer")
 @login_required
-def newer_messages():
+def newer_messages() -> str:
     """Messages received after message `after` (HTML fragments, newest first), for an open
     /messages page. Only reads: the page marks them read once it has shown them."""
     after = int_arg("after", 0)

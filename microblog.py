@@ -1,7 +1,9 @@
 """The Microblog web app: the extensions and `create_app()`, which reads as the table of
 contents of the site. Each area of the site is a module of its own with its Blueprint."""
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 from flask_babel import lazy_gettext as _l
@@ -40,12 +42,12 @@ bootstrap = Bootstrap5()
 
 
 @login.user_loader
-def load_user(session_id):
+def load_user(session_id: str) -> User | None:
     """The signed-in user, unless their sessions were ended since this one began."""
     return User.from_session_id(session_id)
 
 
-def create_app(config=None):
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then the environment (both from config.py), then `config`
     (tests)."""
     config = dict(config or {})

@@ -13,8 +13,11 @@ from flask import (
     request,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
+from flask_wtf.file import FileField
+from werkzeug.wrappers import Response
 
 from avatars import AvatarError, generated_avatar_svg
 from forms import EditProfileForm, EmptyForm
@@ -30,7 +33,7 @@ AVATAR_FILE = re.compile(r"[0-9]+-[0-9]+\.webp")
 
 @bp.route("/user/<username>")
 @login_required
-def user(username):
+def user(username: str) -> str:
     user = db.first_or_404(User.named(username))
     posts = paginate(user.posts_select())
     newer, older = page_links(posts, "people.user", username=user.username)
@@ -45,7 +48,7 @@ def user(username):
     )
 
 
-def people_page(username: str, relation: str):
+def people_page(username: str, relation: str) -> str:
     """`username`'s followers or the people they follow (`relation`), a page of them."""
     user = db.first_or_404(User.named(username))
     select = user.followers_select() if relation == "followers" else user.following_select()
@@ -65,25 +68,25 @@ def people_page(username: str, relation: str):
 
 @bp.route("/user/<username>/followers")
 @login_required
-def followers(username):
+def followers(username: str) -> str:
     return people_page(username, "followers")
 
 
 @bp.route("/user/<username>/following")
 @login_required
-def following(username):
+def following(username: str) -> str:
     return people_page(username, "following")
 
 
 @bp.route("/user/<username>/header")
 @login_required
-def user_header(username):
+def user_header(username: str) -> str:
     """A profile's header (an HTML fragment): the page script swaps it in after a follow."""
     user = db.first_or_404(User.named(username))
     return render_template("_profile_header.html", user=user, form=EmptyForm())
 
 
-def picture_accepted(field) -> bool:
+def picture_accepted(field: FileField) -> bool:
     """Check an uploaded picture's size and header at once (the worker decodes it later);
     False, with the reason on the field, for a file that cannot be a picture."""
     if not field.data:
@@ -100,7 +103,7 @@ def picture_accepted(field) -> bool:
 
 @bp.route("/edit_profile", methods=["GET", "POST"])
 @login_required
-def edit_profile():
+def edit_profile() -> ResponseReturnValue:
     form = EditProfileForm(current_user)
     if form.validate_on_submit() and picture_accepted(form.avatar):
         current_user.update_profile(username=form.username.data, about_me=form.about_me.data)
@@ -116,7 +119,7 @@ def edit_profile():
 
 @bp.route("/avatar_urls")
 @login_required
-def avatar_urls():
+def avatar_urls() -> Response:
     """Your picture's URL for each `size` asked for, as JSON: the page script swaps them in
     when the worker has made a new picture (only the server knows the new URLs)."""
     sizes = sorted({size for size in int_args("size") if 1 <= size <= 1024})
@@ -124,7 +127,7 @@ def avatar_urls():
 
 
 @bp.route("/avatars/<file>")
-def avatar_file(file):
+def avatar_file(file: str) -> Response:
     """An uploaded picture (public, like the profile it is on)."""
     if not AVATAR_FILE.fullmatch(file):
         abort(404)
@@ -132,7 +135,7 @@ def avatar_file(file):
 
 
 @bp.route("/avatar/<username>/<int(min=1, max=1024):size>.svg")
-def generated_avatar(username, size):
+def generated_avatar(username: str, size: int) -> Response:
     """The picture of a user without an upload, made here from the name alone."""
     response = make_response(generated_avatar_svg(username[:USERNAME_MAX], size))
     response.mimetype = "image/svg+xml"
@@ -141,7 +144,7 @@ def generated_avatar(username, size):
     return response
 
 
-def change_following(username: str, follow: bool):
+def change_following(username: str, follow: bool) -> Response:
     """Follow or unfollow `username`, then back to their profile (or say why not)."""
     user = User.by_username(username)
     if user is None:
@@ -162,19 +165,19 @@ def change_following(username: str, follow: bool):
 
 @bp.route("/follow/<username>", methods=["POST"])
 @login_required
-def follow(username):
+def follow(username: str) -> Response:
     return change_following(username, follow=True)
 
 
 @bp.route("/unfollow/<username>", methods=["POST"])
 @login_required
-def unfollow(username):
+def unfollow(username: str) -> Response:
     return change_following(username, follow=False)
 
 
 @bp.route("/user/<username>/popup")
 @login_required
-def user_popup(username):
+def user_popup(username: str) -> str:
     """The small profile card shown when hovering a username (an HTML fragment)."""
     user = db.first_or_404(User.named(username))
     return render_template("_user_popup.html", user=user, form=EmptyForm())

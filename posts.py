@@ -15,8 +15,10 @@ from flask import (
     request,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
+from werkzeug.wrappers import Response
 
 import api
 import ratelimit
@@ -48,7 +50,7 @@ PEOPLE_FOUND_MAX = 10  # people shown above the posts; a longer name narrows the
 @bp.route("/", methods=["GET", "POST"])
 @bp.route("/index", methods=["GET", "POST"])
 @login_required
-def index():
+def index() -> ResponseReturnValue:
     form = PostForm()
     if form.validate_on_submit():
         current_user.publish(form.post.data)
@@ -67,7 +69,7 @@ def index():
 
 @bp.route("/index/new_posts")
 @login_required
-def new_posts():
+def new_posts() -> str:
     """How many posts reached the home timeline after post `after` (an HTML fragment: a
     "3 new posts" link, or nothing); the open home page asks on each notifications poll."""
     after = int_arg("after", 0)
@@ -77,7 +79,7 @@ def new_posts():
 
 @bp.route("/explore")
 @login_required
-def explore():
+def explore() -> str:
     query = (
         sa.select(Post)
         .options(sa.orm.joinedload(Post.author))
@@ -92,7 +94,7 @@ def explore():
 
 @bp.route("/post/<row_id:post_id>")
 @login_required
-def post(post_id):
+def post(post_id: int) -> str:
     """One post on a page of its own (the link behind each post's date)."""
     found = db.first_or_404(sa.select(Post).where(Post.id == post_id))
     title = f"{found.author.username}: {found.body[:40]}"
@@ -101,7 +103,7 @@ def post(post_id):
 
 @bp.route("/post/<row_id:post_id>/delete", methods=["POST"])
 @login_required
-def delete_post(post_id):
+def delete_post(post_id: int) -> Response:
     if not current_user.delete_post(post_id):
         abort(404)
     db.session.commit()
@@ -111,7 +113,7 @@ def delete_post(post_id):
 
 
 @bp.route("/translate", methods=["POST"])
-def translate_post():
+def translate_post() -> Response:
     """`{"post_id": n}` → `{"text": the post in the reader's page language}` (the page script
     puts it in place of the post). Only a post's own text is sent to the service: the site
     is no free translator of arbitrary text."""
@@ -149,7 +151,7 @@ def translate_post():
 
 @bp.route("/search", endpoint="search")
 @login_required
-def search_page():
+def search_page() -> str:
     query = request.args.get("q", "")
     terms = search.parse_query(query)
     per_page = current_app.config["POSTS_PER_PAGE"]

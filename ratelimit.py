@@ -11,6 +11,7 @@ a window's edge, so one setting would mean two limits.)
 import math
 import time
 import uuid
+from typing import cast
 
 import redis
 import sqlalchemy as sa
@@ -130,14 +131,20 @@ def _redis_hit(redis_url: str, key: str, limit: int, window: int) -> int:
     """The database's sliding window, kept in a Redis sorted set per key."""
     client = _redis_client(redis_url)
     now = clock()
-    oldest = client.eval(
-        _SLIDING_WINDOW,
-        1,
-        f"{current_app.config['RATE_LIMIT_PREFIX']}{key}",
-        repr(now),
-        window,
-        limit,
-        f"{now!r}:{uuid.uuid4().hex}",
+    # redis-py types eval() for its blocking and asyncio clients at once (`Awaitable[str] |
+    # str`); this blocking client answers with what the script returns: bytes, or None.
+    # Its arguments are typed str (redis sends an int as its digits all the same).
+    oldest = cast(
+        "bytes | None",
+        client.eval(
+            _SLIDING_WINDOW,
+            1,
+            f"{current_app.config['RATE_LIMIT_PREFIX']}{key}",
+            repr(now),
+            str(window),
+            str(limit),
+            f"{now!r}:{uuid.uuid4().hex}",
+        ),
     )
     return 0 if oldest is None else _wait(float(oldest), window, now)
 
@@ -147,7 +154,7 @@ def _wait(oldest: float, window: int, now: float) -> int:
     return max(1, math.ceil(oldest + window - now))
 
 
-def _redis_client(redis_url: str):
+def _redis_client(redis_url: str) -> redis.Redis:
     """One connection pool per app and URL."""
     clients = current_app.extensions.setdefault("ratelimit_redis", {})
     if redis_url not in clients:

@@ -10,6 +10,7 @@ SQLite an import's batches index themselves (`User.import_posts`), in bulk.
 import math
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import click
@@ -106,7 +107,9 @@ sa.event.listen(Post.__table__, "after_create", lambda _t, conn, **_kw: create_i
 sa.event.listen(Post.__table__, "before_drop", lambda _t, conn, **_kw: drop_index(conn))
 
 
-def alembic_include_name(name, type_, _parent_names) -> bool:
+def alembic_include_name(
+    name: str | None, type_: str, _parent_names: Mapping[str, str | None]
+) -> bool:
     """Hide the search index from autogenerate, which would otherwise want to drop it."""
     if type_ == "table":
         return not (name or "").startswith("post_fts")
@@ -115,7 +118,7 @@ def alembic_include_name(name, type_, _parent_names) -> bool:
 
 @click.command("search-reindex")
 @with_appcontext
-def reindex_command():
+def reindex_command() -> None:
     """Rebuild the full-text search index from the posts table."""
     with db.engine.begin() as connection:
         rebuild_index(connection)

@@ -7,8 +7,9 @@ A URL without the right hash is served as before, revalidated each time.
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
-from flask import Flask, request
+from flask import Flask, Response, request
 from werkzeug.security import safe_join
 
 LONG_CACHE = "public, max-age=31536000, immutable"
@@ -25,14 +26,14 @@ def init_app(app: Flask) -> None:
         return hashes[key]
 
     @app.url_defaults
-    def add_hash(endpoint, values):
+    def add_hash(endpoint: str, values: dict[str, Any]) -> None:
         if endpoint.endswith("static") and "filename" in values and "v" not in values:
             value = digest(endpoint, values["filename"])
             if value:
                 values["v"] = value
 
     @app.after_request
-    def cache_hashed(response):
+    def cache_hashed(response: Response) -> Response:
         endpoint = request.endpoint or ""
         if endpoint.endswith("static") and response.status_code in (200, 304):
             filename = (request.view_args or {}).get("filename", "")

@@ -1,5 +1,8 @@
 """Background task pages: export and import, the task history, banners, downloads."""
 
+from collections.abc import Sequence
+from typing import Any
+
 from flask import (
     Blueprint,
     abort,
@@ -10,8 +13,10 @@ from flask import (
     request,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
+from werkzeug.wrappers import Response
 
 from forms import EmptyForm, ImportForm
 from models import Task, TaskStatus, db
@@ -23,7 +28,7 @@ bp = Blueprint("task_pages", __name__)
 
 
 @bp.app_context_processor
-def inject_task_banners():
+def inject_task_banners() -> dict[str, Any]:
     """The banners for the user's active and just-finished tasks, on every page."""
     # Templates are also rendered outside requests (emails, in the worker): no user there.
     if not has_request_context() or not current_user.is_authenticated:
@@ -32,7 +37,7 @@ def inject_task_banners():
     return {"task_banners": tasks, **worker_state(tasks)}
 
 
-def worker_state(tasks) -> dict:
+def worker_state(tasks: Sequence[Task]) -> dict[str, Any]:
     """What the banners of `tasks` say about the workers: `worker_missing` (a task waits in
     the queue and no consumer is alive) and `live_consumer_ids` (a running task whose
     consumer is not among them waits for the worker to restart). Asked only when a task is
@@ -46,7 +51,7 @@ def worker_state(tasks) -> dict:
 
 @bp.route("/export_posts", methods=["POST"], endpoint="export_posts")
 @login_required
-def export_posts_view():
+def export_posts_view() -> Response:
     task = start_export(current_user)
     if task is None:
         flash(_("An export of your posts is already in progress."), "warning")
@@ -57,7 +62,7 @@ def export_posts_view():
 
 @bp.route("/import", methods=["GET", "POST"], endpoint="import_posts")
 @login_required
-def import_posts_view():
+def import_posts_view() -> ResponseReturnValue:
     """Upload an archive; the worker imports it, with its progress in the task banner."""
     form = ImportForm()
     if not form.validate_on_submit():
@@ -74,7 +79,7 @@ def import_posts_view():
 
 @bp.route("/tasks")
 @login_required
-def tasks():
+def tasks() -> str:
     return list_page(
         "tasks.html",
         current_user.tasks_select(),
@@ -94,7 +99,7 @@ def own_task(task_id: str) -> Task:
 
 @bp.route("/tasks/<task_id>/banner")
 @login_required
-def task_banner(task_id):
+def task_banner(task_id: str) -> str:
     """One task's banner, rendered here only: the page script swaps it in as the task moves."""
     task = own_task(task_id)
     if not task.shows_banner:
@@ -109,7 +114,7 @@ def task_banner(task_id):
 
 
 @bp.route("/exports/<task_id>")
-def download_export(task_id):
+def download_export(task_id: str) -> Response:
     download = send_export(own_task(task_id))
     if download is None:
         abort(404)
@@ -118,7 +123,7 @@ def download_export(task_id):
 
 @bp.route("/tasks/<task_id>/cancel", methods=["POST"])
 @login_required
-def cancel_task(task_id):
+def cancel_task(task_id: str) -> Response:
     task = own_task(task_id)
     # The task's banner and its row say what became of it ("Cancelled.", "Cancelling…"):
     # a flash would say it a second time, in other words. Only a cancel that came too late,
@@ -130,7 +135,7 @@ def cancel_task(task_id):
 
 @bp.route("/tasks/<task_id>/dismiss", methods=["POST"])
 @login_required
-def dismiss_task(task_id):
+def dismiss_task(task_id: str) -> Response:
     task = own_task(task_id)
     if task.dismiss():
         db.session.commit()

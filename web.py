@@ -2,12 +2,14 @@
 
 import functools
 import re
-from typing import TypeGuard
+from collections.abc import Callable, Mapping
+from typing import Any, ParamSpec, TypeGuard, TypeVar
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from flask import Request as FlaskRequest
 from flask import (
+    Flask,
+    Response,
     abort,
     current_app,
     flash,
@@ -17,18 +19,25 @@ from flask import (
     request,
     url_for,
 )
+from flask import Request as FlaskRequest
 from flask.globals import request_ctx
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user
+from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import IntegerConverter, Map
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 import api
 import ratelimit
 from models import MAX_ROW_ID, Page, db
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # The endpoints that take an uploaded file larger than any other request may be, and the
 # setting that limits it.
@@ -137,11 +146,13 @@ class RowIdConverter(IntegerConverter):
     """`<row_id:name>`: a row's id in a URL. A larger number matches no route (a 404): no
     row has it, and the database's integers would overflow (a 500)."""
 
-    def __init__(self, url_map, **kwargs):
+    # `kwargs` are the rule's own arguments (`<row_id(signed=True):id>`), of whatever type
+    # werkzeug parsed them to.
+    def __init__(self, url_map: Map, **kwargs: Any) -> None:
         super().__init__(url_map, max=MAX_ROW_ID, **kwargs)
 
 
-def refuse_anonymous_upload():
+def refuse_anonymous_upload() -> ResponseReturnValue | None:
     """Send someone not signed in who posts to an upload page to sign in, without reading
     the body: the CSRF check would read (and spool to disk) an upload of up to
     MICROBLOG_IMPORT_MAX_BYTES from anyone before the view's own sign-in check."""
@@ -150,7 +161,7 @@ def refuse_anonymous_upload():
     return None
 
 
-def add_security_headers(response):
+def add_security_headers(response: Response) -> Response:
     """Every response, pages and API alike, carries the browser protections."""
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
@@ -175,7 +186,7 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
-def error_page(status: int, reason: str | None = None, **context):
+def error_page(status: int, reason: str | None = None, **context: object) -> Response:
     """The one error page (HTML, or JSON for clients that ask for it)."""
     reason = str(reason or ERROR_REASONS.get(status) or HTTP_STATUS_CODES.get(status, "Error"))
     if wants_json():
@@ -187,11 +198,11 @@ def error_page(status: int, reason: str | None = None, **context):
     return make_response(page, status)
 
 
-def register_error_handlers(app):
+def register_error_handlers(app: Flask) -> None:
     """Every web error renders `errors/error.html` (JSON when asked); /api has its own."""
 
     @app.errorhandler(HTTPException)
-    def http_error(error):
+    def http_error(error: HTTPException) -> HTTPException | Response:
         if request_ctx.url_adapter is None:
             return error  # a refused Host: no URL can be built for a page, werkzeug's will do
         response = error_page(error.code or 500, _custom_description(error))
@@ -200,13 +211,13 @@ def register_error_handlers(app):
         return response
 
     @app.errorhandler(InternalServerError)
-    def internal_error(_error):
+    def internal_error(_error: InternalServerError) -> Response:
         # Flask has already logged the traceback; drop the failed transaction.
         db.session.rollback()
         return error_page(500, heading=_("Something went wrong"))
 
     @app.errorhandler(CSRFError)
-    def form_expired(_error):
+    def form_expired(_error: CSRFError) -> Response:
         # Nothing of the refused request is shown again, nor offered to send once more:
         # it may have come from another site's form, and one click on a "send again"
         # button carrying a fresh token would do what that site wanted. Only the blank
@@ -223,7 +234,7 @@ def register_error_handlers(app):
         )
 
     @app.errorhandler(sa.exc.IntegrityError)
-    def lost_race(_error):
+    def lost_race(_error: sa.exc.IntegrityError) -> Response:
         # Two requests claimed the same username or address at once; the forms' checks
         # passed for both, the unique index let one win.
         db.session.rollback()
@@ -236,11 +247,11 @@ def _custom_description(error: HTTPException) -> str | None:
     return error.description if error.description != generic else None
 
 
-def anonymous_only(view):
+def anonymous_only(view: Callable[P, R]) -> Callable[P, R | WerkzeugResponse]:
     """Pages for signed-out visitors (sign in, register, reset): signed-in users go home."""
 
     @functools.wraps(view)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | WerkzeugResponse:
         if current_user.is_authenticated:
             return redirect(url_for("posts.index"))
         return view(*args, **kwargs)
@@ -258,7 +269,7 @@ def is_safe_next(target: str | None) -> TypeGuard[str]:
     return not parts.scheme and not parts.netloc
 
 
-def redirect_with(category: str, message: str, endpoint: str, **values):
+def redirect_with(category: str, message: str, endpoint: str, **values: Any) -> WerkzeugResponse:
     """Flash `message` (a Bootstrap alert category) and redirect to `endpoint`."""
     flash(message, category)
     return redirect(url_for(endpoint, **values))
@@ -293,7 +304,7 @@ def whole_number(name: str, value: str) -> int:
     return int(value)
 
 
-def paginate(query) -> Page:
+def paginate(query: sa.Select[Any]) -> Page:
     """The `?page=` page of `query`: one row more than shown tells whether there is a next."""
     per_page = current_app.config["POSTS_PER_PAGE"]
     number = page_number()
@@ -301,7 +312,7 @@ def paginate(query) -> Page:
     return Page(items=rows[:per_page], number=number, has_next=len(rows) > per_page)
 
 
-def page_links(page: Page, endpoint, **kwargs):
+def page_links(page: Page, endpoint: str, **kwargs: Any) -> tuple[str | None, str | None]:
     """URLs for the newer/older buttons, or None at either end."""
     # `page` last, so the URL reads `?q=word&page=2`.
     newer = url_for(endpoint, **kwargs, page=page.number - 1) if page.number > 1 else None
@@ -309,7 +320,14 @@ def page_links(page: Page, endpoint, **kwargs):
     return newer, older
 
 
-def list_page(template: str, select, endpoint: str, items: str, url_args=None, **context):
+def list_page(
+    template: str,
+    select: sa.Select[Any],
+    endpoint: str,
+    items: str,
+    url_args: Mapping[str, Any] | None = None,
+    **context: object,
+) -> str:
     """Render `template` with the `?page=` page of `select` as `items` and its pager links."""
     page = paginate(select)
     newer, older = page_links(page, endpoint, **(url_args or {}))
@@ -317,7 +335,14 @@ def list_page(template: str, select, endpoint: str, items: str, url_args=None, *
     return render_template(template, newer_url=newer, older_url=older, **context)
 
 
-def form_page(form, title: str, heading=None, template="form_page.html", status=None, **context):
+def form_page(
+    form: FlaskForm,
+    title: str,
+    heading: str | None = None,
+    template: str = "form_page.html",
+    status: int | None = None,
+    **context: object,
+) -> tuple[str, int]:
     """A page built around `form`: 400 when it was submitted and refused, else 200."""
     if status is None:
         status = 400 if form.is_submitted() else 200
@@ -325,7 +350,7 @@ def form_page(form, title: str, heading=None, template="form_page.html", status=
     return page, status
 
 
-def too_many(page, retry_after: int, what: str):
+def too_many(page: Callable[[], ResponseReturnValue], retry_after: int, what: str) -> Response:
     """`page` (a view's answer) as a 429 saying how long to wait before trying `what` again."""
     flash(ratelimit.refusal(what, retry_after), "danger")
     response = make_response(page())

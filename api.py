@@ -12,9 +12,10 @@ model (models.py), and serialise. Other building blocks: `token_user()`, `valida
 """
 
 import io
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from flask import current_app, g, request, url_for
+from flask import Flask, Response, current_app, g, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.datastructures import FileStorage
@@ -49,6 +50,7 @@ from models import (
     POST_MAX,
     REGISTRATION_CLOSED,
     ApiToken,
+    Base,
     Post,
     Task,
     User,
@@ -63,14 +65,15 @@ __all__ = ["bp", "document", "error_response", "init_app"]
 MAX_PAGE = schemas.MAX_PAGE
 
 
-def init_app(app):
+def init_app(app: Flask) -> None:
     """Mount the API on `app`: routes, JSON errors, and no CSRF (it uses tokens, not cookies)."""
     app.register_blueprint(bp)
     app.extensions["csrf"].exempt(bp)
     app.before_request(json_routing_errors)
     # flask-openapi3 asks the app how to answer a request its models refuse; the app is a
     # plain Flask (only /api is declared this way), so it is told here.
-    app.validation_error_callback = validation_error_response
+    # Flask declares no such attribute; flask-openapi3 looks it up on whatever app it is given.
+    app.validation_error_callback = validation_error_response  # type: ignore[attr-defined]
 
 
 # What a 404 says, per kind of thing.
@@ -80,7 +83,11 @@ NOT_FOUND = {
 }
 
 
-def get_or_404(model, id: int):
+# A mapped class, User or Post: `get_or_404` gives back one of its rows.
+Row = TypeVar("Row", bound=Base)
+
+
+def get_or_404(model: type[Row], id: int) -> Row:
     """The row, or a JSON 404 naming what was not found."""
     # Out-of-range ids would overflow the database's integer type: they exist nowhere.
     row = db.session.get(model, id) if 0 < id <= schemas.MAX_ID else None
@@ -100,7 +107,7 @@ def get_or_404(model, id: int):
     tag="tokens",
     auth="basic",
 )
-def get_token():
+def get_token() -> dict[str, Any]:
     """Trade a username and password for a bearer token valid for an hour."""
     token, row = ApiToken.issue(g.basic_user)
     db.session.commit()
@@ -114,7 +121,7 @@ def get_token():
     {204: {"description": "Revoked."}},
     tag="tokens",
 )
-def revoke_token():
+def revoke_token() -> tuple[str, int]:
     g.api_token.revoke()
     db.session.commit()
     return "", 204
@@ -132,12 +139,12 @@ PAGE_OF_USERS = {200: json_response("A page of users.", schemas.UserCollection)}
     {200: json_response("The user.", schemas.User), **errors(404)},
     tag="users",
 )
-def get_user(path: schemas.UserId):
+def get_user(path: schemas.UserId) -> dict[str, Any]:
     return user_out(get_or_404(User, path.id)).dump()
 
 
 @route("get", "/users", "All users, by id", PAGE_OF_USERS, tag="users")
-def get_users(query: schemas.Paging):
+def get_users(query: schemas.Paging) -> dict:
     select = sa.select(User).order_by(User.id)
     return paginated(select, user_out, "api.get_users", query, schemas.UserCollection)
 
@@ -157,7 +164,7 @@ def related_users(id: int, relation: str, paging: schemas.Paging) -> dict:
     {**PAGE_OF_USERS, **errors(404)},
     tag="users",
 )
-def get_followers(path: schemas.UserId, query: schemas.Paging):
+def get_followers(path: schemas.UserId, query: schemas.Paging) -> dict:
     return related_users(path.id, "followers", query)
 
 
@@ -168,7 +175,7 @@ def get_followers(path: schemas.UserId, query: schemas.Paging):
     {**PAGE_OF_USERS, **errors(404)},
     tag="users",
 )
-def get_following(path: schemas.UserId, query: schemas.Paging):
+def get_following(path: schemas.UserId, query: schemas.Paging) -> dict:
     return related_users(path.id, "following", query)
 
 
@@ -181,7 +188,7 @@ def get_following(path: schemas.UserId, query: schemas.Paging):
     tag="users",
     auth=None,
 )
-def create_user(body: schemas.NewUser):
+def create_user(body: schemas.NewUser) -> Response:
     """Register, with exactly the web registration form's rules (403 when it is closed)."""
     if not registration_open():
         api_abort(403, _(REGISTRATION_CLOSED))
@@ -204,7 +211,7 @@ def create_user(body: schemas.NewUser):
     {200: json_response("The updated user.", schemas.User), **errors(403, 404, 409, 429, 503)},
     tag="users",
 )
-def update_user(path: schemas.UserId, body: schemas.UserUpdate):
+def update_user(path: schemas.UserId, body: schemas.UserUpdate) -> dict[str, Any]:
     """Change your own username or about_me; others' accounts are 403.
 
     A new email also needs `current_password`, and takes effect only once the link mailed
@@ -277,7 +284,7 @@ def commit_or_conflict(message: str) -> None:
     },
     tag="users",
 )
-def delete_user(path: schemas.UserId, body: schemas.AccountDeletion):
+def delete_user(path: schemas.UserId, body: schemas.AccountDeletion) -> Response | tuple[str, int]:
     """Delete your own account, with `current_password`: it is locked and every token
     revoked at once (this one too), and the worker deletes everything in it; 202 with that
     task, which goes with the account when it ends (204 when it has ended already)."""
@@ -321,7 +328,7 @@ AVATAR_BODY = {
     tag="users",
     request_body=AVATAR_BODY,
 )
-def upload_avatar(path: schemas.UserId):
+def upload_avatar(path: schemas.UserId) -> Response:
     """Change your own picture. What the worker would refuse at once from the file's size
     and header is a 413 or a 400 here; 202 with the task that makes the avatar of it."""
     user = own_account(path.id)
@@ -351,7 +358,7 @@ PAGE_OF_POSTS = {200: json_response("A page of posts.", schemas.PostCollection)}
     {**PAGE_OF_POSTS, **errors(404)},
     tag="posts",
 )
-def get_user_posts(path: schemas.UserId, query: schemas.Paging):
+def get_user_posts(path: schemas.UserId, query: schemas.Paging) -> dict:
     user = get_or_404(User, path.id)
     return paginated(
         user.posts_select(),
@@ -366,7 +373,7 @@ def get_user_posts(path: schemas.UserId, query: schemas.Paging):
 @route(
     "get", "/timeline", "The token owner's home timeline, newest first", PAGE_OF_POSTS, tag="posts"
 )
-def get_timeline(query: schemas.Paging):
+def get_timeline(query: schemas.Paging) -> dict:
     """The token owner's home timeline: their posts and those of people they follow."""
     user = token_user()
     # The timeline query walks the timestamp index; counting it that way would scan every post.
@@ -383,7 +390,7 @@ def get_timeline(query: schemas.Paging):
     {200: json_response("The post.", schemas.Post), **errors(404)},
     tag="posts",
 )
-def get_post(path: schemas.PostId):
+def get_post(path: schemas.PostId) -> dict[str, Any]:
     return post_out(get_or_404(Post, path.id)).dump()
 
 
@@ -394,7 +401,7 @@ def get_post(path: schemas.PostId):
     {201: created_response("The new post.", schemas.Post)},
     tag="posts",
 )
-def create_post(body: schemas.NewPost):
+def create_post(body: schemas.NewPost) -> Response:
     """Publish a post, with the web form's rules."""
     form = validate_form(PostForm, {"post": body.body}, renamed={"post": "body"})
     post = token_user().publish(form.post.data)
@@ -430,7 +437,7 @@ TASK_BODY = {
     tag="tasks",
     request_body=TASK_BODY,
 )
-def create_task():
+def create_task() -> Response:
     """Start a background task; 202 with the task, or 409 with the one already active."""
     user = token_user()
     if request.mimetype == "multipart/form-data":
@@ -447,7 +454,7 @@ def create_task():
     return accepted(user, task, name)
 
 
-def accepted(user: User, task: Task | None, name: str):
+def accepted(user: User, task: Task | None, name: str) -> Response:
     """202 with the task just started, or 409 with the `name` task already active (None)."""
     if task is None:
         active = Task.active_for(user.id, name)
@@ -487,7 +494,7 @@ def uploaded_file() -> FileStorage:
     {200: json_response("A page of tasks.", schemas.TaskCollection)},
     tag="tasks",
 )
-def get_tasks(query: schemas.Paging):
+def get_tasks(query: schemas.Paging) -> dict:
     """The token user's task history, newest first."""
     select = token_user().tasks_select()
     return paginated(select, task_out, "api.get_tasks", query, schemas.TaskCollection)
@@ -500,7 +507,7 @@ def get_tasks(query: schemas.Paging):
     {200: json_response("The task.", schemas.Task), **errors(404)},
     tag="tasks",
 )
-def get_task(path: schemas.TaskId):
+def get_task(path: schemas.TaskId) -> dict[str, Any]:
     return task_out(own_task(path.id)).dump()
 
 
@@ -515,7 +522,7 @@ def get_task(path: schemas.TaskId):
     },
     tag="tasks",
 )
-def cancel_task(path: schemas.TaskId):
+def cancel_task(path: schemas.TaskId) -> dict[str, Any]:
     """Cancel a queued task at once, or a running one at its next progress tick."""
     task = own_task(path.id)
     if task.cancel(tasks.huey) is None:
@@ -537,7 +544,7 @@ def cancel_task(path: schemas.TaskId):
     },
     tag="tasks",
 )
-def download_task(path: schemas.TaskId):
+def download_task(path: schemas.TaskId) -> Response:
     """The export file (`posts.json`) of a finished task."""
     task = own_task(path.id)
     if task.is_active:
@@ -559,6 +566,6 @@ def download_task(path: schemas.TaskId):
     tag="meta",
     auth=None,
 )
-def openapi_document():
+def openapi_document() -> dict:
     """The OpenAPI 3.1 description of everything under /api."""
     return document()

@@ -5,8 +5,9 @@ rate limits' 429s."""
 from collections.abc import Callable
 from typing import Any
 
-from flask import g, request
+from flask import Response, g, request
 from flask_babel import gettext as _
+from werkzeug.datastructures import Authorization
 
 import ratelimit
 from api_contract import ENDPOINT_AUTH, JSON_BODIES, REALM, bp
@@ -16,7 +17,7 @@ from models import ApiToken, User, db
 # --- authentication -----------------------------------------------------------------
 
 
-def unauthorized(scheme: str, message: str):
+def unauthorized(scheme: str, message: str) -> Response:
     return error_response(401, message, {"WWW-Authenticate": f'{scheme} realm="{REALM}"'})
 
 
@@ -25,7 +26,7 @@ def token_user() -> User:
     return g.api_token.user
 
 
-def _check_bearer_token(auth) -> str | None:
+def _check_bearer_token(auth: Authorization | None) -> str | None:
     """A valid, unexpired bearer token: its row goes to `g.api_token`."""
     if auth is None or auth.type != "bearer" or not auth.token:
         return _("Send a token: 'Authorization: Bearer <token>'.")
@@ -38,7 +39,7 @@ def _check_bearer_token(auth) -> str | None:
     return None
 
 
-def _check_basic_credentials(auth) -> str | None:
+def _check_basic_credentials(auth: Authorization | None) -> str | None:
     """A username and password (rate limited per client IP and username): `g.basic_user`."""
     if auth is None or auth.type != "basic" or not auth.username:
         return _("Send your username and password with HTTP Basic auth.")
@@ -59,7 +60,7 @@ AUTH_SCHEMES: dict[str, tuple[str, Callable[[Any], str | None]]] = {
 
 
 @bp.before_request
-def check_declared_auth_and_body():
+def check_declared_auth_and_body() -> Response | None:
     """What `route` declared, before the models see the request: the credentials (a 401
     comes first), then a JSON object as the body."""
     scheme = ENDPOINT_AUTH.get(request.endpoint or "")

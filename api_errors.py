@@ -4,7 +4,7 @@ checks of a request body around its model's."""
 
 from typing import Any, NoReturn, TypeVar
 
-from flask import abort, current_app, jsonify, request
+from flask import Response, abort, current_app, jsonify, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from pydantic import BaseModel, ValidationError
@@ -20,7 +20,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 import api_schemas as schemas
 from api_contract import REALM, bp
-from forms import filled, first_error
+from forms import Form, filled, first_error
 from models import db
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -29,7 +29,9 @@ Model = TypeVar("Model", bound=BaseModel)
 # --- errors -------------------------------------------------------------------------
 
 
-def error_response(status: int, message: str | None = None, headers=None, **extra):
+def error_response(
+    status: int, message: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
     """A JSON error: `{"error": reason, "message": ...}` plus any `extra` fields."""
     reason = HTTP_STATUS_CODES.get(status, "Unknown Error")
     # `error` is the status line (a fixed key for programs); `message` is in the client's
@@ -41,12 +43,14 @@ def error_response(status: int, message: str | None = None, headers=None, **extr
     return response
 
 
-def api_abort(status: int, message: str | None = None, headers=None, **extra) -> NoReturn:
+def api_abort(
+    status: int, message: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+) -> NoReturn:
     """Stop the request with a JSON error (see `error_response`)."""
     abort(error_response(status, message, headers, **extra))
 
 
-def http_error_response(error: HTTPException):
+def http_error_response(error: HTTPException) -> Response:
     """The JSON form of a werkzeug HTTP error, keeping headers such as `Allow`."""
     headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
     if error.code == 401:
@@ -71,7 +75,7 @@ def _plain_message(error: HTTPException) -> str:
     return error.description or HTTP_STATUS_CODES.get(error.code or 500, "Error")
 
 
-def _handle_http_error(error: HTTPException):
+def _handle_http_error(error: HTTPException) -> Response:
     if error.code is None or error.code >= 500:
         db.session.rollback()  # whatever failed, don't leave a broken transaction behind
     if error.code is None or error.code == 500:
@@ -91,7 +95,7 @@ def is_api_request() -> bool:
     return request.path == "/api" or request.path.startswith("/api/")
 
 
-def json_routing_errors():
+def json_routing_errors() -> Response | None:
     """404/405 for unknown /api URLs in JSON.
 
     A URL that matches no route belongs to no blueprint, so the blueprint's handlers
@@ -130,7 +134,7 @@ FIELD_PROBLEMS = {
 }
 
 
-def validation_error_response(error: ValidationError):
+def validation_error_response(error: ValidationError) -> Response:
     """The 400 for a request that a model of api_schemas.py refused."""
     problems = error.errors()
     for problem in problems:
@@ -151,7 +155,9 @@ def validated(model: type[Model], data: Any) -> Model:
         abort(validation_error_response(error))
 
 
-def validate_form(form_class, fields: dict[str, str], *args, renamed: dict | None = None):
+def validate_form(
+    form_class: type[Form], fields: dict[str, str], *args: Any, renamed: dict | None = None
+) -> Form:
     """Validate `fields` with a web form (minus CSRF) so API and web share their rules.
 
     `renamed` maps form field names to the API's in error reports ({"post": "body"}).

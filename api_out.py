@@ -5,7 +5,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from flask import g, jsonify, url_for
+from flask import Response, g, jsonify, url_for
 
 import api_schemas as schemas
 from models import Post, Task, User, db, isoformat_utc
@@ -14,13 +14,13 @@ from models import Post, Task, User, db, isoformat_utc
 
 
 def paginated(
-    select: sa.Select,
+    select: sa.Select[Any],
     item: Callable[[Any], schemas.Out],
     endpoint: str,
     paging: schemas.Paging,
     collection: type[schemas.Collection],
-    total=None,
-    **url_args,
+    total: int | None = None,
+    **url_args: Any,
 ) -> dict:
     """A collection page: `items`, `_meta` and `_links`.
 
@@ -33,7 +33,7 @@ def paginated(
     if total is not None:
         pagination.total = total
 
-    def link(number):
+    def link(number: int) -> str:
         return url_for(endpoint, page=number, per_page=per_page, **url_args)
 
     return collection(
@@ -52,7 +52,7 @@ def paginated(
     ).dump()
 
 
-def created(payload: dict, location: str, status: int = 201):
+def created(payload: dict, location: str, status: int = 201) -> Response:
     """201 (or 202 for accepted background work) with `payload` and a `Location` header."""
     response = jsonify(payload)
     response.status_code = status

@@ -16,6 +16,7 @@ from flask_openapi3 import FileStorage
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
+from wtforms import Field as FormField
 from wtforms.validators import DataRequired, Email, Length, Regexp
 
 from forms import AccountForm, DeleteAccountForm, NewUserForm, PostForm
@@ -33,7 +34,7 @@ API_MESSAGE = "api_message"
 NOT_TEXT = "not_text"
 
 
-def form_rules(field) -> dict[str, Any]:
+def form_rules(field: FormField) -> dict[str, Any]:
     """The JSON Schema keywords for the checks a WTForms field declaration makes.
 
     Uniqueness and the finer points of email syntax are beyond JSON Schema; the server
@@ -68,13 +69,15 @@ def unicode_text(value: str) -> str:
 Text = Annotated[str, AfterValidator(unicode_text)]
 
 
-def unsent(**kwargs) -> Any:
+def unsent(**kwargs: Any) -> Any:
     """An optional field that, when sent, must still be of its type (null is no string):
     one not sent stays unset (see `Body.sent`)."""
     return Field(None, **kwargs)
 
 
-def ruled(field, default: Any = ..., description: str | None = None, **extra) -> Any:
+def ruled(
+    field: FormField, default: Any = ..., description: str | None = None, **extra: Any
+) -> Any:
     """A request field checked by `field` of a web form (see the module docstring);
     required unless it has a `default`."""
     return Field(default, description=description, json_schema_extra={**form_rules(field), **extra})

@@ -11,7 +11,7 @@ from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
 
 import translation
-from models import MAX_ROW_ID, USERNAME_PATTERN
+from models import MAX_ROW_ID, USERNAME_PATTERN, Post, User
 
 # A web address up to the next space or character that cannot be part of one in running
 # text; trailing punctuation ("see https://example.com.") is the sentence's, not the URL's.
@@ -60,7 +60,7 @@ class CardKit:
     POST_ID = MAX_ROW_ID
     USERNAME = "USERNAME"
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.said = gettext("said")
         self.translate = gettext("Translate")
         self.delete = gettext("Delete")
@@ -79,7 +79,7 @@ class CardKit:
         self._popup = popup.rpartition(self.USERNAME)[::2]
         self._authors: dict[int, tuple[str, str, str]] = {}
 
-    def author(self, user) -> tuple[str, str, str]:
+    def author(self, user: User) -> tuple[str, str, str]:
         """`user`'s profile URL, user card URL and 48-pixel picture URL."""
         links = self._authors.get(user.id)
         if links is None:
@@ -92,11 +92,11 @@ class CardKit:
             self._authors[user.id] = links
         return links
 
-    def permalink(self, post) -> str:
+    def permalink(self, post: Post) -> str:
         return str(post.id).join(self._post)
 
-    def delete_action(self, post) -> str:
+    def delete_action(self, post: Post) -> str:
         return str(post.id).join(self._delete)
 
-    def offers_translation(self, post) -> bool:
+    def offers_translation(self, post: Post) -> bool:
         return translation.offered(post.known_language, self.translate_into)

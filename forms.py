@@ -1,11 +1,16 @@
 """Web forms; Flask-WTF adds the CSRF token (field `csrf_token`) to each."""
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask_babel import LazyString
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileRequired
 from werkzeug.datastructures import MultiDict
 from wtforms import (
     BooleanField,
+    Field,
     HiddenField,
     PasswordField,
     SelectField,
@@ -65,7 +70,11 @@ USERNAME_TAKEN = _l("That username is taken. Please use a different one.")
 EMAIL_TAKEN = _l("That email address is already registered.")
 
 
-def filled(form_class, fields: dict[str, str], *args):
+# Any web form class, for functions that give back the form they were given the class of.
+Form = TypeVar("Form", bound=FlaskForm)
+
+
+def filled(form_class: type[Form], fields: dict[str, str], *args: Any) -> Form:
     """A form filled from `fields` instead of a request, without CSRF, and validated: the
     API and the command line check input with exactly the web forms' rules."""
     form = form_class(*args, formdata=MultiDict(fields), meta={"csrf": False})
@@ -73,7 +82,7 @@ def filled(form_class, fields: dict[str, str], *args):
     return form
 
 
-def first_error(form) -> str:
+def first_error(form: FlaskForm) -> str:
     """The first problem a validated form found, as one line."""
     return str(next(iter(form.errors.values()))[0])
 
@@ -89,11 +98,11 @@ class NotTaken:
     """A validator: the value must not name another account (`form.user`, on forms that edit
     an account, may keep its own)."""
 
-    def __init__(self, find_owner, message: str):
+    def __init__(self, find_owner: Callable[[str], User | None], message: str):
         self.find_owner = find_owner
         self.message = message
 
-    def __call__(self, form, field):
+    def __call__(self, form: FlaskForm, field: Field) -> None:
         owner = self.find_owner(field.data)
         if owner is not None and owner != getattr(form, "user", None):
             raise ValidationError(self.message)
@@ -164,7 +173,7 @@ class EditProfileForm(FlaskForm):
     )
     submit = SubmitField(_l("Save"))
 
-    def __init__(self, user: User, *args, **kwargs):
+    def __init__(self, user: User, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.user = user
 
@@ -175,7 +184,7 @@ class AccountForm(EditProfileForm):
     email = StringField(_l("Email"), validators=NEW_EMAIL_RULES)
 
 
-def text_box(label, limit: int) -> TextAreaField:
+def text_box(label: str | LazyString, limit: int) -> TextAreaField:
     """A box that must not be blank, up to `limit` characters (too long is refused, never cut)."""
     return TextAreaField(
         label,

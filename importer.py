@@ -492,12 +492,12 @@ class _HTMLText(HTMLParser):
     link keeps its text (Mastodon writes the whole URL there, partly hidden), and gets its
     address after it when the text is something else."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.links: list[tuple[str, int]] = []  # (href, where its text starts)
 
-    def handle_starttag(self, tag, attrs):
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "br":
             self.parts.append("\n")
         elif tag == "p" and self.parts:
@@ -505,14 +505,14 @@ class _HTMLText(HTMLParser):
         elif tag == "a":
             self.links.append((dict(attrs).get("href") or "", len(self.parts)))
 
-    def handle_endtag(self, tag):
+    def handle_endtag(self, tag: str) -> None:
         if tag == "a" and self.links:
             href, start = self.links.pop()
             text = "".join(self.parts[start:]).strip()
             if _shows_address(text, href):
                 self.parts.append(f" ({href})")
 
-    def handle_data(self, data):
+    def handle_data(self, data: str) -> None:
         self.parts.append(data)
 
     def text(self) -> str:

@@ -11,7 +11,7 @@ import secrets
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Optional, cast, overload
@@ -26,11 +26,17 @@ from flask_login import UserMixin
 from flask_sqlalchemy import SQLAlchemy
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
 from werkzeug.security import check_password_hash, generate_password_hash
 
 import language_detection
 from avatars import AVATAR_SIZES
 from i18n import N_, phrase, show_stored, store_phrases
+
+if TYPE_CHECKING:
+    from huey import Huey
+    from huey.api import TaskWrapper
 
 
 class Base(so.DeclarativeBase):
@@ -135,7 +141,7 @@ def _decoy_password_hash() -> str:
 
 
 @sa.event.listens_for(sa.Engine, "connect")
-def _tune_sqlite(dbapi_connection, _record):
+def _tune_sqlite(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     """WAL, a busy timeout and foreign keys on every SQLite connection, in both processes.
 
     WAL lets the worker write progress while pages read; the busy timeout makes a writer
@@ -175,7 +181,7 @@ class Page:
     number: int
     has_next: bool
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter(self.items)
 
 
@@ -248,7 +254,7 @@ class User(UserMixin, Model):
     )
     tasks: so.WriteOnlyMapped["Task"] = so.relationship(back_populates="user", passive_deletes=True)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<User {self.username}>"
 
     # --- accounts -------------------------------------------------------------
@@ -686,7 +692,7 @@ class User(UserMixin, Model):
         return user
 
     # --- notifications ------------------------------------------------------
-    def add_notification(self, name: str, data) -> "Notification":
+    def add_notification(self, name: str, data: Any) -> "Notification":
         """Replace this user's notification of that name with a new one."""
         db.session.execute(
             sa.delete(Notification).where(
@@ -699,7 +705,7 @@ class User(UserMixin, Model):
 
     # --- background tasks -----------------------------------------------------
     def launch_task(
-        self, task_function, description: str, *args, task_id: str | None = None
+        self, task_function: "TaskWrapper", description: str, *args: Any, task_id: str | None = None
     ) -> Optional["Task"]:
         """Record a task, commit, then enqueue it with the same id.
 
@@ -855,7 +861,7 @@ INDEX_NEWEST_POSTS_SQLITE = sa.text(
 )
 
 
-def _insert_unless_conflict(model, values: dict) -> sa.Executable:
+def _insert_unless_conflict(model: type[Base], values: dict) -> sa.Executable:
     """INSERT that quietly skips a row breaking a unique index; it returns the new row's
     primary key, or no row when it skipped it.
 
@@ -863,12 +869,13 @@ def _insert_unless_conflict(model, values: dict) -> sa.Executable:
     RETURNING, not the rowcount, tells which: SQLAlchemy keeps an INSERT's rowcount only
     on request, and on PostgreSQL it reads -1 otherwise (every row would look skipped).
     """
-    table = model.__table__
+    # Declared as any FROM clause; every model here is mapped to a plain table.
+    table = cast(sa.Table, model.__table__)
     insert = _dialect_insert(table).values(**values).on_conflict_do_nothing()
     return insert.returning(*table.primary_key.columns)
 
 
-def _dialect_insert(table) -> Any:
+def _dialect_insert(table: sa.Table) -> Any:
     """The INSERT construct of the database in use: the one that has ON CONFLICT."""
     if db.engine.dialect.name == "postgresql":
         return postgresql.insert(table)
@@ -913,7 +920,7 @@ class Post(Model):
 
     author: so.Mapped[User] = so.relationship(back_populates="posts")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Post {self.body}>"
 
     @property
@@ -974,7 +981,7 @@ class Notification(Model):
 
     user: so.Mapped[User] = so.relationship(back_populates="notifications")
 
-    def get_data(self):
+    def get_data(self) -> Any:
         return json.loads(self.payload_json)
 
 
@@ -1158,7 +1165,7 @@ def check_transitions(table: dict[TaskStatus, frozenset[TaskStatus]]) -> None:
             raise InvalidTransition(f"{state} is final but may move to {set(table[state])}")
 
 
-def check_transition(from_states, to: TaskStatus | None) -> None:
+def check_transition(from_states: Iterable[str], to: TaskStatus | None) -> None:
     """Raise unless a row in any of `from_states` may move to `to` (None: stays as it is)."""
     for state in from_states:
         if (to or state) not in TASK_TRANSITIONS[TaskStatus(state)]:
@@ -1180,7 +1187,7 @@ TASK_TEXT_TOO_MANY_CRASHES = (
 )
 
 
-def _status_in(statuses) -> str:
+def _status_in(statuses: Iterable[str]) -> str:
     """`status IN ('queued', 'running')`, for index predicates (which take plain SQL)."""
     return f"status IN ({', '.join(repr(str(status)) for status in statuses)})"
 
@@ -1240,7 +1247,7 @@ class Task(Model):
 
     user: so.Mapped[User] = so.relationship(back_populates="tasks")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Task {self.name} {self.id} {self.status}>"
 
     @classmethod
@@ -1293,7 +1300,7 @@ class Task(Model):
         """What a task says while it waits to be put back in the queue."""
         return gettext(TASK_TEXT_WORKER_LOST)
 
-    def worker_lost(self, live_consumer_ids) -> bool:
+    def worker_lost(self, live_consumer_ids: Collection[str]) -> bool:
         """Running on a consumer that is no longer alive: it waits to be put back in the queue."""
         return (
             self.status == TaskStatus.RUNNING
@@ -1341,7 +1348,13 @@ class Task(Model):
         self.user.add_notification("task_progress", self.to_notification())
 
     @classmethod
-    def change(cls, task_id: str, only_from, *conditions, **values) -> Optional["Task"]:
+    def change(
+        cls,
+        task_id: str,
+        only_from: Iterable[str],
+        *conditions: sa.ColumnElement[bool],
+        **values: Any,
+    ) -> Optional["Task"]:
         """Set `values` if the row is in one of the `only_from` states (and meets any
         further `conditions`); notify and commit.
 
@@ -1369,7 +1382,7 @@ class Task(Model):
         db.session.commit()
         return task
 
-    def cancel(self, queue) -> str | None:
+    def cancel(self, queue: "Huey") -> str | None:
         """Cancel this task: "cancelled", "cancelling" (stops at its next tick) or None (over).
 
         A queued task is revoked in `queue` (a Huey instance); a running one gets a flag
@@ -1385,7 +1398,7 @@ class Task(Model):
         return None
 
     @classmethod
-    def finish(cls, task_id: str, **values) -> Optional["Task"]:
+    def finish(cls, task_id: str, **values: Any) -> Optional["Task"]:
         """A running task ends `done`; one whose cancel came too late says so."""
         message = values.pop("message", cls.message)
         late = sa.case((cls.cancel_requested, TASK_TEXT_CANCEL_TOO_LATE), else_=message)
@@ -1426,7 +1439,7 @@ class Task(Model):
 
     @classmethod
     def record_progress(
-        cls, task_id: str, percent: int, message: str | None = None, checkpoint=None
+        cls, task_id: str, percent: int, message: str | None = None, checkpoint: dict | None = None
     ) -> bool:
         """Move the bar (never backwards) and the heartbeat of a running task, and notify;
         with a `checkpoint` (JSON-able), also record where a resumed run would continue.
@@ -1499,7 +1512,7 @@ class Task(Model):
         return sum(task is not None for task in failed)
 
     @classmethod
-    def lost(cls, live_consumer_ids) -> sa.Select:
+    def lost(cls, live_consumer_ids: Collection[str]) -> sa.Select:
         """Running rows whose consumer is not among the live ones: it died under them."""
         return sa.select(cls.id, cls.consumer_id).where(
             cls.status == TaskStatus.RUNNING,
@@ -1555,7 +1568,7 @@ class Consumer(Model):
         return sa.select(cls).where(cls.heartbeat_at >= moment)
 
     @classmethod
-    def forget(cls, consumer_ids) -> None:
+    def forget(cls, consumer_ids: Iterable[str]) -> None:
         """Remove consumers that stopped (cleanly, or long ago)."""
         execute_dml(sa.delete(cls).where(cls.id.in_(list(consumer_ids))))
 
@@ -1585,7 +1598,7 @@ class Message(Model):
         foreign_keys=[recipient_id], back_populates="messages_received"
     )
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Message {self.body}>"
 
 

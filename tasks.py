@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 import sqlalchemy as sa
 from flask import (
+    Response,
     current_app,
     render_template,
     send_file,
@@ -32,7 +33,10 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from huey import crontab
 from huey import signals as S
+from huey.api import Task as HueyTask
+from huey.api import TaskWrapper
 from sqlalchemy.engine.interfaces import DBAPICursor
+from werkzeug.datastructures import FileStorage
 
 import avatars
 import backup
@@ -72,12 +76,16 @@ MAIL_RETRY_DELAY: float = worker.settings["MICROBLOG_MAIL_RETRY_DELAY"]
 # --- signals: Huey's view of a task, written to its Task row --------------------------
 
 
-def _row_signal(*signal_names):
+# A signal handler: it takes Huey's task and whatever else the signal sends (an error's exception).
+Handler = Callable[..., None]
+
+
+def _row_signal(*signal_names: str) -> Callable[[Handler], Handler]:
     """Register a handler for tracked tasks only, run in a fresh app context."""
 
-    def decorator(handler):
+    def decorator(handler: Handler) -> Handler:
         @huey.signal(*signal_names)
-        def receiver(signal, task, *args):
+        def receiver(signal: str, task: HueyTask, *args: Any) -> None:
             if task.name not in TRACKED_TASKS:
                 return
             with app_context():
@@ -89,7 +97,7 @@ def _row_signal(*signal_names):
 
 
 @_row_signal(S.SIGNAL_EXECUTING)
-def on_executing(task):
+def on_executing(task: HueyTask) -> None:
     values: dict[str, Any] = {
         "status": TaskStatus.RUNNING,
         "message": None,
@@ -107,12 +115,12 @@ def results_expire() -> datetime:
 
 
 @_row_signal(S.SIGNAL_COMPLETE)
-def on_complete(task):
+def on_complete(task: HueyTask) -> None:
     Task.finish(task.id, expires_at=results_expire())
 
 
 @_row_signal(S.SIGNAL_ERROR)
-def on_error(task, exc):
+def on_error(task: HueyTask, exc: Exception) -> None:
     row = db.session.get(Task, task.id)
     if row is None:
         return
@@ -138,7 +146,7 @@ def on_error(task, exc):
 
 
 @_row_signal(S.SIGNAL_CANCELED, S.SIGNAL_REVOKED)
-def on_cancelled(task):
+def on_cancelled(task: HueyTask) -> None:
     Task.change(task.id, TaskStatus.active(), status=TaskStatus.CANCELLED, message=None)
     # Also when the row was already cancelled (a queued task, revoked by the web app): a
     # run that a crashed worker left behind has a partial file; a queued import, its upload.
@@ -146,7 +154,7 @@ def on_cancelled(task):
 
 
 @_row_signal(S.SIGNAL_INTERRUPTED)
-def on_interrupted(task):
+def on_interrupted(task: HueyTask) -> None:
     # The consumer is stopping: put the task back so that the next consumer runs it.
     message = N_("Paused while the background worker restarts.")
     if Task.change(
@@ -187,7 +195,7 @@ def exports_dir() -> Path:
     return path
 
 
-def send_export(task: Task):
+def send_export(task: Task) -> Response | None:
     """The task's export as a `posts.json` download, or None when there is none to give
     (not finished, failed, expired, or the file is gone)."""
     path = exports_dir() / (task.result_file or "")
@@ -245,7 +253,7 @@ def delete_user(user: User, progress: "Progress | None" = None) -> int:
     return done
 
 
-def _posts_json(batch) -> memoryview:
+def _posts_json(batch: Sequence[Sequence[Any]]) -> memoryview:
     """A batch of posts as UTF-8 JSON objects separated by commas: one orjson call per batch,
     whose brackets are left out without copying the rest.
 
@@ -296,7 +304,7 @@ def _export_tail(user: User) -> bytes:
 after_export_batch: Callable[[int], None] | None = None
 
 
-def _export_checkpoint(out, done: int, last_row) -> dict:
+def _export_checkpoint(out: BinaryIO, done: int, last_row: Sequence[Any]) -> dict:
     """Where a resumed export continues: the file's size once flushed, the posts in it, and
     the sort key of the last one. Written with the progress, so at most ~100 times."""
     out.flush()
@@ -377,7 +385,7 @@ def write_export(task_id: str, user_id: int) -> tuple[str, int, int]:
     return final.name, done, final.stat().st_size
 
 
-def _batches(rows: sa.CursorResult, size: int):
+def _batches(rows: sa.CursorResult, size: int) -> Iterator[Sequence]:
     """The rows of a streamed result in lists of `size`, mostly straight from the driver's
     cursor (server-side on PostgreSQL): plain tuples, without the Row object per row that
     would cost as much as the JSON encoding. Only for columns that need no result
@@ -425,9 +433,11 @@ def email_export(row: Task) -> bool:
         )
 
 
+# With context=True huey always passes `task`; `HueyTask = None` checks because huey ships no
+# type information (its names are Any to mypy).
 @tracked
 @huey.task(context=True, retries=MAIL_RETRIES, retry_delay=MAIL_RETRY_DELAY, name="export_posts")
-def export_posts(user_id: int, task=None) -> int:
+def export_posts(user_id: int, task: HueyTask = None) -> int:
     """Export a user's posts to a JSON file, then email it. Returns the number of posts.
 
     Only the email is retried (SMTP down); when a retry runs, the file is already there.
@@ -480,7 +490,7 @@ def upload_path(task_id: str) -> Path:
 
 
 @contextmanager
-def consuming(path: Path):
+def consuming(path: Path) -> Iterator[None]:
     """Delete a task's upload once the task has done its work. When it fails, is cancelled
     or is interrupted, the signal handlers decide (`remove_task_files`): a failed import
     keeps its upload for a retry, and a stopping consumer's task runs again from it."""
@@ -526,13 +536,15 @@ def drop_replaced_uploads(user_id: int, name: str) -> None:
         upload_path(task_id).unlink(missing_ok=True)
 
 
-def start_import(user: User, upload) -> Task | None:
+def start_import(user: User, upload: FileStorage) -> Task | None:
     """Store an uploaded archive (a werkzeug FileStorage) and launch its import; None (and
     the file dropped) when an import is already in progress for `user`."""
     return start_with_upload(user, upload, import_posts, N_("Importing posts"))
 
 
-def start_with_upload(user: User, upload, task_function, description: str) -> Task | None:
+def start_with_upload(
+    user: User, upload: FileStorage, task_function: TaskWrapper, description: str
+) -> Task | None:
     """Store `upload` (a werkzeug FileStorage) as the input of a new task, and launch it;
     None (and the file dropped) when one of its kind is already in progress for `user`."""
     task_id = str(uuid.uuid4())
@@ -642,7 +654,7 @@ def _checking(archive: importer.Archive, progress: Progress) -> Iterator[importe
 
 @tracked
 @huey.task(context=True, name="import_posts")
-def import_posts(user_id: int, task=None) -> int:
+def import_posts(user_id: int, task: HueyTask = None) -> int:
     """Import the archive uploaded for this task into the user's posts. The upload is
     deleted when the import is done or cancelled, or when the file is bad; an import that
     failed for another reason keeps it for a retry until it expires (`keeps_upload`)."""
@@ -675,7 +687,7 @@ def avatars_dir() -> Path:
     return path
 
 
-def send_avatar(file: str):
+def send_avatar(file: str) -> Response:
     """An uploaded picture's file, cached for good: its URL changes with the picture."""
     response = send_from_directory(avatars_dir(), file, mimetype="image/webp", max_age=31536000)
     response.cache_control.public = True
@@ -683,7 +695,7 @@ def send_avatar(file: str):
     return response
 
 
-def start_avatar(user: User, upload) -> Task | None:
+def start_avatar(user: User, upload: FileStorage) -> Task | None:
     """Store an uploaded picture and launch the task that makes the user's avatar of it."""
     return start_with_upload(user, upload, process_avatar, N_("Changing your picture"))
 
@@ -710,7 +722,7 @@ def write_avatar(user: User, data: bytes) -> None:
 
 @tracked
 @huey.task(context=True, name="process_avatar")
-def process_avatar(user_id: int, task=None) -> int:
+def process_avatar(user_id: int, task: HueyTask = None) -> int:
     """Make the user's avatar from the picture uploaded for this task, then delete it."""
     with app_context():
         path = upload_path(task.id)
@@ -732,7 +744,7 @@ def process_avatar(user_id: int, task=None) -> int:
 
 @tracked
 @huey.task(context=True, name="delete_account")
-def delete_account(user_id: int, task=None) -> int:
+def delete_account(user_id: int, task: HueyTask = None) -> int:
     """Delete a (disabled) account and everything in it; the number of posts deleted. Its
     own Task row goes with the account at the end."""
     with app_context():
@@ -764,7 +776,7 @@ def start_account_deletion(user: User) -> Task | None:
 # --- mail -------------------------------------------------------------------------------
 
 
-def _mail_user(what: str, user_id: int, send, *args) -> bool:
+def _mail_user(what: str, user_id: int, send: Callable[..., bool], *args: Any) -> bool:
     """Call `send(user, *args)` to mail `what`, in a fresh app context; False when the
     user is gone.
 
@@ -809,7 +821,7 @@ GIVE_WAY_MAX_SECONDS = 30.0
 
 
 @huey.signal(S.SIGNAL_EXECUTING)
-def users_task_started(signal, task, *args):
+def users_task_started(signal: str, task: HueyTask, *args: Any) -> None:
     if task.name in TRACKED_TASKS:
         with _users_tasks_changed:
             _users_tasks.add(task.id)
@@ -818,7 +830,7 @@ def users_task_started(signal, task, *args):
 @huey.signal(
     S.SIGNAL_COMPLETE, S.SIGNAL_ERROR, S.SIGNAL_CANCELED, S.SIGNAL_INTERRUPTED, S.SIGNAL_REVOKED
 )
-def users_task_ended(signal, task, *args):
+def users_task_ended(signal: str, task: HueyTask, *args: Any) -> None:
     with _users_tasks_changed:
         _users_tasks.discard(task.id)
         _users_tasks_changed.notify_all()
@@ -872,7 +884,7 @@ def detect_post_languages() -> int:
 
 
 @huey.signal(S.SIGNAL_COMPLETE, S.SIGNAL_ERROR, S.SIGNAL_CANCELED)
-def detect_languages_after_import(signal, task, *args):
+def detect_languages_after_import(signal: str, task: HueyTask, *args: Any) -> None:
     """An import (finished, failed or cancelled) may have added posts: look at them.
     Imports add posts without looking at their language, which keeps them fast."""
     if task.name == "import_posts":
@@ -961,7 +973,7 @@ def daily_backup() -> str:
 # --- tasks a user may start (the web form and POST /api/tasks) ----------------------------
 
 
-def start_export(user):
+def start_export(user: User) -> Task | None:
     """Launch "export your posts" for `user`; None when one is already in progress."""
     return user.launch_task(export_posts, N_("Exporting your posts"))
 

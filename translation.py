@@ -13,6 +13,7 @@ import logging
 import socket
 import ssl
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import current_app
@@ -20,6 +21,11 @@ from flask_babel import get_locale
 from flask_login import current_user
 
 from i18n import DEFAULT_LANGUAGE
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
+
+    from models import Post
 
 log = logging.getLogger("microblog.translation")
 
@@ -49,7 +55,7 @@ def same_language(first: str, second: str) -> bool:
     return first.split("-")[0].lower() == second.split("-")[0].lower()
 
 
-def offered_for(post) -> bool:
+def offered_for(post: "Post") -> bool:
     """Whether the page shows a "Translate" link under `post`: a service is set, the reader
     is signed in, and the post is in a known language other than the page's. /translate
     translates exactly these posts."""
@@ -136,15 +142,15 @@ class _DeadlineSocket:
         self.sock = sock
         self.deadline = deadline
 
-    def sendall(self, data) -> None:
+    def sendall(self, data: "ReadableBuffer") -> None:
         self.sock.settimeout(_time_left(self.deadline))  # sendall's timeout is for all of it
         self.sock.sendall(data)
 
-    def recv_into(self, buffer, nbytes: int = 0) -> int:
+    def recv_into(self, buffer: "WriteableBuffer", nbytes: int = 0) -> int:
         self.sock.settimeout(_time_left(self.deadline))
         return self.sock.recv_into(buffer, nbytes)
 
-    def makefile(self, mode: str = "rb", buffering: int | None = None):
+    def makefile(self, mode: str = "rb", buffering: int | None = None) -> io.BufferedReader:
         """What http.client reads the answer from: buffered, over `recv_into` above."""
         assert mode == "rb", mode
         return io.BufferedReader(_DeadlineReader(self))
@@ -161,7 +167,7 @@ class _DeadlineReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: "WriteableBuffer") -> int:
         return self.sock.recv_into(buffer)
 
 

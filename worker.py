@@ -20,11 +20,11 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import (
     Flask,
@@ -32,6 +32,8 @@ from flask import (
     has_app_context,
 )
 from huey import Huey
+from huey.api import Task as HueyTask
+from huey.api import TaskWrapper
 from huey.consumer import Consumer as HueyConsumer
 from huey.consumer import Scheduler
 from huey.exceptions import CancelExecution
@@ -40,6 +42,9 @@ from werkzeug.local import LocalProxy
 
 import config
 from models import Consumer, Task, TaskStatus, db, utcnow
+
+if TYPE_CHECKING:
+    import sqlite3
 
 log = logging.getLogger("huey.microblog")
 
@@ -132,10 +137,10 @@ class LazySqliteStorage(SqliteStorage):
 
     blocking = True  # dequeue() waits itself: Huey's workers need not sleep between polls
 
-    def initialize_schema(self):
+    def initialize_schema(self) -> None:
         pass
 
-    def _create_connection(self):
+    def _create_connection(self) -> "sqlite3.Connection":
         config.data_dir(Path(self.filename).parent)
         conn = super()._create_connection()
         for statement in self.ddl:  # all "create ... if not exists"
@@ -146,11 +151,11 @@ class LazySqliteStorage(SqliteStorage):
     def doorbells(self) -> Path:
         return Path(self.filename).parent / "doorbells"
 
-    def enqueue(self, data, priority=None):
+    def enqueue(self, data: bytes, priority: int | None = None) -> None:
         super().enqueue(data, priority)
         Doorbell.ring_all(self.doorbells)
 
-    def dequeue(self):
+    def dequeue(self) -> bytes | None:
         data = super().dequeue()
         if data is None:
             # Then None: the worker asks again at once, through MicroblogHuey.dequeue, which
@@ -206,7 +211,7 @@ class MicroblogConsumer(HueyConsumer):
     scheduler_class = MicroblogScheduler
     _last_beat = 0.0
 
-    def __init__(self, huey, **options):
+    def __init__(self, huey: Huey, **options: Any) -> None:
         # Every file the consumer creates (huey.db, exports) must be 0600: set once, at
         # startup, before anything is opened.
         config.use_private_files()
@@ -218,11 +223,11 @@ class MicroblogConsumer(HueyConsumer):
         os.setpriority(os.PRIO_PROCESS, 0, max(own, CONSUMER_NICENESS))
         super().__init__(huey, **options)
 
-    def stop(self, graceful=False):
+    def stop(self, graceful: bool = False) -> None:
         stopping.set()
         super().stop(graceful=graceful)
 
-    def run(self):
+    def run(self) -> None:
         for work in CONSUMER_START_WORK:
             try:
                 work()
@@ -235,7 +240,7 @@ class MicroblogConsumer(HueyConsumer):
             if isinstance(self.huey.storage, LazySqliteStorage):
                 self.huey.storage.close_doorbell()
 
-    def loop(self, health_check_ts=None):
+    def loop(self, health_check_ts: float | None = None) -> float | None:
         # Each consumer records that it is alive this often, then looks for tasks whose
         # consumer died.
         interval = flask_app().config["MICROBLOG_CONSUMER_HEARTBEAT_SECONDS"]
@@ -250,10 +255,10 @@ class MicroblogConsumer(HueyConsumer):
 
 
 class MicroblogHuey(Huey):
-    def create_consumer(self, **options):
+    def create_consumer(self, **options: Any) -> MicroblogConsumer:
         return MicroblogConsumer(self, **options)
 
-    def dequeue(self):
+    def dequeue(self) -> "HueyTask | None":
         # A stopping consumer takes no new task: the tasks it has just put back in the
         # queue (interrupted exports) are for the next consumer, not for an idle worker of
         # this one, which would mark them running and exit with them.
@@ -402,14 +407,14 @@ def flask_app() -> Flask:
 
 
 @contextmanager
-def app_context():
+def app_context() -> Iterator[None]:
     """A fresh app context (and so a fresh database session) for one task or signal."""
     with flask_app().app_context():
         yield
 
 
 @huey.on_startup()
-def create_app_early():
+def create_app_early() -> None:
     # Build the app when a worker starts, not when the first task arrives.
     flask_app()
 
@@ -437,7 +442,7 @@ def task_over(task_id: str) -> None:
         handler(task_id)
 
 
-def tracked(fn):
+def tracked(fn: TaskWrapper) -> TaskWrapper:
     """Mark a task whose Huey id is also the id of a Task row."""
     TRACKED_TASKS[fn.name] = fn
     return fn
@@ -476,7 +481,9 @@ class Progress:
         if force or moved or since >= self.heartbeat:
             self.write(percent, message, checkpoint() if checkpoint else None)
 
-    def write(self, percent: int, message: str | None = None, checkpoint=None) -> None:
+    def write(
+        self, percent: int, message: str | None = None, checkpoint: dict | None = None
+    ) -> None:
         self.percent = max(self.percent, percent)
         self.last_write = time.monotonic()
         if Task.record_progress(self.task_id, self.percent, message, checkpoint):

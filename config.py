@@ -189,6 +189,11 @@ SETTINGS = (
     Setting("SITE_URL", "http://127.0.0.1:5000", site_url),
     # How many proxies in front (nginx: 1) may say who the client is (X-Forwarded-For/-Proto).
     Setting("TRUSTED_PROXIES", 0, integer(0)),
+    # The web server (web_server.py) closes a connection whose request head has not all
+    # arrived this many seconds after its first byte, or whose body then arrives at fewer
+    # than WEB_MIN_UPLOAD_RATE bytes a second on average: a slow client cannot hold it open.
+    Setting("WEB_HEAD_TIMEOUT", 10.0, number(0, strict=True)),
+    Setting("WEB_MIN_UPLOAD_RATE", 1024, integer(1)),
     # Token requests (HTTP Basic) allowed per window, per client IP and per (client IP, username).
     Setting("API_TOKEN_LIMIT_PER_IP", 30, integer(1)),
     Setting("API_TOKEN_LIMIT_PER_USER", 10, integer(1)),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Microblog's one entry point. Works from any current directory.
-#   ./run.sh            install if needed, migrate, start web (gunicorn) + worker (huey)
+#   ./run.sh            install if needed, migrate, start web (gunicorn + waitress) + worker (huey)
 #   ./run.sh test       install test dependencies and run the test suite (args go to pytest)
 #   ./run.sh bench      run the benchmarks
 #   ./run.sh lint       ruff, node --check, mypy
@@ -92,6 +92,8 @@ serve() {
   # Each server runs in its own session: a Ctrl-C in the terminal reaches only this script,
   # whose trap then sends each exactly one signal. (A second SIGINT would make the consumer
   # abandon its graceful shutdown.)
+  # gunicorn's worker processes, each serving with waitress (gunicorn.conf.py, web_server.py):
+  # clients too slow to send a whole request hold no thread and are disconnected.
   command[web]="$VENV/bin/gunicorn --bind $host:$port --workers ${WEB_WORKERS:-2} --threads 4 --access-logfile - microblog:create_app()"
   # Thread workers with fast polling: a task starts within ~10 ms of being queued.
   command[worker]="$VENV/bin/huey_consumer tasks.huey -w ${HUEY_WORKERS:-2} -k thread -d 0.01 -m 0.5 -b 1.1"

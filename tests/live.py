@@ -55,6 +55,8 @@ def free_port() -> int:
 # Settings that would point a server at something real (a database, Redis, a mail server,
 # admins to mail) or that it should make up itself (its key).
 HOST_SETTINGS = {"DATABASE_URL", "REDIS_URL", "MAIL_SERVER", "SECRET_KEY", "ADMINS"}
+# Threads of each web worker process, as run.sh starts them.
+WEB_THREADS = 4
 # run.sh's consumer flags: thread workers with fast polling.
 CONSUMER_FLAGS = ["-k", "thread", "-d", "0.01", "-m", "0.5", "-b", "1.1"]
 
@@ -192,9 +194,14 @@ class LiveSite:
         self._engine = None
 
     def start_web(self, workers=1) -> str:
-        """gunicorn (one worker unless told, four threads each); returns the base URL."""
+        """gunicorn (one worker unless told, WEB_THREADS threads each); returns the base URL."""
         self.web = start_gunicorn(
-            self.data_dir / "web.log", self.env, "--workers", str(workers), "--threads", "4"
+            self.data_dir / "web.log",
+            self.env,
+            "--workers",
+            str(workers),
+            "--threads",
+            str(WEB_THREADS),
         )
         self.url = self.web.url
         return self.url
@@ -322,6 +329,11 @@ class Browser:
         except urllib.error.HTTPError as error:
             with error:
                 return error.code, error.read(), dict(error.headers)
+
+    def cookie_header(self) -> str:
+        """This browser's cookies, as its `Cookie` header would carry them."""
+        jar = next(h.cookiejar for h in self.opener.handlers if hasattr(h, "cookiejar"))
+        return "; ".join(f"{cookie.name}={cookie.value}" for cookie in jar)
 
     def csrf_token(self, path="/login") -> str:
         _status, body, _headers = self.get(path)

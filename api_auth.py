@@ -12,6 +12,7 @@ from werkzeug.datastructures import Authorization
 import ratelimit
 from api_contract import ENDPOINT_AUTH, JSON_BODIES, REALM, bp
 from api_errors import api_abort, error_response, json_object
+from head_check import HEAD_CHECK, go_on
 from models import ApiToken, User, db
 
 # --- authentication -----------------------------------------------------------------
@@ -69,6 +70,8 @@ def check_declared_auth_and_body() -> Response | None:
         refusal = check(request.authorization)
         if refusal:
             return unauthorized(name, refusal)
+    if request.environ.get(HEAD_CHECK):
+        return go_on()  # credentials checked: the web server may read the body
     if request.endpoint in JSON_BODIES:
         json_object()
     return None

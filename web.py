@@ -34,6 +34,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 import api
 import ratelimit
+from head_check import HEAD_CHECK, go_on
 from models import MAX_ROW_ID, Page, db
 
 P = ParamSpec("P")
@@ -155,9 +156,17 @@ class RowIdConverter(IntegerConverter):
 def refuse_anonymous_upload() -> ResponseReturnValue | None:
     """Send someone not signed in who posts to an upload page to sign in, without reading
     the body: the CSRF check would read (and spool to disk) an upload of up to
-    MICROBLOG_IMPORT_MAX_BYTES from anyone before the view's own sign-in check."""
+    MICROBLOG_IMPORT_MAX_BYTES from anyone before the view's own sign-in check. Also the
+    app's part of the web server's head check (HEAD_CHECK)."""
+    head_check = request.environ.get(HEAD_CHECK)
+    if head_check:
+        limit = request.max_content_length
+        if limit is not None and (request.content_length or 0) > limit:
+            abort(413)
     if request.endpoint in SIGNED_IN_UPLOAD_ENDPOINTS and not current_user.is_authenticated:
         return login_manager().unauthorized()
+    if head_check and request.blueprint != "api":
+        return go_on()  # the API's own hook checks the credentials first
     return None
 
 

@@ -7,11 +7,15 @@ deadline, so a few clients sending a byte a second hold every thread. Waitress r
 connections with non-blocking I/O in one thread and gives an app thread only a complete
 request (a large body is buffered in a temporary file first). `DeadlineChannel` adds what
 waitress lacks: a deadline for a request's head and a minimum average rate for its body, so
-that a slow client cannot keep even a connection open.
+that a slow client cannot keep even a connection open; and, before it reads a large body,
+it asks the app whether it wants it (head_check.py): an upload from someone not signed
+in, or a body over its endpoint's limit, is answered at once and never read.
 """
 
+import io
 import logging
 import os
+import sys
 import threading
 import time
 from datetime import datetime
@@ -24,6 +28,7 @@ from waitress.server import BaseWSGIServer, create_server
 from waitress.task import WSGITask
 
 import config
+import head_check
 
 # Room for the other fields of a form beside its largest file, on top of the upload limits.
 FORM_ROOM_BYTES = 1024 * 1024
@@ -50,6 +55,10 @@ class DeadlineChannel(HTTPChannel):
     min_rate = 1024.0
     idle_timeout = 2.0
     will_close: bool  # waitress's own flag (no value here: its class keeps the default)
+    close_when_flushed: bool  # likewise
+    request: Any  # waitress's parser of the request being read (None between requests)
+    head_check_app: Any = None  # the WSGI app asked before a large body is read
+    head_checked = False
     stopping = threading.Event()  # set when the worker stops (each worker sets its own)
     task_class = ClosingTask
 
@@ -62,11 +71,44 @@ class DeadlineChannel(HTTPChannel):
     def received(self, data: bytes) -> bool:
         if self.request is None:  # nothing of a request read yet: this starts the next one
             self.request_began, self.request_bytes = time.monotonic(), 0
+            self.head_checked = False
         self.request_bytes += len(data)
         result = super().received(data)
         if self.request is None:  # the request is complete (the app has it)
             self.waiting_limit = self.idle_timeout
+        elif self.request.headers_finished and not self.head_checked:
+            self.head_checked = True
+            if self.request.content_length > head_check.HEAD_CHECK_BYTES:
+                self.ask_before_reading()
         return result
+
+    def ask_before_reading(self) -> None:
+        """Ask the app, from the head alone, whether it wants this large body; when it
+        answers anything but "go on", send that answer, drop the request and close."""
+        environ = self.task_class(self, self.request).get_environment()
+        environ["wsgi.input"] = io.BytesIO()
+        environ["wsgi.errors"] = sys.stderr
+        environ[head_check.HEAD_CHECK] = True
+        answer: list = []
+
+        def start_response(status: str, headers: list, exc_info: Any = None) -> Any:
+            answer[:] = [status, headers]
+            return lambda _data: None
+
+        body = b"".join(self.head_check_app(environ, start_response))
+        status, headers = answer
+        if any(name == head_check.HEAD_CHECK_HEADER for name, _value in headers):
+            return  # go on reading the body
+        kept = [(n, v) for n, v in headers if n.lower() not in ("content-length", "connection")]
+        head = "".join(f"{name}: {value}\r\n" for name, value in kept)
+        self.request.close()
+        self.request = None
+        self.write_soon(
+            f"HTTP/1.1 {status}\r\n{head}Content-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n".encode("latin-1")
+            + body
+        )
+        self.close_when_flushed = True
 
     def overdue(self) -> bool:
         if self.requests or self.total_outbufs_len:
@@ -126,6 +168,7 @@ class WaitressWorker(Worker):
                 "min_rate": float(settings["WEB_MIN_UPLOAD_RATE"]),
                 "idle_timeout": float(self.cfg.keepalive),
                 "stopping": self.stopping,
+                "head_check_app": self.wsgi,
             },
         )
         largest_upload = max(

@@ -12,7 +12,8 @@ from werkzeug.datastructures import Authorization
 import ratelimit
 from api_contract import ENDPOINT_AUTH, JSON_BODIES, REALM, bp
 from api_errors import api_abort, error_response, json_object
-from models import ApiToken, User, db
+from database import db
+from models import ApiToken, User
 
 # --- authentication -----------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 import api
 import ratelimit
-from models import MAX_ROW_ID, Page, db
+from database import MAX_ROW_ID, Page, db
 
 P = ParamSpec("P")
 R = TypeVar("R")

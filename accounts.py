@@ -22,6 +22,7 @@ from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
 import ratelimit
+from database import db
 from forms import (
     ChangeEmailForm,
     ChangePasswordForm,
@@ -33,7 +34,7 @@ from forms import (
     ResetPasswordForm,
     ResetPasswordRequestForm,
 )
-from models import REGISTRATION_CLOSED, User, db, registration_open
+from models import REGISTRATION_CLOSED, User, registration_open
 from tasks import send_email_change, send_password_reset, start_account_deletion
 from web import anonymous_only, error_page, form_page, is_safe_next, redirect_with, too_many
 

@@ -19,8 +19,10 @@ from wtforms import BooleanField
 
 import tasks
 import worker
+from database import db
 from forms import EmptyForm, RegistrationForm
-from models import Task, TaskStatus, User, db
+from jobs import Task, TaskStatus
+from models import User
 from web import form_page, list_page
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

@@ -45,19 +45,10 @@ from api_errors import (
     validation_error_response,
 )
 from api_out import created, paginated, post_out, task_out, user_out
+from database import Base, db, isoformat_utc
 from forms import AccountForm, DeleteAccountForm, NewUserForm, PostForm
-from models import (
-    POST_MAX,
-    REGISTRATION_CLOSED,
-    ApiToken,
-    Base,
-    Post,
-    Task,
-    User,
-    db,
-    isoformat_utc,
-    registration_open,
-)
+from jobs import Task
+from models import POST_MAX, REGISTRATION_CLOSED, ApiToken, Post, User, registration_open
 
 __all__ = ["bp", "document", "error_response", "init_app"]
 

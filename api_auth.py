@@ -12,8 +12,9 @@ from werkzeug.datastructures import Authorization
 import ratelimit
 from api_contract import ENDPOINT_AUTH, JSON_BODIES, REALM, bp
 from api_errors import api_abort, error_response, json_object
+from database import db
 from head_check import HEAD_CHECK, go_on
-from models import ApiToken, User, db
+from models import ApiToken, User
 
 # --- authentication -----------------------------------------------------------------
 

@@ -20,8 +20,8 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 import api_schemas as schemas
 from api_contract import REALM, bp
+from database import db
 from forms import Form, filled, first_error
-from models import db
 
 Model = TypeVar("Model", bound=BaseModel)
 

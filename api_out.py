@@ -8,7 +8,9 @@ import sqlalchemy as sa
 from flask import Response, g, jsonify, url_for
 
 import api_schemas as schemas
-from models import Post, Task, User, db, isoformat_utc
+from database import db, isoformat_utc
+from jobs import Task
+from models import Post, User
 
 # --- pagination ------------------------------------------------------------------------
 

@@ -19,8 +19,9 @@ from pydantic_core import PydanticCustomError
 from wtforms import Field as FormField
 from wtforms.validators import DataRequired, Email, Length, Regexp
 
+from database import MAX_ROW_ID
 from forms import AccountForm, DeleteAccountForm, NewUserForm, PostForm
-from models import MAX_ROW_ID, TaskStatus
+from jobs import TaskStatus
 
 DEFAULT_PER_PAGE = 10
 MAX_PER_PAGE = 100

@@ -15,9 +15,11 @@ from flask_migrate import upgrade
 from flask_wtf import FlaskForm
 
 import backup
+from database import db
 from forms import RegistrationForm, ResetPasswordForm, filled, first_error
 from i18n import N_
-from models import Task, User, db
+from jobs import Task
+from models import User
 from tasks import delete_user
 
 user_cli = AppGroup("user", help="Create, change and remove accounts.")

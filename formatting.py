@@ -11,7 +11,8 @@ from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
 
 import translation
-from models import MAX_ROW_ID, USERNAME_PATTERN, Post, User
+from database import MAX_ROW_ID
+from models import USERNAME_PATTERN, Post, User
 
 # A web address up to the next space or character that cannot be part of one in running
 # text; trailing punctuation ("see https://example.com.") is the sentence's, not the URL's.

@@ -7,7 +7,8 @@ from flask import Blueprint, Response, jsonify, request, session
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from models import db, notifications_payload
+from database import db
+from models import notifications_payload
 from web import login_manager
 from worker import huey, live_consumers, seconds_since_last_heartbeat
 

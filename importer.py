@@ -40,8 +40,9 @@ import ijson
 import orjson
 
 import config
+from database import utcnow
 from i18n import Phrase, PhrasedError, nphrase, phrase
-from models import POST_MAX, USERNAME_MAX, USERNAME_PATTERN, plain_text, text_length, utcnow
+from models import POST_MAX, USERNAME_MAX, USERNAME_PATTERN, plain_text, text_length
 
 MiB = 2**20
 GiB = 2**30

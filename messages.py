@@ -7,8 +7,9 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
+from database import db
 from forms import MarkReadForm, MessageForm
-from models import Message, User, db
+from models import Message, User
 from web import (
     error_page,
     form_page,

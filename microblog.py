@@ -29,9 +29,11 @@ import static_files
 import task_pages
 import translation
 import web
+from database import db, isoformat_utc
 from formatting import CardKit, linkify
+from jobs import TaskStatus
 from mailer import mail
-from models import TaskStatus, User, db, isoformat_utc, registration_open
+from models import User, registration_open
 
 migrate = Migrate()
 login = LoginManager()

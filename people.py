@@ -20,8 +20,9 @@ from flask_wtf.file import FileField
 from werkzeug.wrappers import Response
 
 from avatars import AvatarError, generated_avatar_svg
+from database import db
 from forms import EditProfileForm, EmptyForm
-from models import USERNAME_MAX, User, db
+from models import USERNAME_MAX, User
 from tasks import check_avatar, send_avatar, start_avatar
 from web import form_page, int_args, list_page, page_links, paginate, redirect_with
 

@@ -24,8 +24,9 @@ import api
 import ratelimit
 import search
 import translation
+from database import MAX_ROW_ID, db
 from forms import PostForm
-from models import MAX_ROW_ID, USERNAME_MAX, Post, User, db
+from models import USERNAME_MAX, Post, User
 from web import (
     int_arg,
     is_safe_next,

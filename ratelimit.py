@@ -19,7 +19,8 @@ from flask import current_app, request
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 
-from models import RateLimitHit, db
+from database import db
+from models import RateLimitHit
 
 
 def hit(key: str, limit: int, window: int) -> int:

@@ -19,7 +19,8 @@ import sqlalchemy.orm as so
 from flask.cli import with_appcontext
 from markupsafe import Markup, escape
 
-from models import Page, Post, db
+from database import Page, db
+from models import Post
 
 MAX_TERMS = 8  # every term must match: more than this finds nothing in a 140-character post
 MAX_WORD_LENGTH = 64

@@ -18,8 +18,9 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
+from database import db
 from forms import EmptyForm, ImportForm
-from models import Task, TaskStatus, db
+from jobs import Task, TaskStatus
 from tasks import send_export, start_export, start_import
 from web import form_page, is_safe_next, list_page, safe_referrer
 from worker import huey, live_consumers

@@ -43,7 +43,9 @@ import backup
 import importer
 import language_detection
 import worker
+from database import db, isoformat_utc, utcnow
 from i18n import N_, PhrasedError, mail_language, nphrase, phrase, store_phrases
+from jobs import Task, TaskStatus
 from mailer import (
     mail_configured,
     send_email,
@@ -51,7 +53,7 @@ from mailer import (
     send_password_reset_email,
     site_link,
 )
-from models import Post, Task, TaskStatus, User, db, isoformat_utc, utcnow
+from models import Post, User
 from worker import (
     CONSUMER_ID,
     TRACKED_TASKS,

@@ -34,8 +34,8 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 import api
 import ratelimit
+from database import MAX_ROW_ID, Page, db
 from head_check import HEAD_CHECK, go_on
-from models import MAX_ROW_ID, Page, db
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -41,7 +41,8 @@ from huey.storage import RedisStorage, SqliteStorage
 from werkzeug.local import LocalProxy
 
 import config
-from models import Consumer, Task, TaskStatus, db, utcnow
+from database import db, utcnow
+from jobs import Consumer, Task, TaskStatus
 
 if TYPE_CHECKING:
     import sqlite3

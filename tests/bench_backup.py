@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from werkzeug.security import generate_password_hash  # noqa: E402
 
+from database import db
 from microblog import create_app  # noqa: E402
-from models import db  # noqa: E402
 from tests.helpers import add_posts, add_user  # noqa: E402
 from tests.live import BIN, PROJECT_DIR, LiveSite, server_env  # noqa: E402
 

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import orjson  # noqa: E402
 from werkzeug.security import generate_password_hash  # noqa: E402
 
+from database import db
 from microblog import create_app  # noqa: E402
-from models import db  # noqa: E402
 from tests.helpers import add_posts, add_user  # noqa: E402
 from tests.live import Browser, LiveSite  # noqa: E402
 

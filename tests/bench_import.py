@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import ijson  # noqa: E402
 from werkzeug.security import generate_password_hash  # noqa: E402
 
+from database import db
 from microblog import create_app  # noqa: E402
-from models import db  # noqa: E402
 from tests.helpers import (  # noqa: E402
     AWKWARD_BODY,
     add_posts,

@@ -37,8 +37,8 @@ def tutorial_app():
     """The app plus the tutorial's per-request `last_seen` commit (a write per poll)."""
     from flask_login import current_user
 
+    from database import db, utcnow
     from microblog import create_app
-    from models import db, utcnow
 
     app = create_app()
 
@@ -64,8 +64,9 @@ def prepare(data_dir: str) -> None:
     """Migrate a fresh database and create the benchmark user."""
     flask = [sys.executable, "-m", "flask", "--app", "microblog", "db", "upgrade"]
     subprocess.run(flask, cwd=ROOT, env=server_env(data_dir), check=True, capture_output=True)
+    from database import db
     from microblog import create_app
-    from models import User, db
+    from models import User
 
     app = create_app({"DATA_DIR": data_dir})
     user_id = add_user(app, "poller", generate_password_hash(PASSWORD))

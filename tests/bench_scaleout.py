@@ -34,8 +34,8 @@ import orjson  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from werkzeug.security import generate_password_hash  # noqa: E402
 
+from database import db, utcnow
 from microblog import create_app  # noqa: E402
-from models import db, utcnow  # noqa: E402
 from tests.helpers import add_user  # noqa: E402
 from tests.live import Browser, LiveSite, wait_for  # noqa: E402
 

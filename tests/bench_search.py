@@ -26,8 +26,9 @@ import sqlalchemy as sa  # noqa: E402
 from werkzeug.security import generate_password_hash  # noqa: E402
 
 import search  # noqa: E402
+from database import db
 from microblog import create_app  # noqa: E402
-from models import Post, User, db  # noqa: E402
+from models import Post, User
 from tests.live import CSRF_FIELD  # noqa: E402
 
 VOCABULARY = 50_000

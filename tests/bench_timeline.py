@@ -63,7 +63,8 @@ def floor_app():
     from flask_login import current_user, login_required
 
     import microblog
-    from models import Post, User, db
+    from database import db
+    from models import Post, User
 
     floor = Blueprint("floor", __name__)
     template = []  # compiled once, as the site's template files are
@@ -135,8 +136,8 @@ def seed(data_dir: Path, users: int, follows: int, heavy_posts: int, posts_each:
     `sparse`, also "sparse", who follows only "sparse-friend" (SPARSE_POSTS posts)."""
     from werkzeug.security import generate_password_hash
 
+    from database import db
     from microblog import create_app
-    from models import db
 
     app = create_app({"DATA_DIR": str(data_dir)})
     password_hash = generate_password_hash(PASSWORD)

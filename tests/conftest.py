@@ -4,8 +4,8 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
+from database import db
 from microblog import create_app
-from models import db
 from tests.helpers import add_user
 from tests.live import CSRF_FIELD, free_port
 

@@ -15,7 +15,8 @@ from itertools import islice
 
 import sqlalchemy as sa
 
-from models import POST_MAX, Post, User, db, followers, isoformat_utc, text_length, utcnow
+from database import db, isoformat_utc, utcnow
+from models import POST_MAX, Post, User, followers, text_length
 
 MINUTE = timedelta(minutes=1)
 # A `body` template for add_posts that an export must escape: non-ASCII, quotes, markup.

@@ -4,7 +4,9 @@ deletes everything in it (in immediate mode here; with a real consumer at the en
 import pytest
 import sqlalchemy as sa
 
-from models import ApiToken, Message, Post, Task, User, db, followers
+from database import db
+from jobs import Task
+from models import ApiToken, Message, Post, User, followers
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts, follow
 from tests.live import Browser, wait_for

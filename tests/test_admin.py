@@ -12,19 +12,9 @@ import sqlalchemy as sa
 
 import tasks
 import worker
-from models import (
-    ApiToken,
-    Consumer,
-    Message,
-    Notification,
-    Post,
-    Task,
-    TaskStatus,
-    User,
-    db,
-    followers,
-    utcnow,
-)
+from database import db, utcnow
+from jobs import Consumer, Task, TaskStatus
+from models import ApiToken, Message, Notification, Post, User, followers
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts, follow
 

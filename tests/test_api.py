@@ -20,7 +20,9 @@ import sqlalchemy as sa
 
 import ratelimit
 from api import document as api_document
-from models import ApiToken, Post, RateLimitHit, Task, User, db, utcnow
+from database import db, utcnow
+from jobs import Task
+from models import ApiToken, Post, RateLimitHit, User
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts, assert_json_error, exported_posts, follow
 

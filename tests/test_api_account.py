@@ -12,7 +12,9 @@ import sqlalchemy as sa
 from PIL import Image
 
 import tasks
-from models import ApiToken, Task, User, db
+from database import db
+from jobs import Task
+from models import ApiToken, User
 from tests.conftest import PASSWORD
 from tests.live import wait_for
 from tests.test_api import ApiClient

@@ -18,8 +18,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from api import document as api_document
+from database import db
 from microblog import create_app
-from models import ApiToken, User, db
+from models import ApiToken, User
 from tests.conftest import PASSWORD
 from tests.live import BIN, CSRF_FIELD, PROJECT_DIR, server_env, start_gunicorn, stop_process
 

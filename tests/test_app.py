@@ -10,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 import config
+from database import db
 from microblog import create_app
-from models import User, db
+from models import User
 from tests.conftest import schema_differences
 
 PROJECT = Path(__file__).resolve().parent.parent

@@ -3,7 +3,8 @@
 import pytest
 import sqlalchemy as sa
 
-from models import Post, User, db
+from database import db
+from models import Post, User
 from tests.conftest import PASSWORD
 
 

@@ -10,7 +10,9 @@ import sqlalchemy as sa
 from PIL import Image
 
 from avatars import AVATAR_SIZES
-from models import Task, User, db
+from database import db
+from jobs import Task
+from models import User
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts
 from tests.live import Browser, wait_for

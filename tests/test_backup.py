@@ -9,7 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 import tasks
-from models import Post, Task, TaskStatus, User, db
+from database import db
+from jobs import Task, TaskStatus
+from models import Post, User
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts
 from tests.live import Browser, LiveSite

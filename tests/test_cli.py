@@ -4,7 +4,8 @@ piped in on standard input."""
 import pytest
 import sqlalchemy as sa
 
-from models import ApiToken, User, db
+from database import db
+from models import ApiToken, User
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts
 

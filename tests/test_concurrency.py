@@ -7,7 +7,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from models import Post, db
+from database import db
+from models import Post
 from tests.conftest import PASSWORD
 
 PROJECT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 import config
+from database import db
 from microblog import create_app
-from models import db
 
 PROJECT = Path(__file__).resolve().parent.parent
 

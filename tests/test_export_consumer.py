@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import models
+import jobs
 import worker
 from tests.conftest import PASSWORD
 from tests.helpers import AWKWARD_BODY, add_posts, export_document
@@ -222,8 +222,8 @@ def test_three_crashes_and_the_task_fails_saying_so(app, users, live):
     task = site.wait_for_status(task_id, "failed", "done")
 
     assert (task["status"], task["crashes"]) == ("failed", 3), task
-    assert task["message"] == models.TASK_TEXT_TOO_MANY_CRASHES
-    assert models.TASK_TEXT_TOO_MANY_CRASHES.encode() in browser.get("/tasks")[1]
+    assert task["message"] == jobs.TASK_TEXT_TOO_MANY_CRASHES
+    assert jobs.TASK_TEXT_TOO_MANY_CRASHES.encode() in browser.get("/tasks")[1]
     assert not list((site.data_dir / "exports").glob("*"))
     # The user can export again, and this time it completes.
     status, _ = browser.submit("/export_posts")

@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 import pytest
 import sqlalchemy as sa
 
-from models import ApiToken, Message, Post, User, db, followers
+from database import db
+from models import ApiToken, Message, Post, User, followers
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts
 from tests.live import CSRF_FIELD

@@ -9,7 +9,8 @@ import pytest
 from babel.messages.pofile import read_po
 
 import i18n
-from models import POST_MAX, User, db
+from database import db
+from models import POST_MAX, User
 from tests.helpers import add_posts
 
 SPANISH = {"Accept-Language": "es-ES,es;q=0.9,en;q=0.5"}
@@ -208,12 +209,12 @@ def test_task_words_are_shown_in_the_readers_language(app, client, auth, users):
     """A task's description and messages are stored in English and translated when shown."""
     import uuid
 
-    import models
-    from models import Task, TaskStatus
+    import jobs
+    from jobs import Task, TaskStatus
 
     with app.app_context():
         for status, message in [
-            (TaskStatus.DONE, models.TASK_TEXT_CANCEL_TOO_LATE),
+            (TaskStatus.DONE, jobs.TASK_TEXT_CANCEL_TOO_LATE),
             (TaskStatus.QUEUED, None),
         ]:
             db.session.add(

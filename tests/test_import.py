@@ -12,7 +12,9 @@ import sqlalchemy as sa
 
 import tasks
 import worker
-from models import POST_MAX, Post, Task, db, isoformat_utc, utcnow
+from database import db, isoformat_utc, utcnow
+from jobs import Task
+from models import POST_MAX, Post
 from tests.conftest import PASSWORD
 from tests.helpers import (
     AWKWARD_BODY,

@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import importer
+from database import db
 from importer import ArchiveError, Limits, html_to_text, open_archive
-from models import POST_MAX, Post, User, db
+from models import POST_MAX, Post, User
 from tests.helpers import (
     ACTOR,
     AS_PUBLIC,

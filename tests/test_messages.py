@@ -5,7 +5,8 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from models import Message, Notification, User, db
+from database import db
+from models import Message, Notification, User
 
 BADGE = re.compile(r'<span id="message_count" class="([^"]*)"[^>]*>(\d+)</span>')
 

@@ -2,7 +2,8 @@
 
 import sqlalchemy as sa
 
-from models import User, db
+from database import db
+from models import User
 
 
 def add_notification(app, username, name, data):

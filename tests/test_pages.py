@@ -3,7 +3,8 @@ messages (without a browser: what the server answers)."""
 
 import pytest
 
-from models import Message, User, db
+from database import db
+from models import Message, User
 from tests.helpers import add_posts, follow
 
 

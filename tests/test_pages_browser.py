@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from models import POST_MAX, Message, Post, Task, TaskStatus, db, text_length
+from database import db
+from jobs import Task, TaskStatus
+from models import POST_MAX, Message, Post, text_length
 from tests.conftest import browser_login
 from tests.helpers import ACUTE, EMOJI, add_posts, at_the_limit, follow
 

@@ -5,7 +5,8 @@ import re
 import pytest
 
 import models
-from models import User, db
+from database import db
+from models import User
 from tests.conftest import PASSWORD
 
 NEW_PASSWORD = "a brand new password"

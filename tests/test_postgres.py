@@ -4,7 +4,8 @@ import json
 
 import sqlalchemy as sa
 
-from models import Post, User, db
+from database import db
+from models import Post, User
 from tests.conftest import PASSWORD, schema_differences
 
 
@@ -72,7 +73,7 @@ def test_deleting_a_user_cascades_on_postgres(pg_app):
 def test_a_resumed_export_on_postgres(pg_app, monkeypatch):
     from datetime import timedelta
 
-    from models import utcnow
+    from database import utcnow
     from tests.helpers import add_posts
     from tests.test_tasks import export_crashing_once_then_resumed
 
@@ -122,7 +123,7 @@ def test_importing_twice_adds_nothing_on_postgres(pg_app):
 def test_export_request_is_queued_once_on_postgres(pg_app):
     """The row is recorded and the task enqueued with its id; a second request starts nothing."""
     import tasks
-    from models import Task
+    from jobs import Task
 
     client = pg_app.test_client()
     client.submit("/login", {"username": "alice", "password": PASSWORD})

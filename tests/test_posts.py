@@ -5,7 +5,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from models import POST_MAX, Post, User, db, text_length, utcnow
+from database import db, utcnow
+from models import POST_MAX, Post, User, text_length
 from tests.helpers import ACUTE, EMOJI, add_posts, at_the_limit, follow
 
 

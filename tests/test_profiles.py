@@ -5,7 +5,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from models import User, db, followers, utcnow
+from database import db, utcnow
+from models import User, followers
 
 
 def following_pairs(app):

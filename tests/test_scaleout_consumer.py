@@ -39,7 +39,8 @@ def pg_live(pg_app, postgres_url, tmp_path):
 
 
 def user_ids(app) -> dict[str, int]:
-    from models import User, db
+    from database import db
+    from models import User
 
     with app.app_context():
         return {user.username: user.id for user in db.session.scalars(db.select(User))}

@@ -8,9 +8,10 @@ import sqlalchemy as sa
 from flask_migrate import upgrade
 
 import search
+from database import db
 from importer import ImportedPost, post_key
 from microblog import create_app
-from models import Post, User, db
+from models import Post, User
 from tests.conftest import Client
 
 # `postgres_url` (conftest.py): a PostgreSQL database of our own for the session.

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from flask_migrate import upgrade
 
+from database import db
 from microblog import create_app
-from models import db
 from tests.conftest import PASSWORD
 from tests.helpers import AWKWARD_BODY, add_posts, add_user, export_document
 from tests.live import PROJECT_DIR, Browser, free_port, server_env, wait_for
@@ -116,7 +116,7 @@ def _up(process) -> bool:
 
 def task_row(app, task_id=None):
     with app.app_context():
-        from models import Task
+        from jobs import Task
 
         query = db.select(Task).order_by(Task.created_at.desc())
         row = db.session.scalars(query.where(Task.id == task_id) if task_id else query).first()

@@ -5,15 +5,9 @@ import itertools
 import pytest
 import sqlalchemy as sa
 
-from models import (
-    TASK_TRANSITIONS,
-    InvalidTransition,
-    Notification,
-    Task,
-    TaskStatus,
-    check_transitions,
-    db,
-)
+from database import db
+from jobs import TASK_TRANSITIONS, InvalidTransition, Task, TaskStatus, check_transitions
+from models import Notification
 
 ALL_MOVES = list(itertools.product(TaskStatus, repeat=2))
 

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-import models
+import jobs
 import tasks
 import worker
-from models import ApiToken, Consumer, Notification, Task, TaskStatus, User, db, utcnow
+from database import db, utcnow
+from jobs import Consumer, Task, TaskStatus
+from models import ApiToken, Notification, User
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts, export_document
 from tests.live import wait_for
@@ -452,12 +454,12 @@ def test_a_cancel_that_comes_too_late_says_so_everywhere(app, client, auth, user
     auth.login()
     client.submit(f"/tasks/{task_id}/cancel")  # the task is sending its mail: too late to stop
     with app.app_context():
-        assert db.session.get(Task, task_id).status_text == models.TASK_TEXT_CANCELLING
+        assert db.session.get(Task, task_id).status_text == jobs.TASK_TEXT_CANCELLING
         Task.finish(task_id)
         token, _ = ApiToken.issue(db.session.get(User, users["alice"]))
         db.session.commit()
 
-    late = models.TASK_TEXT_CANCEL_TOO_LATE
+    late = jobs.TASK_TEXT_CANCEL_TOO_LATE
     api_task = client.get(f"/api/tasks/{task_id}", headers={"Authorization": f"Bearer {token}"})
     assert (api_task.json["status"], api_task.json["message"]) == ("done", late)
     assert late in client.get(f"/tasks/{task_id}/banner").get_data(as_text=True)

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from models import Post, User, db
+from database import db
+from models import Post, User
 from tests.helpers import add_posts, add_user, follow
 
 PAGE = 25

@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 import language_detection
-from models import Post, User, db
+from database import db
+from models import Post, User
 from tests.helpers import TranslationServer, add_posts
 from tests.live import wait_for
 from tests.test_import import tasks_of, upload

@@ -18,7 +18,8 @@ OTHER_PROCESS = """
 import sys, sqlalchemy as sa
 sys.path.insert(0, {project!r})
 from microblog import create_app
-from models import Notification, db
+from database import db
+from models import Notification
 app = create_app({{"DATA_DIR": {data_dir!r}}})
 with app.app_context():
     for n in range(200):

@@ -19,6 +19,7 @@ from flask_login import current_user, login_required
 from flask_wtf.file import FileField
 from werkzeug.wrappers import Response
 
+import federation_out
 from avatars import AvatarError, generated_avatar_svg
 from database import db
 from forms import EditProfileForm, EmptyForm
@@ -109,6 +110,7 @@ def edit_profile() -> ResponseReturnValue:
     if form.validate_on_submit() and picture_accepted(form.avatar):
         current_user.update_profile(username=form.username.data, about_me=form.about_me.data)
         db.session.commit()
+        federation_out.profile_updated(current_user)
         if form.avatar.data:  # the worker converts it; the banner tells
             start_avatar(current_user, form.avatar.data)
         return redirect_with("success", _("Your changes have been saved."), "people.edit_profile")

@@ -21,6 +21,7 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 import api
+import federation_out
 import ratelimit
 import search
 import translation
@@ -54,8 +55,9 @@ PEOPLE_FOUND_MAX = 10  # people shown above the posts; a longer name narrows the
 def index() -> ResponseReturnValue:
     form = PostForm()
     if form.validate_on_submit():
-        current_user.publish(form.post.data)
+        post = current_user.publish(form.post.data)
         db.session.commit()
+        federation_out.post_published(post)
         return redirect_with("success", _("Your post is now live!"), "posts.index")
     status = 400 if form.is_submitted() else 200
     posts = paginate(current_user.following_posts())
@@ -108,6 +110,7 @@ def delete_post(post_id: int) -> Response:
     if not current_user.delete_post(post_id):
         abort(404)
     db.session.commit()
+    federation_out.post_deleted(current_user, post_id)
     flash(_("Your post was deleted."), "info")
     next_page = request.args.get("next")
     return redirect(next_page if is_safe_next(next_page) else url_for("posts.index"))

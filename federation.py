@@ -37,6 +37,9 @@ ACTIVITY_TYPES = (ACTIVITY_JSON, "application/ld+json")
 def init_app(app: Flask) -> None:
     """Add the federation routes, and the JSON answers on the profile and post pages, when
     FEDERATION is on; without it none of them exists."""
+    # Remote accounts may be shown even with federation off (it was on before).
+    app.jinja_env.globals["remote_actor"] = actors.remote_actor
+    app.jinja_env.globals["follow_requested"] = actors.follow_request
     if not app.config["FEDERATION"]:
         return
     app.register_blueprint(bp)

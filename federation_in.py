@@ -440,6 +440,70 @@ def on_delete(activity: dict[str, Any], actor: User) -> None:
         db.session.delete(post)
 
 
+# --- remote profiles --------------------------------------------------------------------
+
+# The posts read from a remote account's outbox when its profile is looked up.
+OUTBOX_POSTS = 20
+
+
+@huey.task(retries=1, retry_delay=30, name="fetch_remote_profile")
+def fetch_remote_profile(user_id: int) -> int:
+    """Read a remote account's collections: their totals, and its latest public posts for
+    its profile here; how many posts were added."""
+    with app_context():
+        user = db.session.get(User, user_id)
+        remote = actors.remote_actor(user) if user is not None else None
+        if user is None or remote is None:
+            return 0
+        remote.followers_count = _total(remote.followers_url)
+        remote.following_count = _total(remote.following_url)
+        added = 0
+        try:
+            for item in _first_page_items(remote):
+                note = _own_note(item, user) if item.get("type") == "Create" else None
+                if note is not None and is_public_or_followers(note, user):
+                    known = db.session.scalar(sa.select(Post.id).where(Post.ap_id == note["id"]))
+                    if known is None:
+                        store_remote_post(note, user)
+                        added += 1
+        except fedfetch.FetchError as exc:
+            log.info("Outbox of %s not read: %s", user.username, exc.reason)
+        db.session.commit()
+        return added
+
+
+def _total(url: str | None) -> int | None:
+    """A collection's totalItems, None when it cannot be read."""
+    if url is None:
+        return None
+    try:
+        total = fedfetch.fetch_json(url).get("totalItems")
+    except fedfetch.FetchError:
+        return None
+    return total if isinstance(total, int) and 0 <= total < 2**31 else None
+
+
+def _first_page_items(remote: actors.RemoteActor) -> list[dict[str, Any]]:
+    if remote.outbox is None:
+        return []
+    outbox = fedfetch.fetch_json(remote.outbox)
+    total = outbox.get("totalItems")
+    remote.posts_count = total if isinstance(total, int) and 0 <= total < 2**31 else None
+    page = outbox.get("first")
+    if isinstance(page, str):
+        if actors.host_of(page) != actors.host_of(remote.outbox):
+            return []
+        page = fedfetch.fetch_json(page)
+    if not isinstance(page, dict):
+        page = outbox
+    items = page.get("orderedItems") or page.get("items") or []
+    return (
+        [item for item in items[:OUTBOX_POSTS] if isinstance(item, dict)]
+        if isinstance(items, list)
+        else []
+    )
+
+
 # The activities we act on, by type; others are stored and ignored. Moderation, reactions,
 # mentions and messages add theirs here, one line each.
 HANDLERS: dict[str, Handler] = {

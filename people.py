@@ -156,6 +156,8 @@ def change_following(username: str, follow: bool) -> Response:
         )
     if user.id == current_user.id:
         flash(_("You cannot follow or unfollow yourself."), "warning")
+    elif user.domain is not None:  # its server answers the follow (commits)
+        change_remote_following(user, follow)
     elif follow:
         current_user.follow(user)
         flash(_("You are following %(username)s!", username=username), "success")
@@ -164,6 +166,15 @@ def change_following(username: str, follow: bool) -> Response:
         flash(_("You are not following %(username)s.", username=username), "info")
     db.session.commit()
     return redirect(url_for("people.user", username=username))
+
+
+def change_remote_following(user: User, follow: bool) -> None:
+    if follow:
+        federation_out.follow_remote(current_user, user)
+        flash(_("You asked to follow %(username)s.", username=user.username), "success")
+    else:
+        federation_out.unfollow_remote(current_user, user)
+        flash(_("You are not following %(username)s.", username=user.username), "info")
 
 
 @bp.route("/follow/<username>", methods=["POST"])

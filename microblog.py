@@ -14,12 +14,12 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import accounts
-import actors  # noqa: F401  (the federation tables, until federation.py registers routes)
 import admin
 import api
 import cli
 import config as settings
 import error_mail
+import federation
 import health
 import i18n
 import messages
@@ -96,6 +96,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)  # the notifications poll, /healthz, /readyz
     app.register_blueprint(admin.bp)  # /admin
     api.init_app(app)  # /api: JSON, token auth, no CSRF
+    federation.init_app(app)  # WebFinger, NodeInfo, actors, inboxes (when FEDERATION is on)
+    csrf.exempt(federation.bp)  # other servers sign their requests instead
     app.after_request(web.add_security_headers)
     web.register_error_handlers(app)
     app.cli.add_command(search.reindex_command)

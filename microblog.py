@@ -21,7 +21,9 @@ import config as settings
 import error_mail
 import health
 import i18n
+import mastodon_instance
 import messages
+import oauth
 import people
 import posts
 import search
@@ -94,6 +96,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)  # the notifications poll, /healthz, /readyz
     app.register_blueprint(admin.bp)  # /admin
     api.init_app(app)  # /api: JSON, token auth, no CSRF
+    oauth.init_app(app)  # /oauth: Mastodon apps sign in; authorized apps on /settings
+    mastodon_instance.init_app(app)  # /api/v1, /api/v2: the Mastodon client API
     app.after_request(web.add_security_headers)
     web.register_error_handlers(app)
     app.cli.add_command(search.reindex_command)

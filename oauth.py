@@ -146,7 +146,6 @@ class AuthorizationCodeGrant(AppScopes, grants.AuthorizationCodeGrant):
                 expires_at=utcnow() + CODE_LIFETIME,
             )
         )
-        db.session.commit()
 
     def query_authorization_code(self, code: str, client: OAuthApp) -> OAuthCode | None:
         return OAuthCode.find(code, client)
@@ -186,7 +185,6 @@ class Revocation(RevocationEndpoint):
 
     def revoke_token(self, token: OAuthToken, request: Any) -> None:
         db.session.delete(token)
-        db.session.commit()
 
 
 class TokenValidator(BearerTokenValidator):
@@ -200,7 +198,6 @@ class TokenValidator(BearerTokenValidator):
 
 def save_token(token: dict[str, Any], request: Any) -> None:
     OAuthToken.issue(request.client, request.user, token)
-    db.session.commit()
 
 
 server = Server(query_client=OAuthApp.by_client_id, save_token=save_token)
@@ -231,6 +228,8 @@ def init_app(app: Flask) -> None:
 @bp.route("/oauth/token", methods=["POST"], strict_slashes=False)
 def issue_token() -> Response:
     response = server.create_token_response()
+    # The token and the spent code, in one transaction: a code works once.
+    db.session.commit()
     return with_created_at(response)
 
 
@@ -250,6 +249,7 @@ def with_created_at(response: Response) -> Response:
 @bp.route("/oauth/revoke", methods=["POST"], strict_slashes=False)
 def revoke_token() -> Response:
     response: Response = server.create_endpoint_response(RevocationEndpoint.ENDPOINT_NAME)
+    db.session.commit()
     return response
 
 
@@ -293,6 +293,7 @@ def authorize() -> ResponseReturnValue:
     response = server.create_authorization_response(
         grant=grant, grant_user=user if approved else None
     )
+    db.session.commit()
     if redirect_uri == OOB_REDIRECT:
         return code_page(grant.client, response, approved)
     return allow_form_redirect(response, redirect_uri)

@@ -17,7 +17,7 @@ from werkzeug.datastructures import FileStorage
 import avatars
 import tasks
 from api_schemas import Text
-from database import db
+from database import MAX_ROW_ID, db
 from formatting import MENTION
 from forms import MessageForm, PostForm, filled, first_error
 from mastodon_contract import (
@@ -67,6 +67,14 @@ class Params(BaseModel):
 
 
 class IdPath(BaseModel):
+    # Larger numbers match no route (a 404): no row has them.
+    id: int = Field(json_schema_extra={"minimum": 0, "maximum": MAX_ROW_ID})
+
+
+class StatusPath(BaseModel):
+    """A status id: a post's, or past MESSAGE_ID_BASE a private message's (so it is no
+    row id, and no converter range)."""
+
     id: str = Field(max_length=40)
 
 
@@ -136,15 +144,8 @@ def truthy(value: Any) -> bool:
     return str(value).lower() in ("1", "true", "on", "yes")
 
 
-def number(id: str) -> int:
-    """A path id as a number; anything else names nothing (404)."""
-    if not id.isdecimal() or not id.isascii() or len(id) > 18:
-        not_found()
-    return int(id)
-
-
-def user_or_404(id: str) -> User:
-    user = db.session.get(User, number(id))
+def user_or_404(id: int) -> User:
+    user = db.session.get(User, id)
     if user is None or user.disabled:
         not_found()
     return user
@@ -197,7 +198,7 @@ def application(app: OAuthApp, secret: str | None = None) -> dict:
         redirect_uri="\n".join(app.redirect_uri_list),
         redirect_uris=app.redirect_uri_list,
         **credentials,
-    ).model_dump(mode="json", exclude_none=not secret)
+    ).model_dump(mode="json", exclude=None if secret else {"client_id", "client_secret"})
 
 
 @route(
@@ -327,14 +328,14 @@ def relationships() -> list[dict]:
     return found
 
 
-@route("get", "/v1/accounts/<id>", "An account", Account, tag="accounts", public=True)
+@route("get", "/v1/accounts/<row_id:id>", "An account", Account, tag="accounts", public=True)
 def get_account(path: IdPath) -> dict:
     return account(user_or_404(path.id)).dump()
 
 
 @route(
     "get",
-    "/v1/accounts/<id>/statuses",
+    "/v1/accounts/<row_id:id>/statuses",
     "An account's statuses, newest first",
     Status,
     tag="accounts",
@@ -363,7 +364,7 @@ def follow_list(path: IdPath, column: Any, other: Any) -> Response:
 
 @route(
     "get",
-    "/v1/accounts/<id>/followers",
+    "/v1/accounts/<row_id:id>/followers",
     "The accounts that follow this one",
     Account,
     tag="accounts",
@@ -377,7 +378,7 @@ def account_followers(path: IdPath, query: PageQuery) -> Response:
 
 @route(
     "get",
-    "/v1/accounts/<id>/following",
+    "/v1/accounts/<row_id:id>/following",
     "The accounts this one follows",
     Account,
     tag="accounts",
@@ -404,7 +405,7 @@ def change_follow(path: IdPath, follow: bool) -> dict:
 
 @route(
     "post",
-    "/v1/accounts/<id>/follow",
+    "/v1/accounts/<row_id:id>/follow",
     "Follow an account",
     Relationship,
     tag="accounts",
@@ -416,7 +417,7 @@ def follow_account(path: IdPath) -> dict:
 
 @route(
     "post",
-    "/v1/accounts/<id>/unfollow",
+    "/v1/accounts/<row_id:id>/unfollow",
     "Stop following an account",
     Relationship,
     tag="accounts",
@@ -475,9 +476,18 @@ def send_direct(user: User, text: str) -> dict:
     return message_status(message).dump()
 
 
+def status_number(id: str) -> int:
+    """A status id as a number, or 0 (no status) for anything that is none."""
+    if not id.isdecimal() or not id.isascii() or len(id) > 18:
+        return 0
+    return int(id)
+
+
 def visible_status(id: str) -> Post | Message:
     """The post, or a private message to or from the token's user; else 404."""
-    number_id = number(id)
+    number_id = status_number(id)
+    if not 0 < number_id - MESSAGE_ID_BASE <= MAX_ROW_ID and not 0 < number_id <= MAX_ROW_ID:
+        not_found()
     if number_id > MESSAGE_ID_BASE:
         viewer = current_user_or_none()
         message = db.session.get(Message, number_id - MESSAGE_ID_BASE)
@@ -503,7 +513,7 @@ def shown(row: Post | Message) -> dict:
 
 
 @route("get", "/v1/statuses/<id>", "A status", Status, tag="statuses", public=True)
-def get_status(path: IdPath) -> dict:
+def get_status(path: StatusPath) -> dict:
     return shown(visible_status(path.id))
 
 
@@ -515,7 +525,7 @@ def get_status(path: IdPath) -> dict:
     tag="statuses",
     scope="write:statuses",
 )
-def delete_status(path: IdPath) -> dict:
+def delete_status(path: StatusPath) -> dict:
     user = me()
     row = visible_status(path.id)
     if isinstance(row, Message) or row.user_id != user.id:
@@ -534,12 +544,12 @@ def delete_status(path: IdPath) -> dict:
     tag="statuses",
     public=True,
 )
-def status_context(path: IdPath) -> dict:
+def status_context(path: StatusPath) -> dict:
     visible_status(path.id)
     return Context(ancestors=[], descendants=[]).dump()
 
 
-def not_yet(path: IdPath, what: str) -> Response:
+def not_yet(path: StatusPath, what: str) -> Response:
     visible_status(path.id)
     return masto_abort(422, f"{what} are not supported on this server yet")
 
@@ -552,7 +562,7 @@ def not_yet(path: IdPath, what: str) -> Response:
     tag="statuses",
     scope="write:favourites",
 )
-def favourite(path: IdPath) -> Response:
+def favourite(path: StatusPath) -> Response:
     return not_yet(path, "Favourites")
 
 
@@ -564,7 +574,7 @@ def favourite(path: IdPath) -> Response:
     tag="statuses",
     scope="write:favourites",
 )
-def unfavourite(path: IdPath) -> Response:
+def unfavourite(path: StatusPath) -> Response:
     return not_yet(path, "Favourites")
 
 
@@ -576,7 +586,7 @@ def unfavourite(path: IdPath) -> Response:
     tag="statuses",
     scope="write:statuses",
 )
-def reblog(path: IdPath) -> Response:
+def reblog(path: StatusPath) -> Response:
     return not_yet(path, "Boosts")
 
 
@@ -588,7 +598,7 @@ def reblog(path: IdPath) -> Response:
     tag="statuses",
     scope="write:statuses",
 )
-def unreblog(path: IdPath) -> Response:
+def unreblog(path: StatusPath) -> Response:
     return not_yet(path, "Boosts")
 
 
@@ -601,7 +611,7 @@ def unreblog(path: IdPath) -> Response:
     public=True,
     many=True,
 )
-def favourited_by(path: IdPath) -> Response:
+def favourited_by(path: StatusPath) -> Response:
     visible_status(path.id)
     return jsonify([])
 
@@ -615,7 +625,7 @@ def favourited_by(path: IdPath) -> Response:
     public=True,
     many=True,
 )
-def reblogged_by(path: IdPath) -> Response:
+def reblogged_by(path: StatusPath) -> Response:
     visible_status(path.id)
     return jsonify([])
 

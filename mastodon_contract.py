@@ -10,6 +10,7 @@ Errors are Mastodon's: `{"error": "..."}`. Paged lists carry a `Link` header wit
 
 import copy
 import functools
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar, get_type_hints
 
@@ -107,17 +108,20 @@ def body_fields() -> dict[str, Any]:
     """The body as one mapping, whatever the client sent: a JSON object, a form (with
     `name[]` lists), or multipart with files."""
     if request.is_json:
+        if not request.get_data(cache=True).strip():
+            return {}  # some apps send the JSON type with no body where none is needed
         try:
             data = request.get_json()
         except BadRequest:
             masto_abort(400, "The body is not valid JSON")
         except RecursionError:
             masto_abort(400, "The body is nested too deeply")
-        if data is None:
-            return {}
         if not isinstance(data, dict):
             masto_abort(400, "The body must be a JSON object")
         return data
+    if request.mimetype == "multipart/form-data" and not (request.form or request.files):
+        if request.content_length:  # werkzeug drops parts it cannot read, silently
+            masto_abort(400, "The multipart body has no field that could be read")
     fields: dict[str, Any] = {}
     for name in request.form:
         values = request.form.getlist(name)
@@ -298,6 +302,8 @@ def _errors(*codes: int) -> dict[str, dict]:
 
 
 View = TypeVar("View", bound=Callable[..., Any])
+# `<row_id:id>` in a rule is `{id}` in the document.
+CONVERTER = re.compile(r"<(?:[^:>]+:)?([^>]+)>")
 
 
 def route(
@@ -314,9 +320,11 @@ def route(
     paging: bool = False,
     status: int = 200,
     files: bool = False,
+    refusals: Sequence[int] = (),
 ) -> Callable[[View], View]:
     """Declare an endpoint: its URL, access (see `Access`), and answer (an entity, or a
-    list of them with `many`; `paging` adds the Link header)."""
+    list of them with `many`; `paging` adds the Link header); `refusals` are the statuses
+    it may refuse with beyond those every endpoint of its kind has."""
 
     def decorator(view: View) -> View:
         endpoint = f"{bp.name}.{view.__name__}"
@@ -337,16 +345,16 @@ def route(
             responses[str(status)] = _response_doc("OK", response, many, paging)
         else:
             responses[str(status)] = {"description": "OK"}
-        codes = [400, 404, 422] if params_model or "query" in hints or "path" in hints else [404]
-        if not public:
-            codes += [401, 403]
-        responses.update(_errors(*codes))
+        # Any endpoint may meet a bad token (401), a bad id or argument, and the 422 of a
+        # token without a user; the private ones also a token without the scope (403).
+        codes = [400, 401, 404, 422] + ([] if public else [403]) + ([413] if files else [])
+        responses.update(_errors(*codes, *refusals))
         extensions: dict[str, Any] = {}
         if params_model is not None:
             extensions["requestBody"] = _request_body(params_model, files)
         if public:
             extensions["security"] = []
-        path = f"{bp.url_prefix}{rule}".replace("<", "{").replace(">", "}")
+        path = CONVERTER.sub(r"{\1}", f"{bp.url_prefix}{rule}")
         declare = getattr(bp, method)(
             rule,
             summary=summary,

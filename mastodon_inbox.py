@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 import search
 from database import db, isoformat_utc
-from mastodon_api import PageQuery, find_accounts, number
+from mastodon_api import IdPath, PageQuery, find_accounts
 from mastodon_contract import (
     body_fields,
     id_arg,
@@ -87,20 +87,16 @@ def notifications(query: PageQuery) -> Response:
     return paged([notification(row) for row in rows], link)
 
 
-class NotificationPath(BaseModel):
-    id: str = Field(max_length=40)
-
-
 @route(
     "get",
-    "/v1/notifications/<id>",
+    "/v1/notifications/<row_id:id>",
     "One of your notifications",
     Notification,
     tag="notifications",
     scope="read:notifications",
 )
-def get_notification(path: NotificationPath) -> dict:
-    row = MastoNotification.owned(me(), number(path.id))
+def get_notification(path: IdPath) -> dict:
+    row = MastoNotification.owned(me(), path.id)
     if row is None:
         not_found()
     return notification(row)
@@ -122,14 +118,14 @@ def clear_notifications() -> dict:
 
 @route(
     "post",
-    "/v1/notifications/<id>/dismiss",
+    "/v1/notifications/<row_id:id>/dismiss",
     "Dismiss one of your notifications",
     EmptyObject,
     tag="notifications",
     scope="write:notifications",
 )
-def dismiss_notification(path: NotificationPath) -> dict:
-    row = MastoNotification.owned(me(), number(path.id))
+def dismiss_notification(path: IdPath) -> dict:
+    row = MastoNotification.owned(me(), path.id)
     if row is None:
         not_found()
     db.session.delete(row)
@@ -243,15 +239,15 @@ def conversations(query: PageQuery) -> Response:
 
 @route(
     "post",
-    "/v1/conversations/<id>/read",
+    "/v1/conversations/<row_id:id>/read",
     "Mark your private messages as read",
     Conversation,
     tag="conversations",
     scope="write:conversations",
 )
-def read_conversation(path: NotificationPath) -> dict:
+def read_conversation(path: IdPath) -> dict:
     user = me()
-    rows = [row for row in conversation_partners(user, None, 1000) if row[0] == number(path.id)]
+    rows = [row for row in conversation_partners(user, None, 1000) if row[0] == path.id]
     if not rows:
         not_found()
     user.mark_messages_read()

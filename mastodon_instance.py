@@ -12,7 +12,7 @@ import mastodon_inbox  # noqa: F401  (its routes are part of the blueprint)
 import tasks
 from database import db, isoformat_utc
 from jobs import Task
-from mastodon_api import Params, number
+from mastodon_api import Params
 from mastodon_contract import (
     bp,
     document,
@@ -259,6 +259,7 @@ def own_task(id: str) -> Task:
     tag="microblog",
     scope="read:statuses",
     status=202,
+    refusals=[409],
 )
 def start_export() -> tuple[dict, int]:
     return started(tasks.start_export(me()), "export_posts")
@@ -279,6 +280,7 @@ class ImportParams(Params):
     scope="write:statuses",
     status=202,
     files=True,
+    refusals=[409],
 )
 def start_import(params: ImportParams) -> tuple[dict, int]:
     if not hasattr(params.file, "save") or not params.file.filename:
@@ -355,4 +357,4 @@ def init_app(app: Flask) -> None:
     app.validation_error_callback = refused  # type: ignore[attr-defined]
 
 
-__all__ = ["Account", "init_app", "number"]
+__all__ = ["Account", "init_app"]

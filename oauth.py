@@ -19,7 +19,7 @@ from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
-from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
@@ -255,8 +255,9 @@ def revoke_token() -> Response:
 
 @bp.route("/.well-known/oauth-authorization-server")
 def server_metadata() -> Response:
-    """RFC 8414 metadata, as Mastodon 4.3 publishes it."""
-    root = current_app.config["SITE_URL"].rstrip("/")
+    """RFC 8414 metadata, as Mastodon 4.3 publishes it, at the address the app used (as the
+    API's own links are): apps follow these URLs."""
+    root = request.host_url.rstrip("/")
     return jsonify(
         {
             "issuer": root + "/",

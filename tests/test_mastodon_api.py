@@ -13,7 +13,7 @@ from PIL import Image
 from database import db
 from jobs import Task
 from mastodon_entities import MESSAGE_ID_BASE
-from models import POST_MAX, Message, Post
+from models import POST_MAX, Message, Post, User
 from tests.helpers import add_posts, follow
 from tests.mastodon_support import bearer, make_token
 
@@ -435,3 +435,38 @@ def test_odd_bodies_are_4xx(app, client, users, tokens, body, content_type):
 def test_unknown_endpoint_is_a_json_404(client):
     response = client.get("/api/v1/no_such_thing")
     assert response.status_code == 404 and response.json["error"]
+
+
+# --- PostgreSQL (only when TEST_DATABASE_URL is set) -----------------------------------------
+
+
+def test_the_api_on_postgresql(pg_app):
+    """The same queries on a migrated PostgreSQL database: conversations grouped by the other
+    account, notifications, paging, search and Idempotency-Key."""
+    client = pg_app.test_client()
+    with pg_app.app_context():
+        alice, bob = (
+            db.session.scalar(sa.select(User.id).where(User.username == name))
+            for name in ("alice", "bob")
+        )
+    alice_token, bob_token = make_token(pg_app, alice), make_token(pg_app, bob)
+    post(client, bob_token, f"/api/v1/accounts/{alice}/follow")
+    for text in ("first @alice", "second", "third"):
+        headers = {**bearer(bob_token), "Idempotency-Key": text}
+        client.post("/api/v1/statuses", headers=headers, json={"status": text})
+        client.post("/api/v1/statuses", headers=headers, json={"status": text})
+    post(
+        client, bob_token, "/api/v1/statuses", json={"status": "@alice dm", "visibility": "direct"}
+    )
+    timeline = get(client, bob_token, "/api/v1/timelines/home?limit=2")
+    assert [s["text"] for s in timeline.json] == ["third", "second"]
+    assert [s["text"] for s in get(client, bob_token, links(timeline)["next"]).json] == [
+        "first @alice"
+    ]
+    kinds = [n["type"] for n in get(client, alice_token, "/api/v1/notifications").json]
+    assert kinds == ["mention", "mention", "follow"]
+    conversations = get(client, alice_token, "/api/v1/conversations")
+    assert [c["accounts"][0]["username"] for c in conversations.json] == ["bob"]
+    assert get(client, alice_token, links(conversations)["next"]).json == []
+    found = get(client, alice_token, "/api/v2/search?q=second").json
+    assert [s["text"] for s in found["statuses"]] == ["second"]

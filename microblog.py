@@ -98,13 +98,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)  # the notifications poll, /healthz, /readyz
     app.register_blueprint(admin.bp)  # /admin
     api.init_app(app)  # /api: JSON, token auth, no CSRF
-<<<<<<< HEAD
     federation.init_app(app)  # WebFinger, NodeInfo, actors, inboxes (when FEDERATION is on)
     csrf.exempt(federation.bp)  # other servers sign their requests instead
-=======
     oauth.init_app(app)  # /oauth: Mastodon apps sign in; authorized apps on /settings
     mastodon_instance.init_app(app)  # /api/v1, /api/v2: the Mastodon client API
->>>>>>> masto
     app.after_request(web.add_security_headers)
     web.register_error_handlers(app)
     app.cli.add_command(search.reindex_command)

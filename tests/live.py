@@ -102,19 +102,26 @@ def _running(process, name):
     return True
 
 
-def start_gunicorn(log: Path, env, *options, app="microblog:create_app()") -> subprocess.Popen:
+def start_gunicorn(
+    log: Path, env, *options, app="microblog:create_app()", own_site_url=False
+) -> subprocess.Popen:
     """gunicorn serving `app` with `options`; returns the process, its base URL in `.url`,
     once a worker answers HTTP.
 
     It serves a socket bound here on a free port and handed over (`fd://`), so no other
-    process can take the port in between, whatever the log level.
+    process can take the port in between, whatever the log level. With `own_site_url` its
+    SITE_URL is that base URL: the public address it names to clients (the OAuth server's
+    endpoints in its metadata) is where the test reaches it.
     """
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        if own_site_url:
+            env = {**env, "SITE_URL": url}
         fd = listener.fileno()
         command = [BIN / "gunicorn", "--bind", f"fd://{fd}", *options, app]
         process = _spawn(command, log, env, pass_fds=[fd])
-    process.url = f"http://127.0.0.1:{port}"
+    process.url = url
 
     def answers():
         _running(process, "gunicorn")
@@ -193,8 +200,12 @@ class LiveSite:
         self.database_url = self.env.get("DATABASE_URL")
         self._engine = None
 
-    def start_web(self, workers=1) -> str:
-        """gunicorn (one worker unless told, WEB_THREADS threads each); returns the base URL."""
+    def start_web(self, workers=1, own_site_url=False) -> str:
+        """gunicorn (one worker unless told, WEB_THREADS threads each); returns the base URL.
+
+        With `own_site_url`, the site's SITE_URL is that URL (see start_gunicorn()), for the
+        consumers started afterwards too.
+        """
         self.web = start_gunicorn(
             self.data_dir / "web.log",
             self.env,
@@ -202,8 +213,11 @@ class LiveSite:
             str(workers),
             "--threads",
             str(WEB_THREADS),
+            own_site_url=own_site_url,
         )
         self.url = self.web.url
+        if own_site_url:
+            self.env["SITE_URL"] = self.url
         return self.url
 
     def start_consumer(self, workers=2, pause_per_batch=None):

@@ -41,9 +41,10 @@ TAG = re.compile(r"<[^>]+>")
 
 @pytest.fixture
 def site(live):
-    """A live gunicorn on the `app` fixture's database (alice, bob and carol)."""
+    """A live gunicorn on the `app` fixture's database (alice, bob and carol), whose
+    SITE_URL is its own address: the OAuth metadata sends clients there."""
     site = live()
-    site.start_web()
+    site.start_web(own_site_url=True)
     yield site
     # Shown with a failing test's output: the server's side of a client's error.
     print(f"--- web.log (last 6000 characters)\n{read_tail(site.data_dir / 'web.log')}")

@@ -42,8 +42,9 @@ TAG = re.compile(r"<[^>]+>")
 @pytest.fixture
 def site(live):
     """A live gunicorn on the `app` fixture's database (alice, bob and carol), whose
-    SITE_URL is its own address: the OAuth metadata sends clients there."""
-    site = live()
+    SITE_URL is its own address: the OAuth metadata sends clients there. Federation is on
+    over plain http, as a site behind https would have it, so NodeInfo answers."""
+    site = live(FEDERATION_ALLOW_HTTP="true")
     site.start_web(site_url=True)
     yield site
     # Shown with a failing test's output: the server's side of a client's error.

@@ -1,6 +1,7 @@
 """Background jobs as the database sees them: `Task` (what users see of a Huey task),
 its lifecycle (`TaskStatus`, `TASK_TRANSITIONS`) and `Consumer` (a worker and its
-heartbeat). The machinery that runs them is worker.py; their bodies are tasks.py."""
+heartbeat). The machinery that runs them is worker.py; their bodies are tasks.py and the
+modules it loads."""
 
 import enum
 import json
@@ -14,6 +15,7 @@ from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 
 from i18n import N_, show_stored
+from notifications import notify
 
 if TYPE_CHECKING:
     from huey import Huey
@@ -291,7 +293,7 @@ class Task(Model):
 
     @property
     def shows_banner(self) -> bool:
-        """Active, or finished recently and not dismissed (as `User.tasks_in_progress`)."""
+        """Active, or finished recently and not dismissed (as `user_tasks.tasks_in_progress`)."""
         if self.is_active:
             return True
         recent = utcnow() - TASK_BANNER_LIFETIME
@@ -317,7 +319,7 @@ class Task(Model):
 
     def notify(self) -> None:
         """Queue a `task_progress` notification for the owner (committed by the caller)."""
-        self.user.add_notification("task_progress", self.to_notification())
+        notify(self.user_id, "task_progress", self.to_notification())
 
     @classmethod
     def change(

@@ -37,6 +37,7 @@ from huey.api import TaskWrapper
 from huey.consumer import Consumer as HueyConsumer
 from huey.consumer import Scheduler
 from huey.exceptions import CancelExecution
+from huey.registry import Registry
 from huey.storage import RedisStorage, SqliteStorage
 from werkzeug.local import LocalProxy
 
@@ -255,7 +256,21 @@ class MicroblogConsumer(HueyConsumer):
         return super().loop(health_check_ts)
 
 
+class TaskNames(Registry):
+    """Huey's registry, naming every task in queue messages `tasks.<name>` whichever module
+    defines it (Huey's own names carry the module). Task bodies moved out of tasks.py,
+    where they all were, so that messages queued before, or by a web process not yet
+    restarted, still find their task."""
+
+    def task_to_string(self, task_class: type) -> str:
+        return f"tasks.{task_class.__name__}"
+
+
 class MicroblogHuey(Huey):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._registry = TaskNames()
+
     def create_consumer(self, **options: Any) -> MicroblogConsumer:
         return MicroblogConsumer(self, **options)
 

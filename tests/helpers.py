@@ -16,6 +16,7 @@ from itertools import islice
 import sqlalchemy as sa
 
 from database import db, isoformat_utc, utcnow
+from follows import Follows
 from models import POST_MAX, Post, User, followers, text_length
 
 MINUTE = timedelta(minutes=1)
@@ -122,7 +123,7 @@ def export_document(app, user_id) -> dict:
             "version": 2,
             "profile": {"username": user.username, "about_me": user.about_me, "avatar": None},
             "posts": posts,
-            "following": user.following_usernames(),
+            "following": Follows(user).following_usernames(),
         }
 
 

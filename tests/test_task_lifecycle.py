@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from database import db
 from jobs import TASK_TRANSITIONS, InvalidTransition, Task, TaskStatus, check_transitions
-from models import Notification
+from notifications import Notification
 
 ALL_MOVES = list(itertools.product(TaskStatus, repeat=2))
 

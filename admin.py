@@ -23,7 +23,7 @@ import worker
 from account_deletion import delete_user as delete_account
 from database import db
 from forms import EmptyForm, RegistrationForm
-from jobs import Task, TaskStatus
+from jobs import Task, TaskStatus, count_by_status, recent_failures
 from models import User
 from web import form_page, list_page
 
@@ -167,8 +167,8 @@ def dashboard() -> dict[str, Any]:
         "queue_depth": depth,
         "queue_error": queue_error,
         "consumers": consumers,
-        "counts": Task.count_by_status(),
-        "failures": Task.recent_failures(),
+        "counts": count_by_status(),
+        "failures": recent_failures(),
         "restartable": tasks.RETRYABLE_TASKS,
         "form": EmptyForm(),
     }

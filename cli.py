@@ -20,7 +20,7 @@ from account_deletion import delete_user
 from database import db
 from forms import RegistrationForm, ResetPasswordForm, filled, first_error
 from i18n import N_
-from jobs import Task
+from jobs import fail_all_active
 from models import User
 
 user_cli = AppGroup("user", help="Create, change and remove accounts.")
@@ -185,7 +185,7 @@ def restore_command(file: Path) -> None:
         raise click.ClickException(str(exc)) from None
     upgrade()  # a backup taken by an older version gets this version's schema
     reason = N_("Stopped by a restore of the database. Please start it again.")
-    stopped = Task.fail_all_active(reason)
+    stopped = fail_all_active(reason)
     db.session.commit()
     click.echo(
         f"Restored {file} to {live}: {counts['users']} users, {counts['posts']} posts"

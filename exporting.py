@@ -21,7 +21,7 @@ import avatars
 from database import db, isoformat_utc
 from follows import Follows
 from i18n import N_, mail_language, nphrase, phrase, store_phrases
-from jobs import Task, TaskStatus
+from jobs import Task, TaskStatus, finished_exports
 from mailer import mail_configured, send_email, site_link
 from models import Post, User
 from task_support import (
@@ -201,7 +201,7 @@ def _batches(rows: sa.CursorResult, size: int) -> Iterator[Sequence]:
 
 def prune_exports(user_id: int, keep: int) -> int:
     """Delete the files of the user's finished exports beyond the newest `keep`."""
-    older = db.session.scalars(Task.finished_exports(user_id, "export_posts").offset(keep)).all()
+    older = db.session.scalars(finished_exports(user_id, "export_posts").offset(keep)).all()
     for row in older:
         (exports_dir() / (row.result_file or "")).unlink(missing_ok=True)
         row.result_file = None

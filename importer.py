@@ -32,10 +32,9 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import ijson
-import orjson
 
 from archive_reading import (
     BROKEN_ZIP,
@@ -265,6 +264,125 @@ class _Header:
     following: list[str] = field(default_factory=list)
 
 
+class _Converter:
+    """Turns the items of one pass over an archive into posts, counting what it skips."""
+
+    def __init__(self, file_format: str, file_name: str):
+        self.format = file_format
+        self.file_name = file_name
+        self.skipped = Skipped()
+        # Posts dated after this are refused (see AHEAD): fixed for the pass.
+        self.latest = utcnow() + AHEAD
+
+    def post(self, item: Any, number: int) -> ImportedPost | None:
+        """Item `number` as a post, or None (counted) when it is not imported; an error
+        for an item the code failed on says which one."""
+        convert = self._microblog_post if self.format == MICROBLOG else self._mastodon_post
+        try:
+            return convert(item, number)
+        except (ArchiveError, MemoryError):
+            raise
+        except Exception as exc:
+            raise self._unreadable(number) from exc
+
+    def _unreadable(self, number: int) -> ArchiveError:
+        """The error for an item whose values our code failed on (html.parser's assertions,
+        say). Converting an item reads nothing but the item, so reading it again would
+        fail again: it is the file's fault, and a retry cannot help."""
+        log.warning("Item %s of %s could not be read", number, self.file_name, exc_info=True)
+        if self.format == MICROBLOG:
+            return ArchiveError(
+                phrase("Post %(number)s of this file could not be read.", number=number)
+            )
+        return ArchiveError(
+            phrase("Item %(number)s of outbox.json could not be read.", number=number)
+        )
+
+    def _well_dated(self, timestamp: datetime) -> bool:
+        """Whether a post's time is one it can have; when not, it is counted."""
+        if EARLIEST <= timestamp <= self.latest:
+            return True
+        self.skipped.misdated += 1
+        return False
+
+    def _fitting(self, body: str) -> str | None:
+        """The text to store, or None (counted) when it is empty or too long to post."""
+        body = _clean(body)
+        if not body:
+            self.skipped.empty += 1
+            return None
+        if text_length(body) > POST_MAX:
+            self.skipped.too_long += 1
+            return None
+        return body
+
+    def _microblog_post(self, item: Any, number: int) -> ImportedPost | None:
+        """One of our posts; a file we wrote has no excuse, so anything odd is an error."""
+        if type(item) is not dict:
+            not_an_object = phrase("Post %(number)s of this file is not an object.", number=number)
+            raise ArchiveError(not_an_object)
+        body, stamp = item.get("body"), item.get("timestamp")
+        if type(body) is not str:
+            raise ArchiveError(
+                phrase('Post %(number)s of this file has no text (its "body").', number=number)
+            )
+        timestamp = parse_timestamp(stamp)
+        if timestamp is None or type(stamp) is not str:
+            raise ArchiveError(
+                phrase('Post %(number)s of this file has no valid "timestamp".', number=number)
+            )
+        if not self._well_dated(timestamp):
+            return None
+        body = self._fitting(body)
+        if body is None:
+            return None
+        post_id = item.get("id")
+        source_id = str(post_id) if isinstance(post_id, int | str) else None
+        if len(stamp) == 20 and stamp[10] == "T" and stamp[13] == ":":
+            # post_key's result from the text of the time ("2024-05-01T12:00:00Z"):
+            # formatting a million datetimes twice costs seconds.
+            digits = (
+                stamp[:4] + stamp[5:7] + stamp[8:10] + stamp[11:13] + stamp[14:16] + stamp[17:19]
+            )
+            return ImportedPost(body, timestamp, source_id, _key(digits, f"{stamp[:19]}\n{body}"))
+        return ImportedPost(body, timestamp, source_id, post_key(body, timestamp))
+
+    def _mastodon_post(self, item: Any, number: int) -> ImportedPost | None:
+        if not isinstance(item, dict):
+            raise ArchiveError(
+                phrase("Item %(number)s of outbox.json is not an object.", number=number)
+            )
+        kind, note = item.get("type"), item.get("object")
+        if kind == "Announce":
+            self.skipped.boosts += 1
+            return None
+        if kind != "Create" or not isinstance(note, dict) or note.get("type") != "Note":
+            self.skipped.unsupported += 1
+            return None
+        actor = item.get("actor") or note.get("attributedTo")
+        timestamp = parse_timestamp(note.get("published")) or parse_timestamp(item.get("published"))
+        content, source_id = note.get("content"), note.get("id")
+        if timestamp is None or not isinstance(content, str) or not isinstance(source_id, str):
+            self.skipped.unsupported += 1
+            return None
+        if _is_reply_to_other(note, actor if isinstance(actor, str) else ""):
+            self.skipped.replies += 1
+            return None
+        if not _is_public(item, note):
+            self.skipped.private += 1
+            return None
+        if not self._well_dated(timestamp):
+            return None
+        text = html_to_text(content)
+        warning = note.get("summary")
+        if isinstance(warning, str) and warning.strip() and text:
+            text = f"CW: {warning.strip()}\n\n{text}"
+        body = self._fitting(text)
+        if body is None:
+            return None
+        return ImportedPost(body, timestamp, source_id, post_key(body, timestamp, source_id))
+
+
 class Archive:
     """An uploaded file, checked at once for kind, size and shape; read with `posts()`.
 
@@ -280,7 +398,6 @@ class Archive:
         self.skipped = Skipped()
         self._header = _Header()
         self._member: zipfile.ZipInfo | None = None
-        self._latest = utcnow() + AHEAD  # set again by each pass
         self._reader: GuardedReader | None = None
         try:
             self.size = self.path.stat().st_size
@@ -314,18 +431,12 @@ class Archive:
 
     def posts(self) -> Iterator[ImportedPost]:
         """Every importable post, in file order; the rest is counted in `skipped`."""
-        self.skipped = Skipped()
+        converter = _Converter(self.format, self.path.name)
+        self.skipped = converter.skipped
         self._header = _Header()
-        self._latest = utcnow() + AHEAD
-        convert = self._microblog_post if self.format == MICROBLOG else self._mastodon_post
         with self._events() as events:
             for number, item in enumerate(self._items(events), start=1):
-                try:
-                    post = convert(item, number)
-                except (ArchiveError, MemoryError):
-                    raise
-                except Exception as exc:
-                    raise self._unreadable(number) from exc
+                post = converter.post(item, number)
                 if post is not None:
                     yield post
 
@@ -453,139 +564,7 @@ class Archive:
             if len(value) <= USERNAME_MAX and USERNAME.match(value):
                 self._header.following.append(value)
 
-    # -- items -----------------------------------------------------------------------------
-    def _unreadable(self, number: int) -> ArchiveError:
-        """The error for an item whose values our code failed on (html.parser's assertions,
-        say). Converting an item reads nothing but the item, so reading it again would
-        fail again: it is the file's fault, and a retry cannot help."""
-        log.warning("Item %s of %s could not be read", number, self.path.name, exc_info=True)
-        if self.format == MICROBLOG:
-            return ArchiveError(
-                phrase("Post %(number)s of this file could not be read.", number=number)
-            )
-        return ArchiveError(
-            phrase("Item %(number)s of outbox.json could not be read.", number=number)
-        )
-
-    def _well_dated(self, timestamp: datetime) -> bool:
-        """Whether a post's time is one it can have; when not, it is counted."""
-        if EARLIEST <= timestamp <= self._latest:
-            return True
-        self.skipped.misdated += 1
-        return False
-
-    def _fitting(self, body: str) -> str | None:
-        """The text to store, or None (counted) when it is empty or too long to post."""
-        body = _clean(body)
-        if not body:
-            self.skipped.empty += 1
-            return None
-        if text_length(body) > POST_MAX:
-            self.skipped.too_long += 1
-            return None
-        return body
-
-    def _microblog_post(self, item: Any, number: int) -> ImportedPost | None:
-        """One of our posts; a file we wrote has no excuse, so anything odd is an error."""
-        if type(item) is not dict:
-            not_an_object = phrase("Post %(number)s of this file is not an object.", number=number)
-            raise ArchiveError(not_an_object)
-        body, stamp = item.get("body"), item.get("timestamp")
-        if type(body) is not str:
-            raise ArchiveError(
-                phrase('Post %(number)s of this file has no text (its "body").', number=number)
-            )
-        timestamp = parse_timestamp(stamp)
-        if timestamp is None or type(stamp) is not str:
-            raise ArchiveError(
-                phrase('Post %(number)s of this file has no valid "timestamp".', number=number)
-            )
-        if not self._well_dated(timestamp):
-            return None
-        body = self._fitting(body)
-        if body is None:
-            return None
-        post_id = item.get("id")
-        source_id = str(post_id) if isinstance(post_id, int | str) else None
-        if len(stamp) == 20 and stamp[10] == "T" and stamp[13] == ":":
-            # post_key's result from the text of the time ("2024-05-01T12:00:00Z"):
-            # formatting a million datetimes twice costs seconds.
-            digits = (
-                stamp[:4] + stamp[5:7] + stamp[8:10] + stamp[11:13] + stamp[14:16] + stamp[17:19]
-            )
-            return ImportedPost(body, timestamp, source_id, _key(digits, f"{stamp[:19]}\n{body}"))
-        return ImportedPost(body, timestamp, source_id, post_key(body, timestamp))
-
-    def _mastodon_post(self, item: Any, number: int) -> ImportedPost | None:
-        if not isinstance(item, dict):
-            raise ArchiveError(
-                phrase("Item %(number)s of outbox.json is not an object.", number=number)
-            )
-        kind, note = item.get("type"), item.get("object")
-        if kind == "Announce":
-            self.skipped.boosts += 1
-            return None
-        if kind != "Create" or not isinstance(note, dict) or note.get("type") != "Note":
-            self.skipped.unsupported += 1
-            return None
-        actor = item.get("actor") or note.get("attributedTo")
-        timestamp = parse_timestamp(note.get("published")) or parse_timestamp(item.get("published"))
-        content, source_id = note.get("content"), note.get("id")
-        if timestamp is None or not isinstance(content, str) or not isinstance(source_id, str):
-            self.skipped.unsupported += 1
-            return None
-        if _is_reply_to_other(note, actor if isinstance(actor, str) else ""):
-            self.skipped.replies += 1
-            return None
-        if not _is_public(item, note):
-            self.skipped.private += 1
-            return None
-        if not self._well_dated(timestamp):
-            return None
-        text = html_to_text(content)
-        warning = note.get("summary")
-        if isinstance(warning, str) and warning.strip() and text:
-            text = f"CW: {warning.strip()}\n\n{text}"
-        body = self._fitting(text)
-        if body is None:
-            return None
-        return ImportedPost(body, timestamp, source_id, post_key(body, timestamp, source_id))
-
 
 def open_archive(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> Archive:
     """Check an uploaded file and learn its kind; `ArchiveError` when it cannot be imported."""
     return Archive(path, limits)
-
-
-def batches(posts: Iterator[ImportedPost], size: int) -> Iterator[list[ImportedPost]]:
-    """Lists of up to `size` posts, for `importing.add_imported_posts`."""
-    batch: list[ImportedPost] = []
-    for post in posts:
-        batch.append(post)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def spool(posts: Iterator[ImportedPost], out: IO[bytes], size: int) -> int:
-    """Write `posts` to `out` in batches of up to `size`, for `unspool`; how many.
-
-    An import parses the uploaded file once, in its check pass, and keeps the checked posts
-    here for the pass that adds them: parsing the file again cost more than this. A batch
-    is one line of JSON, an array of the posts' `ImportedPost` fields (orjson writes it,
-    times included, several times faster than pickle does; the database reads it).
-    """
-    count = 0
-    for batch in batches(posts, size):
-        out.write(orjson.dumps([tuple(post) for post in batch]) + b"\n")
-        count += len(batch)
-    return count
-
-
-def unspool(spooled: IO[bytes]) -> Iterator[bytes]:
-    """The batches `spool` wrote, from the start of `spooled`, one at a time, each as its
-    line of JSON (for `importing.add_imported_posts_json`)."""
-    spooled.seek(0)
-    yield from spooled

@@ -6,7 +6,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import orjson
 import sqlalchemy as sa
@@ -66,7 +66,7 @@ def add_imported_posts(user: User, batch: Sequence[ImportablePost]) -> int:
 def add_imported_posts_json(user: User, posts: bytes) -> int:
     """`add_imported_posts` for a batch written as JSON: an array of [body, timestamp,
     source id, key] arrays, the timestamp naive UTC in ISO 8601 (as orjson writes a
-    datetime, and `importer.spool` a batch).
+    datetime, and `spool` a batch).
 
     One INSERT … SELECT from the database's own JSON functions: the rows never become
     Python objects (which cost more than the insert itself for a million posts). ON
@@ -90,6 +90,45 @@ def imported_post_count(user: User) -> int:
     """How many of the user's posts came from an import."""
     query = sa.select(sa.func.count()).where(Post.user_id == user.id, Post.import_key.is_not(None))
     return db.session.execute(query).scalar_one()
+
+
+# --- the checked posts, kept between the two passes -------------------------------------
+
+
+def batches(
+    posts: Iterator[importer.ImportedPost], size: int
+) -> Iterator[list[importer.ImportedPost]]:
+    """Lists of up to `size` posts, for `add_imported_posts`."""
+    batch: list[importer.ImportedPost] = []
+    for post in posts:
+        batch.append(post)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def spool(posts: Iterator[importer.ImportedPost], out: IO[bytes], size: int) -> int:
+    """Write `posts` to `out` in batches of up to `size`, for `unspool`; how many.
+
+    An import parses the uploaded file once, in its check pass, and keeps the checked posts
+    here for the pass that adds them: parsing the file again cost more than this. A batch
+    is one line of JSON, an array of the posts' `importer.ImportedPost` fields (orjson writes it,
+    times included, several times faster than pickle does; the database reads it).
+    """
+    count = 0
+    for batch in batches(posts, size):
+        out.write(orjson.dumps([tuple(post) for post in batch]) + b"\n")
+        count += len(batch)
+    return count
+
+
+def unspool(spooled: IO[bytes]) -> Iterator[bytes]:
+    """The batches `spool` wrote, from the start of `spooled`, one at a time, each as its
+    line of JSON (for `add_imported_posts_json`)."""
+    spooled.seek(0)
+    yield from spooled
 
 
 # --- the uploads: kept for a retry, but not for ever ---------------------------------------
@@ -194,11 +233,11 @@ def run_import(row: Task, user: User, path: Path) -> str:
     archive = importer.open_archive(path, limits)
     with tempfile.TemporaryFile(dir=imports_dir()) as checked:
         batch_size = config["MICROBLOG_IMPORT_BATCH_SIZE"]
-        importable = importer.spool(_checking(archive, progress), checked, batch_size)
+        importable = spool(_checking(archive, progress), checked, batch_size)
         importing = nphrase("Importing %(num)s post…", "Importing %(num)s posts…", importable)
         progress.write(CHECK_SHARE, store_phrases(importing), mark)
         read = 0
-        for batch in importer.unspool(checked):
+        for batch in unspool(checked):
             add_imported_posts_json(user, batch)
             db.session.commit()
             read = min(read + batch_size, importable)  # every batch is full but the last

@@ -34,7 +34,7 @@ from database import db, utcnow
 from exporting import start_export
 from i18n import N_, PhrasedError, phrase, store_phrases
 from importing import UPLOAD_TASKS, keeps_upload
-from jobs import Task, TaskStatus
+from jobs import Task, TaskStatus, expired_results, stale_tasks
 from mailer import send_email_change_emails, send_password_reset_email
 from models import Post, User
 from task_support import (
@@ -355,7 +355,7 @@ def reap_stale_tasks() -> int:
         stale_after = current_app.config["MICROBLOG_TASK_STALE_SECONDS"]
         stale = [
             row
-            for row in db.session.scalars(Task.stale(timedelta(seconds=stale_after)))
+            for row in db.session.scalars(stale_tasks(timedelta(seconds=stale_after)))
             if row.consumer_id is None or row.consumer_id in live
         ]
         for row in stale:
@@ -372,7 +372,7 @@ def reap_stale_tasks() -> int:
 def delete_expired_exports() -> int:
     """Delete export files past their expiry date; the history then shows them as expired."""
     with app_context():
-        expired = db.session.scalars(Task.expired_results()).all()
+        expired = db.session.scalars(expired_results()).all()
         for row in expired:
             (exports_dir() / row.result_file).unlink(missing_ok=True)
             row.result_file = None

@@ -43,7 +43,7 @@ from werkzeug.local import LocalProxy
 
 import config
 from database import db, utcnow
-from jobs import Consumer, Task, TaskStatus
+from jobs import Consumer, Task, TaskStatus, lost_tasks, requeue_lost
 
 if TYPE_CHECKING:
     import sqlite3
@@ -360,9 +360,9 @@ def recover_lost_tasks() -> int:
     """Put the running tasks of dead consumers back in the queue; returns how many."""
     live = {consumer.id for consumer in live_consumers()}
     with app_context():
-        lost = db.session.execute(Task.lost(live)).all()
+        lost = db.session.execute(lost_tasks(live)).all()
         for task_id, consumer_id in lost:
-            row = Task.requeue_lost(task_id, consumer_id)
+            row = requeue_lost(task_id, consumer_id)
             if row is None:
                 continue  # another consumer got there first, or the task moved on
             log.warning("Task %s: its consumer %s died; now %s", task_id, consumer_id, row.status)

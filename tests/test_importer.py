@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import archive_reading
 import importer
+import importing
 from database import db
 from follows import Follows
 from importer import ArchiveError, Limits, html_to_text, open_archive
@@ -616,7 +617,7 @@ def import_file(app, user_id, path, batch_size=2) -> int:
         user = db.session.get_one(User, user_id)
         added = sum(
             add_imported_posts(user, batch)
-            for batch in importer.batches(open_archive(path).posts(), batch_size)
+            for batch in importing.batches(open_archive(path).posts(), batch_size)
         )
         db.session.commit()
         return added

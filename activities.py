@@ -63,7 +63,7 @@ def person(user: User) -> dict[str, Any]:
         "type": "Person",
         "preferredUsername": user.username,
         "name": user.username,
-        "summary": str(Markup("<p>%s</p>") % linkify(user.about_me)) if user.about_me else "",
+        "summary": note_html(user.about_me or ""),
         "url": site_link("people.user", username=user.username),
         **collection_urls(user),
         "endpoints": {"sharedInbox": f"{actors.site_url()}/inbox"},

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import sqlalchemy as sa
 import urllib3
 from flask import current_app
 
@@ -312,13 +313,22 @@ def _fresh(user: User) -> bool:
 
 def refresh_actor(actor_url: str) -> User:
     """Fetch an actor document and store what it says; committed. Raises FetchError."""
-    document = fetch_json(actor_url)
+    return store_actor(fetch_json(actor_url), actor_url)
+
+
+def store_actor(document: dict, fetched_from: str) -> User:
+    """Store an actor document read from `fetched_from`; committed. Raises FetchError."""
     try:
-        user = actors.store_remote_actor(document, fetched_from=actor_url)
+        user = actors.store_remote_actor(document, fetched_from=fetched_from)
+        db.session.commit()
     except actors.ActorError as exc:
         db.session.rollback()
         raise FetchError(str(exc)) from None
-    db.session.commit()
+    except sa.exc.IntegrityError:
+        # Another request stored the same account a moment ago: this updates that one.
+        db.session.rollback()
+        user = actors.store_remote_actor(document, fetched_from=fetched_from)
+        db.session.commit()
     return user
 
 

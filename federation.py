@@ -157,7 +157,9 @@ def nodeinfo() -> Response:
         "services": {"inbound": [], "outbound": []},
         "openRegistrations": registration_open(),
         "usage": {"users": {"total": users}, "localPosts": posts or 0},
-        "metadata": {},
+        # Client libraries that detect the server type (megalodon) read this and speak
+        # the Mastodon client API to us, which we serve; the software name stays ours.
+        "metadata": {"upstream": {"name": "mastodon"}},
     }
     response = jsonify(document)
     response.mimetype = "application/json"

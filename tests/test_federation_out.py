@@ -102,6 +102,17 @@ def test_profile_edit_sends_update_person(client, auth, followed_alice, sent):
     assert "New me" in activity["object"]["summary"]
 
 
+def test_update_person_is_built_in_the_worker_too(app, followed_alice, sent):
+    # The worker has no request: a new picture is announced from there.
+    with app.app_context():
+        alice = db.session.get(User, followed_alice)
+        alice.about_me = "Hi @bob"
+        federation_out.profile_updated(alice)
+    person = sent[0][0]["object"]
+    assert person["icon"]["url"].startswith(f"{SITE}/avatar/alice/")
+    assert f'href="{SITE}/user/bob"' in person["summary"]
+
+
 def test_account_deletion_sends_delete_of_the_actor_everywhere(app, followed_alice, sent):
     with app.app_context():
         tasks.delete_user(db.session.get(User, followed_alice))

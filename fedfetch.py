@@ -94,7 +94,8 @@ def _resolve(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         raise FetchError(f"{host} cannot be resolved") from None
-    addresses = [str(info[4][0]) for info in infos]
+    # IPv4 first: many small servers have no IPv6 route, though their names have AAAA records.
+    addresses = sorted({str(info[4][0]) for info in infos}, key=lambda address: ":" in address)
     if not addresses:
         raise FetchError(f"{host} cannot be resolved")
     return addresses

@@ -328,8 +328,12 @@ def store_actor(document: dict, fetched_from: str) -> User:
     except sa.exc.IntegrityError:
         # Another request stored the same account a moment ago: this updates that one.
         db.session.rollback()
-        user = actors.store_remote_actor(document, fetched_from=fetched_from)
-        db.session.commit()
+        try:
+            user = actors.store_remote_actor(document, fetched_from=fetched_from)
+            db.session.commit()
+        except (actors.ActorError, sa.exc.IntegrityError):
+            db.session.rollback()
+            raise FetchError("the actor clashes with an account known here") from None
     return user
 
 

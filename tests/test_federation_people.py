@@ -118,6 +118,8 @@ def test_follow_states_and_followers_page(client, auth, app, users, ann_server):
     search(client, f"@{ann_server}")
     page = client.submit(f"/follow/{ann_server}", follow_redirects=True).text
     assert 'follow-state">Requested<' in page
+    popup = client.get(f"/user/{ann_server}/popup").text
+    assert f'action="/unfollow/{ann_server}"' in popup and "Cancel request" in popup
     with app.app_context():
         alice, ann = db.session.get(User, users["alice"]), User.by_username(ann_server)
         request_row = actors.follow_request(alice, ann)

@@ -150,3 +150,23 @@ def test_nothing_is_sent_with_federation_off(app, followed_alice, sent, app_conf
         federation_out.post_published(post)
         federation_out.profile_updated(alice)
     assert sent == []
+
+
+def test_mastodon_apps_federate_too(app, client, followed_alice, sent):
+    """Following, posting and deleting through the Mastodon client API go out as the pages'
+    do: a remote follow is asked for, not recorded as done."""
+    from tests.mastodon_support import bearer, make_token
+
+    token = make_token(app, followed_alice)
+    with app.app_context():
+        ann_id = remote_user("ann", "four.example").id
+        db.session.commit()
+    client.post(f"/api/v1/accounts/{ann_id}/follow", headers=bearer(token))
+    assert sent[-1][0]["type"] == "Follow" and sent[-1][2] == "https://four.example/users/ann/inbox"
+    with app.app_context():
+        alice, ann = db.session.get(User, followed_alice), db.session.get(User, ann_id)
+        assert not alice.is_following(ann) and actors.follow_request(alice, ann) is not None
+    created = client.post("/api/v1/statuses", data={"status": "From an app"}, headers=bearer(token))
+    assert [a["type"] for a, _, _ in sent[-2:]] == ["Create", "Create"]
+    client.delete(f"/api/v1/statuses/{created.get_json()['id']}", headers=bearer(token))
+    assert [a["type"] for a, _, _ in sent[-2:]] == ["Delete", "Delete"]

@@ -111,7 +111,7 @@ def instance_actor() -> dict[str, Any]:
         {
             "id": actor,
             "type": "Application",
-            "preferredUsername": actors.site_host(),
+            "preferredUsername": urlsplit(actors.site_url()).hostname,
             "name": "Microblog",
             "url": site_link("posts.index"),
             "inbox": f"{actors.site_url()}/inbox",

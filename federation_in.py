@@ -169,6 +169,10 @@ def parse_activity(body: bytes) -> dict[str, Any]:
         abort(400, "the body is not JSON")
     if not isinstance(activity, dict) or _depth(activity) > MAX_JSON_DEPTH:
         abort(400, "the body is not an activity")
+    try:  # "\ud800" escapes make lone surrogates, which no database column takes
+        json.dumps(activity, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        abort(400, "the body holds text that is not Unicode")
     for name in ("id", "type"):
         if not isinstance(activity.get(name), str) or len(activity[name]) > URL_MAX:
             abort(400, f"the activity has no usable {name}")

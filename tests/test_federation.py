@@ -435,6 +435,12 @@ def test_blocked_domain_is_403_before_any_fetch(web, app, users, remote_keys, mo
             401,
         ),
         (b"{" + b'"x":"' + b"a" * 300_000 + b'"}', 413),
+        (
+            b'{"id": "https://remote.example/\\ud800", "type": "Follow", "actor": "'
+            + ANN.encode()
+            + b'"}',
+            400,
+        ),
     ],
 )
 def test_bad_bodies_are_refused(web, app, users, ann, remote_keys, body, status):

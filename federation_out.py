@@ -113,6 +113,19 @@ def account_deleted(user: User) -> None:
     send(activities.delete(actor, actor, to=[activities.PUBLIC]), user.id, inboxes)
 
 
+def change_following(follower: User, followed: User, follow: bool) -> None:
+    """Follow or unfollow anyone (commits): a local account at once; a remote one by asking
+    its server, and for real only once it accepts."""
+    if followed.domain is not None:
+        (follow_remote if follow else unfollow_remote)(follower, followed)
+        return
+    if follow:
+        Follows(follower).follow(followed)
+    else:
+        Follows(follower).unfollow(followed)
+    db.session.commit()
+
+
 def follow_remote(follower: User, followed: User) -> None:
     """Ask a remote account's server to let `follower` follow it (commits); the follow is
     "requested" until it accepts."""

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.datastructures import FileStorage
 
 import avatars
+import federation_out
 import tasks
 from api_schemas import Text
 from database import MAX_ROW_ID, db
@@ -251,6 +252,8 @@ def update_credentials(params: CredentialsParams) -> dict:
     if params.avatar is not None:
         start_avatar(user, params.avatar)
     db.session.commit()
+    if params.note is not None:  # a new picture is announced by the worker once made
+        federation_out.profile_updated(user)
     return credential_account(user).dump()
 
 
@@ -397,11 +400,7 @@ def change_follow(path: IdPath, follow: bool) -> dict:
     other = user_or_404(path.id)
     if other.id == user.id:
         masto_abort(403, "This action is not allowed")
-    if follow:
-        Follows(user).follow(other)
-    else:
-        Follows(user).unfollow(other)
-    db.session.commit()
+    federation_out.change_following(user, other, follow)
     return relationship(user, other).dump()
 
 
@@ -461,6 +460,7 @@ def create_status(params: StatusParams) -> dict:
     if key:
         IdempotencyKey.remember(user, key, post)
     db.session.commit()
+    federation_out.post_published(post)
     return status(post).dump()
 
 
@@ -535,6 +535,7 @@ def delete_status(path: StatusPath) -> dict:
     shown_before = status(row).dump()
     user.delete_post(row.id)
     db.session.commit()
+    federation_out.post_deleted(user, row.id)
     return shown_before
 
 

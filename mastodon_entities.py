@@ -29,7 +29,7 @@ class Entity(BaseModel):
 Timestamp = str
 
 
-class Field_(Entity):
+class ProfileField(Entity):
     model_config = ConfigDict(extra="forbid", title="Field")
     name: str
     value: str
@@ -65,7 +65,7 @@ class Account(Entity):
     statuses_count: int
     last_status_at: str | None
     emojis: list[CustomEmoji] = []
-    fields: list[Field_] = []
+    fields: list[ProfileField] = []
 
 
 class Source(Entity):
@@ -73,7 +73,7 @@ class Source(Entity):
     sensitive: bool = False
     language: str = ""
     note: str
-    fields: list[Field_] = []
+    fields: list[ProfileField] = []
     follow_requests_count: int = 0
 
 

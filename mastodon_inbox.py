@@ -1,4 +1,4 @@
-"""The Mastodon client API, part two: what comes to a reader — notifications (follows,
+"""The Mastodon client API, part three: what comes to a reader — notifications (follows,
 mentions, and private messages as `direct` mentions), markers, conversations — and search."""
 
 from typing import Any

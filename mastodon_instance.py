@@ -1,4 +1,4 @@
-"""The Mastodon client API, part three: the instance, the lists of features we do not
+"""The Mastodon client API, part four: the instance, the lists of features we do not
 have (empty, never a 404 that crashes an app), our own export and import tasks, and the
 OpenAPI document; `init_app` mounts all of it."""
 
@@ -9,6 +9,7 @@ from flask import Flask, Response, current_app, jsonify, request, url_for
 from pydantic import BaseModel, Field
 
 import mastodon_inbox  # noqa: F401  (its routes are part of the blueprint)
+import mastodon_statuses  # noqa: F401  (its routes too)
 import tasks
 from database import db, isoformat_utc
 from jobs import Task

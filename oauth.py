@@ -42,7 +42,7 @@ from oauth_store import (
     unknown_scopes,
     within,
 )
-from web import CONTENT_SECURITY_POLICY, error_page, redirect_with
+from web import CONTENT_SECURITY_POLICY, allow_any_origin, error_page, redirect_with
 
 bp = Blueprint("oauth", __name__)
 
@@ -220,6 +220,14 @@ def init_app(app: Flask) -> None:
     csrf = app.extensions["csrf"]
     for view in (issue_token, revoke_token, server_metadata):
         csrf.exempt(view)
+
+
+@bp.after_request
+def open_to_web_apps(response: Response) -> Response:
+    """Web apps exchange codes from their own origin; the page itself stays same-origin."""
+    if request.endpoint != "oauth.authorize":
+        allow_any_origin(response)
+    return response
 
 
 # --- the endpoints -------------------------------------------------------------------

@@ -470,3 +470,23 @@ def test_the_api_on_postgresql(pg_app):
     assert get(client, alice_token, links(conversations)["next"]).json == []
     found = get(client, alice_token, "/api/v2/search?q=second").json
     assert [s["text"] for s in found["statuses"]] == ["second"]
+
+
+def test_web_apps_of_any_origin_may_call_the_api(client, users, tokens):
+    preflight = client.options(
+        "/api/v1/timelines/home",
+        headers={"Origin": "https://elk.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    timeline = get(client, tokens["alice"], "/api/v1/timelines/home")
+    assert timeline.headers["Access-Control-Allow-Origin"] == "*"
+    assert timeline.headers["Access-Control-Expose-Headers"] == "Link"
+    refused = client.get("/api/v1/timelines/home")
+    assert refused.status_code == 401 and refused.headers["Access-Control-Allow-Origin"] == "*"
+    token = client.post("/oauth/token", data={"grant_type": "password"})
+    assert token.headers["Access-Control-Allow-Origin"] == "*"
+    # The pages are not opened to other origins: not the authorize page, nor the API of old.
+    assert "Access-Control-Allow-Origin" not in client.get("/oauth/authorize").headers
+    assert "Access-Control-Allow-Origin" not in client.get("/api/users").headers

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.datastructures import FileStorage
 
 import avatars
+import ratelimit
 import tasks
 from api_schemas import Text
 from database import MAX_ROW_ID, db
@@ -124,8 +125,17 @@ def user_or_404(id: int) -> User:
     Application,
     tag="apps",
     public=True,
+    refusals=[429],
 )
 def create_app(params: AppParams) -> dict:
+    """Anyone may register an app (a few an hour from one address)."""
+    retry_after = ratelimit.app_registration()
+    if retry_after:
+        masto_abort(
+            429,
+            ratelimit.refusal("app registrations", retry_after),
+            {"Retry-After": str(retry_after)},
+        )
     uris = params.redirect_uris
     redirect_uris = scope_list(" ".join(uris) if isinstance(uris, list) else uris)
     if not redirect_uris or any(not valid_redirect(uri) for uri in redirect_uris):

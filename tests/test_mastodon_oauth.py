@@ -441,3 +441,15 @@ def test_server_metadata(client):
     assert "S256" in metadata["code_challenge_methods_supported"]
     assert {"read", "write", "follow", "push", "read:statuses"} <= set(metadata["scopes_supported"])
     assert "password" in metadata["grant_types_supported"]
+
+
+@pytest.mark.parametrize("app_config", [{"APP_REGISTRATION_LIMIT_PER_IP": 2}])
+def test_app_registrations_are_throttled_per_address(client):
+    fields = {"client_name": "spam", "redirect_uris": OOB}
+    assert [client.post("/api/v1/apps", data=fields).status_code for _ in range(3)] == [
+        200,
+        200,
+        429,
+    ]
+    refused = client.post("/api/v1/apps", data=fields)
+    assert int(refused.headers["Retry-After"]) > 0 and "Too many new apps" in refused.json["error"]

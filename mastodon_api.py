@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.datastructures import FileStorage
 
 import avatars
+import federation_out
 import ratelimit
 import tasks
 from api_schemas import Text
@@ -250,9 +251,8 @@ def start_avatar(user: User, upload: Any) -> None:
 def lookup_account(query: LookupQuery) -> dict:
     name = query.acct.removeprefix("@")
     host = request.host.split(":")[0]
+    # Ours by name (with or without this host); a remote account known here by name@host.
     name = name.removesuffix("@" + request.host).removesuffix("@" + host)
-    if len(name) > USERNAME_MAX or "@" in name:
-        not_found()
     user = User.by_username(name)
     if user is None or user.disabled:
         not_found()
@@ -273,7 +273,12 @@ def search_accounts(query: AccountSearchQuery) -> list[dict]:
 
 
 def find_accounts(text: str, limit: int = 40) -> list[User]:
-    name = text.strip().removeprefix("@").split("@")[0][:USERNAME_MAX]
+    """Accounts whose name contains `text`; a handle known here (`name@host`) first."""
+    handle = text.strip().removeprefix("@")
+    known = User.by_username(handle) if "@" in handle else None
+    if known is not None and not known.disabled:
+        return [known]
+    name = handle.split("@")[0][:USERNAME_MAX]
     if not name:
         return []
     select = User.named_like(name).where(User.disabled.is_(False)).limit(limit)
@@ -368,7 +373,12 @@ def change_follow(path: IdPath, follow: bool) -> dict:
     other = user_or_404(path.id)
     if other.id == user.id:
         masto_abort(403, "This action is not allowed")
-    if follow:
+    if other.domain is not None:  # its server answers (a Follow, or its Undo; commits)
+        if follow:
+            federation_out.follow_remote(user, other)
+        else:
+            federation_out.unfollow_remote(user, other)
+    elif follow:
         user.follow(other)
     else:
         user.unfollow(other)

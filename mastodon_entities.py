@@ -10,6 +10,7 @@ from flask import g, request, url_for
 from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field
 
+import actors
 from database import db, isoformat_utc
 from formatting import MENTION, linkify
 from models import Message, Post, User, followers
@@ -218,8 +219,9 @@ def absolute(path: str) -> str:
 
 
 def acct(user: User) -> str:
-    """The account's handle: the username here; `name@host` for a remote account."""
-    return user.username
+    """The account's handle: the username here; `name@host` for a remote account (whose
+    username is stored that way)."""
+    return user.username if user.domain is None else f"{user.username.split('@')[0]}@{user.domain}"
 
 
 def _account_counts(user: User) -> tuple[int, int, int, datetime | None, datetime | None]:
@@ -244,7 +246,7 @@ def account(user: User) -> Account:
     page = absolute(url_for("people.user", username=user.username))
     avatar = absolute(user.avatar(128))
     header = absolute(url_for("static", filename="favicon.svg"))
-    return Account(
+    shown = Account(
         id=str(user.id),
         username=user.username,
         acct=acct(user),
@@ -263,6 +265,24 @@ def account(user: User) -> Account:
         statuses_count=statuses,
         last_status_at=last.date().isoformat() if last else None,
     )
+    return with_remote_profile(shown, user) if user.domain is not None else shown
+
+
+def with_remote_profile(shown: Account, user: User) -> Account:
+    """A remote account as its server describes it: its name there, its profile (HTML
+    cleaned when it was fetched), its addresses and its server's counts."""
+    remote = actors.remote_actor(user)
+    shown.username = user.username.split("@")[0]
+    if remote is None:
+        return shown
+    shown.display_name = remote.display_name or shown.username
+    shown.note = remote.summary_html or ""
+    shown.uri = remote.actor_url
+    shown.url = remote.profile_url or remote.actor_url
+    shown.followers_count = remote.followers_count or 0
+    shown.following_count = remote.following_count or 0
+    shown.statuses_count = remote.posts_count or shown.statuses_count
+    return shown
 
 
 def credential_account(user: User) -> CredentialAccount:
@@ -348,4 +368,6 @@ def relationship(viewer: User, other: User) -> Relationship:
         following=following,
         showing_reblogs=following,
         followed_by=follows(other.id, viewer.id),
+        # A follow of a remote account waits for its server's Accept.
+        requested=actors.follow_request(viewer, other) is not None,
     )

@@ -80,7 +80,7 @@ def instance_v1() -> dict:
         "email": contact_email(),
         "version": MASTODON_VERSION,
         "urls": {"streaming_api": ""},
-        "stats": {"user_count": users, "status_count": posts, "domain_count": 0},
+        "stats": {"user_count": users, "status_count": posts, "domain_count": len(peers())},
         "thumbnail": None,
         "languages": LANGUAGES,
         "registrations": registration_open(),
@@ -151,14 +151,19 @@ def custom_emojis() -> Response:
 @route(
     "get",
     "/v1/instance/peers",
-    "The servers this one knows: none yet",
+    "The servers of the remote accounts known here",
     {"type": "string"},
     tag="instance",
     public=True,
     many=True,
 )
 def instance_peers() -> Response:
-    return jsonify([])
+    return jsonify(peers())
+
+
+def peers() -> list[str]:
+    query = sa.select(User.domain).where(User.domain.is_not(None)).distinct().order_by(User.domain)
+    return [domain for domain in db.session.scalars(query) if domain]
 
 
 # --- what we do not have: empty lists ---------------------------------------------------------

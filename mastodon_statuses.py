@@ -300,7 +300,7 @@ def home_timeline(query: PageQuery) -> Response:
 @route(
     "get",
     "/v1/timelines/public",
-    "Every post here, newest first (all are local; `remote=true` is empty)",
+    "Every post here, newest first (`local=true`: only ours; `remote=true`: only other servers')",
     Status,
     tag="timelines",
     public=True,
@@ -309,8 +309,11 @@ def home_timeline(query: PageQuery) -> Response:
 )
 def public_timeline(query: PublicQuery) -> Response:
     select = sa.select(Post)
-    if truthy(query.remote) or truthy(query.only_media):
-        select = select.where(sa.false())
+    if truthy(query.local) or truthy(query.remote):
+        remote = User.domain.is_not(None) if truthy(query.remote) else User.domain.is_(None)
+        select = select.where(Post.user_id.in_(sa.select(User.id).where(remote)))
+    if truthy(query.only_media):
+        select = select.where(sa.false())  # no media here
     return posts_page(select)
 
 

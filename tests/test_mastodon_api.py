@@ -490,3 +490,64 @@ def test_web_apps_of_any_origin_may_call_the_api(client, users, tokens):
     # The pages are not opened to other origins: not the authorize page, nor the API of old.
     assert "Access-Control-Allow-Origin" not in client.get("/oauth/authorize").headers
     assert "Access-Control-Allow-Origin" not in client.get("/api/users").headers
+
+
+# --- remote accounts (rows of the same table, with a domain) -----------------------------------
+
+
+@pytest.fixture
+def carl(app):
+    """A remote account, as federation stores one: name@host, a domain, its actor's row."""
+    from actors import RemoteActor
+
+    with app.app_context():
+        user = User(username="carl@remote.example", domain="remote.example")
+        db.session.add(user)
+        db.session.flush()
+        db.session.add(
+            RemoteActor(
+                user_id=user.id,
+                actor_url="https://remote.example/users/carl",
+                inbox="https://remote.example/users/carl/inbox",
+                profile_url="https://remote.example/@carl",
+                key_id="https://remote.example/users/carl#main-key",
+                public_key_pem="-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----",
+                display_name="Carl Remote",
+                summary_html="<p>far away</p>",
+                followers_count=7,
+                following_count=3,
+                posts_count=99,
+            )
+        )
+        db.session.commit()
+        return user.id
+
+
+def test_a_remote_account_has_its_handle_and_its_servers_profile(app, client, users, tokens, carl):
+    add_posts(app, carl, ["from afar"])
+    add_posts(app, users["bob"], ["from here"])
+    shown = client.get(f"/api/v1/accounts/{carl}").json
+    assert (shown["username"], shown["acct"]) == ("carl", "carl@remote.example")
+    assert shown["display_name"] == "Carl Remote" and shown["note"] == "<p>far away</p>"
+    assert shown["url"] == "https://remote.example/@carl"
+    assert (shown["followers_count"], shown["statuses_count"]) == (7, 99)
+    looked_up = client.get("/api/v1/accounts/lookup?acct=carl@remote.example").json
+    assert looked_up["id"] == str(carl)
+    local = client.get("/api/v1/timelines/public?local=true").json
+    remote = client.get("/api/v1/timelines/public?remote=true").json
+    assert [s["text"] for s in local] == ["from here"]
+    assert [(s["text"], s["account"]["acct"]) for s in remote] == [
+        ("from afar", "carl@remote.example")
+    ]
+    assert client.get("/api/v1/instance/peers").json == ["remote.example"]
+    found = get(client, tokens["alice"], "/api/v2/search?q=@carl@remote.example").json
+    assert [a["acct"] for a in found["accounts"]] == ["carl@remote.example"]
+
+
+def test_following_a_remote_account_is_requested_until_its_server_accepts(
+    app, client, users, tokens, carl
+):
+    relation = post(client, tokens["alice"], f"/api/v1/accounts/{carl}/follow").json
+    assert relation["requested"] is True and relation["following"] is False
+    undone = post(client, tokens["alice"], f"/api/v1/accounts/{carl}/unfollow").json
+    assert undone["requested"] is False and undone["following"] is False

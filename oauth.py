@@ -56,7 +56,10 @@ def request_fields() -> MultiDict[str, str]:
     fields: MultiDict[str, str] = MultiDict(request.args)
     fields.update(request.form)
     if request.is_json:
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:  # nested too deeply: no fields, and Authlib says what is missing
+            data = None
         if isinstance(data, dict):
             for name, value in data.items():
                 if isinstance(value, str | int) and not isinstance(value, bool):

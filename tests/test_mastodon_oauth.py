@@ -453,3 +453,23 @@ def test_app_registrations_are_throttled_per_address(client):
     ]
     refused = client.post("/api/v1/apps", data=fields)
     assert int(refused.headers["Retry-After"]) > 0 and "Too many new apps" in refused.json["error"]
+
+
+ODD_BODIES = [
+    ("application/json", '{"grant_type": "password", "username": "\\ud800", "password": "x"}'),
+    ("application/json", "[" * 1000 + "]" * 1000),
+    ("application/json", '{"grant_type": ' + "[" * 1000 + "]" * 1000 + "}"),
+    ("application/json", '{"client_id": ' + "9" * 5000 + "}"),
+    ("application/json", ""),
+    ("application/octet-stream", b"\xff\xfe\x00binary"),
+    ("application/x-www-form-urlencoded", "grant_type=password&client_id=" + "a" * 10000),
+]
+
+
+@pytest.mark.parametrize(("content_type", "body"), ODD_BODIES)
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke", "/api/v1/apps"])
+def test_odd_bodies_to_the_oauth_endpoints_are_4xx(app, client, users, path, content_type, body):
+    response = client.post(path, data=body, headers={"Content-Type": content_type})
+    assert 400 <= response.status_code < 500, response.get_data(as_text=True)
+    assert response.json["error"]
+    assert token_rows(app) == 0

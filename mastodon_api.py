@@ -223,6 +223,8 @@ def update_credentials(params: CredentialsParams) -> dict:
     if params.avatar is not None:
         start_avatar(user, params.avatar)
     db.session.commit()
+    if params.note is not None:
+        federation_out.profile_updated(user)
     return credential_account(user).dump()
 
 

@@ -314,14 +314,16 @@ def mentions(text: str) -> list[Mention]:
 
 
 def status(post: Post) -> Status:
+    """A post as a status; one from another server keeps its id there, its page and its
+    content (sanitised when it arrived)."""
     url = absolute(url_for("posts.post", post_id=post.id))
     return Status(
         id=str(post.id),
-        uri=url,
-        url=url,
+        uri=post.ap_id or url,
+        url=post.url or post.ap_id or url,
         created_at=isoformat_utc(post.timestamp),
         account=account(post.author),
-        content=content_html(post.body),
+        content=post.html if post.html is not None else content_html(post.body),
         text=post.body,
         visibility="public",
         mentions=mentions(post.body),

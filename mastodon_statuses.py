@@ -8,6 +8,7 @@ import sqlalchemy.orm as so
 from flask import Response, jsonify, request
 from pydantic import BaseModel, Field
 
+import federation_out
 from api_schemas import Text
 from database import MAX_ROW_ID, db
 from formatting import MENTION
@@ -99,6 +100,7 @@ def create_status(params: StatusParams) -> dict:
     if key:
         IdempotencyKey.remember(user, key, post)
     db.session.commit()
+    federation_out.post_published(post)  # to the followers' servers, as from the page
     return status(post).dump()
 
 
@@ -173,6 +175,7 @@ def delete_status(path: StatusPath) -> dict:
     shown_before = status(row).dump()
     user.delete_post(row.id)
     db.session.commit()
+    federation_out.post_deleted(user, row.id)
     return shown_before
 
 

@@ -551,3 +551,40 @@ def test_following_a_remote_account_is_requested_until_its_server_accepts(
     assert relation["requested"] is True and relation["following"] is False
     undone = post(client, tokens["alice"], f"/api/v1/accounts/{carl}/unfollow").json
     assert undone["requested"] is False and undone["following"] is False
+
+
+def test_a_remote_post_keeps_its_address_and_cleaned_content(app, client, carl):
+    with app.app_context():
+        db.session.add(
+            Post(
+                body="hello from afar",
+                user_id=carl,
+                ap_id="https://remote.example/users/carl/statuses/1",
+                url="https://remote.example/@carl/1",
+                html="<p>hello <em>from</em> afar</p>",
+            )
+        )
+        db.session.commit()
+    shown = client.get("/api/v1/timelines/public?remote=true").json[0]
+    assert shown["uri"] == "https://remote.example/users/carl/statuses/1"
+    assert shown["url"] == "https://remote.example/@carl/1"
+    assert shown["content"] == "<p>hello <em>from</em> afar</p>"
+    assert shown["account"]["acct"] == "carl@remote.example"
+
+
+@pytest.mark.parametrize("app_config", [{"FEDERATION": True}])
+def test_statuses_from_an_app_reach_remote_followers(app, client, users, tokens, carl, monkeypatch):
+    import federation_out
+
+    sent = []
+    monkeypatch.setattr(
+        federation_out, "send", lambda activity, signer, inboxes: sent.append((activity, inboxes))
+    )
+    follow(app, carl, users["alice"])
+    created = post(client, tokens["alice"], "/api/v1/statuses", json={"status": "federated"})
+    assert created.status_code == 200
+    activity, inboxes = sent[0]
+    assert activity["type"] == "Create" and activity["object"]["content"].startswith("<p>")
+    assert inboxes == ["https://remote.example/users/carl/inbox"]
+    client.delete(f"/api/v1/statuses/{created.json['id']}", headers=bearer(tokens["alice"]))
+    assert sent[1][0]["type"] == "Delete"

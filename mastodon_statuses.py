@@ -108,7 +108,8 @@ def send_direct(user: User, text: str) -> dict:
     """A `direct` status is a private message to the account it mentions first."""
     match = MENTION.search(text)
     recipient = User.by_username(match.group(1).rstrip(".")) if match else None
-    if recipient is None or recipient.id == user.id or recipient.disabled:
+    # Private messages stay on this server: a remote account cannot receive one yet.
+    if recipient is None or recipient.id == user.id or recipient.disabled or recipient.domain:
         unprocessable("Validation failed: A direct status must mention one other local account")
     form = filled(MessageForm, {"message": text})
     if form.errors:

@@ -2,6 +2,7 @@
 have (empty, never a 404 that crashes an app), our own export and import tasks, and the
 OpenAPI document; `init_app` mounts all of it."""
 
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +14,7 @@ import mastodon_statuses  # noqa: F401  (its routes too)
 import tasks
 from database import db, isoformat_utc
 from jobs import Task
-from mastodon_api import Params
+from mastodon_api import IdPath, Params
 from mastodon_contract import (
     bp,
     document,
@@ -185,17 +186,35 @@ EMPTY_LISTS = {
     "/v1/announcements": ("Announcements: none", "read"),
     "/v2/suggestions": ("Follow suggestions: none", "read"),
     "/v1/scheduled_statuses": ("Scheduled statuses: none", "read:statuses"),
+    # Open to anyone, as on Mastodon (None: no token needed).
+    "/v1/trends/tags": ("Trending hashtags: none", None),
+    "/v1/trends/statuses": ("Trending statuses: none", None),
+    "/v1/trends/links": ("Trending links: none", None),
+    "/v1/directory": ("The profile directory: empty", None),
+    "/v1/accounts/<row_id:id>/featured_tags": ("An account's featured hashtags: none", None),
+    "/v1/accounts/<row_id:id>/lists": ("The lists an account is on: none", "read:lists"),
 }
 
 
-def _empty_list_view(path: str, summary: str, scope: str) -> None:
-    def view() -> Response:
-        me()
+def _empty_list_view(path: str, summary: str, scope: str | None) -> None:
+    def view(**_path: Any) -> Response:
         return jsonify([])
 
-    view.__name__ = "empty" + path.replace("/", "_")
+    view.__name__ = "empty" + re.sub(r"<[^>]*>", "id", path).replace("/", "_")
     view.__doc__ = "Always an empty list: apps ask for it, this site has no such thing yet."
-    route("get", path, summary, {"type": "object"}, tag="empty", scope=scope, many=True)(view)
+    if "<" in path:
+        view.__annotations__ = {"path": IdPath}
+    declare = route(
+        "get",
+        path,
+        summary,
+        {"type": "object"},
+        tag="empty",
+        scope=scope,
+        public=scope is None,
+        many=True,
+    )
+    declare(view)
 
 
 for _path, (_summary, _scope) in EMPTY_LISTS.items():

@@ -340,10 +340,20 @@ def test_instance(client, users):
         "/api/v1/blocks",
         "/api/v1/mutes",
         "/api/v1/bookmarks/",
+        "/api/v1/accounts/2/lists",
     ],
 )
 def test_features_we_lack_are_empty_lists(client, users, tokens, path):
     response = get(client, tokens["alice"], path)
+    assert response.status_code == 200 and response.json == []
+    assert client.get(path).status_code == 401  # still only for a signed-in app
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/trends/tags", "/api/v1/trends/statuses", "/api/v1/accounts/2/featured_tags"]
+)
+def test_public_lists_we_lack_are_empty_for_anyone(client, users, path):
+    response = client.get(path)
     assert response.status_code == 200 and response.json == []
 
 

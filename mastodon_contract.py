@@ -213,9 +213,6 @@ def limit_arg(default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
     return max(1, min(int(value[:6]), maximum))
 
 
-Row = TypeVar("Row")
-
-
 def id_page(
     select: sa.Select[Any], id_column: Any, default: int = DEFAULT_LIMIT
 ) -> tuple[list[Any], Callable[[Response], Response]]:
@@ -232,12 +229,8 @@ def id_page(
         rows = list(db.session.execute(select.limit(limit)).scalars())[::-1]
     else:
         rows = list(db.session.execute(select.order_by(id_column.desc()).limit(limit)).scalars())
-    ids = [row_id(row) for row in rows]
+    ids = [row.id for row in rows]
     return rows, functools.partial(add_link_header, ids=ids, limit=limit)
-
-
-def row_id(row: Any) -> int:
-    return row if isinstance(row, int) else row.id
 
 
 def add_link_header(response: Response, ids: Sequence[int], limit: int) -> Response:

@@ -190,6 +190,12 @@ class Revocation(RevocationEndpoint):
         db.session.delete(token)
 
 
+class S256Only(CodeChallenge):
+    """PKCE as Mastodon has it: S256 only (the `plain` method would show the verifier)."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+
 class TokenValidator(BearerTokenValidator):
     def authenticate_token(self, token_string: str) -> OAuthToken | None:
         return OAuthToken.find(token_string)
@@ -215,7 +221,7 @@ def init_app(app: Flask) -> None:
     # Mastodon's tokens last until revoked; Authlib still names a lifetime in its answer.
     app.config.setdefault("OAUTH2_TOKEN_EXPIRES_IN", {})
     server.init_app(app)
-    server.register_grant(AuthorizationCodeGrant, [CodeChallenge(required=False)])
+    server.register_grant(AuthorizationCodeGrant, [S256Only(required=False)])
     server.register_grant(PasswordGrant)
     server.register_grant(ClientCredentialsGrant)
     server.register_endpoint(Revocation)

@@ -473,3 +473,12 @@ def test_odd_bodies_to_the_oauth_endpoints_are_4xx(app, client, users, path, con
     assert 400 <= response.status_code < 500, response.get_data(as_text=True)
     assert response.json["error"]
     assert token_rows(app) == 0
+
+
+def test_pkce_plain_is_refused(app, client, auth):
+    client_id, _secret = make_app(app, redirect_uris=(CALLBACK,))
+    auth.login()
+    url = authorize_url(client_id, CALLBACK, code_challenge="x" * 50, code_challenge_method="plain")
+    response = client.get(url)
+    assert response.status_code == 400
+    assert "code_challenge_method" in response.get_data(as_text=True)

@@ -21,6 +21,7 @@ import ratelimit
 import tasks
 from api_schemas import Text
 from database import MAX_ROW_ID, db
+from follows import Follows
 from mastodon_contract import (
     current_token,
     id_page,
@@ -381,9 +382,9 @@ def change_follow(path: IdPath, follow: bool) -> dict:
         else:
             federation_out.unfollow_remote(user, other)
     elif follow:
-        user.follow(other)
+        Follows(user).follow(other)
     else:
-        user.unfollow(other)
+        Follows(user).unfollow(other)
     db.session.commit()
     return relationship(user, other).dump()
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import actors
 from database import db, isoformat_utc
+from follows import Follows
 from formatting import MENTION, linkify
 from models import Message, Post, User, followers
 
@@ -233,7 +234,13 @@ def _account_counts(user: User) -> tuple[int, int, int, datetime | None, datetim
                 sa.func.min(Post.timestamp), sa.func.max(Post.timestamp), sa.func.count()
             ).where(Post.user_id == user.id)
         ).one()
-        cache[user.id] = (user.followers_count(), user.following_count(), count, first, last)
+        cache[user.id] = (
+            Follows(user).followers_count(),
+            Follows(user).following_count(),
+            count,
+            first,
+            last,
+        )
     return cache[user.id]
 
 

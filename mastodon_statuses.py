@@ -11,8 +11,10 @@ from pydantic import BaseModel, Field
 import federation_out
 from api_schemas import Text
 from database import MAX_ROW_ID, db
+from follows import Follows
 from formatting import MENTION
 from forms import MessageForm, PostForm, filled, first_error
+from mailboxes import Mailbox
 from mastodon_api import PageQuery, Params, truthy
 from mastodon_contract import (
     current_user_or_none,
@@ -114,7 +116,7 @@ def send_direct(user: User, text: str) -> dict:
     form = filled(MessageForm, {"message": text})
     if form.errors:
         unprocessable(f"Validation failed: Text {first_error(form)}")
-    message = user.send_message(recipient, form.message.data)
+    message = Mailbox(user).send(recipient, form.message.data)
     db.session.commit()
     return message_status(message).dump()
 
@@ -297,7 +299,7 @@ def posts_page(select: sa.Select) -> Response:
 )
 def home_timeline(query: PageQuery) -> Response:
     user = me()
-    authors = sa.union(user.followed_ids(), sa.select(sa.literal(user.id)))
+    authors = sa.union(Follows(user).followed_ids(), sa.select(sa.literal(user.id)))
     return posts_page(sa.select(Post).where(Post.user_id.in_(authors)))
 
 

@@ -22,6 +22,7 @@ from werkzeug.wrappers import Response
 import federation_out
 from avatars import AvatarError, generated_avatar_svg
 from database import db
+from follows import Follows
 from forms import EditProfileForm, EmptyForm
 from models import USERNAME_MAX, User
 from tasks import check_avatar, send_avatar, start_avatar
@@ -53,7 +54,11 @@ def user(username: str) -> str:
 def people_page(username: str, relation: str) -> str:
     """`username`'s followers or the people they follow (`relation`), a page of them."""
     user = db.first_or_404(User.named(username))
-    select = user.followers_select() if relation == "followers" else user.following_select()
+    select = (
+        Follows(user).followers_select()
+        if relation == "followers"
+        else Follows(user).following_select()
+    )
     followers = relation == "followers"
     heading = _("Followers of %(username)s", username=user.username) if followers else None
     return list_page(
@@ -159,10 +164,10 @@ def change_following(username: str, follow: bool) -> Response:
     elif user.domain is not None:  # its server answers the follow (commits)
         change_remote_following(user, follow)
     elif follow:
-        current_user.follow(user)
+        Follows(current_user).follow(user)
         flash(_("You are following %(username)s!", username=username), "success")
     else:
-        current_user.unfollow(user)
+        Follows(current_user).unfollow(user)
         flash(_("You are not following %(username)s.", username=username), "info")
     db.session.commit()
     return redirect(url_for("people.user", username=username))

@@ -6,6 +6,7 @@ from flask import current_app
 from huey.api import Task as HueyTask
 
 import administration
+import federation_out
 from database import db, execute_dml
 from i18n import N_, nphrase, store_phrases
 from jobs import Task
@@ -53,6 +54,7 @@ def delete_user(user: User, progress: "Progress | None" = None) -> int:
     # more, and an admin being deleted no longer counts as one while the posts go.
     administration.disable(user)
     db.session.commit()
+    federation_out.account_deleted(user)
     done = 0
     while deleted := delete_some_posts(user, current_app.config["MICROBLOG_EXPORT_BATCH_SIZE"]):
         db.session.commit()

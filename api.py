@@ -23,6 +23,7 @@ from werkzeug.datastructures import FileStorage
 import administration
 import api_schemas as schemas
 import avatars
+import federation_out
 import ratelimit
 import tasks
 from account_deletion import start_account_deletion
@@ -217,7 +218,11 @@ def update_user(path: schemas.UserId, body: schemas.UserUpdate) -> dict[str, Any
     """
     user = own_account(path.id)
     data = body.sent()
-    current = {"username": user.username, "email": user.email, "about_me": user.about_me or ""}
+    current = {
+        "username": user.username,
+        "email": user.email or "",
+        "about_me": user.about_me or "",
+    }
     form = validate_form(AccountForm, {**current, **data}, user)
     # The same address (maybe re-cased) is the same mailbox: no password, no confirmation.
     same_address = User.by_email(form.email.data) == user
@@ -231,6 +236,7 @@ def update_user(path: schemas.UserId, body: schemas.UserUpdate) -> dict[str, Any
         email=form.email.data if same_address else None,
     )
     commit_or_conflict(_("That username or email address is already registered."))
+    federation_out.profile_updated(user)
     if new_email:
         try:  # the worker writes and sends it: a slow mail server holds no request
             tasks.send_email_change(user.id, new_email)
@@ -404,6 +410,7 @@ def create_post(body: schemas.NewPost) -> Response:
     form = validate_form(PostForm, {"post": body.body}, renamed={"post": "body"})
     post = token_user().publish(form.post.data)
     db.session.commit()
+    federation_out.post_published(post)
     return created(post_out(post).dump(), url_for("api.get_post", id=post.id))
 
 

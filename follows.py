@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from database import _dialect_insert, db
-from models import User, followers
+from models import User, followed, followers
 
 
 class Follows:
@@ -17,6 +17,7 @@ class Follows:
     def follow(self, other: User) -> None:
         if not self.is_following(other):
             self.user.following.add(other)
+            followed.send(self.user, user=other)
 
     def unfollow(self, other: User) -> None:
         if self.is_following(other):

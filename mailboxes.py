@@ -7,7 +7,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from database import db, utcnow
-from models import Message, User
+from models import Message, User, message_sent
 from notifications import notify
 
 
@@ -22,6 +22,7 @@ class Mailbox:
         message = Message(author=self.user, recipient=recipient, body=body.strip())
         db.session.add(message)
         db.session.flush()
+        message_sent.send(message)
         Mailbox(recipient).announce_unread()
         return message
 

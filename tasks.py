@@ -28,6 +28,8 @@ import account_deletion
 import avatars
 import backup
 import exporting
+import federation_in
+import federation_out
 import importing
 import language_detection
 from database import db, utcnow
@@ -66,7 +68,7 @@ log = logging.getLogger("huey.microblog")
 
 # The modules with task bodies of their own: the consumer loads this module only, and each
 # of their tasks must be registered with Huey wherever `tasks` is imported.
-TASK_MODULES = (account_deletion, exporting, importing)
+TASK_MODULES = (account_deletion, exporting, federation_in, importing)
 
 # --- signals: Huey's view of a task, written to its Task row --------------------------
 
@@ -204,6 +206,7 @@ def write_avatar(user: User, data: bytes) -> None:
         os.replace(partial, final)  # a page never gets half a picture
     user.set_avatar(max(int(time.time()), (user.avatar_version or 0) + 1))
     db.session.commit()
+    federation_out.profile_updated(user)
 
 
 @tracked

@@ -289,11 +289,8 @@ def people(user: User, relation: str, page: int | None) -> dict[str, Any]:
         if relation == "followers"
         else (followers.c.follower_id, followers.c.followed_id)
     )
-    total = (
-        Follows(user).followers_count()
-        if relation == "followers"
-        else Follows(user).following_count()
-    )
+    graph = Follows(user)
+    total = graph.followers_count() if relation == "followers" else graph.following_count()
     if page is None:
         return ordered_collection(url, total)
     select = (

@@ -234,13 +234,8 @@ def _account_counts(user: User) -> tuple[int, int, int, datetime | None, datetim
                 sa.func.min(Post.timestamp), sa.func.max(Post.timestamp), sa.func.count()
             ).where(Post.user_id == user.id)
         ).one()
-        cache[user.id] = (
-            Follows(user).followers_count(),
-            Follows(user).following_count(),
-            count,
-            first,
-            last,
-        )
+        graph = Follows(user)
+        cache[user.id] = (graph.followers_count(), graph.following_count(), count, first, last)
     return cache[user.id]
 
 

@@ -28,7 +28,7 @@ import account_deletion
 import avatars
 import backup
 import exporting
-import federation_in  # noqa: F401  (the consumer runs its task, apply_inbox_activity)
+import federation_in
 import federation_out
 import importing
 import language_detection
@@ -68,7 +68,7 @@ log = logging.getLogger("huey.microblog")
 
 # The modules with task bodies of their own: the consumer loads this module only, and each
 # of their tasks must be registered with Huey wherever `tasks` is imported.
-TASK_MODULES = (account_deletion, exporting, importing)
+TASK_MODULES = (account_deletion, exporting, federation_in, importing)
 
 # --- signals: Huey's view of a task, written to its Task row --------------------------
 

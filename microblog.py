@@ -19,6 +19,7 @@ import api
 import cli
 import config as settings
 import error_mail
+import feeds
 import health
 import i18n
 import messages
@@ -90,6 +91,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(posts.bp)  # home, explore, a post, translate, search
     app.register_blueprint(people.bp)  # profiles, follows, pictures, popups
     app.register_blueprint(messages.bp)  # private messages
+    app.register_blueprint(feeds.bp)  # Atom feeds of users' posts
     app.register_blueprint(task_pages.bp)  # export, import, task history and banners
     app.register_blueprint(health.bp)  # the notifications poll, /healthz, /readyz
     app.register_blueprint(admin.bp)  # /admin

@@ -7,6 +7,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
+import blocks
 from database import db
 from forms import MarkReadForm, MessageForm
 from models import Message, User
@@ -31,6 +32,10 @@ def _message_recipient(username: str) -> User | Response:
         return error_page(404, _("There is no user called %(username)s.", username=username))
     if recipient.id == current_user.id:
         return error_page(400, _("You cannot send a private message to yourself."))
+    if blocks.either_blocks(current_user.id, recipient.id):
+        return error_page(
+            403, _("You cannot send private messages to %(username)s.", username=username)
+        )
     return recipient
 
 

@@ -23,6 +23,7 @@ import feeds
 import health
 import i18n
 import messages
+import moderation
 import people
 import posts
 import search
@@ -95,6 +96,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(task_pages.bp)  # export, import, task history and banners
     app.register_blueprint(health.bp)  # the notifications poll, /healthz, /readyz
     app.register_blueprint(admin.bp)  # /admin
+    app.register_blueprint(moderation.bp)  # blocks of accounts and domains
+    app.register_blueprint(moderation.admin_bp)  # /admin/domains: blocked for the whole site
     api.init_app(app)  # /api: JSON, token auth, no CSRF
     app.after_request(web.add_security_headers)
     web.register_error_handlers(app)

@@ -23,6 +23,7 @@ from flask_login import UserMixin
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash, generate_password_hash
 
+import blocks
 import language_detection
 from avatars import AVATAR_SIZES
 from i18n import N_, phrase, store_phrases
@@ -712,7 +713,9 @@ class User(UserMixin, Model):
         return message
 
     def unread_message_count(self) -> int:
-        query = sa.select(sa.func.count()).where(Message.recipient_id == self.id)
+        query = sa.select(sa.func.count()).where(
+            Message.recipient_id == self.id, Message.sender_id.not_in(blocks.blocked_by(self))
+        )
         if self.last_message_read_time is not None:
             query = query.where(Message.timestamp > self.last_message_read_time)
         return db.session.execute(query).scalar_one()
@@ -721,7 +724,11 @@ class User(UserMixin, Model):
         """Messages sent to this user, newest first."""
         return (
             sa.select(Message)
-            .where(Message.recipient_id == self.id)
+            .where(
+                Message.recipient_id == self.id,
+                # What blocked accounts wrote stays hidden (and lifting the block shows it).
+                Message.sender_id.not_in(blocks.blocked_by(self)),
+            )
             .options(so.joinedload(Message.author))
             .order_by(Message.timestamp.desc(), Message.id.desc())
         )

@@ -19,6 +19,7 @@ from flask_login import current_user, login_required
 from flask_wtf.file import FileField
 from werkzeug.wrappers import Response
 
+import blocks
 from avatars import AvatarError, generated_avatar_svg
 from database import db
 from forms import EditProfileForm, EmptyForm
@@ -154,6 +155,8 @@ def change_following(username: str, follow: bool) -> Response:
         )
     if user.id == current_user.id:
         flash(_("You cannot follow or unfollow yourself."), "warning")
+    elif follow and blocks.either_blocks(current_user.id, user.id):
+        flash(_("You cannot follow %(username)s.", username=username), "warning")
     elif follow:
         current_user.follow(user)
         flash(_("You are following %(username)s!", username=username), "success")

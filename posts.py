@@ -21,6 +21,7 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 import api
+import blocks
 import ratelimit
 import search
 import translation
@@ -83,6 +84,7 @@ def new_posts() -> str:
 def explore() -> str:
     query = (
         sa.select(Post)
+        .where(Post.user_id.not_in(blocks.blocked_by(current_user)))
         .options(sa.orm.joinedload(Post.author))
         .order_by(Post.timestamp.desc(), Post.id.desc())
     )
@@ -158,7 +160,7 @@ def search_page() -> str:
     per_page = current_app.config["POSTS_PER_PAGE"]
     # Deep pages are never useful and a huge OFFSET would overflow the database's integers.
     page = min(page_number(), search.MAX_PAGE)
-    results = search.search_posts(terms, page, per_page)
+    results = search.search_posts(terms, page, per_page, hidden=blocks.blocked_by(current_user))
     newer, older = page_links(results, "posts.search", q=query)
     highlighted = {post.id: search.highlight(post.body, terms) for post in results.items}
     # People whose name contains what was typed (one word, as a username is).

@@ -5,7 +5,7 @@ import re
 from urllib.parse import quote
 
 from flask import request, url_for
-from flask_babel import gettext
+from flask_babel import gettext, ngettext
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
@@ -98,6 +98,16 @@ class CardKit:
 
     def delete_action(self, post: Post) -> str:
         return str(post.id).join(self._delete)
+
+    def reactions(self, post: Post) -> str:
+        """ "3 likes · 1 boost": what other servers' accounts did to the post ("" for none)."""
+        counts = [
+            ngettext("%(num)d like", "%(num)d likes", post.like_count) if post.like_count else "",
+            ngettext("%(num)d boost", "%(num)d boosts", post.announce_count)
+            if post.announce_count
+            else "",
+        ]
+        return " · ".join(count for count in counts if count)
 
     def offers_translation(self, post: Post) -> bool:
         return translation.offered(post.known_language, self.translate_into)

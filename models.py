@@ -811,6 +811,10 @@ class Post(Model):
     body: so.Mapped[str] = so.mapped_column(sa.String(POST_MAX))
     timestamp: so.Mapped[datetime] = so.mapped_column(index=True, default=utcnow)
     user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user.id", ondelete="CASCADE"))
+    # How many accounts (on other servers) liked and boosted it: kept here, beside the post,
+    # so that a page of post cards reads them with the posts (reactions.py keeps them exact).
+    like_count: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
+    announce_count: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
     # Where an imported post came from (a SHA-256 in hex, see importer.post_key); None for
     # posts written here.
     import_key: so.Mapped[str | None] = so.mapped_column(sa.String(64))

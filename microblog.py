@@ -19,9 +19,11 @@ import api
 import cli
 import config as settings
 import error_mail
+import federation_social  # noqa: F401  (the inbox's handlers, and their tables)
 import feeds
 import health
 import i18n
+import mentions
 import messages
 import moderation
 import people
@@ -111,5 +113,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.jinja_env.globals["registration_open"] = registration_open
     app.jinja_env.globals["offers_translation"] = translation.offered_for
     app.jinja_env.globals["card_kit"] = CardKit
+    app.jinja_env.globals["unread_mention_count"] = mentions.unread_count
     error_mail.configure_logging(app)
     return app

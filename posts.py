@@ -22,15 +22,17 @@ from werkzeug.wrappers import Response
 
 import api
 import blocks
+import mentions
 import ratelimit
 import search
 import translation
 from database import MAX_ROW_ID, db
-from forms import PostForm
+from forms import EmptyForm, PostForm
 from models import USERNAME_MAX, Post, User
 from web import (
     int_arg,
     is_safe_next,
+    list_page,
     login_manager,
     page_links,
     page_number,
@@ -55,7 +57,7 @@ PEOPLE_FOUND_MAX = 10  # people shown above the posts; a longer name narrows the
 def index() -> ResponseReturnValue:
     form = PostForm()
     if form.validate_on_submit():
-        current_user.publish(form.post.data)
+        mentions.record_known(current_user.publish(form.post.data))
         db.session.commit()
         return redirect_with("success", _("Your post is now live!"), "posts.index")
     status = 400 if form.is_submitted() else 200
@@ -181,3 +183,27 @@ def search_page() -> str:
         newer_url=newer,
         older_url=older,
     )
+
+
+@bp.route("/mentions")
+@login_required
+def mentions_page() -> str:
+    """The posts that mention the current user. Only reads: "Mark as read" is a POST."""
+    return list_page(
+        "mentions.html",
+        mentions.mentioning(current_user),
+        "posts.mentions_page",
+        "posts",
+        title=_("Mentions"),
+        form=EmptyForm(),
+    )
+
+
+@bp.route("/mentions/read", methods=["POST"])
+@login_required
+def mentions_read() -> Response:
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    mentions.mark_read(current_user)
+    db.session.commit()
+    return redirect(url_for("posts.mentions_page"))

@@ -290,15 +290,19 @@
   });
 })();
 
-// --- Unread private messages badge ------------------------------------------------
+// --- Unread private messages and mentions badges --------------------------------
 (function () {
   "use strict";
-  window.microblog.on("unread_message_count", function (count) {
-    var badge = document.getElementById("message_count");
-    if (!badge) return;
-    badge.textContent = String(count);
-    badge.classList.toggle("d-none", !count);
-  });
+  function badgeFor(id) {
+    return function (count) {
+      var badge = document.getElementById(id);
+      if (!badge) return;
+      badge.textContent = String(count);
+      badge.classList.toggle("d-none", !count);
+    };
+  }
+  window.microblog.on("unread_message_count", badgeFor("message_count"));
+  window.microblog.on("unread_mention_count", badgeFor("mention_count"));
 })();
 
 // --- Live page parts: the server renders them, the script swaps them in -------------

@@ -20,11 +20,12 @@ from flask_wtf.file import FileField
 from werkzeug.wrappers import Response
 
 import blocks
+from avatar_store import send_avatar
 from avatars import AvatarError, generated_avatar_svg
 from database import db
 from forms import EditProfileForm, EmptyForm
 from models import USERNAME_MAX, User
-from tasks import check_avatar, send_avatar, start_avatar
+from tasks import check_avatar, start_avatar
 from web import form_page, int_args, list_page, page_links, paginate, redirect_with
 
 bp = Blueprint("people", __name__)

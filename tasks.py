@@ -27,7 +27,6 @@ from flask import (
     current_app,
     render_template,
     send_file,
-    send_from_directory,
 )
 from flask_babel import force_locale
 from flask_babel import gettext as _
@@ -43,6 +42,7 @@ import backup
 import importer
 import language_detection
 import worker
+from avatar_store import avatars_dir, write_avatar
 from database import db, isoformat_utc, utcnow
 from i18n import N_, PhrasedError, mail_language, nphrase, phrase, store_phrases
 from jobs import Task, TaskStatus
@@ -683,20 +683,6 @@ def import_posts(user_id: int, task: HueyTask = None) -> int:
 # --- avatars ------------------------------------------------------------------------------
 
 
-def avatars_dir() -> Path:
-    path = Path(current_app.config["DATA_DIR"]) / "avatars"
-    path.mkdir(mode=0o700, exist_ok=True)
-    return path
-
-
-def send_avatar(file: str) -> Response:
-    """An uploaded picture's file, cached for good: its URL changes with the picture."""
-    response = send_from_directory(avatars_dir(), file, mimetype="image/webp", max_age=31536000)
-    response.cache_control.public = True
-    response.cache_control.immutable = True
-    return response
-
-
 def start_avatar(user: User, upload: FileStorage) -> Task | None:
     """Store an uploaded picture and launch the task that makes the user's avatar of it."""
     return start_with_upload(user, upload, process_avatar, N_("Changing your picture"))
@@ -706,20 +692,6 @@ def check_avatar(data: bytes) -> None:
     """Refuse at once, from its size and header, a file the worker would refuse
     (`avatars.AvatarTooLarge` or `avatars.AvatarError`, with the reason)."""
     avatars.check_upload(data, max_bytes=current_app.config["MICROBLOG_AVATAR_MAX_BYTES"])
-
-
-def write_avatar(user: User, data: bytes) -> None:
-    """Check and convert an uploaded picture, put its files in place, and point the user at
-    them (commits). `AvatarError` says why a file is refused."""
-    max_bytes = current_app.config["MICROBLOG_AVATAR_MAX_BYTES"]
-    pictures = avatars.process_upload(data, max_bytes=max_bytes)
-    for size, picture in pictures.items():
-        final = avatars_dir() / user.avatar_file(size)
-        partial = final.with_name(final.name + ".part")
-        partial.write_bytes(picture)
-        os.replace(partial, final)  # a page never gets half a picture
-    user.set_avatar(max(int(time.time()), (user.avatar_version or 0) + 1))
-    db.session.commit()
 
 
 @tracked

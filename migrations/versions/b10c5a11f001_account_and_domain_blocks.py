@@ -3,7 +3,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = 'b10c5a11f001'
-down_revision = '3f1c2a7be914'
+down_revision = 'f3d9a1c7e2b5'
 
 
 def upgrade():

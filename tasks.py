@@ -41,6 +41,7 @@ import avatars
 import backup
 import importer
 import language_detection
+import remote_pictures  # noqa: F401  (registers its tasks: remote accounts' pictures)
 import worker
 from avatar_store import avatars_dir, write_avatar
 from database import db, isoformat_utc, utcnow

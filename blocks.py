@@ -124,10 +124,47 @@ def user_blocks_domain(user_id: int, domain: str) -> bool:
 # --- accounts -------------------------------------------------------------------------------
 
 
+# The account table's two columns asked about here (models.py imports this module).
+ACCOUNTS = sa.table("user", sa.column("id", sa.Integer), sa.column("domain", sa.String))
+
+
+def accounts_on(domains: sa.Select) -> sa.Select:
+    """The ids of the accounts on any of `domains` (a select of one column of domain names)
+    or on a domain under one, whatever their port."""
+    listed = domains.subquery()
+    domain, account_domain = listed.c[0], ACCOUNTS.c.domain
+    under = sa.literal("%.").concat(domain)
+    covered = sa.or_(
+        account_domain == domain,
+        account_domain.like(domain.concat(":%")),
+        account_domain.like(under),
+        account_domain.like(under.concat(":%")),
+    )
+    return sa.select(ACCOUNTS.c.id).join(listed, covered)
+
+
+def site_blocked_accounts() -> sa.Select:
+    """The ids of the accounts on the domains blocked for the whole site."""
+    return accounts_on(sa.select(DomainBlock.domain))
+
+
 def blocked_by(user: "User") -> sa.Select:
-    """The ids of the accounts hidden from `user`: those they block (timelines, lists and
+    """The ids of the accounts hidden from `user`: those they block, those on domains they
+    block, and those on domains blocked for the whole site (timelines, lists, mentions and
     the message inbox leave them out)."""
-    return sa.select(AccountBlock.blocked_id).where(AccountBlock.user_id == user.id)
+    domains = sa.select(UserDomainBlock.domain).where(UserDomainBlock.user_id == user.id)
+    hidden = sa.union(
+        sa.select(AccountBlock.blocked_id).where(AccountBlock.user_id == user.id),
+        accounts_on(domains),
+        site_blocked_accounts(),
+    ).subquery()
+    return sa.select(hidden.c[0])
+
+
+def hidden_from(user: "User", other: "User") -> bool:
+    """Whether `other` is one of the accounts hidden from `user` (`blocked_by`)."""
+    hidden = blocked_by(user).subquery()
+    return db.session.scalar(sa.select(hidden.c[0]).where(hidden.c[0] == other.id)) is not None
 
 
 def blocks(user_id: int, other_id: int) -> bool:

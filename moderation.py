@@ -86,6 +86,7 @@ def block_domain(user: User, domain: str) -> bool:
     already (the caller commits)."""
     row = {"user_id": user.id, "domain": domain}
     added = db.session.execute(_insert_unless_conflict(UserDomainBlock, row)).first() is not None
+    remove_follows(user, blocks.accounts_on(sa.select(sa.literal(domain))))
     refresh_unread_count(user)
     return added
 
@@ -102,7 +103,15 @@ def unblock_domain(user: User, domain: str) -> bool:
 def block_site_domain(domain: str, admin: User) -> bool:
     """Block `domain` for the whole site; False when it was blocked already."""
     row = {"domain": domain, "created_by_id": admin.id}
-    return db.session.execute(_insert_unless_conflict(DomainBlock, row)).first() is not None
+    added = db.session.execute(_insert_unless_conflict(DomainBlock, row)).first() is not None
+    # No follow crosses to or from the domain any more, for anyone here.
+    accounts = blocks.accounts_on(sa.select(sa.literal(domain)))
+    execute_dml(
+        sa.delete(followers).where(
+            sa.or_(followers.c.follower_id.in_(accounts), followers.c.followed_id.in_(accounts))
+        )
+    )
+    return added
 
 
 def unblock_site_domain(domain: str) -> bool:
@@ -120,11 +129,21 @@ def accounts_blocked_by(user: User) -> sa.Select:
     )
 
 
+@bp.before_app_request
+def hide_site_blocked_accounts() -> None:
+    """An account on a domain blocked for the whole site has no page here, nor anything
+    under its name (profile, card, lists, messages, follows): a 404, as for nobody."""
+    name = str((request.view_args or {}).get("username", ""))
+    if "@" in name and blocks.domain_blocked(name.rpartition("@")[2]):
+        abort(404)
+
+
 @bp.app_context_processor
 def block_helpers() -> dict[str, Any]:
     """What the profile and settings pages ask about blocks."""
     return {
         "blocks": blocks.blocks,
+        "hidden_from": blocks.hidden_from,
         "blocked_accounts": lambda user: db.session.scalars(accounts_blocked_by(user)).all(),
         "blocked_domains": blocks.blocked_domains,
         "domain_form": DomainForm,

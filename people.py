@@ -55,6 +55,7 @@ def people_page(username: str, relation: str) -> str:
     """`username`'s followers or the people they follow (`relation`), a page of them."""
     user = db.first_or_404(User.named(username))
     select = user.followers_select() if relation == "followers" else user.following_select()
+    select = select.where(User.id.not_in(blocks.blocked_by(current_user)))
     followers = relation == "followers"
     heading = _("Followers of %(username)s", username=user.username) if followers else None
     return list_page(

@@ -169,7 +169,8 @@ def search_page() -> str:
     name = query.strip().lstrip("@")
     people: Sequence[User] = ()
     if name and page == 1 and len(name) <= USERNAME_MAX and " " not in name:
-        people = db.session.scalars(User.named_like(name).limit(PEOPLE_FOUND_MAX)).all()
+        found = User.named_like(name).where(User.id.not_in(blocks.blocked_by(current_user)))
+        people = db.session.scalars(found.limit(PEOPLE_FOUND_MAX)).all()
     return render_template(
         "search.html",
         title=_("%(query)s - Search", query=query.strip()[:40]) if query.strip() else _("Search"),

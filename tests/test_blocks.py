@@ -197,3 +197,97 @@ def test_admin_domain_pages_are_404_for_users(app, alice, client):
         assert db.session.scalars(sa.select(DomainBlock)).all() == []
     alice.submit("/logout")
     assert client.get("/admin/domains/").status_code == 404
+
+
+# --- remote accounts and their domains --------------------------------------------------------
+
+
+@pytest.fixture
+def remote_accounts(app, users):
+    """zed@bad.example, amy@social.bad.example:8443 and ok@good.example, each with a post,
+    each following alice and followed by her."""
+    ids = {}
+    with app.app_context():
+        for handle in ("zed@bad.example", "amy@social.bad.example:8443", "ok@good.example"):
+            user = User(username=handle, domain=handle.partition("@")[2])
+            db.session.add(user)
+            db.session.flush()
+            ids[handle] = user.id
+        db.session.commit()
+    for handle, user_id in ids.items():
+        add_posts(app, user_id, [f"post by {handle}"])
+        follow(app, user_id, users["alice"])
+        follow(app, users["alice"], user_id)
+    send(app, ids["zed@bad.example"], users["alice"], "a message from zed")
+    return ids
+
+
+def test_a_users_domain_block_hides_its_accounts_and_ends_follows(
+    app, alice, users, remote_accounts
+):
+    alice.submit("/block_domain", {"domain": "bad.example"})
+    for handle, user_id in remote_accounts.items():
+        blocked = handle != "ok@good.example"
+        assert follows(app, users["alice"], user_id) != blocked, handle
+        assert follows(app, user_id, users["alice"]) != blocked, handle
+    for page in ("/index", "/explore", "/search?q=post"):
+        html = alice.get(page).get_data(as_text=True)
+        # (search marks the word "post")
+        assert "by zed@bad.example" not in html and "by amy@" not in html, page
+        assert "by ok@good.example" in html, page
+    assert "a message from zed" not in alice.get("/messages").get_data(as_text=True)
+    profile = alice.get("/user/zed@bad.example").get_data(as_text=True)
+    assert "post by zed" not in profile and "Their posts are hidden" in profile
+    # Others see them still.
+    alice.submit("/logout")
+    alice.submit("/login", {"username": "bob", "password": "correct horse battery"})
+    assert "post by zed@bad.example" in alice.get("/explore").get_data(as_text=True)
+
+
+def test_the_remote_profile_offers_to_block_its_domain(app, alice, remote_accounts):
+    profile = alice.get("/user/ok@good.example").get_data(as_text=True)
+    assert 'name="domain" value="good.example"' in profile
+    assert "Block everyone on good.example" in profile
+    response = alice.submit("/block_domain?next=/user/ok@good.example", {"domain": "good.example"})
+    assert response.headers["Location"] == "/user/ok@good.example"
+    with app.app_context():
+        assert blocks.user_blocks_domain(db.session.scalar(User.named("alice")).id, "good.example")
+
+
+def test_a_site_block_hides_the_domain_from_everyone(
+    app, client, auth, admin, users, remote_accounts
+):
+    auth.login("root")
+    client.submit("/admin/domains/", {"domain": "bad.example"})
+    auth.logout()
+    for handle, user_id in remote_accounts.items():
+        blocked = handle != "ok@good.example"
+        assert follows(app, users["alice"], user_id) != blocked, handle
+        assert follows(app, user_id, users["alice"]) != blocked, handle
+    auth.login("bob")
+    explore = client.get("/explore").get_data(as_text=True)
+    assert "post by zed" not in explore and "post by amy" not in explore
+    assert "post by ok@good.example" in explore
+    for page in ("/user/zed@bad.example", "/user/amy@social.bad.example:8443/popup"):
+        assert client.get(page).status_code == 404, page
+    assert client.get("/user/ok@good.example").status_code == 200
+    assert "zed@bad.example" not in client.get("/search?q=bad").get_data(as_text=True)
+
+
+def test_blocked_by_on_postgresql(pg_app):
+    """The same queries on PostgreSQL: LIKE built from the listed domains, and the union."""
+    with pg_app.app_context():
+        alice = db.session.scalar(User.named("alice"))
+        for handle in ("zed@bad.example", "amy@social.bad.example:8443", "ok@good.example"):
+            db.session.add(User(username=handle, domain=handle.partition("@")[2]))
+        db.session.add(UserDomainBlock(user_id=alice.id, domain="bad.example"))
+        db.session.add(DomainBlock(domain="good.example"))
+        db.session.add(
+            AccountBlock(user_id=alice.id, blocked_id=db.session.scalar(User.named("bob")).id)
+        )
+        db.session.commit()
+        hidden = set(db.session.scalars(blocks.blocked_by(alice)))
+        names = set(db.session.scalars(sa.select(User.username).where(User.id.in_(hidden))))
+        assert names == {"bob", "zed@bad.example", "amy@social.bad.example:8443", "ok@good.example"}
+        assert blocks.hidden_from(alice, db.session.scalar(User.named("ok@good.example")))
+        assert blocks.domain_blocked("www.good.example")

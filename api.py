@@ -22,6 +22,7 @@ from werkzeug.datastructures import FileStorage
 
 import api_schemas as schemas
 import avatars
+import federation_out
 import mentions
 import ratelimit
 import tasks
@@ -230,6 +231,7 @@ def update_user(path: schemas.UserId, body: schemas.UserUpdate) -> dict[str, Any
         email=form.email.data if same_address else None,
     )
     commit_or_conflict(_("That username or email address is already registered."))
+    federation_out.profile_updated(user)
     if new_email:
         try:  # the worker writes and sends it: a slow mail server holds no request
             tasks.send_email_change(user.id, new_email)
@@ -403,6 +405,7 @@ def create_post(body: schemas.NewPost) -> Response:
     post = token_user().publish(form.post.data)
     mentions.record_known(post)
     db.session.commit()
+    federation_out.post_published(post)
     return created(post_out(post).dump(), url_for("api.get_post", id=post.id))
 
 

@@ -65,7 +65,7 @@ def atom_document(user: User, posts: list[Post]) -> bytes:
 @bp.route("/user/<username>/feed.atom")
 def user_feed(username: str) -> Response:
     """A user's newest posts as an Atom feed; 304 when the reader has the latest already."""
-    user = db.first_or_404(User.named(username))
+    user = db.first_or_404(User.named(username).where(User.domain.is_(None)))  # ours only
     posts = list(db.session.scalars(user.posts_select().limit(FEED_ENTRIES)))
     response = Response(atom_document(user, posts), mimetype=ATOM_TYPE)
     if posts:

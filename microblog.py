@@ -14,19 +14,21 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import accounts
-import actors  # noqa: F401  (the federation tables, until federation.py registers routes)
 import admin
 import api
 import cli
 import config as settings
 import error_mail
+import federation
 import federation_social  # noqa: F401  (the inbox's handlers, and their tables)
 import feeds
 import health
 import i18n
+import mastodon_instance
 import mentions
 import messages
 import moderation
+import oauth
 import people
 import posts
 import search
@@ -103,6 +105,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(moderation.bp)  # blocks of accounts and domains
     app.register_blueprint(moderation.admin_bp)  # /admin/domains: blocked for the whole site
     api.init_app(app)  # /api: JSON, token auth, no CSRF
+    federation.init_app(app)  # WebFinger, NodeInfo, actors, inboxes (when FEDERATION is on)
+    csrf.exempt(federation.bp)  # other servers sign their requests instead
+    oauth.init_app(app)  # /oauth: Mastodon apps sign in; authorized apps on /settings
+    mastodon_instance.init_app(app)  # /api/v1, /api/v2: the Mastodon client API
     app.after_request(web.add_security_headers)
     web.register_error_handlers(app)
     app.cli.add_command(search.reindex_command)

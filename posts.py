@@ -22,6 +22,9 @@ from werkzeug.wrappers import Response
 
 import api
 import blocks
+import federation_in
+import federation_out
+import fedfetch
 import mentions
 import ratelimit
 import search
@@ -57,8 +60,10 @@ PEOPLE_FOUND_MAX = 10  # people shown above the posts; a longer name narrows the
 def index() -> ResponseReturnValue:
     form = PostForm()
     if form.validate_on_submit():
-        mentions.record_known(current_user.publish(form.post.data))
+        post = current_user.publish(form.post.data)
+        mentions.record_known(post)
         db.session.commit()
+        federation_out.post_published(post)
         return redirect_with("success", _("Your post is now live!"), "posts.index")
     status = 400 if form.is_submitted() else 200
     posts = paginate(current_user.following_posts())
@@ -112,6 +117,7 @@ def delete_post(post_id: int) -> Response:
     if not current_user.delete_post(post_id):
         abort(404)
     db.session.commit()
+    federation_out.post_deleted(current_user, post_id)
     flash(_("Your post was deleted."), "info")
     next_page = request.args.get("next")
     return redirect(next_page if is_safe_next(next_page) else url_for("posts.index"))
@@ -154,10 +160,31 @@ def translate_post() -> Response:
     return jsonify(text=text, language=target)
 
 
+def find_remote_account(query: str) -> User | None:
+    """The account `@name@host` (or an actor URL) names, looked up on its server; the
+    worker then reads its latest posts and counts. None, with a message, when not found."""
+    try:
+        if blocks.domain_blocked(blocks.normalize_domain(query) or ""):
+            raise fedfetch.FetchError("this site blocks its server")  # asked nothing of it
+        user = fedfetch.remote_account(query)
+    except fedfetch.FetchError as exc:
+        flash(
+            _("%(query)s could not be found: %(reason)s", query=query.strip(), reason=exc.reason),
+            "warning",
+        )
+        return None
+    federation_in.fetch_remote_profile(user.id)
+    return user
+
+
 @bp.route("/search", endpoint="search")
 @login_required
-def search_page() -> str:
+def search_page() -> ResponseReturnValue:
     query = request.args.get("q", "")
+    if current_app.config["FEDERATION"] and fedfetch.names_remote_account(query):
+        found = find_remote_account(query)
+        if found is not None:
+            return redirect(url_for("people.user", username=found.username))
     terms = search.parse_query(query)
     per_page = current_app.config["POSTS_PER_PAGE"]
     # Deep pages are never useful and a huge OFFSET would overflow the database's integers.
@@ -169,8 +196,8 @@ def search_page() -> str:
     name = query.strip().lstrip("@")
     people: Sequence[User] = ()
     if name and page == 1 and len(name) <= USERNAME_MAX and " " not in name:
-        found = User.named_like(name).where(User.id.not_in(blocks.blocked_by(current_user)))
-        people = db.session.scalars(found.limit(PEOPLE_FOUND_MAX)).all()
+        named = User.named_like(name).where(User.id.not_in(blocks.blocked_by(current_user)))
+        people = db.session.scalars(named.limit(PEOPLE_FOUND_MAX)).all()
     return render_template(
         "search.html",
         title=_("%(query)s - Search", query=query.strip()[:40]) if query.strip() else _("Search"),

@@ -39,6 +39,8 @@ from werkzeug.datastructures import FileStorage
 
 import avatars
 import backup
+import federation_in  # noqa: F401  (the consumer runs its task, apply_inbox_activity)
+import federation_out
 import importer
 import language_detection
 import remote_pictures  # noqa: F401  (registers its tasks: remote accounts' pictures)
@@ -238,6 +240,7 @@ def delete_user(user: User, progress: "Progress | None" = None) -> int:
     # more, and an admin being deleted no longer counts as one while the posts go.
     user.disable()
     db.session.commit()
+    federation_out.account_deleted(user)
     done = 0
     while deleted := user.delete_some_posts(current_app.config["MICROBLOG_EXPORT_BATCH_SIZE"]):
         db.session.commit()
@@ -709,6 +712,7 @@ def process_avatar(user_id: int, task: HueyTask = None) -> int:
         with consuming(path):
             Progress(row.id, 1).write(10, N_("Making your new picture…"))
             write_avatar(user, path.read_bytes())
+        federation_out.profile_updated(user)  # the followers' servers show the new picture
         done = N_("Your new picture is in place.")
         Task.change(row.id, [TaskStatus.RUNNING], message=done)
         return 0

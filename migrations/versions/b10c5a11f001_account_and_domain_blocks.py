@@ -3,7 +3,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = 'b10c5a11f001'
-down_revision = 'f3d9a1c7e2b5'
+down_revision = '7a51d0c0a5e1'
 
 
 def upgrade():

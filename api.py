@@ -23,7 +23,6 @@ from werkzeug.datastructures import FileStorage
 import api_schemas as schemas
 import avatars
 import federation_out
-import mentions
 import ratelimit
 import tasks
 from api_auth import refuse_if_limited, token_user
@@ -403,7 +402,6 @@ def create_post(body: schemas.NewPost) -> Response:
     """Publish a post, with the web form's rules."""
     form = validate_form(PostForm, {"post": body.body}, renamed={"post": "body"})
     post = token_user().publish(form.post.data)
-    mentions.record_known(post)
     db.session.commit()
     federation_out.post_published(post)
     return created(post_out(post).dump(), url_for("api.get_post", id=post.id))

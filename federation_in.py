@@ -22,6 +22,7 @@ import activities
 import actors
 import blocks
 import federation_out
+import federation_social
 import fedfetch
 import fedsign
 import remote_content
@@ -249,7 +250,7 @@ Handler = Callable[[dict[str, Any], User], None]
 # Called for each Note another server creates, with the post stored for it (None when it
 # went into no timeline, e.g. a direct message): mentions and messages hook in here.
 NoteListener = Callable[[dict[str, Any], User, Post | None], None]
-NOTE_LISTENERS: list[NoteListener] = []
+NOTE_LISTENERS: list[NoteListener] = [federation_social.on_note]
 
 
 def apply(activity: dict[str, Any], actor: User) -> None:
@@ -329,20 +330,6 @@ def undo_follow(follow: dict[str, Any], actor: User) -> None:
         actor.unfollow(followed)
 
 
-def is_public_or_followers(note: dict[str, Any], actor: User) -> bool:
-    """Whether a note is meant for timelines: public, or for the author's followers."""
-    remote = actors.remote_actor(actor)
-    audience: set[str] = set()
-    for field in ("to", "cc"):
-        value = note.get(field)
-        values = value if isinstance(value, list) else [value]
-        audience.update(v for v in values if isinstance(v, str))
-    followers_url = remote.followers_url if remote is not None else None
-    return bool(audience & activities.PUBLIC_FORMS) or (
-        followers_url is not None and followers_url in audience
-    )
-
-
 def _own_note(activity: dict[str, Any], actor: User) -> dict[str, Any] | None:
     """The embedded Note of an activity, if it is by `actor` and has an id on its server."""
     note = activity.get("object")
@@ -362,7 +349,8 @@ def on_create(activity: dict[str, Any], actor: User) -> None:
     if note is None:
         return
     post = None
-    if is_public_or_followers(note, actor) and _has_local_followers(actor):
+    meant_here = _has_local_followers(actor) or federation_social.mentions_someone_here(note)
+    if activities.is_public_or_followers(note, actor) and meant_here:
         post = store_remote_post(note, actor)
     for listener in NOTE_LISTENERS:
         listener(note, actor, post)
@@ -456,7 +444,7 @@ def fetch_remote_profile(user_id: int) -> int:
         try:
             for item in _first_page_items(remote):
                 note = _own_note(item, user) if item.get("type") == "Create" else None
-                if note is not None and is_public_or_followers(note, user):
+                if note is not None and activities.is_public_or_followers(note, user):
                     known = db.session.scalar(sa.select(Post.id).where(Post.ap_id == note["id"]))
                     if known is None:
                         store_remote_post(note, user)
@@ -509,8 +497,13 @@ HANDLERS: dict[str, Handler] = {
     "Create": on_create,
     "Update": on_update,
     "Delete": on_delete,
+    "Like": federation_social.on_reaction,
+    "Announce": federation_social.on_reaction,
+    "Block": federation_social.on_block,
 }
 # What an Undo takes back, by the type of the activity undone.
 UNDO_HANDLERS: dict[str, Handler] = {
     "Follow": undo_follow,
+    "Like": federation_social.undo_reaction,
+    "Announce": federation_social.undo_reaction,
 }

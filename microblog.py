@@ -20,7 +20,6 @@ import cli
 import config as settings
 import error_mail
 import federation
-import federation_social  # noqa: F401  (the inbox's handlers, and their tables)
 import feeds
 import health
 import i18n

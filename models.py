@@ -995,7 +995,13 @@ class Message(Model):
     """A private message; only its recipient (and its author) may read it."""
 
     # The inbox and the unread count both look messages up by recipient, newest first.
-    __table_args__ = (sa.Index("ix_message_recipient_id_timestamp", "recipient_id", "timestamp"),)
+    __table_args__ = (
+        sa.Index("ix_message_recipient_id_timestamp", "recipient_id", "timestamp"),
+        # A direct note from another server becomes one message per recipient, once.
+        partial_unique_index(
+            "uq_message_recipient_id_ap_id", "recipient_id", "ap_id", where="ap_id IS NOT NULL"
+        ),
+    )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     sender_id: so.Mapped[int] = so.mapped_column(
@@ -1004,6 +1010,10 @@ class Message(Model):
     recipient_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user.id", ondelete="CASCADE"))
     body: so.Mapped[str] = so.mapped_column(sa.String(MESSAGE_MAX))
     timestamp: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    # A message from another server: its Note's id, and its content sanitised (in full;
+    # `body` holds its text, shortened to MESSAGE_MAX).
+    ap_id: so.Mapped[str | None] = so.mapped_column(sa.String(URL_MAX))
+    html: so.Mapped[str | None] = so.mapped_column(sa.Text)
 
     author: so.Mapped[User] = so.relationship(
         foreign_keys=[sender_id], back_populates="messages_sent"

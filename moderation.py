@@ -17,6 +17,7 @@ from wtforms.validators import DataRequired, Length, ValidationError
 
 import admin
 import blocks
+import federation_social
 from blocks import DOMAIN_MAX, AccountBlock, DomainBlock, UserDomainBlock
 from database import _insert_unless_conflict, db, execute_dml
 from forms import EmptyForm
@@ -68,6 +69,7 @@ def block_account(user: User, other: User) -> bool:
     added = db.session.execute(_insert_unless_conflict(AccountBlock, row)).first() is not None
     remove_follows(user, sa.select(sa.literal(other.id)))
     refresh_unread_count(user)
+    federation_social.account_block_changed(user, other, blocked=True)
     return added
 
 
@@ -78,6 +80,8 @@ def unblock_account(user: User, other: User) -> bool:
     )
     removed = execute_dml(statement).rowcount > 0
     refresh_unread_count(user)
+    if removed:
+        federation_social.account_block_changed(user, other, blocked=False)
     return removed
 
 

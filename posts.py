@@ -61,7 +61,6 @@ def index() -> ResponseReturnValue:
     form = PostForm()
     if form.validate_on_submit():
         post = current_user.publish(form.post.data)
-        mentions.record_known(post)
         db.session.commit()
         federation_out.post_published(post)
         return redirect_with("success", _("Your post is now live!"), "posts.index")

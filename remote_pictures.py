@@ -19,6 +19,7 @@ import fedfetch
 from actors import RemoteActor
 from avatar_store import avatars_dir, write_avatar
 from avatars import AvatarError
+from commit_hooks import after_commit
 from database import Model, db, utcnow
 from models import URL_MAX, User
 from worker import app_context, huey
@@ -31,8 +32,6 @@ RETRY_AFTER = timedelta(days=1)
 SWEEP_BATCH = 20
 # Why a fetch failed, as kept (an exception's text can be long).
 ERROR_MAX = 200
-# Where the ids of actors whose icon changed wait for their session's commit.
-PENDING = "remote_pictures.pending"
 
 
 class RemotePicture(Model):
@@ -137,23 +136,7 @@ def fetch_waiting_remote_pictures() -> int:
 @sa.event.listens_for(RemoteActor, "after_insert")
 @sa.event.listens_for(RemoteActor, "after_update")
 def icon_stored(_mapper: object, _connection: object, remote: RemoteActor) -> None:
-    """Note an actor whose icon URL is new, for `queue_fetches` once it is committed."""
-    changed = sa.inspect(remote).attrs.icon_url.history.has_changes()
+    """An actor's icon URL is new: fetch its picture once that is committed."""
     session = so.object_session(remote)
-    if changed and session is not None:
-        session.info.setdefault(PENDING, set()).add(remote.user_id)
-
-
-@sa.event.listens_for(so.Session, "after_commit")
-def queue_fetches(session: so.Session) -> None:
-    """The icons are stored: fetch their pictures (in the worker)."""
-    for user_id in sorted(session.info.pop(PENDING, ())):
-        try:
-            fetch_remote_picture(user_id)
-        except Exception:  # the queue is down: the periodic sweep fetches it later
-            log.exception("Could not queue the picture of remote account %s", user_id)
-
-
-@sa.event.listens_for(so.Session, "after_rollback")
-def forget_pending(session: so.Session) -> None:
-    session.info.pop(PENDING, None)
+    if session is not None and sa.inspect(remote).attrs.icon_url.history.has_changes():
+        after_commit(fetch_remote_picture, remote.user_id, session=session)

@@ -7,6 +7,7 @@ that sent it, and is idempotent; the caller (federation_in.apply) commits. Outbo
 local user did is sent by the worker once it is committed (`after_commit`)."""
 
 import logging
+from contextlib import AbstractContextManager
 from typing import Any
 
 import sqlalchemy as sa
@@ -55,6 +56,12 @@ def local_post(url: str | None) -> Post | None:
 
 def federating() -> bool:
     return bool(current_app.config["FEDERATION"])
+
+
+def as_the_site() -> AbstractContextManager[object]:
+    """A request to SITE_URL, for the worker: a note's links (linkify) are built with
+    url_for, which needs one."""
+    return current_app.test_request_context(base_url=str(current_app.config["SITE_URL"]))
 
 
 # --- likes and boosts -----------------------------------------------------------------------
@@ -171,7 +178,9 @@ def deliver_mentions(post_id: int) -> int:
             if (remote := actors.remote_actor(account)) is not None
         }
         inboxes -= set(actors.remote_follower_inboxes(post.author))  # they have it already
-        federation_out.send(activities.create(post), post.user_id, inboxes)
+        with as_the_site():
+            create = activities.create(post)
+        federation_out.send(create, post.user_id, inboxes)
         return len(inboxes)
 
 
@@ -266,7 +275,8 @@ def send_direct_message(message_id: int) -> bool:
         remote = actors.remote_actor(message.recipient) if message is not None else None
         if message is None or remote is None or not federating():
             return False
-        note = message_note(message)
+        with as_the_site():
+            note = message_note(message)
         create = activities.with_context(
             {
                 "id": note["id"] + "/activity",

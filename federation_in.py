@@ -271,6 +271,10 @@ def on_follow(activity: dict[str, Any], actor: User) -> None:
     remote = actors.remote_actor(actor)
     if followed is None or remote is None or not followed.is_active:
         return
+    if blocks.hidden_from(followed, actor):  # a blocked account (or domain) may not follow
+        reject = activities.answer("Reject", actors.local_actor_id(followed.id), activity)
+        federation_out.send(reject, followed.id, [remote.inbox])
+        return
     actor.follow(followed)
     accept = activities.answer("Accept", actors.local_actor_id(followed.id), activity)
     db.session.commit()

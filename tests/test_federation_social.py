@@ -12,6 +12,7 @@ import mentions
 from database import db
 from models import Message, Post, User
 from tests import test_federation
+from tests.helpers import actor_document
 from tests.test_federation import ANN, SITE, deliver
 
 # The signed inbox and a remote account, ann@remote.example, as test_federation has them.
@@ -37,6 +38,16 @@ def create(number, content, **addressing):
         "actor": ANN,
         "object": note,
         "to": note.get("to", []),
+    }
+
+
+def ann_to(user_id, kind, number):
+    """An activity of ann's whose object is one of our users (a Follow, a Block)."""
+    return {
+        "id": f"https://remote.example/{kind.lower()}s/{number}",
+        "type": kind,
+        "actor": ANN,
+        "object": f"{SITE}/actors/{user_id}",
     }
 
 
@@ -134,13 +145,7 @@ def test_a_remote_block_ends_follows_both_ways(web, app, users, ann, remote_keys
         alice.follow(ann_user)
         ann_user.follow(alice)
         db.session.commit()
-    block = {
-        "id": "https://remote.example/blocks/1",
-        "type": "Block",
-        "actor": ANN,
-        "object": f"{SITE}/actors/{users['alice']}",
-    }
-    deliver(web, app, block, remote_keys)
+    deliver(web, app, ann_to(users["alice"], "Block", 1), remote_keys)
     with app.app_context():
         alice, ann_user = db.session.get(User, users["alice"]), db.session.get(User, ann)
         assert not alice.is_following(ann_user) and not ann_user.is_following(alice)
@@ -196,3 +201,33 @@ def test_blocking_a_remote_account_sends_block_and_undo(app, client, auth, users
     assert block["actor"] == f"{SITE}/actors/{users['alice']}"
     assert inboxes == ["https://remote.example/users/ann/inbox"]
     assert undo["type"] == "Undo" and undo["object"]["id"] == block["id"]
+
+
+def test_a_blocked_account_cannot_follow(web, app, client, auth, users, ann, remote_keys, sent):
+    auth.login("alice")
+    client.submit("/block/ann@remote.example")
+    follow = ann_to(users["alice"], "Follow", 9)
+    deliver(web, app, follow, remote_keys)
+    with app.app_context():
+        assert not db.session.get(User, ann).is_following(db.session.get(User, users["alice"]))
+    answer = sent[-1][0]
+    assert answer["type"] == "Reject" and answer["object"]["id"] == follow["id"]
+
+
+def test_an_unknown_account_mentioned_is_looked_up_then_sent_the_post(
+    app, client, auth, users, remote, sent
+):
+    app.config.update(FEDERATION_ALLOW_HTTP=True, FEDERATION_ALLOW_PRIVATE=True)
+    document = actor_document(remote.base, "zoe")
+    remote.json("/users/zoe", document)
+    webfinger = {
+        "subject": f"acct:zoe@{remote.host}",
+        "links": [{"rel": "self", "type": "application/activity+json", "href": document["id"]}],
+    }
+    remote.json(f"/.well-known/webfinger?resource=acct:zoe@{remote.host}", webfinger)
+    auth.login("alice")
+    client.submit("/index", {"post": f"hi @zoe@{remote.host}, and @nobody@{remote.host}"})
+    [(activity, signer, inboxes)] = [call for call in sent if call[2]]
+    assert signer == users["alice"] and inboxes == [f"{remote.base}/inbox"]
+    mention = {"type": "Mention", "href": document["id"], "name": f"@zoe@{remote.host}"}
+    assert activity["object"]["tag"] == [mention] and document["id"] in activity["object"]["cc"]

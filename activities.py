@@ -11,6 +11,7 @@ from markupsafe import Markup
 import actors
 import mentions
 from database import db
+from follows import Follows
 from formatting import linkify
 from mailer import site_link
 from models import Post, User, followers
@@ -305,7 +306,11 @@ def people(user: User, relation: str, page: int | None) -> dict[str, Any]:
         if relation == "followers"
         else (followers.c.follower_id, followers.c.followed_id)
     )
-    total = user.followers_count() if relation == "followers" else user.following_count()
+    total = (
+        Follows(user).followers_count()
+        if relation == "followers"
+        else Follows(user).following_count()
+    )
     if page is None:
         return ordered_collection(url, total)
     select = (

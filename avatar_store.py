@@ -3,19 +3,13 @@ made (from an upload, or from a remote account's picture) and served from here."
 
 import os
 import time
-from pathlib import Path
 
 from flask import Response, current_app, send_from_directory
 
 import avatars
 from database import db
 from models import User
-
-
-def avatars_dir() -> Path:
-    path = Path(current_app.config["DATA_DIR"]) / "avatars"
-    path.mkdir(mode=0o700, exist_ok=True)
-    return path
+from task_support import avatars_dir
 
 
 def send_avatar(file: str) -> Response:

@@ -27,6 +27,7 @@ import fedfetch
 import fedsign
 import remote_content
 from database import Model, _insert_unless_conflict, db, utcnow
+from follows import Follows
 from models import POST_MAX, URL_MAX, Post, User
 from worker import app_context, huey
 
@@ -275,7 +276,7 @@ def on_follow(activity: dict[str, Any], actor: User) -> None:
         reject = activities.answer("Reject", actors.local_actor_id(followed.id), activity)
         federation_out.send(reject, followed.id, [remote.inbox])
         return
-    actor.follow(followed)
+    Follows(actor).follow(followed)
     accept = activities.answer("Accept", actors.local_actor_id(followed.id), activity)
     db.session.commit()
     federation_out.send(accept, followed.id, [remote.inbox])
@@ -299,7 +300,7 @@ def on_accept(activity: dict[str, Any], actor: User) -> None:
     if request_row is not None:
         follower = db.session.get_one(User, request_row.follower_id)
         db.session.delete(request_row)
-        follower.follow(actor)
+        Follows(follower).follow(actor)
 
 
 def on_reject(activity: dict[str, Any], actor: User) -> None:
@@ -311,7 +312,7 @@ def on_reject(activity: dict[str, Any], actor: User) -> None:
     if isinstance(inner, dict):  # a follow they accepted before and now end
         follower = actors.local_user_for_actor(object_id(inner.get("actor")) or "")
         if follower is not None:
-            follower.unfollow(actor)
+            Follows(follower).unfollow(actor)
 
 
 def on_undo(activity: dict[str, Any], actor: User) -> None:
@@ -331,7 +332,7 @@ def on_undo(activity: dict[str, Any], actor: User) -> None:
 def undo_follow(follow: dict[str, Any], actor: User) -> None:
     followed = local_target(follow)
     if followed is not None:
-        actor.unfollow(followed)
+        Follows(actor).unfollow(followed)
 
 
 def _own_note(activity: dict[str, Any], actor: User) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ import activities
 import actors
 import fedfetch
 from database import db
+from follows import Follows
 from mailer import site_link
 from models import Post, User
 from worker import app_context, huey
@@ -116,7 +117,7 @@ def follow_remote(follower: User, followed: User) -> None:
     """Ask a remote account's server to let `follower` follow it (commits); the follow is
     "requested" until it accepts."""
     remote = actors.remote_actor(followed)
-    if remote is None or follower.is_following(followed):
+    if remote is None or Follows(follower).is_following(followed):
         return
     if actors.follow_request(follower, followed) is not None:
         return
@@ -132,8 +133,8 @@ def unfollow_remote(follower: User, followed: User) -> None:
     if remote is None:
         return
     pending = actors.cancel_follow_request(follower, followed)
-    was_following = follower.is_following(followed)
-    follower.unfollow(followed)
+    was_following = Follows(follower).is_following(followed)
+    Follows(follower).unfollow(followed)
     db.session.commit()
     if pending is None and not was_following:
         return

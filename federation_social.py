@@ -24,7 +24,9 @@ import reactions
 import remote_content
 from commit_hooks import after_commit
 from database import MAX_ROW_ID, db
+from follows import Follows
 from formatting import linkify
+from mailboxes import Mailbox
 from models import MESSAGE_MAX, Message, Post, User, message_sent, published
 from reactions import ReactionKind
 from worker import app_context, huey
@@ -96,8 +98,8 @@ def on_block(activity: dict, actor: User) -> None:
     user = actors.local_user_for_actor(object_id(activity.get("object")) or "")
     if user is None:
         return
-    actor.unfollow(user)
-    user.unfollow(actor)
+    Follows(actor).unfollow(user)
+    Follows(user).unfollow(actor)
     actors.cancel_follow_request(user, actor)
 
 
@@ -240,7 +242,7 @@ def receive_message(note: dict[str, Any], sender: User, recipient: User) -> None
     html = remote_content.clean_html(content[:100_000]) if isinstance(content, str) else ""
     text = remote_content.html_to_text(html) or "…"
     body = text if len(text) <= MESSAGE_MAX else text[: MESSAGE_MAX - 1] + "…"
-    message = sender.send_message(recipient, body)
+    message = Mailbox(sender).send(recipient, body)
     message.ap_id, message.html = note_id, html
 
 

@@ -18,8 +18,10 @@ import avatars
 import tasks
 from api_schemas import Text
 from database import MAX_ROW_ID, db
+from follows import Follows
 from formatting import MENTION
 from forms import MessageForm, PostForm, filled, first_error
+from mailboxes import Mailbox
 from mastodon_contract import (
     current_token,
     current_user_or_none,
@@ -396,9 +398,9 @@ def change_follow(path: IdPath, follow: bool) -> dict:
     if other.id == user.id:
         masto_abort(403, "This action is not allowed")
     if follow:
-        user.follow(other)
+        Follows(user).follow(other)
     else:
-        user.unfollow(other)
+        Follows(user).unfollow(other)
     db.session.commit()
     return relationship(user, other).dump()
 
@@ -471,7 +473,7 @@ def send_direct(user: User, text: str) -> dict:
     form = filled(MessageForm, {"message": text})
     if form.errors:
         unprocessable(f"Validation failed: Text {first_error(form)}")
-    message = user.send_message(recipient, form.message.data)
+    message = Mailbox(user).send(recipient, form.message.data)
     db.session.commit()
     return message_status(message).dump()
 
@@ -653,7 +655,7 @@ def posts_page(select: sa.Select) -> Response:
 )
 def home_timeline(query: PageQuery) -> Response:
     user = me()
-    authors = sa.union(user.followed_ids(), sa.select(sa.literal(user.id)))
+    authors = sa.union(Follows(user).followed_ids(), sa.select(sa.literal(user.id)))
     return posts_page(sa.select(Post).where(Post.user_id.in_(authors)))
 
 

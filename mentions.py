@@ -10,6 +10,7 @@ import sqlalchemy.orm as so
 
 import blocks
 import formatting
+import notifications
 from database import Model, _insert_unless_conflict, db, execute_dml, utcnow
 from models import Post, User
 
@@ -97,7 +98,7 @@ def unread_count(user: User) -> int:
 
 def notify(user: User) -> None:
     """Every open page of `user` updates its Mentions badge (the page poller)."""
-    user.add_notification("unread_mention_count", unread_count(user))
+    notifications.notify(user.id, "unread_mention_count", unread_count(user))
 
 
 def mentioning(user: User) -> sa.Select:

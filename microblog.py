@@ -36,8 +36,10 @@ import task_pages
 import translation
 import web
 from database import db, isoformat_utc
+from follows import Follows
 from formatting import CardKit, linkify
 from jobs import TaskStatus
+from mailboxes import Mailbox
 from mailer import mail
 from models import User, registration_open
 
@@ -121,5 +123,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.jinja_env.globals["offers_translation"] = translation.offered_for
     app.jinja_env.globals["card_kit"] = CardKit
     app.jinja_env.globals["unread_mention_count"] = mentions.unread_count
+    # What the navbar and the profile cards show of messages and follows.
+    app.jinja_env.globals["Mailbox"] = Mailbox
+    app.jinja_env.globals["Follows"] = Follows
     error_mail.configure_logging(app)
     return app

@@ -21,6 +21,7 @@ import federation_social
 from blocks import DOMAIN_MAX, AccountBlock, DomainBlock, UserDomainBlock
 from database import _insert_unless_conflict, db, execute_dml
 from forms import EmptyForm
+from mailboxes import Mailbox
 from models import User, followers
 from web import is_safe_next, list_page
 
@@ -59,7 +60,7 @@ def remove_follows(user: User, others: sa.Select) -> None:
 
 def refresh_unread_count(user: User) -> None:
     """The unread badge leaves out (or counts again) the messages of blocked accounts."""
-    user.add_notification("unread_message_count", user.unread_message_count())
+    Mailbox(user).announce_unread()
 
 
 def block_account(user: User, other: User) -> bool:

@@ -24,6 +24,7 @@ import federation_out
 from avatar_store import send_avatar
 from avatars import AvatarError, generated_avatar_svg
 from database import db
+from follows import Follows
 from forms import EditProfileForm, EmptyForm
 from models import USERNAME_MAX, User
 from tasks import check_avatar, start_avatar
@@ -55,7 +56,11 @@ def user(username: str) -> str:
 def people_page(username: str, relation: str) -> str:
     """`username`'s followers or the people they follow (`relation`), a page of them."""
     user = db.first_or_404(User.named(username))
-    select = user.followers_select() if relation == "followers" else user.following_select()
+    select = (
+        Follows(user).followers_select()
+        if relation == "followers"
+        else Follows(user).following_select()
+    )
     select = select.where(User.id.not_in(blocks.blocked_by(current_user)))
     followers = relation == "followers"
     heading = _("Followers of %(username)s", username=user.username) if followers else None
@@ -164,10 +169,10 @@ def change_following(username: str, follow: bool) -> Response:
     elif user.domain is not None:  # its server answers the follow (commits)
         change_remote_following(user, follow)
     elif follow:
-        current_user.follow(user)
+        Follows(current_user).follow(user)
         flash(_("You are following %(username)s!", username=username), "success")
     else:
-        current_user.unfollow(user)
+        Follows(current_user).unfollow(user)
         flash(_("You are not following %(username)s.", username=username), "info")
     db.session.commit()
     return redirect(url_for("people.user", username=username))

@@ -17,11 +17,12 @@ from huey import crontab
 
 import fedfetch
 from actors import RemoteActor
-from avatar_store import avatars_dir, write_avatar
+from avatar_store import write_avatar
 from avatars import AvatarError
 from commit_hooks import after_commit
 from database import Model, db, utcnow
 from models import URL_MAX, User
+from task_support import avatars_dir
 from worker import app_context, huey
 
 log = logging.getLogger("huey.microblog")

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 import blocks
 from blocks import AccountBlock, DomainBlock, UserDomainBlock
 from database import db
+from mailboxes import Mailbox
 from models import Message, User, followers
 from tests.helpers import add_posts, follow
 
@@ -21,7 +22,7 @@ def follows(app, follower_id, followed_id) -> bool:
 def send(app, sender_id, recipient_id, body):
     with app.app_context():
         sender, recipient = db.session.get(User, sender_id), db.session.get(User, recipient_id)
-        sender.send_message(recipient, body)
+        Mailbox(sender).send(recipient, body)
         db.session.commit()
 
 
@@ -76,12 +77,12 @@ def test_messages_of_a_blocked_account_are_hidden_until_unblocked(app, alice, us
     send(app, users["bob"], users["alice"], "a message from bob")
     send(app, users["carol"], users["alice"], "a message from carol")
     with app.app_context():
-        assert db.session.get(User, users["alice"]).unread_message_count() == 2
+        assert Mailbox(db.session.get(User, users["alice"])).unread_count() == 2
     alice.submit("/block/bob")
     page = alice.get("/messages").get_data(as_text=True)
     assert "a message from bob" not in page and "a message from carol" in page
     with app.app_context():
-        assert db.session.get(User, users["alice"]).unread_message_count() == 1
+        assert Mailbox(db.session.get(User, users["alice"])).unread_count() == 1
     alice.submit("/unblock/bob")
     assert "a message from bob" in alice.get("/messages").get_data(as_text=True)
     with app.app_context():

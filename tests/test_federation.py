@@ -15,8 +15,10 @@ import federation_in
 import fedsign
 from blocks import DomainBlock
 from database import db
+from follows import Follows
 from models import Post, User
 from tests.helpers import actor_document
+from timeline import Timeline
 
 SITE = "https://local.example"
 AP = "application/activity+json"
@@ -210,8 +212,8 @@ def test_bad_page_is_a_400(web, users, page):
 def test_followers_list_remote_and_local_actors(web, app, users, ann):
     with app.app_context():
         alice = db.session.get(User, users["alice"])
-        db.session.get(User, ann).follow(alice)
-        db.session.get(User, users["bob"]).follow(alice)
+        Follows(db.session.get(User, ann)).follow(alice)
+        Follows(db.session.get(User, users["bob"])).follow(alice)
         db.session.commit()
     page = web.get(f"/actors/{users['alice']}/followers?page=1").get_json()
     assert sorted(page["orderedItems"]) == sorted([ANN, f"{SITE}/actors/{users['bob']}"])
@@ -286,8 +288,8 @@ def test_follow_is_verified_stored_and_applied_once(web, app, users, ann, remote
     apply_all(app)
     with app.app_context():
         alice = db.session.get(User, users["alice"])
-        assert db.session.get(User, ann).is_following(alice)
-        assert alice.followers_count() == 1
+        assert Follows(db.session.get(User, ann)).is_following(alice)
+        assert Follows(alice).followers_count() == 1
         assert stored_activities()[0].state == "applied"
 
 
@@ -471,7 +473,7 @@ def ann_does(web, app, keys, kind, thing, number=1):
 @pytest.fixture
 def alice_follows_ann(app, users, ann):
     with app.app_context():
-        db.session.get(User, users["alice"]).follow(db.session.get(User, ann))
+        Follows(db.session.get(User, users["alice"])).follow(db.session.get(User, ann))
         db.session.commit()
 
 
@@ -481,7 +483,7 @@ def test_notes_of_followed_accounts_enter_change_and_leave_the_timeline(
     ann_does(web, app, remote_keys, "Create", note(1))
     with app.app_context():
         alice = db.session.get(User, users["alice"])
-        timeline = db.session.scalars(alice.following_posts()).all()
+        timeline = db.session.scalars(Timeline(alice).posts()).all()
         assert [post.ap_id for post in timeline] == ["https://remote.example/notes/1"]
         assert "<script>" not in timeline[0].html and 'rel="nofollow noopener"' in timeline[0].html
         assert timeline[0].body == "Note 1 link"
@@ -514,7 +516,7 @@ def test_accept_and_undo_of_follows(web, app, users, ann, remote_keys):
         alice, ann_user = db.session.get(User, users["alice"]), db.session.get(User, ann)
         federation_out.follow_remote(alice, ann_user)
         request_row = actors.follow_request(alice, ann_user)
-        assert request_row is not None and not alice.is_following(ann_user)
+        assert request_row is not None and not Follows(alice).is_following(ann_user)
         follow_id = request_row.activity_id
     accept = {
         "id": "https://remote.example/a/1",
@@ -530,14 +532,16 @@ def test_accept_and_undo_of_follows(web, app, users, ann, remote_keys):
     deliver(web, app, accept, remote_keys)
     with app.app_context():
         alice, ann_user = db.session.get(User, users["alice"]), db.session.get(User, ann)
-        assert alice.is_following(ann_user) and actors.follow_request(alice, ann_user) is None
+        assert (
+            Follows(alice).is_following(ann_user) and actors.follow_request(alice, ann_user) is None
+        )
     # ann follows bob, then takes it back.
     follow = follow_activity(users["bob"], 7)
     deliver(web, app, follow, remote_keys)
     undo = {"id": "https://remote.example/undo/7", "type": "Undo", "actor": ANN, "object": follow}
     deliver(web, app, undo, remote_keys)
     with app.app_context():
-        assert db.session.get(User, users["bob"]).followers_count() == 0
+        assert Follows(db.session.get(User, users["bob"])).followers_count() == 0
 
 
 def test_update_and_delete_of_the_person(web, app, users, ann, remote_keys):

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 import federation_out
 import mentions
 from database import db
+from follows import Follows
+from mailboxes import Mailbox
 from models import Message, Post, User
 from tests import test_federation
 from tests.helpers import actor_document
@@ -91,7 +93,7 @@ def test_a_direct_note_is_a_private_message_never_a_post(
         assert message.body == "@alice psst" and "<script>" not in message.html
         assert message.ap_id == "https://remote.example/notes/1"
         assert db.session.scalar(sa.select(sa.func.count(Post.id))) == 0
-        assert db.session.get(User, users["alice"]).unread_message_count() == 1
+        assert Mailbox(db.session.get(User, users["alice"])).unread_count() == 1
     auth.login("alice")
     page = client.get("/messages").get_data(as_text=True)
     assert "psst" in page and "ann@remote.example" in page
@@ -142,13 +144,14 @@ def test_a_public_mention_is_kept_and_tells_the_user(
 def test_a_remote_block_ends_follows_both_ways(web, app, users, ann, remote_keys):
     with app.app_context():
         alice, ann_user = db.session.get(User, users["alice"]), db.session.get(User, ann)
-        alice.follow(ann_user)
-        ann_user.follow(alice)
+        Follows(alice).follow(ann_user)
+        Follows(ann_user).follow(alice)
         db.session.commit()
     deliver(web, app, ann_to(users["alice"], "Block", 1), remote_keys)
     with app.app_context():
         alice, ann_user = db.session.get(User, users["alice"]), db.session.get(User, ann)
-        assert not alice.is_following(ann_user) and not ann_user.is_following(alice)
+        assert not Follows(alice).is_following(ann_user)
+        assert not Follows(ann_user).is_following(alice)
 
 
 # --- outbound -------------------------------------------------------------------------------
@@ -209,7 +212,8 @@ def test_a_blocked_account_cannot_follow(web, app, client, auth, users, ann, rem
     follow = ann_to(users["alice"], "Follow", 9)
     deliver(web, app, follow, remote_keys)
     with app.app_context():
-        assert not db.session.get(User, ann).is_following(db.session.get(User, users["alice"]))
+        ann_user, alice = db.session.get(User, ann), db.session.get(User, users["alice"])
+        assert not Follows(ann_user).is_following(alice)
     answer = sent[-1][0]
     assert answer["type"] == "Reject" and answer["object"]["id"] == follow["id"]
 

@@ -1,23 +1,16 @@
 """Blocks: the accounts and domains a user does not want to see or hear from, and the
 domains the whole site refuses. The tables and the questions the rest of the site asks of
-them; moderation.py makes and lifts blocks.
-
-Only `database` is imported here, so that the models can ask (a message from a blocked
-account is hidden from its recipient) without an import cycle.
-"""
+them; moderation.py makes and lifts blocks."""
 
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from database import Model, db, utcnow
-
-if TYPE_CHECKING:
-    from models import User
+from models import User
 
 # A host name (253 characters at most) with room for ":port".
 DOMAIN_MAX = 260
@@ -124,15 +117,11 @@ def user_blocks_domain(user_id: int, domain: str) -> bool:
 # --- accounts -------------------------------------------------------------------------------
 
 
-# The account table's two columns asked about here (models.py imports this module).
-ACCOUNTS = sa.table("user", sa.column("id", sa.Integer), sa.column("domain", sa.String))
-
-
 def accounts_on(domains: sa.Select) -> sa.Select:
     """The ids of the accounts on any of `domains` (a select of one column of domain names)
     or on a domain under one, whatever their port."""
     listed = domains.subquery()
-    domain, account_domain = listed.c[0], ACCOUNTS.c.domain
+    domain, account_domain = listed.c[0], User.domain
     under = sa.literal("%.").concat(domain)
     covered = sa.or_(
         account_domain == domain,
@@ -140,7 +129,7 @@ def accounts_on(domains: sa.Select) -> sa.Select:
         account_domain.like(under),
         account_domain.like(under.concat(":%")),
     )
-    return sa.select(ACCOUNTS.c.id).join(listed, covered)
+    return sa.select(User.id).join(listed, covered)
 
 
 def site_blocked_accounts() -> sa.Select:
@@ -148,7 +137,7 @@ def site_blocked_accounts() -> sa.Select:
     return accounts_on(sa.select(DomainBlock.domain))
 
 
-def blocked_by(user: "User") -> sa.Select:
+def blocked_by(user: User) -> sa.Select:
     """The ids of the accounts hidden from `user`: those they block, those on domains they
     block, and those on domains blocked for the whole site (timelines, lists, mentions and
     the message inbox leave them out)."""
@@ -161,7 +150,7 @@ def blocked_by(user: "User") -> sa.Select:
     return sa.select(hidden.c[0])
 
 
-def hidden_from(user: "User", other: "User") -> bool:
+def hidden_from(user: User, other: User) -> bool:
     """Whether `other` is one of the accounts hidden from `user` (`blocked_by`)."""
     hidden = blocked_by(user).subquery()
     return db.session.scalar(sa.select(hidden.c[0]).where(hidden.c[0] == other.id)) is not None
@@ -185,7 +174,7 @@ def either_blocks(one_id: int, other_id: int) -> bool:
     return db.session.scalar(sa.select(AccountBlock.user_id).where(pair).limit(1)) is not None
 
 
-def blocked_accounts(user: "User") -> sa.Select:
+def blocked_accounts(user: User) -> sa.Select:
     """The ids of the accounts `user` blocks, newest block first (for the settings page)."""
     return (
         sa.select(AccountBlock.blocked_id)
@@ -194,7 +183,7 @@ def blocked_accounts(user: "User") -> sa.Select:
     )
 
 
-def blocked_domains(user: "User") -> list[str]:
+def blocked_domains(user: User) -> list[str]:
     """The domains `user` blocks, by name."""
     query = sa.select(UserDomainBlock.domain).where(UserDomainBlock.user_id == user.id)
     return list(db.session.scalars(query.order_by(UserDomainBlock.domain)))

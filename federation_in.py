@@ -67,8 +67,6 @@ def receive() -> ResponseReturnValue:
     if len(body) > INBOX_MAX_BYTES:
         abort(413)
     headers = dict(request.headers)
-    if headers.get("Host", "").lower() != actors.site_host().lower():
-        abort(401, "the request is not addressed to this site")
     key_host = actors.host_of(_key_id_of(headers))
     if not key_host or blocks.domain_blocked(key_host):
         abort(403 if key_host else 401)
@@ -109,7 +107,11 @@ def _key_id_of(headers: dict[str, str]) -> str:
 def verified_key_owner(
     method: str, target: str, headers: dict[str, str], body: bytes | None
 ) -> actors.RemoteActor:
-    """The remote actor whose key signed the request. Raises SignatureError or FetchError."""
+    """The remote actor whose key signed the request (to this site: a request signed for
+    another server's host is not ours to take). Raises SignatureError or FetchError."""
+    host = next((value for name, value in headers.items() if name.lower() == "host"), "")
+    if host.lower() != actors.site_host().lower():
+        raise fedsign.SignatureError("the request is not addressed to this site")
     scheme = actors.site_url().partition("://")[0]
     fetched: set[str] = set()
 
@@ -151,13 +153,7 @@ def fetch_key_owner(key_id: str) -> actors.RemoteActor | None:
         if actors.host_of(owner) != actors.host_of(url):
             return None
         url, document = owner, fedfetch.fetch_json(owner)
-    try:
-        user = actors.store_remote_actor(document, fetched_from=url)
-    except actors.ActorError as exc:
-        db.session.rollback()
-        raise fedfetch.FetchError(str(exc)) from None
-    db.session.commit()
-    remote = actors.remote_actor(user)
+    remote = actors.remote_actor(fedfetch.store_actor(document, url))
     return remote if remote is not None and remote.key_id == key_id else None
 
 
@@ -170,6 +166,10 @@ def parse_activity(body: bytes) -> dict[str, Any]:
         abort(400, "the body is not JSON")
     if not isinstance(activity, dict) or _depth(activity) > MAX_JSON_DEPTH:
         abort(400, "the body is not an activity")
+    try:  # "\ud800" escapes make lone surrogates, which no database column takes
+        json.dumps(activity, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        abort(400, "the body holds text that is not Unicode")
     for name in ("id", "type"):
         if not isinstance(activity.get(name), str) or len(activity[name]) > URL_MAX:
             abort(400, f"the activity has no usable {name}")

@@ -166,25 +166,19 @@ def change_following(username: str, follow: bool) -> Response:
         flash(_("You cannot follow or unfollow yourself."), "warning")
     elif follow and blocks.either_blocks(current_user.id, user.id):
         flash(_("You cannot follow %(username)s.", username=username), "warning")
-    elif user.domain is not None:  # its server answers the follow (commits)
-        change_remote_following(user, follow)
-    elif follow:
-        Follows(current_user).follow(user)
-        flash(_("You are following %(username)s!", username=username), "success")
     else:
-        Follows(current_user).unfollow(user)
-        flash(_("You are not following %(username)s.", username=username), "info")
-    db.session.commit()
+        federation_out.change_following(current_user, user, follow)
+        flash(*following_message(user, follow))
     return redirect(url_for("people.user", username=username))
 
 
-def change_remote_following(user: User, follow: bool) -> None:
-    if follow:
-        federation_out.follow_remote(current_user, user)
-        flash(_("You asked to follow %(username)s.", username=user.username), "success")
-    else:
-        federation_out.unfollow_remote(current_user, user)
-        flash(_("You are not following %(username)s.", username=user.username), "info")
+def following_message(user: User, follow: bool) -> tuple[str, str]:
+    """What a follow or unfollow says: a remote account's server has yet to answer."""
+    if not follow:
+        return _("You are not following %(username)s.", username=user.username), "info"
+    if user.domain is not None:
+        return _("You asked to follow %(username)s.", username=user.username), "success"
+    return _("You are following %(username)s!", username=user.username), "success"
 
 
 @bp.route("/follow/<username>", methods=["POST"])

@@ -163,6 +163,10 @@ def translate_post() -> Response:
 def find_remote_account(query: str) -> User | None:
     """The account `@name@host` (or an actor URL) names, looked up on its server; the
     worker then reads its latest posts and counts. None, with a message, when not found."""
+    retry_after = ratelimit.remote_lookup(current_user.id)
+    if retry_after:
+        flash(ratelimit.refusal("account lookups", retry_after), "warning")
+        return None
     try:
         if blocks.domain_blocked(blocks.normalize_domain(query) or ""):
             raise fedfetch.FetchError("this site blocks its server")  # asked nothing of it

@@ -293,6 +293,35 @@ def test_follow_is_verified_stored_and_applied_once(web, app, users, ann, remote
         assert stored_activities()[0].state == "applied"
 
 
+def test_rfc9421_signed_post_is_taken(web, app, users, ann, remote_keys):
+    """Signed by http-message-signatures as Mastodon 4.5 signs: RFC 9421 with a
+    Content-Digest, rsa-v1_5-sha256."""
+    import http_message_signatures as hms
+
+    class Request:
+        method, url = "POST", SITE + "/inbox"
+
+        def __init__(self):
+            self.headers = {"Host": "local.example", "Content-Type": AP}
+
+    body = json.dumps(follow_activity(users["alice"])).encode()
+    request = Request()
+    resolver = hms.MappingKeyResolver(
+        public_keys={}, private_keys={ANN_KEY: remote_keys[0].encode()}
+    )
+    signer = hms.HTTPMessageSigner(
+        signature_algorithm=hms.algorithms.RSA_V1_5_SHA256, key_resolver=resolver
+    )
+    signer.sign(
+        request, key_id=ANN_KEY, covered_component_ids=("@method", "@target-uri"), body=body
+    )
+    assert web.post("/inbox", data=body, headers=request.headers).status_code == 202
+    tampered = body.replace(b"follows/1", b"follows/2")
+    assert web.post("/inbox", data=tampered, headers=request.headers).status_code == 401
+    with app.app_context():
+        assert len(stored_activities()) == 1
+
+
 def test_personal_inbox_takes_activities_too(web, app, users, ann, remote_keys):
     path = f"/actors/{users['alice']}/inbox"
     assert signed_post(web, path, follow_activity(users["alice"]), remote_keys).status_code == 202
@@ -412,6 +441,12 @@ def test_blocked_domain_is_403_before_any_fetch(web, app, users, remote_keys, mo
             401,
         ),
         (b"{" + b'"x":"' + b"a" * 300_000 + b'"}', 413),
+        (
+            b'{"id": "https://remote.example/\\ud800", "type": "Follow", "actor": "'
+            + ANN.encode()
+            + b'"}',
+            400,
+        ),
     ],
 )
 def test_bad_bodies_are_refused(web, app, users, ann, remote_keys, body, status):

@@ -4,8 +4,10 @@ import pytest
 import sqlalchemy as sa
 
 import blocks
+import federation_out
 from blocks import AccountBlock, DomainBlock, UserDomainBlock
 from database import db
+from follows import Follows
 from mailboxes import Mailbox
 from models import Message, User, followers
 from tests.helpers import add_posts, follow
@@ -292,3 +294,14 @@ def test_blocked_by_on_postgresql(pg_app):
         assert names == {"bob", "zed@bad.example", "amy@social.bad.example:8443", "ok@good.example"}
         assert blocks.hidden_from(alice, db.session.scalar(User.named("ok@good.example")))
         assert blocks.domain_blocked("www.good.example")
+
+
+def test_no_follow_crosses_a_block_whatever_asks(app, alice, users):
+    """The one follow path (pages and apps alike) refuses, both ways."""
+    alice.submit("/block/bob")
+    with app.app_context():
+        alice_user, bob = db.session.get(User, users["alice"]), db.session.get(User, users["bob"])
+        federation_out.change_following(bob, alice_user, True)
+        federation_out.change_following(alice_user, bob, True)
+        assert not Follows(bob).is_following(alice_user)
+        assert not Follows(alice_user).is_following(bob)

@@ -20,7 +20,9 @@ from flask.typing import ResponseReturnValue
 
 import activities
 import actors
+import blocks
 import federation_out
+import federation_social
 import fedfetch
 import fedsign
 import remote_content
@@ -54,12 +56,6 @@ class InboxActivity(Model):
     received_at: so.Mapped[datetime] = so.mapped_column(default=utcnow, index=True)
 
 
-def domain_blocked(domain: str) -> bool:
-    """Whether the site refuses everything from `domain`. Site-wide domain blocks belong
-    to moderation (blocks.domain_blocked); until it exists, no domain is blocked."""
-    return False
-
-
 # --- receiving --------------------------------------------------------------------------
 
 
@@ -72,7 +68,7 @@ def receive() -> ResponseReturnValue:
         abort(413)
     headers = dict(request.headers)
     key_host = actors.host_of(_key_id_of(headers))
-    if not key_host or domain_blocked(key_host):
+    if not key_host or blocks.domain_blocked(key_host):
         abort(403 if key_host else 401)
     try:
         owner = verified_key_owner("POST", _target(), headers, body)
@@ -255,7 +251,7 @@ Handler = Callable[[dict[str, Any], User], None]
 # Called for each Note another server creates, with the post stored for it (None when it
 # went into no timeline, e.g. a direct message): mentions and messages hook in here.
 NoteListener = Callable[[dict[str, Any], User, Post | None], None]
-NOTE_LISTENERS: list[NoteListener] = []
+NOTE_LISTENERS: list[NoteListener] = [federation_social.on_note]
 
 
 def apply(activity: dict[str, Any], actor: User) -> None:
@@ -275,6 +271,10 @@ def on_follow(activity: dict[str, Any], actor: User) -> None:
     followed = local_target(activity)
     remote = actors.remote_actor(actor)
     if followed is None or remote is None or not followed.is_active:
+        return
+    if blocks.hidden_from(followed, actor):  # a blocked account (or domain) may not follow
+        reject = activities.answer("Reject", actors.local_actor_id(followed.id), activity)
+        federation_out.send(reject, followed.id, [remote.inbox])
         return
     Follows(actor).follow(followed)
     accept = activities.answer("Accept", actors.local_actor_id(followed.id), activity)
@@ -335,20 +335,6 @@ def undo_follow(follow: dict[str, Any], actor: User) -> None:
         Follows(actor).unfollow(followed)
 
 
-def is_public_or_followers(note: dict[str, Any], actor: User) -> bool:
-    """Whether a note is meant for timelines: public, or for the author's followers."""
-    remote = actors.remote_actor(actor)
-    audience: set[str] = set()
-    for field in ("to", "cc"):
-        value = note.get(field)
-        values = value if isinstance(value, list) else [value]
-        audience.update(v for v in values if isinstance(v, str))
-    followers_url = remote.followers_url if remote is not None else None
-    return bool(audience & activities.PUBLIC_FORMS) or (
-        followers_url is not None and followers_url in audience
-    )
-
-
 def _own_note(activity: dict[str, Any], actor: User) -> dict[str, Any] | None:
     """The embedded Note of an activity, if it is by `actor` and has an id on its server."""
     note = activity.get("object")
@@ -368,7 +354,8 @@ def on_create(activity: dict[str, Any], actor: User) -> None:
     if note is None:
         return
     post = None
-    if is_public_or_followers(note, actor) and _has_local_followers(actor):
+    meant_here = _has_local_followers(actor) or federation_social.mentions_someone_here(note)
+    if activities.is_public_or_followers(note, actor) and meant_here:
         post = store_remote_post(note, actor)
     for listener in NOTE_LISTENERS:
         listener(note, actor, post)
@@ -462,7 +449,7 @@ def fetch_remote_profile(user_id: int) -> int:
         try:
             for item in _first_page_items(remote):
                 note = _own_note(item, user) if item.get("type") == "Create" else None
-                if note is not None and is_public_or_followers(note, user):
+                if note is not None and activities.is_public_or_followers(note, user):
                     known = db.session.scalar(sa.select(Post.id).where(Post.ap_id == note["id"]))
                     if known is None:
                         store_remote_post(note, user)
@@ -515,8 +502,13 @@ HANDLERS: dict[str, Handler] = {
     "Create": on_create,
     "Update": on_update,
     "Delete": on_delete,
+    "Like": federation_social.on_reaction,
+    "Announce": federation_social.on_reaction,
+    "Block": federation_social.on_block,
 }
 # What an Undo takes back, by the type of the activity undone.
 UNDO_HANDLERS: dict[str, Handler] = {
     "Follow": undo_follow,
+    "Like": federation_social.undo_reaction,
+    "Announce": federation_social.undo_reaction,
 }

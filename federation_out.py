@@ -13,6 +13,7 @@ from flask import current_app
 
 import activities
 import actors
+import blocks
 import fedfetch
 from database import db
 from follows import Follows
@@ -115,7 +116,9 @@ def account_deleted(user: User) -> None:
 
 def change_following(follower: User, followed: User, follow: bool) -> None:
     """Follow or unfollow anyone (commits): a local account at once; a remote one by asking
-    its server, and for real only once it accepts."""
+    its server, and for real only once it accepts. Nobody follows across a block."""
+    if follow and blocks.either_blocks(follower.id, followed.id):
+        return
     if followed.domain is not None:
         (follow_remote if follow else unfollow_remote)(follower, followed)
         return

@@ -130,17 +130,20 @@
   }
 
   // The unread messages badge in the navbar: the one place that sets it.
-  function showUnread(count) {
-    var badge = document.getElementById("message_count");
-    if (!badge) return;
-    badge.textContent = String(count);
-    badge.classList.toggle("d-none", !count);
+  // An updater for the count badge with this id: hidden at zero.
+  function badge(id) {
+    return function (count) {
+      var element = document.getElementById(id);
+      if (!element) return;
+      element.textContent = String(count);
+      element.classList.toggle("d-none", !count);
+    };
   }
 
   window.microblog = {
     text: text, on: on, every: every, hurry: hurry, renderTimes: renderTimes,
     fetchText: fetchText, fetchFragment: fetchFragment, postForm: postForm,
-    showUnread: showUnread,
+    badge: badge,
   };
 
   // Avatars come from Gravatar; on a server without internet access show a local picture.

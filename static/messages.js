@@ -6,7 +6,7 @@
   "use strict";
   var microblog = window.microblog;
 
-  microblog.on("unread_message_count", microblog.showUnread);
+  microblog.on("unread_message_count", microblog.badge("message_count"));
 
   // The shown messages are read up to the newest one; the answer says what is left unread.
   function markShownMessagesRead() {
@@ -20,7 +20,7 @@
       .then(function (result) {
         if (!result) return;
         form.hidden = true;
-        microblog.showUnread(result.unread);
+        microblog.badge("message_count")(result.unread);
       })
       .catch(function () { /* the button still works */ });
   }

@@ -19,6 +19,7 @@ import api
 import cli
 import config as settings
 import error_mail
+import federation_admin
 import health
 import i18n
 import messages
@@ -93,11 +94,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(task_pages.bp)  # export, import, task history and banners
     app.register_blueprint(health.bp)  # the notifications poll, /healthz, /readyz
     app.register_blueprint(admin.bp)  # /admin
+    app.register_blueprint(federation_admin.bp)  # /admin/federation
     api.init_app(app)  # /api: JSON, token auth, no CSRF
     app.after_request(web.add_security_headers)
     web.register_error_handlers(app)
     app.cli.add_command(search.reindex_command)
     cli.init_app(app)  # flask user …, backup, restore
+    app.cli.add_command(federation_admin.federation_cli)  # flask federation …
 
     app.jinja_env.filters["isoformat_utc"] = isoformat_utc
     app.jinja_env.filters["human_size"] = web.human_size

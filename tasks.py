@@ -40,6 +40,7 @@ from werkzeug.datastructures import FileStorage
 
 import avatars
 import backup
+import deliveries  # noqa: F401  (registers its tasks: sending to other servers)
 import importer
 import language_detection
 import worker

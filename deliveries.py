@@ -86,6 +86,8 @@ def send_deliveries() -> int:
             attempted = run_round()
     finally:
         _round_running.release()
+    if attempted:
+        log.info("Delivery round on %s: %d attempted", CONSUMER_ID, attempted)
     # After releasing the lock: a round queued meanwhile may already have ended at once.
     with app_context():
         if more_due():

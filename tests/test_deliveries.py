@@ -182,3 +182,33 @@ def test_host_down_for_too_long_is_dropped(app, users, live, monkeypatch, receiv
     # A new delivery to a host that is dead is dropped at once, and counted.
     deliver(app, note(30), [closed.inbox])
     assert pending(app, closed) == 0 and host_row(app, closed)["dropped"] == 4
+
+
+def test_two_consumers_share_a_fan_out_on_postgres_and_redis(
+    postgres_url, pg_app, tmp_path, monkeypatch, receivers
+):
+    if not REDIS_URL:
+        pytest.skip("REDIS_URL is not set: the Redis variant runs only where Redis is available")
+    from tests.live import LiveSite
+
+    inboxes = [receivers(lambda n: (time.sleep(0.02), 202)[1]) for _ in range(200)]
+    settings = {**FAST, "FEDERATION_DELIVERY_BATCH": 20, "FEDERATION_DELIVERY_CONCURRENCY": 8}
+    pg_app.config.update(settings)
+    site = LiveSite(tmp_path, redis_url=REDIS_URL, DATABASE_URL=postgres_url, **settings)
+    try:
+        monkeypatch.setattr(tasks.huey, "name", site.huey_name)
+        monkeypatch.setattr(tasks.huey, "storage_class", worker.RedisStorage)
+        monkeypatch.setattr(tasks.huey, "storage_kwargs", {"url": REDIS_URL})
+        monkeypatch.setattr(tasks.huey, "storage", tasks.huey.create_storage())
+        first, second = site.start_consumer(), site.start_consumer()
+        deliver(pg_app, note(40), [r.inbox for r in inboxes])
+        wait_for(lambda: all(r.activities for r in inboxes), timeout=60, what="every inbox")
+        wait_for(lambda: pending(pg_app) == 0, what="no delivery left")
+        assert all(r.activities == {note(40)["id"]: 1} for r in inboxes), "no duplicates"
+        rounds = [line for line in site.consumer_log().splitlines() if "Delivery round on" in line]
+        for consumer in (first, second):
+            assert any(f":{consumer.pid}:" in line for line in rounds), (
+                f"consumer {consumer.pid} sent nothing: {rounds}"
+            )
+    finally:
+        site.stop()

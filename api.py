@@ -211,7 +211,11 @@ def update_user(path: schemas.UserId, body: schemas.UserUpdate) -> dict[str, Any
     """
     user = own_account(path.id)
     data = body.sent()
-    current = {"username": user.username, "email": user.email, "about_me": user.about_me or ""}
+    current = {
+        "username": user.username,
+        "email": user.email or "",
+        "about_me": user.about_me or "",
+    }
     form = validate_form(AccountForm, {**current, **data}, user)
     # The same address (maybe re-cased) is the same mailbox: no password, no confirmation.
     same_address = User.by_email(form.email.data) == user

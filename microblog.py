@@ -14,6 +14,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import accounts
+import actors  # noqa: F401  (the federation tables, until federation.py registers routes)
 import admin
 import api
 import cli
@@ -63,6 +64,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     data_dir = Path(config["DATA_DIR"]) if "DATA_DIR" in config else None
     app.config.from_mapping(settings.from_environment(data_dir))
     app.config.from_mapping(config)
+    app.config["FEDERATION"] = settings.federation_enabled(app.config)
     cookies = settings.cookie_security(app.config["SITE_URL"])
     app.config.from_mapping({key: value for key, value in cookies.items() if key not in config})
     if app.config["TRUSTED_PROXIES"]:

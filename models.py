@@ -57,6 +57,10 @@ PASSWORD_MAX = 128
 POST_MAX = 140
 ABOUT_ME_MAX = 140
 MESSAGE_MAX = 140
+# A server's host name, with a port when it has one.
+DOMAIN_MAX = 255
+# The longest URL kept for things that come from other servers (ids, links).
+URL_MAX = 2048
 # A language tag as pages and mail use it ("en", "es"; room for "pt-BR" and the like).
 LANGUAGE_MAX = 16
 
@@ -133,7 +137,11 @@ followers = sa.Table(
 class User(UserMixin, Model):
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     username: so.Mapped[str] = so.mapped_column(sa.String(USERNAME_MAX), index=True, unique=True)
-    email: so.Mapped[str] = so.mapped_column(sa.String(EMAIL_MAX), index=True, unique=True)
+    # None for remote accounts, which have no address and no password here.
+    email: so.Mapped[str | None] = so.mapped_column(sa.String(EMAIL_MAX), index=True, unique=True)
+    # The server of a remote account ("mastodon.example"), None for a local one. A remote
+    # account's username is its handle, name@domain; local usernames cannot contain "@".
+    domain: so.Mapped[str | None] = so.mapped_column(sa.String(DOMAIN_MAX), index=True)
     password_hash: so.Mapped[str | None] = so.mapped_column(sa.String(256))
     about_me: so.Mapped[str | None] = so.mapped_column(sa.String(ABOUT_ME_MAX))
     last_seen: so.Mapped[datetime | None] = so.mapped_column(default=utcnow)
@@ -453,7 +461,7 @@ class User(UserMixin, Model):
             file = self.avatar_file(stored)
             return url_for("people.avatar_file", file=file, v=self.avatar_version)
         if current_app.config.get("MICROBLOG_GRAVATAR"):
-            digest = hashlib.md5(self.email.strip().lower().encode("utf-8")).hexdigest()
+            digest = hashlib.md5((self.email or "").strip().lower().encode("utf-8")).hexdigest()
             return f"https://www.gravatar.com/avatar/{digest}?d=identicon&s={size}"
         return url_for("people.generated_avatar", username=self.username, size=size)
 
@@ -811,6 +819,12 @@ class Post(Model):
     # only links); None when nobody has looked yet (posts from before detection, imported
     # posts): the worker fills those in (`Post.detect_languages`).
     language: so.Mapped[str | None] = so.mapped_column(sa.String(LANGUAGE_MAX))
+    # Posts from other servers: their ActivityPub id (the one key for Update, Delete and
+    # duplicates), the page to read them on, and their content, sanitised; `body` then
+    # holds its text, shortened to POST_MAX, for search and previews.
+    ap_id: so.Mapped[str | None] = so.mapped_column(sa.String(URL_MAX), index=True, unique=True)
+    url: so.Mapped[str | None] = so.mapped_column(sa.String(URL_MAX))
+    html: so.Mapped[str | None] = so.mapped_column(sa.Text)
 
     author: so.Mapped[User] = so.relationship(back_populates="posts")
 

@@ -29,7 +29,14 @@ import fedsign
 from database import db, utcnow
 from delivery_sender import Limits, Pipeline, Request
 from delivery_store import Claimed, Outcome, Policy
-from worker import CONSUMER_ID, app_context, huey, live_consumers, on_consumer_start
+from worker import (
+    CONSUMER_ID,
+    app_context,
+    consumer_heartbeats,
+    huey,
+    live_consumers,
+    on_consumer_start,
+)
 
 log = logging.getLogger("huey.microblog")
 # httpx logs every request at INFO: a fan-out would write a line per follower's server.
@@ -118,7 +125,8 @@ def more_due() -> bool:
 def run_round() -> int:
     config = current_app.config
     policy = Policy.from_config()
-    live = [consumer.id for consumer in live_consumers()] + [CONSUMER_ID]
+    live = {consumer.id for consumer in live_consumers()} | {CONSUMER_ID}
+    dead = set(consumer_heartbeats()) - live
     first_claim = True
 
     def claim(limit: int) -> list[Claimed]:
@@ -126,8 +134,8 @@ def run_round() -> int:
         probes: list[Claimed] = []
         if first_claim:  # each paused host whose pause is over gets one probe per round
             first_claim = False
-            probes = delivery_store.claim_probes(limit, CONSUMER_ID, live, policy)
-        due = delivery_store.claim_due(limit - len(probes), CONSUMER_ID, live, policy)
+            probes = delivery_store.claim_probes(limit, CONSUMER_ID, dead, policy)
+        due = delivery_store.claim_due(limit - len(probes), CONSUMER_ID, dead, policy)
         return probes + due
 
     def record(outcomes: list[Outcome]) -> None:
@@ -160,6 +168,8 @@ class Preparer:
                 requests.append(self._request(delivery))
             except fedfetch.UnsafeURL as exc:
                 failed.append(_outcome(delivery, "refused", f"refused address: {exc}"))
+            except fedfetch.FetchError as exc:  # its name does not resolve (yet)
+                failed.append(_outcome(delivery, "failed", str(exc)))
             except Exception as exc:  # a bug or a missing key: retried on the schedule
                 log.exception("Could not prepare delivery %s", delivery.id)
                 failed.append(_outcome(delivery, "failed", f"not sent: {exc}"))
@@ -195,8 +205,9 @@ class Preparer:
                 self.unsafe[key] = None
             except fedfetch.UnsafeURL as exc:
                 self.unsafe[key] = str(exc)
-        if self.unsafe[key] is not None:
-            raise fedfetch.UnsafeURL(self.unsafe[key])
+        refusal = self.unsafe[key]
+        if refusal is not None:
+            raise fedfetch.UnsafeURL(refusal)
 
 
 def _outcome(delivery: Claimed, result: str, error: str) -> Outcome:

@@ -205,12 +205,13 @@ def dead_hosts(hosts: Collection[str], policy: Policy) -> set[str]:
     return set(db.session.scalars(query))
 
 
-def _claimable(now: datetime, live_consumers: Collection[str]) -> sa.ColumnElement[bool]:
-    """Rows nobody works on: never claimed, a lapsed lease, or a dead consumer's claim."""
+def _claimable(now: datetime, dead_consumers: Collection[str]) -> sa.ColumnElement[bool]:
+    """Rows nobody works on: never claimed, a lapsed lease, or the claim of a consumer known
+    to be dead. (One not yet known at all may have just started: its lease stands.)"""
     return sa.or_(
         Delivery.claimed_by.is_(None),
         Delivery.claimed_until < now,
-        Delivery.claimed_by.not_in(list(live_consumers)),
+        Delivery.claimed_by.in_(list(dead_consumers)),
     )
 
 
@@ -239,21 +240,21 @@ def _claim(where: sa.ColumnElement[bool], limit: int, consumer: str, lease: floa
 
 
 def claim_due(
-    limit: int, consumer: str, live_consumers: Collection[str], policy: Policy
+    limit: int, consumer: str, dead_consumers: Collection[str], policy: Policy
 ) -> list[Claimed]:
     """Claim up to `limit` due deliveries to hosts that are not paused."""
     now = utcnow()
     paused = sa.select(FederationHost.host).where(FederationHost.paused_until.is_not(None))
     where = sa.and_(
         Delivery.next_attempt_at <= now,
-        _claimable(now, live_consumers),
+        _claimable(now, dead_consumers),
         Delivery.host.not_in(paused.scalar_subquery()),
     )
     return [Claimed(*row) for row in _claim(where, limit, consumer, policy.lease)]
 
 
 def claim_probes(
-    limit: int, consumer: str, live_consumers: Collection[str], policy: Policy
+    limit: int, consumer: str, dead_consumers: Collection[str], policy: Policy
 ) -> list[Claimed]:
     """For up to `limit` paused hosts whose pause is over, take the probe (one at a time per
     host) and claim that host's oldest delivery for it."""
@@ -282,7 +283,7 @@ def claim_probes(
         db.session.commit()
         if not taken:
             continue  # another consumer probes it
-        where = sa.and_(Delivery.host == host, _claimable(now, live_consumers))
+        where = sa.and_(Delivery.host == host, _claimable(now, dead_consumers))
         rows = _claim(where, 1, consumer, policy.lease)
         if rows:
             found = Claimed(*rows[0])

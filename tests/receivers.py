@@ -46,6 +46,7 @@ class Receiver:
         self.activities = Counter()
         self.times = []
         self.headers = []
+        self.bodies = []
         self.requests = 0
         self.busy = 0
         self.busy_max = 0
@@ -70,6 +71,7 @@ class Receiver:
             self.busy_max = max(self.busy_max, self.busy)
             self.times.append(time.monotonic())
             self.headers.append(headers)
+            self.bodies.append(body)
         answer = self.script(number)
         if answer != HANG and 200 <= (answer[0] if isinstance(answer, tuple) else answer) < 300:
             with self.lock:

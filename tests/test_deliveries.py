@@ -4,13 +4,17 @@ servers on loopback (tests/receivers.py) that answer as each test needs.
 The schedule's durations (two days of retries, a week before dropping) are settings: the
 tests shrink them to fractions of a second rather than wait."""
 
+import base64
+import hashlib
 import os
 import signal
 import time
 
+import httpsig
 import pytest
 import sqlalchemy as sa
 
+import actors
 import deliveries
 import tasks
 import worker
@@ -99,13 +103,30 @@ def test_fan_out_reaches_each_inbox_once_signed(app, users, live, monkeypatch, r
     inboxes = [receivers() for _ in range(40)]
     start_site(live, monkeypatch)
     # Two followers on the same server share its inbox: one request per inbox.
-    deliver(app, note(1), [r.inbox for r in inboxes] + [inboxes[0].inbox])
+    alice = users["alice"]
+    deliver(app, note(1), [r.inbox for r in inboxes] + [inboxes[0].inbox], signer_id=alice)
     wait_for(lambda: all(r.activities for r in inboxes), timeout=30, what="every inbox")
     wait_for(lambda: pending(app) == 0, what="no delivery left")
     assert all(r.activities == {note(1)["id"]: 1} for r in inboxes)
-    headers = inboxes[0].headers[0]
-    assert "Signature" in headers and "Digest" in headers
     assert host_row(app, inboxes[0])["delivered"] == 1
+    # Signed by alice's key, as an implementation nobody here wrote checks it.
+    with app.app_context():
+        public_pem = actors.local_key(alice).public_pem
+        key_id = actors.key_id(alice)
+    for receiver in inboxes[:5]:
+        headers, body = receiver.headers[0], receiver.bodies[0]
+        assert f'keyId="{key_id}"' in headers["Signature"]
+        verifier = httpsig.HeaderVerifier(
+            headers,
+            public_pem,
+            required_headers=["(request-target)", "host", "date", "digest"],
+            method="POST",
+            path="/inbox",
+            sign_header="signature",
+        )
+        assert verifier.verify()
+        digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        assert headers["Digest"] == f"SHA-256={digest}"
 
 
 def test_sigkill_mid_fan_out_loses_nothing(app, users, live, monkeypatch, receivers):
@@ -194,7 +215,14 @@ def test_two_consumers_share_a_fan_out_on_postgres_and_redis(
     inboxes = [receivers(lambda n: (time.sleep(0.02), 202)[1]) for _ in range(200)]
     settings = {**FAST, "FEDERATION_DELIVERY_BATCH": 20, "FEDERATION_DELIVERY_CONCURRENCY": 8}
     pg_app.config.update(settings)
-    site = LiveSite(tmp_path, redis_url=REDIS_URL, DATABASE_URL=postgres_url, **settings)
+    site = LiveSite(
+        tmp_path,
+        redis_url=REDIS_URL,
+        DATABASE_URL=postgres_url,
+        FEDERATION_ALLOW_HTTP="true",
+        FEDERATION_ALLOW_PRIVATE="true",
+        **settings,
+    )
     try:
         monkeypatch.setattr(tasks.huey, "name", site.huey_name)
         monkeypatch.setattr(tasks.huey, "storage_class", worker.RedisStorage)

@@ -4,7 +4,7 @@ import sqlalchemy as sa
 
 
 revision = 'd3l1v3ry0a01'
-down_revision = '3f1c2a7be914'
+down_revision = 'f3d9a1c7e2b5'
 
 
 def upgrade():

@@ -45,8 +45,8 @@ def test_paused_host_shown_and_released_in_the_browser(
     admin,
     live,
     monkeypatch,
-    receivers,
-    browser,  # noqa: F811
+    receivers,  # noqa: F811  (the fixture imported above)
+    browser,
 ):
     alive = {"yes": False}
     server = receivers(lambda n: 202 if alive["yes"] else HANG)

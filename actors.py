@@ -76,6 +76,10 @@ class RemoteActor(Model):
     icon_url: so.Mapped[str | None] = so.mapped_column(sa.String(URL_MAX))
     display_name: so.Mapped[str | None] = so.mapped_column(sa.String(NAME_MAX))
     summary_html: so.Mapped[str | None] = so.mapped_column(sa.Text)
+    # The totals its server gives for its collections, shown on its profile here.
+    followers_count: so.Mapped[int | None] = so.mapped_column()
+    following_count: so.Mapped[int | None] = so.mapped_column()
+    posts_count: so.Mapped[int | None] = so.mapped_column()
     fetched_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
 
     user: so.Mapped[User] = so.relationship()

@@ -264,11 +264,20 @@ def post_activity(inbox: str, body: bytes, signer_id: int | None) -> int:
 # --- finding accounts -----------------------------------------------------------------
 
 
+def names_remote_account(text: str) -> bool:
+    """Whether a search names a remote account: a handle with a host, or a URL."""
+    text = text.strip()
+    return bool(HANDLE.match(text)) or text.startswith(("https://", "http://"))
+
+
 def remote_account(handle_or_url: str) -> User:
     """Find or create a remote account by its handle (`@name@host`) or actor URL, fetching it
     when unknown or stale; committed. Raises FetchError."""
     text = handle_or_url.strip()
     match = HANDLE.match(text)
+    local = _local_account(text, match)
+    if local is not None:
+        return local
     if match:
         name, host = match[1], match[2].lower()
         known = User.by_username(f"{name}@{host}")
@@ -283,6 +292,17 @@ def remote_account(handle_or_url: str) -> User:
     else:
         raise FetchError("that is neither a handle (@name@host) nor a URL")
     return refresh_actor(actor_url)
+
+
+def _local_account(text: str, match: re.Match[str] | None) -> User | None:
+    """The local user a handle or URL of this very site names (None for other sites)."""
+    host = match[2].lower() if match else actors.host_of(text)
+    if host != actors.site_host().lower():
+        return None
+    user = User.by_username(match[1]) if match else actors.local_user_for_actor(text)
+    if user is None or user.domain is not None:
+        raise FetchError("there is no such user here")
+    return user
 
 
 def _fresh(user: User) -> bool:

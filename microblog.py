@@ -14,16 +14,18 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import accounts
-import actors  # noqa: F401  (the federation tables, until federation.py registers routes)
 import admin
 import api
 import cli
 import config as settings
 import error_mail
+import federation
 import federation_admin
 import health
 import i18n
+import mastodon_instance
 import messages
+import oauth
 import people
 import posts
 import search
@@ -98,6 +100,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin.bp)  # /admin
     app.register_blueprint(federation_admin.bp)  # /admin/federation
     api.init_app(app)  # /api: JSON, token auth, no CSRF
+    federation.init_app(app)  # WebFinger, NodeInfo, actors, inboxes (when FEDERATION is on)
+    csrf.exempt(federation.bp)  # other servers sign their requests instead
+    oauth.init_app(app)  # /oauth: Mastodon apps sign in; authorized apps on /settings
+    mastodon_instance.init_app(app)  # /api/v1, /api/v2: the Mastodon client API
     app.after_request(web.add_security_headers)
     web.register_error_handlers(app)
     app.cli.add_command(search.reindex_command)

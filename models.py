@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Optional, cast
 import orjson
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from blinker import Namespace
 from flask import current_app, url_for
 from flask_login import UserMixin
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -46,6 +47,14 @@ from jobs import (
     Task,
     TaskStatus,
 )
+
+# What other modules act on without this one knowing them (the Mastodon API keeps its
+# notifications and tokens by them). Each is sent inside the transaction the caller commits.
+events = Namespace()
+sessions_ended = events.signal("sessions-ended")  # sender: the User
+followed = events.signal("followed")  # sender: the follower; `user`: the one followed
+published = events.signal("published")  # sender: the Post, flushed
+message_sent = events.signal("message-sent")  # sender: the Message, flushed
 
 # Named limits: the columns, the forms and the OpenAPI document all read these.
 USERNAME_MAX = 64
@@ -334,6 +343,7 @@ class User(UserMixin, Model):
         commits). For a password change or reset, a disabled account, "sign out everywhere"."""
         self.end_sessions()
         db.session.execute(sa.delete(ApiToken).where(ApiToken.user_id == self.id))
+        sessions_ended.send(self)
 
     def change_password(self, new_password: str) -> None:
         """Set a new password and end every session and API token (the caller commits)."""
@@ -394,6 +404,8 @@ class User(UserMixin, Model):
         body = plain_text(body).strip()
         post = Post(body=body, author=self, language=language_detection.detect(body))
         db.session.add(post)
+        db.session.flush()
+        published.send(post)
         return post
 
     # --- import -----------------------------------------------------------------
@@ -489,6 +501,7 @@ class User(UserMixin, Model):
     def follow(self, user: "User") -> None:
         if not self.is_following(user):
             self.following.add(user)
+            followed.send(self, user=user)
 
     def unfollow(self, user: "User") -> None:
         if self.is_following(user):
@@ -716,6 +729,7 @@ class User(UserMixin, Model):
         message = Message(author=self, recipient=recipient, body=body.strip())
         db.session.add(message)
         db.session.flush()
+        message_sent.send(message)
         recipient.add_notification("unread_message_count", recipient.unread_message_count())
         return message
 

@@ -6,7 +6,7 @@ from werkzeug.security import generate_password_hash
 
 from database import db
 from microblog import create_app
-from tests.helpers import add_user
+from tests.helpers import Remote, add_user
 from tests.live import CSRF_FIELD, free_port
 
 PASSWORD = "correct horse battery"
@@ -363,3 +363,12 @@ def schema_differences(connection) -> list:
         connection, opts={"include_name": search.alembic_include_name}
     )
     return compare_metadata(context, db.metadata)
+
+
+@pytest.fixture
+def remote():
+    """Another "server" on 127.0.0.1 answering what a test puts in its `routes`."""
+    server = Remote()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()

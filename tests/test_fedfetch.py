@@ -2,16 +2,13 @@
 caps, redirects, signatures that an independent implementation (httpsig) verifies, and
 finding accounts by WebFinger, against a small HTTP server on loopback."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import httpsig
 import pytest
 
 import actors
 import fedfetch
 import fedsign
+from tests.helpers import actor_document
 
 
 @pytest.fixture
@@ -23,53 +20,6 @@ def app_config():
 def ctx(app):
     with app.app_context():
         yield app
-
-
-class Remote:
-    """A tiny server on 127.0.0.1: `routes` maps a path to (status, headers, body)."""
-
-    def __init__(self):
-        self.routes: dict[str, tuple[int, dict, bytes]] = {}
-        self.requests: list[tuple[str, str, dict, bytes]] = []
-        remote = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def answer(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                remote.requests.append((self.command, self.path, dict(self.headers), body))
-                status, headers, data = remote.routes.get(self.path, (404, {}, b"no"))
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = answer
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        self.base = f"http://{self.host}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def json(self, path, document, status=200):
-        self.routes[path] = (
-            status,
-            {"Content-Type": "application/activity+json"},
-            json.dumps(document).encode(),
-        )
-
-
-@pytest.fixture
-def remote():
-    server = Remote()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
 
 
 @pytest.fixture
@@ -181,29 +131,6 @@ def test_unusable_json_is_a_fetch_error(ctx, remote, open_fence, body):
 def test_error_status_is_a_fetch_error(ctx, remote, open_fence):
     with pytest.raises(fedfetch.FetchError, match="404"):
         fedfetch.fetch_json(remote.base + "/missing")
-
-
-def actor_document(base, name="ann"):
-    _, public = fedsign.new_key_pair()
-    return {
-        "@context": ["https://www.w3.org/ns/activitystreams"],
-        "id": f"{base}/users/{name}",
-        "type": "Person",
-        "preferredUsername": name,
-        "name": "Ann <b>Example</b>",
-        "summary": "<p>Hi <script>alert(1)</script><a href='https://x.example'>me</a></p>",
-        "inbox": f"{base}/users/{name}/inbox",
-        "outbox": f"{base}/users/{name}/outbox",
-        "followers": f"{base}/users/{name}/followers",
-        "endpoints": {"sharedInbox": f"{base}/inbox"},
-        "url": f"{base}/@{name}",
-        "icon": {"type": "Image", "url": f"{base}/ann.png"},
-        "publicKey": {
-            "id": f"{base}/users/{name}#main-key",
-            "owner": f"{base}/users/{name}",
-            "publicKeyPem": public,
-        },
-    }
 
 
 def test_remote_account_by_webfinger(ctx, remote, open_fence):

@@ -4,7 +4,7 @@ import sqlalchemy as sa
 
 
 revision = 'd3l1v3ry0a01'
-down_revision = 'f3d9a1c7e2b5'
+down_revision = '7a51d0c0a5e1'
 
 
 def upgrade():

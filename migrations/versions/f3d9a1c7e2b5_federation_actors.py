@@ -1,4 +1,4 @@
-"""federation: remote accounts, actor keys, follow requests, tombstones, remote posts
+"""federation: remote accounts, actor keys, follow requests, tombstones, remote posts, inbox
 
 A remote account is a user row with a domain and no e-mail address (e-mail becomes
 nullable); its actor data is a row of remote_actor. Local users' key pairs and the
@@ -78,6 +78,9 @@ def upgrade():
         sa.Column('icon_url', sa.String(URL_MAX), nullable=True),
         sa.Column('display_name', sa.String(255), nullable=True),
         sa.Column('summary_html', sa.Text(), nullable=True),
+        sa.Column('followers_count', sa.Integer(), nullable=True),
+        sa.Column('following_count', sa.Integer(), nullable=True),
+        sa.Column('posts_count', sa.Integer(), nullable=True),
         sa.Column('fetched_at', sa.DateTime(), nullable=False),
     )
     op.create_index('ix_remote_actor_key_id', 'remote_actor', ['key_id'])
@@ -95,9 +98,22 @@ def upgrade():
         sa.Column('ap_id', sa.String(URL_MAX), primary_key=True),
         sa.Column('deleted_at', sa.DateTime(), nullable=False),
     )
+    op.create_table(
+        'inbox_activities',
+        sa.Column('id', sa.Integer(), primary_key=True),
+        sa.Column('activity_id', sa.String(URL_MAX), nullable=False, unique=True),
+        sa.Column('actor_url', sa.String(URL_MAX), nullable=False),
+        sa.Column('body', sa.Text(), nullable=False),
+        sa.Column('state', sa.String(16), nullable=False),
+        sa.Column('error', sa.Text(), nullable=True),
+        sa.Column('received_at', sa.DateTime(), nullable=False),
+    )
+    op.create_index('ix_inbox_activities_received_at', 'inbox_activities', ['received_at'])
 
 
 def downgrade():
+    op.drop_index('ix_inbox_activities_received_at', table_name='inbox_activities')
+    op.drop_table('inbox_activities')
     op.drop_table('tombstone')
     op.drop_table('follow_request')
     op.drop_index('ix_remote_actor_key_id', table_name='remote_actor')

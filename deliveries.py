@@ -55,7 +55,8 @@ def deliver(activity: dict, *, signer_id: int | None, inboxes: Iterable[str]) ->
     each distinct inbox: stored, committed, and the workers woken. Callable from a request
     or a task; commits the session."""
     body = orjson.dumps(activity).decode()
-    added = delivery_store.store(body, signer_id, inboxes, Policy.from_config())
+    signer = (signer_id, *actors.signing_key_for(signer_id))
+    added = delivery_store.store(body, signer, inboxes, Policy.from_config())
     db.session.commit()
     if added:
         wake(added)
@@ -152,12 +153,11 @@ def run_round() -> int:
 
 
 class Preparer:
-    """Turns claimed deliveries into signed requests, loading each activity and key once a
-    round, and checking each target host once."""
+    """Turns claimed deliveries into signed requests, loading each activity once a round,
+    and checking each target host once."""
 
     def __init__(self) -> None:
-        self.activities: dict[int, tuple[int | None, bytes]] = {}
-        self.keys: dict[int | None, tuple[str, str]] = {}
+        self.activities: dict[int, tuple[str, str, bytes]] = {}
         self.unsafe: dict[str, str | None] = {}  # target origin -> why it is refused
 
     def __call__(self, claimed: Sequence[Claimed]) -> tuple[list[Request], list[Outcome]]:
@@ -177,15 +177,12 @@ class Preparer:
 
     def _load(self, activity_ids: set[int]) -> None:
         if activity_ids:
-            for key, (signer, body) in delivery_store.activity_bodies(activity_ids).items():
-                self.activities[key] = (signer, body.encode())
+            for row_id, (key_id, pem, body) in delivery_store.activities(activity_ids).items():
+                self.activities[row_id] = (key_id, pem, body.encode())
 
     def _request(self, delivery: Claimed) -> Request:
         self._check(delivery.inbox)
-        signer_id, body = self.activities[delivery.activity_id]
-        if signer_id not in self.keys:
-            self.keys[signer_id] = actors.signing_key_for(signer_id)
-        key_id, private_pem = self.keys[signer_id]
+        key_id, private_pem, body = self.activities[delivery.activity_id]
         headers = fedsign.sign_request(
             "POST",
             delivery.inbox,

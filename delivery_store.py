@@ -38,8 +38,11 @@ class OutgoingActivity(Model):
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     # The local user whose key signs it; None for the instance actor. No foreign key: the
-    # Delete of an account must still go out after its row is gone.
+    # Delete of an account must still go out after its row is gone, and so must its key,
+    # read when the activity is stored (the row is deleted once every delivery is done).
     signer_id: so.Mapped[int | None]
+    key_id: so.Mapped[str] = so.mapped_column(sa.String(INBOX_MAX))
+    private_pem: so.Mapped[str] = so.mapped_column(sa.Text)
     body: so.Mapped[str] = so.mapped_column(sa.Text)
     created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
 
@@ -166,11 +169,16 @@ def host_of(url: str) -> str:
     return urlsplit(url).netloc.rsplit("@", 1)[-1].lower()[:HOST_MAX]
 
 
-def store(body: str, signer_id: int | None, inboxes: Iterable[str], policy: Policy) -> int:
-    """Add the activity and one delivery per distinct inbox (flushed, not committed);
-    inboxes on a host unreachable for longer than the policy allows are counted as dropped
-    instead. Returns how many deliveries were added."""
-    activity = OutgoingActivity(signer_id=signer_id, body=body)
+def store(
+    body: str, signer: tuple[int | None, str, str], inboxes: Iterable[str], policy: Policy
+) -> int:
+    """Add the activity, signed by `signer` (user id, key id, private PEM), and one delivery
+    per distinct inbox (flushed, not committed); inboxes on a host unreachable for longer
+    than the policy allows are counted as dropped instead. Returns how many were added."""
+    signer_id, key_id, private_pem = signer
+    activity = OutgoingActivity(
+        signer_id=signer_id, key_id=key_id, private_pem=private_pem, body=body
+    )
     db.session.add(activity)
     db.session.flush()
     targets = {inbox: host_of(inbox) for inbox in dict.fromkeys(inboxes)}
@@ -420,11 +428,16 @@ def next_due(policy: Policy) -> datetime | None:
     return min(moments) if moments else None
 
 
-def activity_bodies(ids: Collection[int]) -> dict[int, tuple[int | None, str]]:
-    """(signer id, body) of each activity."""
-    query = sa.select(OutgoingActivity.id, OutgoingActivity.signer_id, OutgoingActivity.body)
+def activities(ids: Collection[int]) -> dict[int, tuple[str, str, str]]:
+    """(key id, private PEM, body) of each activity."""
+    query = sa.select(
+        OutgoingActivity.id,
+        OutgoingActivity.key_id,
+        OutgoingActivity.private_pem,
+        OutgoingActivity.body,
+    )
     return {
-        row.id: (row.signer_id, row.body)
+        row.id: (row.key_id, row.private_pem, row.body)
         for row in db.session.execute(query.where(OutgoingActivity.id.in_(list(ids))))
     }
 

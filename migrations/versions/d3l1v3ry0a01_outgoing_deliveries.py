@@ -24,6 +24,8 @@ def upgrade():
     op.create_table('outgoing_activity',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('signer_id', sa.Integer(), nullable=True),
+    sa.Column('key_id', sa.String(length=2048), nullable=False),
+    sa.Column('private_pem', sa.Text(), nullable=False),
     sa.Column('body', sa.Text(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outgoing_activity'))

@@ -17,7 +17,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 from wtforms import BooleanField
 
-import deliveries
+import inbound
 import tasks
 import worker
 from database import db
@@ -167,7 +167,7 @@ def dashboard() -> dict[str, Any]:
         "queue_error": queue_error,
         "consumers": consumers,
         "counts": Task.count_by_status(),
-        "federation": deliveries.federation_numbers(),
+        "federation": inbound.federation_numbers(),
         "failures": Task.recent_failures(),
         "restartable": tasks.RETRYABLE_TASKS,
         "form": EmptyForm(),

@@ -301,6 +301,13 @@ SETTINGS = (
     Setting("FEDERATION_BREAKER_FAILURES", 3, integer(1)),
     Setting("FEDERATION_PAUSE_SECONDS", 300.0, number(0, strict=True)),
     Setting("FEDERATION_DEAD_AFTER_SECONDS", 7 * 86400.0, number(0, strict=True)),
+    # Activities one server may post to our inboxes per window, from each of its addresses.
+    Setting("FEDERATION_INBOX_LIMIT_PER_HOST", 3000, integer(1)),
+    Setting("FEDERATION_INBOX_LIMIT_WINDOW", 300, integer(1)),  # seconds
+    # A received activity not applied after this many seconds (its worker died, or applying
+    # it failed for a reason that may pass) is queued again, then at doubling ages, until it
+    # is two days old (FEDERATION_RETRY_FOR_SECONDS).
+    Setting("FEDERATION_INBOX_RETRY_SECONDS", 300.0, number(0, strict=True)),
 )
 
 

@@ -16,7 +16,6 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from typing import Any
 
 import orjson
 from flask import current_app
@@ -212,12 +211,6 @@ def _outcome(delivery: Claimed, result: str, error: str) -> Outcome:
 
 
 # --- what the pages and /readyz show -------------------------------------------------------
-
-
-def federation_numbers() -> dict[str, Any]:
-    """What /admin/federation, /admin/jobs and `flask federation status` show of the queues:
-    `outbound` (see delivery_store.backlog) and `inbound` (None until there is an inbox)."""
-    return {"outbound": delivery_store.backlog(), "inbound": None}
 
 
 def backlog_problem(max_age: float) -> str | None:

@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 import admin
 import deliveries
 import delivery_store
+import inbound
 from database import db, utcnow
 from delivery_store import FederationHost
 from forms import EmptyForm
@@ -26,7 +27,7 @@ def overview() -> dict[str, Any]:
     """The page's numbers: the queues, and each server with its state."""
     now = utcnow()
     return {
-        "numbers": deliveries.federation_numbers(),
+        "numbers": inbound.federation_numbers(),
         "hosts": delivery_store.hosts_overview(),
         "now": now,
         "form": EmptyForm(),
@@ -72,16 +73,15 @@ def _age(moment: datetime | None, now: datetime) -> str:
 @federation_cli.command("status")
 def status_command() -> None:
     """The queues, and each known server with its state and counts."""
-    numbers = deliveries.federation_numbers()
+    queues = inbound.federation_numbers()
     now = utcnow()
-    out = numbers["outbound"]
+    out = queues["outbound"]
     click.echo(
         f"outbound: {out['pending']} pending, {out['due']} due, oldest pending "
         f"{_age(out['oldest'], now)}, oldest due {_age(out['oldest_due'], now)}"
     )
-    inbound = numbers["inbound"]
-    if inbound is not None:
-        click.echo(f"inbound: {inbound['pending']} pending, oldest {_age(inbound['oldest'], now)}")
+    received = queues["inbound"]
+    click.echo(f"inbound: {received['pending']} pending, oldest {_age(received['oldest'], now)}")
     for entry in delivery_store.hosts_overview():
         row = entry["row"]
         state = entry["state"]

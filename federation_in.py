@@ -23,6 +23,7 @@ import actors
 import federation_out
 import fedfetch
 import fedsign
+import inbox_guard
 import remote_content
 from database import Model, _insert_unless_conflict, db, utcnow
 from models import POST_MAX, URL_MAX, Post, User
@@ -72,9 +73,13 @@ def receive() -> ResponseReturnValue:
     headers = dict(request.headers)
     if headers.get("Host", "").lower() != actors.site_host().lower():
         abort(401, "the request is not addressed to this site")
-    key_host = actors.host_of(_key_id_of(headers))
+    key_id = _key_id_of(headers)
+    key_host = actors.host_of(key_id)
     if not key_host or domain_blocked(key_host):
         abort(403 if key_host else 401)
+    answer_now = inbox_guard.screen(key_id, body)  # rate limits, unseen actors' Deletes
+    if answer_now is not None:
+        return answer_now
     try:
         owner = verified_key_owner("POST", _target(), headers, body)
     except fedsign.SignatureError as exc:

@@ -219,3 +219,11 @@ def translation(user_id: int) -> int:
             (per_client("translate"), "PER_IP"),
         )
     )
+
+
+def inbox(host: str) -> int:
+    """An activity posted to an inbox, signed with a key of `host`, from this address (a
+    forged key id from elsewhere fills only its own sender's bucket)."""
+    return check(
+        *_limits("FEDERATION_INBOX_LIMIT", (per_client("inbox", host or "none"), "PER_HOST"))
+    )

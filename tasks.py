@@ -44,6 +44,7 @@ import deliveries  # noqa: F401  (registers its tasks: sending to other servers)
 import federation_in  # noqa: F401  (the consumer runs its task, apply_inbox_activity)
 import federation_out
 import importer
+import inbound  # noqa: F401  (registers its tasks: activities received, applied again)
 import language_detection
 import worker
 from database import db, isoformat_utc, utcnow

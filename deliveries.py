@@ -141,23 +141,27 @@ def run_round() -> int:
     def record(outcomes: list[Outcome]) -> None:
         delivery_store.record(outcomes, policy)
 
+    preparer = Preparer()
     pipeline = Pipeline(
         Limits.from_config(config),
         claim,
-        Preparer(),
+        preparer,
         record,
         budget=config["FEDERATION_DELIVERY_BATCH"],
+        pins=preparer.pins,
     )
     return pipeline.run()
 
 
 class Preparer:
     """Turns claimed deliveries into signed requests, loading each activity once a round,
-    and checking each target host once."""
+    and checking each target host once: the address it resolved to is the one connected to
+    (`pins`, read by the sender)."""
 
     def __init__(self) -> None:
         self.activities: dict[int, tuple[str, str, bytes]] = {}
         self.unsafe: dict[str, str | None] = {}  # target origin -> why it is refused
+        self.pins: dict[str, str] = {}  # host name -> the address checked
 
     def __call__(self, claimed: Sequence[Claimed]) -> tuple[list[Request], list[Outcome]]:
         self._load({c.activity_id for c in claimed} - self.activities.keys())
@@ -197,7 +201,10 @@ class Preparer:
         key = "/".join(origin)
         if key not in self.unsafe:
             try:
-                fedfetch.check_url(url)
+                # The fence's own check, with the address it resolved (fedfetch connects its
+                # requests to the address checked the same way).
+                _scheme, host, _port, address = fedfetch._safe_address(url)
+                self.pins[host.lower()] = address
                 self.unsafe[key] = None
             except fedfetch.UnsafeURL as exc:
                 self.unsafe[key] = str(exc)

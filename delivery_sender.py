@@ -12,11 +12,12 @@ accepts and never answers costs a socket, never the throughput.
 import asyncio
 import email.utils
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import httpcore
 import httpx
 
 from delivery_store import Claimed, Outcome
@@ -26,8 +27,10 @@ from delivery_store import Claimed, Outcome
 ANSWER_READ_MAX = 64 * 1024
 # How many claimed deliveries are prepared (signed) at a time.
 CLAIM_CHUNK = 50
-# Outcomes are written at least this often, and in one transaction per this many.
-RECORD_EVERY_SECONDS = 0.2
+# Outcomes are written at least this often, and in one transaction per this many. What a
+# killed consumer sends again is what was in flight plus what was answered in the last
+# interval and not yet written.
+RECORD_EVERY_SECONDS = 0.05
 RECORD_EVERY_COUNT = 200
 USER_AGENT = "Microblog (ActivityPub delivery)"
 
@@ -67,16 +70,57 @@ class Request:
 Prepare = Callable[[Sequence[Claimed]], tuple[list[Request], list[Outcome]]]
 
 
-def make_client(limits: Limits) -> httpx.AsyncClient:
+class PinnedBackend(httpcore.AsyncNetworkBackend):
+    """Connects each host to the address its check resolved (`pins`, host -> address), never
+    to what a second DNS lookup might say: a server cannot pass the check with a public
+    address and then point the connection at one of ours. URLs keep their host name, so TLS
+    checks the certificate for it and connections are pooled per host."""
+
+    def __init__(self, pins: dict[str, str]):
+        self.pins = pins
+        self.inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        address = self.pins.get(host.lower())
+        if address is None:
+            raise httpcore.ConnectError(f"{host} was not checked")
+        return await self.inner.connect_tcp(
+            address, port, timeout, local_address, socket_options=socket_options
+        )
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+def make_client(limits: Limits, pins: dict[str, str] | None = None) -> httpx.AsyncClient:
     """The client of one sending run: pooled keep-alive connections per host, no redirects
-    (an inbox that redirects is not followed), no proxy from the environment."""
+    (an inbox that redirects is not followed), no proxy from the environment; with `pins`,
+    connections go only to the addresses checked (PinnedBackend)."""
+    pool_limits = httpx.Limits(
+        max_connections=limits.max_in_flight,
+        max_keepalive_connections=limits.concurrency,
+        keepalive_expiry=30,
+    )
+    transport = httpx.AsyncHTTPTransport(limits=pool_limits, trust_env=False)
+    if pins is not None:
+        # httpx takes no network backend; its transport's pool is httpcore's, which does.
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=pool_limits.max_connections,
+            max_keepalive_connections=pool_limits.max_keepalive_connections,
+            keepalive_expiry=pool_limits.keepalive_expiry,
+            network_backend=PinnedBackend(pins),
+        )
     return httpx.AsyncClient(
+        transport=transport,
         timeout=httpx.Timeout(limits.total_timeout, connect=limits.connect_timeout),
-        limits=httpx.Limits(
-            max_connections=limits.max_in_flight,
-            max_keepalive_connections=limits.concurrency,
-            keepalive_expiry=30,
-        ),
         follow_redirects=False,
         trust_env=False,
         headers={"User-Agent": USER_AGENT},
@@ -146,8 +190,10 @@ class Pipeline:
         prepare: Prepare,
         record: Callable[[list[Outcome]], None],
         budget: int,
+        pins: dict[str, str] | None = None,
     ):
         self.limits = limits
+        self.pins = pins
         self.claim = claim
         self.prepare = prepare
         self.record = record
@@ -163,7 +209,7 @@ class Pipeline:
         return asyncio.run(self._run())
 
     async def _run(self) -> int:
-        async with make_client(self.limits) as client:
+        async with make_client(self.limits, self.pins) as client:
             last_record = time.monotonic()
             while True:
                 self._start_more(client)

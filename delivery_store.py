@@ -469,15 +469,25 @@ def backlog() -> dict[str, Any]:
     return {"pending": count, "oldest": oldest, "due": due, "oldest_due": oldest_due}
 
 
-def hosts_overview() -> list[dict[str, Any]]:
-    """Every known host with its state, counts and the deliveries waiting for it."""
+def hosts_overview(limit: int = 200) -> tuple[list[dict[str, Any]], int]:
+    """Known hosts with their state, counts and deliveries waiting, those in trouble first
+    (paused, then retrying), at most `limit` of them; and how many hosts there are in all."""
     waiting = dict(
         db.session.execute(
             sa.select(Delivery.host, sa.func.count(Delivery.id)).group_by(Delivery.host)
         ).all()
     )
+    total = db.session.scalar(sa.select(sa.func.count(FederationHost.host))) or 0
+    rows = db.session.scalars(
+        sa.select(FederationHost)
+        .order_by(
+            FederationHost.paused_until.is_(None),
+            FederationHost.failures == 0,
+            FederationHost.host,
+        )
+        .limit(limit)
+    ).all()
     now = utcnow()
-    rows = db.session.scalars(sa.select(FederationHost).order_by(FederationHost.host)).all()
     overview = [
         {"row": row, "host": row.host, "state": row.state(now), "pending": waiting.pop(row.host, 0)}
         for row in rows
@@ -485,9 +495,9 @@ def hosts_overview() -> list[dict[str, Any]]:
     # Hosts with deliveries but no attempt yet.
     overview += [
         {"row": None, "host": host, "state": "ok", "pending": count}
-        for host, count in sorted(waiting.items())
+        for host, count in sorted(waiting.items())[: max(limit - len(overview), 0)]
     ]
-    return overview
+    return overview, total + len(waiting)
 
 
 def seconds_between(earlier: datetime | None, later: datetime) -> float | None:

@@ -26,9 +26,11 @@ bp.before_request(admin.admins_only)
 def overview() -> dict[str, Any]:
     """The page's numbers: the queues, and each server with its state."""
     now = utcnow()
+    hosts, total = delivery_store.hosts_overview()
     return {
         "numbers": inbound.federation_numbers(),
-        "hosts": delivery_store.hosts_overview(),
+        "hosts": hosts,
+        "hosts_total": total,
         "now": now,
         "form": EmptyForm(),
     }
@@ -82,7 +84,8 @@ def status_command() -> None:
     )
     received = queues["inbound"]
     click.echo(f"inbound: {received['pending']} pending, oldest {_age(received['oldest'], now)}")
-    for entry in delivery_store.hosts_overview():
+    hosts, total = delivery_store.hosts_overview(limit=10_000)
+    for entry in hosts:
         row = entry["row"]
         state = entry["state"]
         if row is not None and row.paused_until is not None:
@@ -93,6 +96,8 @@ def status_command() -> None:
             else "no attempt yet"
         )
         click.echo(f"{entry['host']}: {state}, {entry['pending']} pending, {counts}")
+    if total > len(hosts):
+        click.echo(f"… and {total - len(hosts)} more servers")
 
 
 @federation_cli.command("retry")

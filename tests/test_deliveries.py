@@ -149,8 +149,9 @@ def test_sigkill_mid_fan_out_loses_nothing(app, users, live, monkeypatch, receiv
     wait_for(lambda: all(r.activities for r in inboxes), timeout=60, what="every inbox")
     wait_for(lambda: pending(app) == 0, what="no delivery left")
     duplicates = sum(count - 1 for r in inboxes for count in r.activities.values())
-    # At most the requests in flight at the kill are sent again.
-    assert duplicates <= concurrency
+    # At most the requests in flight at the kill are sent again, and those answered in the
+    # last moments before it whose outcome was not written yet (written every 50 ms).
+    assert duplicates <= 2 * concurrency
 
 
 def test_retried_refused_and_throttled(app, users, live, monkeypatch, receivers):

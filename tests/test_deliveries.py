@@ -4,6 +4,7 @@ servers on loopback (tests/receivers.py) that answer as each test needs.
 The schedule's durations (two days of retries, a week before dropping) are settings: the
 tests shrink them to fractions of a second rather than wait."""
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -11,6 +12,7 @@ import signal
 import time
 
 import httpsig
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -19,6 +21,7 @@ import deliveries
 import tasks
 import worker
 from database import db
+from delivery_sender import Limits, make_client
 from delivery_store import Delivery, FederationHost
 from tests.live import wait_for
 from tests.receivers import HANG, Receiver
@@ -241,3 +244,25 @@ def test_two_consumers_share_a_fan_out_on_postgres_and_redis(
             )
     finally:
         site.stop()
+
+
+def test_connections_go_to_the_checked_address_only(receivers):
+    """A name that DNS does not know still reaches the address its check pinned, and a name
+    with no pin is not connected to at all: no second lookup can send a request elsewhere."""
+    receiver = receivers()
+    limits = Limits(4, 16, 1.0, 2.0, 1.0)
+
+    async def post_to(host):
+        async with make_client(limits, {"pinned.invalid": "127.0.0.1"}) as client:
+            url = f"http://{host}:{receiver.port}/inbox"
+            answer = await client.post(url, content=b'{"id": "https://a.example/1"}')
+            return answer.status_code
+
+    with pytest.raises(httpx.ConnectError, match="was not checked"):
+        asyncio.run(post_to("unpinned.invalid"))
+    assert receiver.requests == 0
+    # The receiver answers 202 only with a JSON id: count the request itself.
+    asyncio.run(post_to("pinned.invalid"))
+    assert (
+        receiver.requests == 1 and receiver.headers[0]["Host"] == f"pinned.invalid:{receiver.port}"
+    )

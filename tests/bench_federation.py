@@ -22,6 +22,7 @@ Run with `./run.sh bench` or `python tests/bench_federation.py [--servers 1000]
 import argparse
 import asyncio
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -132,6 +133,7 @@ def post(site: LiveSite, browser: Browser, text: str) -> float:
     started = time.time()
     status, _body = browser.submit("/index", {"post": text, "csrf_token": token})
     assert status == 200, status
+    print(f"  the POST itself (stores the deliveries): {time.time() - started:.2f} s")
     return started
 
 
@@ -502,6 +504,8 @@ def main() -> None:
                         help="seconds to watch the dead hosts retried and paused")  # fmt: skip
     parser.add_argument("--skip-dead", action="store_true")
     args = parser.parse_args()
+    print(f"load average before: {Path('/proc/loadavg').read_text().split()[:3]} on "
+          f"{os.cpu_count()} CPUs (figures scale with what else runs)")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-federation-") as tmp:
         fan_out(args, Path(tmp))
         if not args.skip_dead:

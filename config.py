@@ -269,6 +269,9 @@ SETTINGS = (
     # read from another server.
     Setting("FEDERATION_FETCH_TIMEOUT", 5.0, number(0, strict=True)),
     Setting("FEDERATION_FETCH_MAX_BYTES", 1024 * 1024, integer(1024)),
+    # Searches for accounts on other servers (@name@host, a URL) per user, per window.
+    Setting("FEDERATION_LOOKUP_LIMIT_PER_USER", 30, integer(1)),
+    Setting("FEDERATION_LOOKUP_LIMIT_WINDOW", 300, integer(1)),  # seconds
     # --- live translation of posts ---
     # A LibreTranslate-compatible server; unset: no "Translate" link anywhere.
     Setting("TRANSLATE_URL", None, base_url("http://127.0.0.1:5001")),

@@ -157,7 +157,9 @@ def nodeinfo() -> Response:
         "services": {"inbound": [], "outbound": []},
         "openRegistrations": registration_open(),
         "usage": {"users": {"total": users}, "localPosts": posts or 0},
-        "metadata": {},
+        # Client libraries that detect the server type (megalodon) read this and speak
+        # the Mastodon client API to us, which we serve; the software name stays ours.
+        "metadata": {"upstream": {"name": "mastodon"}},
     }
     response = jsonify(document)
     response.mimetype = "application/json"
@@ -242,10 +244,16 @@ def following(user_id: int) -> Response:
     return activity_response(activities.people(user, "following", page_arg()))
 
 
+# The pages that are also ActivityPub objects: a profile (the actor) and a post (its Note).
+NEGOTIATED = {"people.user", "posts.post"}
+
+
 def answer_activity_json() -> ResponseReturnValue | None:
     """A profile page or a post page asked for as ActivityPub JSON: the actor or the Note
     (before the pages' sign-in check, which is for people)."""
-    if request.method != "GET" or not wants_activity_json():
+    if request.endpoint not in NEGOTIATED or request.method != "GET":
+        return None
+    if not wants_activity_json():
         return None
     args = request.view_args or {}
     if request.endpoint == "people.user":

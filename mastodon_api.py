@@ -15,11 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.datastructures import FileStorage
 
 import avatars
+import federation_out
 import tasks
 from api_schemas import Text
 from database import MAX_ROW_ID, db
+from follows import Follows
 from formatting import MENTION
 from forms import MessageForm, PostForm, filled, first_error
+from mailboxes import Mailbox
 from mastodon_contract import (
     current_token,
     current_user_or_none,
@@ -249,6 +252,8 @@ def update_credentials(params: CredentialsParams) -> dict:
     if params.avatar is not None:
         start_avatar(user, params.avatar)
     db.session.commit()
+    if params.note is not None:  # a new picture is announced by the worker once made
+        federation_out.profile_updated(user)
     return credential_account(user).dump()
 
 
@@ -395,11 +400,7 @@ def change_follow(path: IdPath, follow: bool) -> dict:
     other = user_or_404(path.id)
     if other.id == user.id:
         masto_abort(403, "This action is not allowed")
-    if follow:
-        user.follow(other)
-    else:
-        user.unfollow(other)
-    db.session.commit()
+    federation_out.change_following(user, other, follow)
     return relationship(user, other).dump()
 
 
@@ -459,6 +460,7 @@ def create_status(params: StatusParams) -> dict:
     if key:
         IdempotencyKey.remember(user, key, post)
     db.session.commit()
+    federation_out.post_published(post)
     return status(post).dump()
 
 
@@ -471,7 +473,7 @@ def send_direct(user: User, text: str) -> dict:
     form = filled(MessageForm, {"message": text})
     if form.errors:
         unprocessable(f"Validation failed: Text {first_error(form)}")
-    message = user.send_message(recipient, form.message.data)
+    message = Mailbox(user).send(recipient, form.message.data)
     db.session.commit()
     return message_status(message).dump()
 
@@ -533,6 +535,7 @@ def delete_status(path: StatusPath) -> dict:
     shown_before = status(row).dump()
     user.delete_post(row.id)
     db.session.commit()
+    federation_out.post_deleted(user, row.id)
     return shown_before
 
 
@@ -653,7 +656,7 @@ def posts_page(select: sa.Select) -> Response:
 )
 def home_timeline(query: PageQuery) -> Response:
     user = me()
-    authors = sa.union(user.followed_ids(), sa.select(sa.literal(user.id)))
+    authors = sa.union(Follows(user).followed_ids(), sa.select(sa.literal(user.id)))
     return posts_page(sa.select(Post).where(Post.user_id.in_(authors)))
 
 

@@ -11,6 +11,7 @@ from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field
 
 from database import db, isoformat_utc
+from follows import Follows
 from formatting import MENTION, linkify
 from models import Message, Post, User, followers
 
@@ -231,7 +232,13 @@ def _account_counts(user: User) -> tuple[int, int, int, datetime | None, datetim
                 sa.func.min(Post.timestamp), sa.func.max(Post.timestamp), sa.func.count()
             ).where(Post.user_id == user.id)
         ).one()
-        cache[user.id] = (user.followers_count(), user.following_count(), count, first, last)
+        cache[user.id] = (
+            Follows(user).followers_count(),
+            Follows(user).following_count(),
+            count,
+            first,
+            last,
+        )
     return cache[user.id]
 
 

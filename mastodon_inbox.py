@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 import search
 from database import db, isoformat_utc
+from mailboxes import Mailbox
 from mastodon_api import IdPath, PageQuery, find_accounts
 from mastodon_contract import (
     body_fields,
@@ -250,7 +251,7 @@ def read_conversation(path: IdPath) -> dict:
     rows = [row for row in conversation_partners(user, None, 1000) if row[0] == path.id]
     if not rows:
         not_found()
-    user.mark_messages_read()
+    Mailbox(user).mark_read()
     db.session.commit()
     other = db.session.get(User, rows[0][0])
     message = db.session.get(Message, rows[0][1])

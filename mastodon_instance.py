@@ -8,8 +8,9 @@ import sqlalchemy as sa
 from flask import Flask, Response, current_app, jsonify, request, url_for
 from pydantic import BaseModel, Field
 
+import exporting
+import importing
 import mastodon_inbox  # noqa: F401  (its routes are part of the blueprint)
-import tasks
 from database import db, isoformat_utc
 from jobs import Task
 from mastodon_api import Params
@@ -25,6 +26,7 @@ from mastodon_contract import (
 )
 from mastodon_entities import Account, CustomEmoji, TaskEntity, absolute
 from models import POST_MAX, Post, User, registration_open
+from user_tasks import task_history
 
 # What apps read to tell the server's features apart; Mastodon.py compares it to the
 # version each of its methods needs. 4.3 is the API whose endpoints this file follows.
@@ -262,7 +264,7 @@ def own_task(id: str) -> Task:
     refusals=[409],
 )
 def start_export() -> tuple[dict, int]:
-    return started(tasks.start_export(me()), "export_posts")
+    return started(exporting.start_export(me()), "export_posts")
 
 
 class ImportParams(Params):
@@ -285,7 +287,7 @@ class ImportParams(Params):
 def start_import(params: ImportParams) -> tuple[dict, int]:
     if not hasattr(params.file, "save") or not params.file.filename:
         unprocessable("Validation failed: file must be an uploaded file")
-    return started(tasks.start_import(me(), params.file), "import_posts")
+    return started(importing.start_import(me(), params.file), "import_posts")
 
 
 @route(
@@ -298,7 +300,7 @@ def start_import(params: ImportParams) -> tuple[dict, int]:
     many=True,
 )
 def list_tasks() -> Response:
-    select = me().tasks_select().limit(40)
+    select = task_history(me()).limit(40)
     return jsonify([task_entity(task) for task in db.session.scalars(select)])
 
 
@@ -324,7 +326,7 @@ def get_task(path: TaskPath) -> dict:
 )
 def download_export(path: TaskPath) -> Response:
     task = own_task(path.id)
-    download = None if task.is_active else tasks.send_export(task)
+    download = None if task.is_active else exporting.send_export(task)
     if download is None:
         not_found()
     return download

@@ -78,6 +78,9 @@ TOO_MANY = {
         "Too many token requests from your address. Please wait %(wait)s and try again."
     ),
     "translations": _l("Too many translations. Please wait %(wait)s and try again."),
+    "account lookups": _l(
+        "Too many searches for accounts on other servers. Please wait %(wait)s and try again."
+    ),
 }
 
 
@@ -219,6 +222,11 @@ def translation(user_id: int) -> int:
             (per_client("translate"), "PER_IP"),
         )
     )
+
+
+def remote_lookup(user_id: int) -> int:
+    """A search that asks another server for an account (each one costs it and us requests)."""
+    return check(*_limits("FEDERATION_LOOKUP_LIMIT", (f"remote-lookup:user:{user_id}", "PER_USER")))
 
 
 def inbox(host: str) -> int:

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import sqlalchemy as sa
 
+import administration
 from database import db
 from models import User
 from oauth_store import OAuthCode, OAuthToken
@@ -428,7 +429,7 @@ def test_sign_out_everywhere_revokes_app_tokens(app, client, auth, users):
 def test_a_disabled_account_s_tokens_stop_working(app, client, users):
     token = make_token(app, users["alice"])
     with app.app_context():
-        db.session.get(User, users["alice"]).disable()
+        administration.disable(db.session.get(User, users["alice"]))
         db.session.commit()
     assert client.get("/api/v1/timelines/home", headers=bearer(token)).status_code == 401
 

@@ -44,6 +44,7 @@ import actors  # noqa: E402
 import fedsign  # noqa: E402
 from database import db  # noqa: E402
 from delivery_sender import Limits, make_client  # noqa: E402
+from follows import Follows  # noqa: E402
 from microblog import create_app  # noqa: E402
 from models import User, followers  # noqa: E402
 from tests.helpers import add_user  # noqa: E402
@@ -275,7 +276,7 @@ def seed_remote_actors(app, count: int) -> list[tuple[str, str]]:
                 },
             }
             user = actors.store_remote_actor(document)
-            alice.follow(user)
+            Follows(alice).follow(user)
             made.append((document["id"], private_pem))
         db.session.commit()
     return made

@@ -13,6 +13,7 @@ import fedsign
 import inbound
 from database import db, utcnow
 from federation_in import InboxActivity
+from follows import Follows
 from models import Post, User
 from tests.helpers import actor_document
 from tests.live import wait_for
@@ -105,7 +106,7 @@ def test_received_activity_lost_with_its_worker_is_applied_at_restart(
         ann_user = actors.store_remote_actor(
             actor_document("https://remote.example", "ann", keys[1])
         )
-        db.session.get(User, users["alice"]).follow(ann_user)  # so that her notes are kept
+        Follows(db.session.get(User, users["alice"])).follow(ann_user)  # her notes are kept
         ann = "https://remote.example/users/ann"
         activity = {
             "id": f"{ann}/create/1",

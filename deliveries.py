@@ -96,9 +96,12 @@ def send_deliveries() -> int:
     if attempted:
         log.info("Delivery round on %s: %d attempted", CONSUMER_ID, attempted)
     # After releasing the lock: a round queued meanwhile may already have ended at once.
-    with app_context():
-        if more_due():
-            send_deliveries()
+    # A round that found nothing to claim queues none (what others hold, or what is not
+    # due yet, the minute's wake_deliveries looks at again): no round chases its own tail.
+    if attempted:
+        with app_context():
+            if more_due():
+                send_deliveries()
     return attempted
 
 
@@ -118,7 +121,7 @@ on_consumer_start(send_deliveries)
 
 
 def more_due() -> bool:
-    moment = delivery_store.next_due(Policy.from_config())
+    moment = delivery_store.next_due()
     return moment is not None and moment <= utcnow()
 
 

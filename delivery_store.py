@@ -415,15 +415,22 @@ def drop_all(host: str) -> int:
     return execute_dml(sa.delete(Delivery).where(Delivery.host == host)).rowcount
 
 
-def next_due(policy: Policy) -> datetime | None:
-    """When the next delivery or probe becomes due (None: nothing is waiting)."""
+def next_due() -> datetime | None:
+    """When the next delivery or probe that nobody holds becomes due (None: none waits)."""
+    now = utcnow()
     paused = sa.select(FederationHost.host).where(FederationHost.paused_until.is_not(None))
     delivery = db.session.scalar(
         sa.select(sa.func.min(Delivery.next_attempt_at)).where(
-            Delivery.host.not_in(paused.scalar_subquery())
+            Delivery.host.not_in(paused.scalar_subquery()),
+            sa.or_(Delivery.claimed_until.is_(None), Delivery.claimed_until < now),
         )
     )
-    probe = db.session.scalar(sa.select(sa.func.min(FederationHost.paused_until)))
+    probe = db.session.scalar(
+        sa.select(sa.func.min(FederationHost.paused_until)).where(
+            sa.or_(FederationHost.probe_until.is_(None), FederationHost.probe_until < now),
+            sa.exists().where(Delivery.host == FederationHost.host),
+        )
+    )
     moments = [moment for moment in (delivery, probe) if moment is not None]
     return min(moments) if moments else None
 

@@ -176,13 +176,16 @@ def test_retried_refused_and_throttled(app, users, live, monkeypatch, receivers)
 def test_dead_host_paused_probed_and_released(app, users, live, monkeypatch, receivers):
     alive = {"yes": False}
     dead = receivers(lambda n: 202 if alive["yes"] else HANG)
-    start_site(live, monkeypatch)
+    site = start_site(live, monkeypatch)
     for number in range(5):
         deliver(app, note(10 + number), [dead.inbox])
     wait_for(lambda: (host_row(app, dead) or {}).get("paused_until"), what="the host paused")
     # Paused: one probe at a time, each after its pause (each probe waits out its 1 s
-    # timeout), never the five deliveries at once.
+    # timeout), never the five deliveries at once; and no round spins meanwhile.
+    rounds_before = site.consumer_log().count("Executing deliveries.send_deliveries")
     time.sleep(3)
+    rounds = site.consumer_log().count("Executing deliveries.send_deliveries") - rounds_before
+    assert rounds <= 10, f"{rounds} rounds in 3 s while the only host is paused"
     assert host_row(app, dead)["paused_until"] is not None
     probe_times = dead.times[5:]
     assert 1 <= len(probe_times) <= 3, dead.times

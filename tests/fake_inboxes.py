@@ -12,7 +12,6 @@ It prints one JSON line, {"ok": [ports], "hang": [ports], "control": port}, then
 import argparse
 import asyncio
 import json
-import sys
 import time
 
 import httpsig
@@ -131,7 +130,4 @@ if __name__ == "__main__":
     parser.add_argument("--ok", type=int, default=0)
     parser.add_argument("--hang", type=int, default=0)
     parser.add_argument("--public-key", required=True)
-    try:
-        asyncio.run(main(parser.parse_args()))
-    except KeyboardInterrupt:
-        sys.exit(0)
+    asyncio.run(main(parser.parse_args()))

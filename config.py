@@ -209,6 +209,9 @@ SETTINGS = (
     # New accounts (web and API) per client IP, per window.
     Setting("REGISTER_LIMIT_PER_IP", 5, integer(1)),
     Setting("REGISTER_LIMIT_WINDOW", 3600, integer(1)),  # seconds
+    # Mastodon apps registered (POST /api/v1/apps) per client address.
+    Setting("APP_REGISTRATION_LIMIT_PER_IP", 30, integer(1)),
+    Setting("APP_REGISTRATION_LIMIT_WINDOW", 3600, integer(1)),  # seconds
     # How often open pages ask for notifications (ms): idle, and while a task is moving.
     Setting("MICROBLOG_POLL_IDLE_MS", 10000, integer(100), key="NOTIFICATIONS_POLL_IDLE_MS"),
     Setting("MICROBLOG_POLL_BUSY_MS", 1000, integer(100), key="NOTIFICATIONS_POLL_BUSY_MS"),

@@ -81,6 +81,9 @@ TOO_MANY = {
     "account lookups": _l(
         "Too many searches for accounts on other servers. Please wait %(wait)s and try again."
     ),
+    "app registrations": _l(
+        "Too many new apps from your address. Please wait %(wait)s and try again."
+    ),
 }
 
 
@@ -211,6 +214,11 @@ def reset_mail(email: str) -> int:
 def registration() -> int:
     """A new account from this client address."""
     return check(*_limits("REGISTER_LIMIT", (per_client("register"), "PER_IP")))
+
+
+def app_registration() -> int:
+    """A new Mastodon app (an OAuth client) from this client address."""
+    return check(*_limits("APP_REGISTRATION_LIMIT", (per_client("app"), "PER_IP")))
 
 
 def translation(user_id: int) -> int:

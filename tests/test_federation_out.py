@@ -5,10 +5,10 @@ import json
 
 import pytest
 
+import account_deletion
 import actors
 import federation_out
 import fedsign
-import tasks
 from database import db
 from follows import Follows
 from models import User
@@ -116,7 +116,7 @@ def test_update_person_is_built_in_the_worker_too(app, followed_alice, sent):
 
 def test_account_deletion_sends_delete_of_the_actor_everywhere(app, followed_alice, sent):
     with app.app_context():
-        tasks.delete_user(db.session.get(User, followed_alice))
+        account_deletion.delete_user(db.session.get(User, followed_alice))
     actor = f"{SITE}/actors/{followed_alice}"
     assert {activity["object"] for activity, _, _ in sent} == {actor}
     expected = [*FOLLOWER_INBOXES, "https://three.example/inbox"]

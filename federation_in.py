@@ -25,6 +25,7 @@ import federation_out
 import federation_social
 import fedfetch
 import fedsign
+import inbox_guard
 import remote_content
 from database import Model, _insert_unless_conflict, db, utcnow
 from follows import Follows
@@ -67,9 +68,13 @@ def receive() -> ResponseReturnValue:
     if len(body) > INBOX_MAX_BYTES:
         abort(413)
     headers = dict(request.headers)
-    key_host = actors.host_of(_key_id_of(headers))
+    key_id = _key_id_of(headers)
+    key_host = actors.host_of(key_id)
     if not key_host or blocks.domain_blocked(key_host):
         abort(403 if key_host else 401)
+    answer_now = inbox_guard.screen(key_id, body)  # rate limits, unseen actors' Deletes
+    if answer_now is not None:
+        return answer_now
     try:
         owner = verified_key_owner("POST", _target(), headers, body)
     except fedsign.SignatureError as exc:

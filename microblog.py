@@ -20,6 +20,7 @@ import cli
 import config as settings
 import error_mail
 import federation
+import federation_admin
 import feeds
 import health
 import i18n
@@ -105,6 +106,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin.bp)  # /admin
     app.register_blueprint(moderation.bp)  # blocks of accounts and domains
     app.register_blueprint(moderation.admin_bp)  # /admin/domains: blocked for the whole site
+    app.register_blueprint(federation_admin.bp)  # /admin/federation
     api.init_app(app)  # /api: JSON, token auth, no CSRF
     federation.init_app(app)  # WebFinger, NodeInfo, actors, inboxes (when FEDERATION is on)
     csrf.exempt(federation.bp)  # other servers sign their requests instead
@@ -114,6 +116,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     web.register_error_handlers(app)
     app.cli.add_command(search.reindex_command)
     cli.init_app(app)  # flask user …, backup, restore
+    app.cli.add_command(federation_admin.federation_cli)  # flask federation …
 
     app.jinja_env.filters["isoformat_utc"] = isoformat_utc
     app.jinja_env.filters["human_size"] = web.human_size

@@ -27,10 +27,12 @@ from werkzeug.datastructures import FileStorage
 import account_deletion
 import avatars
 import backup
+import deliveries  # noqa: F401  (registers its tasks: sending to other servers)
 import exporting
 import federation_in
 import federation_out
 import importing
+import inbound  # noqa: F401  (registers its tasks: activities received, applied again)
 import language_detection
 import remote_pictures  # noqa: F401  (registers its tasks: remote accounts' pictures)
 from avatar_store import write_avatar

@@ -70,8 +70,8 @@ def server_env(data_dir, **settings) -> dict:
     return env
 
 
-def _spawn(command, log: Path, env, pass_fds=()) -> subprocess.Popen:
-    """Start `command` in the project dir, its output appended to `log`.
+def _spawn(command, log: Path, env, pass_fds=(), cwd=PROJECT_DIR) -> subprocess.Popen:
+    """Start `command` in the project dir (or `cwd`), its output appended to `log`.
 
     In a session of its own, like run.sh's servers: a Ctrl-C reaches only the test run, whose
     clean-up then stops each process once (a second SIGINT would make the consumer abandon
@@ -80,7 +80,7 @@ def _spawn(command, log: Path, env, pass_fds=()) -> subprocess.Popen:
     log_file = open(log, "ab")  # closed by stop_process()
     process = subprocess.Popen(
         [str(part) for part in command],
-        cwd=PROJECT_DIR,
+        cwd=cwd,
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,
@@ -102,23 +102,34 @@ def _running(process, name):
     return True
 
 
-def start_gunicorn(log: Path, env, *options, app="microblog:create_app()") -> subprocess.Popen:
-    """gunicorn serving `app` with `options`; returns the process, its base URL in `.url`,
-    once a worker answers HTTP.
+def start_gunicorn(
+    log: Path,
+    env,
+    *options,
+    app="microblog:create_app()",
+    host="127.0.0.1",
+    site_scheme=None,
+) -> subprocess.Popen:
+    """gunicorn serving `app` with `options` on a loopback `host`; returns the process, its
+    base URL in `.url`, once a worker answers HTTP.
 
     It serves a socket bound here on a free port and handed over (`fd://`), so no other
-    process can take the port in between, whatever the log level.
+    process can take the port in between, whatever the log level. With `site_scheme`
+    ("http" or "https") the site is told that address is its public one: `env` gets
+    SITE_URL, so that a consumer started later with `env` sees it too.
     """
-    with socket.create_server(("127.0.0.1", 0)) as listener:
+    with socket.create_server((host, 0)) as listener:
         port = listener.getsockname()[1]
         fd = listener.fileno()
+        if site_scheme:
+            env["SITE_URL"] = f"{site_scheme}://{host}:{port}"
         command = [BIN / "gunicorn", "--bind", f"fd://{fd}", *options, app]
         process = _spawn(command, log, env, pass_fds=[fd])
-    process.url = f"http://127.0.0.1:{port}"
+    process.url = f"http://{host}:{port}"
 
     def answers():
         _running(process, "gunicorn")
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection = http.client.HTTPConnection(host, port, timeout=30)
         try:
             connection.request("GET", "/")
             connection.getresponse().read()
@@ -193,8 +204,9 @@ class LiveSite:
         self.database_url = self.env.get("DATABASE_URL")
         self._engine = None
 
-    def start_web(self, workers=1) -> str:
-        """gunicorn (one worker unless told, WEB_THREADS threads each); returns the base URL."""
+    def start_web(self, workers=1, host="127.0.0.1", site_scheme=None) -> str:
+        """gunicorn (one worker unless told, WEB_THREADS threads each) on `host`; returns the
+        base URL. With `site_scheme`, that address is the site's SITE_URL (start_gunicorn)."""
         self.web = start_gunicorn(
             self.data_dir / "web.log",
             self.env,
@@ -202,6 +214,8 @@ class LiveSite:
             str(workers),
             "--threads",
             str(WEB_THREADS),
+            host=host,
+            site_scheme=site_scheme,
         )
         self.url = self.web.url
         return self.url

@@ -1,0 +1,297 @@
+"""Other servers are attackers too: signed-request fuzz of our inboxes.
+
+Each request is built from what bovine signs (tests/clients/bovine_peer.py) and then broken:
+no signature, a forged one, a body or Digest that does not match, a Date outside the window,
+the key of another actor, a replay, bodies no parser should choke on, and key ids pointing
+at places our server must never fetch. Every one gets its 4xx; afterwards the database holds
+exactly what it held before, the web log has no traceback, the canary listener on
+127.0.0.1 was never reached, and no server process tried an address off this machine
+(tests/netguard).
+"""
+
+import email.utils
+import json
+import time
+import uuid
+
+import pytest
+import requests
+
+from tests.conftest import PASSWORD
+from tests.federation_clients import (
+    ACTIVITY_JSON,
+    PUBLIC,
+    actor_url,
+    changed_tables,
+    database_rows,
+)
+from tests.live import Browser
+from tests.test_federation_bovine import activity, follows_alice
+
+pytestmark = pytest.mark.consumer
+
+HOUR = 3600
+
+
+def http_date(offset: float = 0) -> str:
+    return email.utils.formatdate(time.time() + offset, usegmt=True)
+
+
+def send(url: str, body: bytes, headers: dict) -> requests.Response:
+    return requests.post(url, data=body, headers=headers, timeout=30)
+
+
+class Fuzzer:
+    """Signed requests from a bovine actor to one of our inboxes, and ways to break them."""
+
+    def __init__(self, peer, actor: dict, inbox: str):
+        self.peer, self.actor, self.inbox = peer, actor, inbox
+        self.name = actor["id"].rsplit("/", 1)[1]
+
+    def headers(self, body: str | None, url: str | None = None, **options) -> dict:
+        """bovine's signed headers for a POST of `body` to `url` (the inbox)."""
+        return self.peer.command(
+            "sign", actor=self.name, method="post", url=url or self.inbox, body=body, **options
+        )
+
+    def note(self, text: str = "fuzz", **fields) -> dict:
+        """A new public Create(Note) by this actor: applied, it would add a post."""
+        note = {
+            "id": f"{self.actor['id']}/notes/{uuid.uuid4().hex}",
+            "type": "Note",
+            "attributedTo": self.actor["id"],
+            "content": f"<p>{text}</p>",
+            "to": [PUBLIC],
+        }
+        return activity("Create", self.actor, {**note, **fields}, to=[PUBLIC])
+
+    def signed(self, document: dict | str, **options) -> tuple[bytes, dict]:
+        body = document if isinstance(document, str) else json.dumps(document)
+        return body.encode(), self.headers(body, **options)
+
+
+def edit_signature(headers: dict, name: str, value: str) -> dict:
+    """`headers` with one parameter of the Signature header replaced."""
+    parts = []
+    for part in headers["signature"].split(","):
+        key = part.split("=", 1)[0]
+        parts.append(f'{key}="{value}"' if key == name else part)
+    return {**headers, "signature": ",".join(parts)}
+
+
+def bad_signature_cases(zoe: Fuzzer, yan: Fuzzer, shared_inbox: str) -> dict:
+    """name -> (body, headers): requests whose signature must not be accepted (401)."""
+    cases = {}
+    body, headers = zoe.signed(zoe.note())
+    cases["no signature"] = (body, {k: v for k, v in headers.items() if k != "signature"})
+    cases["garbage signature"] = (body, edit_signature(headers, "signature", "AAAA"))
+    body, headers = zoe.signed(zoe.note())
+    other = yan.headers(body.decode())
+    cases["signature by another key"] = (
+        body,
+        edit_signature(headers, "signature", edit_sig_value(other)),
+    )
+    body, headers = zoe.signed(zoe.note("signed"))
+    cases["body changed after signing"] = (json.dumps(zoe.note("changed")).encode(), headers)
+    body, headers = zoe.signed(zoe.note())
+    cases["Digest not of the body"] = (
+        body,
+        {**headers, "digest": "sha-256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="},
+    )
+    for name, offset in (("Date an hour old", -HOUR), ("Date an hour ahead", HOUR)):
+        cases[name] = zoe.signed(zoe.note(), date=http_date(offset))
+    # yan's valid signature on an activity that says zoe did it.
+    cases["key of another actor"] = yan.signed(zoe.note())
+    body = json.dumps(zoe.note()).encode()
+    unsigned_body = zoe.headers(None)
+    cases["Digest left out of the signature"] = (
+        body,
+        {
+            **unsigned_body,
+            "digest": zoe.headers(body.decode())["digest"],
+            "content-type": ACTIVITY_JSON,
+        },
+    )
+    cases["signed for another inbox"] = zoe.signed(zoe.note(), url=shared_inbox)
+    body, headers = zoe.signed(zoe.note())
+    cases["algorithm changed to hmac-sha256"] = (
+        body,
+        edit_signature(headers, "algorithm", "hmac-sha256"),
+    )
+    return cases
+
+
+def edit_sig_value(headers: dict) -> str:
+    """The base64 signature value inside a Signature header."""
+    return headers["signature"].split('signature="', 1)[1].rstrip('"')
+
+
+def deep_json(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+def bad_body_cases(zoe: Fuzzer) -> dict:
+    """name -> (body, headers): validly signed bodies that must be refused (4xx)."""
+    note = zoe.note()
+    foreign_id = {**note, "id": "http://127.0.0.9:1/activities/elsewhere"}
+    foreign_note = zoe.note()
+    foreign_note["object"]["attributedTo"] = "http://127.0.0.9:1/users/someone"
+    raw = {
+        "not JSON": "this is not json",
+        "empty": "",
+        "binary": "\x00\x01\x02\xff",
+        "deep JSON": deep_json(100_000),
+        "lone surrogate": json.dumps(zoe.note())[:-1] + ', "summary": "\\ud800"}',
+        "a JSON list": "[1, 2, 3]",
+        "no actor": json.dumps({k: v for k, v in note.items() if k != "actor"}),
+        "actor of the wrong type": json.dumps({**note, "actor": {"id": 5}}),
+        "huge number": json.dumps(note)[:-1] + ', "n": ' + "9" * 5000 + "}",
+        "id on another host than the actor": json.dumps(foreign_id),
+        "Note attributed to someone else": json.dumps(foreign_note),
+    }
+    cases = {name: zoe.signed(text) for name, text in raw.items()}
+    big = json.dumps({**note, "padding": "x" * (3 << 20)})
+    cases["3 MB body"] = zoe.signed(big)
+    return cases
+
+
+@pytest.fixture
+def fuzzed(federated_site, bovine_peer):
+    """A site of ours whose alice is followed by bovine's zoe and yan."""
+    site = federated_site("127.0.0.2")
+    peer = bovine_peer("127.0.0.5")
+    actors = {name: peer.command("actor", name=name) for name in ("zoe", "yan")}
+    follows = {name: follows_alice(site, peer, actor)[1] for name, actor in actors.items()}
+    return site, peer, actors, follows
+
+
+def assert_nothing_changed(site, before: dict, statuses: dict) -> None:
+    changes = changed_tables(before, database_rows(site))
+    assert not changes, f"the database changed: {changes}\nstatuses: {statuses}"
+    log = (site.data_dir / "web.log").read_text(errors="replace")
+    assert "Traceback" not in log, log[-5000:]
+
+
+def test_forged_and_broken_signatures_are_refused(fuzzed):
+    site, peer, actors, _follows = fuzzed
+    alice = json.loads(peer.command("get", actor="zoe", url=actor_url(site, "alice"))["body"])
+    zoe = Fuzzer(peer, actors["zoe"], alice["inbox"])
+    yan = Fuzzer(peer, actors["yan"], alice["inbox"])
+    cases = bad_signature_cases(zoe, yan, alice["endpoints"]["sharedInbox"])
+    before = database_rows(site)
+    statuses = {name: send(zoe.inbox, *case).status_code for name, case in cases.items()}
+    time.sleep(2)  # anything wrongly queued has had time to be applied
+    assert statuses == dict.fromkeys(cases, 401)
+    assert_nothing_changed(site, before, statuses)
+
+
+def test_bad_bodies_are_refused(fuzzed):
+    site, peer, actors, _follows = fuzzed
+    alice = json.loads(peer.command("get", actor="zoe", url=actor_url(site, "alice"))["body"])
+    zoe = Fuzzer(peer, actors["zoe"], alice["inbox"])
+    cases = bad_body_cases(zoe)
+    before = database_rows(site)
+    statuses = {name: send(zoe.inbox, *case).status_code for name, case in cases.items()}
+    time.sleep(2)
+    assert all(400 <= status < 500 for status in statuses.values()), statuses
+    assert statuses["3 MB body"] == 413
+    assert_nothing_changed(site, before, statuses)
+
+
+def test_replays_change_nothing(fuzzed):
+    site, peer, actors, follows = fuzzed
+    alice = json.loads(peer.command("get", actor="zoe", url=actor_url(site, "alice"))["body"])
+    zoe = Fuzzer(peer, actors["zoe"], alice["inbox"])
+    first = [e for e in peer.command("received") if e["method"] == "POST"]
+    before = database_rows(site)
+    statuses = {}
+    # The Follow already applied, freshly signed, to the user's and to the shared inbox.
+    for inbox in (alice["inbox"], alice["endpoints"]["sharedInbox"]):
+        statuses[f"Follow again to {inbox}"] = send(inbox, *zoe.signed(follows["zoe"])).status_code
+    # The same id with other content.
+    twisted = {**follows["zoe"], "object": actors["yan"]["id"]}
+    statuses["same id, other object"] = send(zoe.inbox, *zoe.signed(twisted)).status_code
+    time.sleep(2)
+    assert all(status < 500 for status in statuses.values()), statuses
+    assert_nothing_changed(site, before, statuses)
+    # And no second Accept went out.
+    now = [e for e in peer.command("received") if e["method"] == "POST"]
+    assert len(now) == len(first), now[len(first) :]
+
+
+# --- SSRF: key ids and handles that point where our server must never go -------------------
+
+
+def ssrf_key_ids(canary_port: int) -> dict:
+    port = canary_port
+    return {
+        "plain http to loopback": f"http://127.0.0.1:{port}/users/x#main-key",
+        "https to loopback": f"https://127.0.0.1:{port}/users/x#main-key",
+        "a name for loopback": f"https://localhost:{port}/users/x#main-key",
+        "loopback as an integer": f"https://2130706433:{port}/users/x#main-key",
+        "loopback, short form": f"https://127.1:{port}/users/x#main-key",
+        "userinfo before loopback": f"https://example.invalid@127.0.0.1:{port}/users/x#k",
+        "cloud metadata": "https://169.254.169.254/latest/meta-data/iam#main-key",
+        "cloud metadata over http": "http://169.254.169.254/latest/meta-data/iam#main-key",
+    }
+
+
+def test_key_ids_pointing_inward_are_never_fetched(federated_site, bovine_peer, canary):
+    # As deployed: https, no private addresses, no plain http.
+    site = federated_site("127.0.0.3", strict=True, site_scheme="https")
+    peer = bovine_peer("127.0.0.5")
+    mallory = peer.command("actor", name="mallory")
+    inbox = actor_inbox(site, "alice")
+    fuzzer = Fuzzer(peer, mallory, inbox)
+    before = database_rows(site)
+    statuses = {}
+    for name, key_id in ssrf_key_ids(canary.port).items():
+        owner = key_id.split("#", 1)[0]
+        document = {**fuzzer.note(), "actor": owner}
+        document["object"]["attributedTo"] = owner
+        body, headers = fuzzer.signed(document, key_id=key_id)
+        statuses[name] = send(plain(site, inbox), body, headers).status_code
+    time.sleep(2)
+    assert statuses == dict.fromkeys(statuses, 401)
+    assert canary.hits == []
+    assert not site.netguard_log.exists(), site.netguard_log.read_text()
+    assert_nothing_changed(site, before, statuses)
+
+
+def test_search_never_looks_up_inward_handles(federated_site, canary):
+    site = federated_site("127.0.0.3", strict=True, site_scheme="https")
+    browser = Browser(site.url)
+    browser.login("alice", PASSWORD)
+    before = database_rows(site)
+    for handle in (
+        f"@x@127.0.0.1:{canary.port}",
+        f"@x@localhost:{canary.port}",
+        "@x@169.254.169.254",
+        f"http://127.0.0.1:{canary.port}/users/x",
+    ):
+        status, _body, _headers = browser.get(f"/search?q={requests.utils.quote(handle)}")
+        assert status == 200, handle
+        if handle.startswith("@"):
+            status, _body, _headers = browser.get(f"/user/{requests.utils.quote(handle[1:])}")
+            assert status in (400, 404), (handle, status)
+    assert canary.hits == []
+    assert not site.netguard_log.exists(), site.netguard_log.read_text()
+    # Sessions and rate-limit counters are the only rows a signed-in search may write.
+    changes = changed_tables(before, database_rows(site))
+    assert not {t for t in changes if "user" in t or "actor" in t}, changes
+
+
+def plain(site, url: str) -> str:
+    """`url` of a site whose SITE_URL says https, as this test reaches it (plain http)."""
+    return url.replace(site.env["SITE_URL"], site.url, 1)
+
+
+def actor_inbox(site, username: str) -> str:
+    found = requests.get(
+        f"{site.url}/.well-known/webfinger",
+        params={"resource": f"acct:{username}@{site.env['SITE_URL'].split('://')[1]}"},
+        timeout=30,
+    ).json()
+    href = next(link["href"] for link in found["links"] if link.get("rel") == "self")
+    document = requests.get(plain(site, href), headers={"Accept": ACTIVITY_JSON}, timeout=30)
+    return document.json()["inbox"]

@@ -23,16 +23,6 @@ from tests.test_federation_bovine import (
 pytestmark = pytest.mark.consumer
 
 
-@pytest.fixture
-def site(our_site):
-    return our_site
-
-
-@pytest.fixture
-def peer(remote_peer):
-    return remote_peer
-
-
 def signature_field(headers: dict, name: str) -> str:
     """A parameter of a draft-cavage Signature header (keyId, algorithm, headers, …)."""
     signature = {k.lower(): v for k, v in headers.items()}["signature"]
@@ -68,12 +58,12 @@ def httpsig_verdicts(entries: list[dict]) -> list[dict]:
     return run_client("httpsig", "httpsig_verify.py", requests_to_check)
 
 
-def test_httpsig_verifies_our_deliveries(site, peer):
-    zoe = peer.command("actor", name="zoe")
-    alice, _follow = follows_alice(site, peer, zoe)
-    publish(site, signed_in(site), "Signed and sealed")
-    wait_for_activity(peer, "Create", signed_by=alice["id"])
-    deliveries = [e for e in peer.command("received") if e["method"] == "POST"]
+def test_httpsig_verifies_our_deliveries(our_site, remote_peer):
+    zoe = remote_peer.command("actor", name="zoe")
+    alice, _follow = follows_alice(our_site, remote_peer, zoe)
+    publish(our_site, signed_in(our_site), "Signed and sealed")
+    wait_for_activity(remote_peer, "Create", signed_by=alice["id"])
+    deliveries = [e for e in remote_peer.command("received") if e["method"] == "POST"]
     assert len(deliveries) >= 2  # the Accept and the Create
     for entry, verdict in zip(deliveries, httpsig_verdicts(deliveries), strict=True):
         assert verdict["verified"] is True, (verdict, entry)
@@ -85,13 +75,13 @@ def test_httpsig_verifies_our_deliveries(site, peer):
         assert json.loads(entry["body"])["actor"] == alice["id"]
 
 
-def test_httpsig_verifies_our_signed_fetches(site, peer):
-    zoe = peer.command("actor", name="zoe")
+def test_httpsig_verifies_our_signed_fetches(our_site, remote_peer):
+    zoe = remote_peer.command("actor", name="zoe")
     # Our server fetched zoe's actor to check the Follow's signature.
-    alice, _follow = follows_alice(site, peer, zoe)
+    alice, _follow = follows_alice(our_site, remote_peer, zoe)
     fetches = [
         e
-        for e in peer.command("received")
+        for e in remote_peer.command("received")
         if e["method"] == "GET" and e["path"].startswith("/users/")
     ]
     assert fetches, "our server never fetched zoe's actor"
@@ -122,15 +112,15 @@ def rfc9421_post(actor: dict, url: str, body: dict, tamper: bool = False) -> req
     return requests.post(url, data=text.encode(), headers=headers, timeout=30)
 
 
-def test_rfc9421_signed_follow_is_accepted(site, peer):
-    rose = peer.command("actor", name="rose")
-    alice_id = actor_url(site, "alice")
-    alice = json.loads(peer.command("get", actor="rose", url=alice_id)["body"])
+def test_rfc9421_signed_follow_is_accepted(our_site, remote_peer):
+    rose = remote_peer.command("actor", name="rose")
+    alice_id = actor_url(our_site, "alice")
+    alice = json.loads(remote_peer.command("get", actor="rose", url=alice_id)["body"])
     follow = activity("Follow", rose, alice_id)
     tampered = rfc9421_post(rose, alice["inbox"], follow, tamper=True)
     assert tampered.status_code == 401, tampered.text[:300]
     response = rfc9421_post(rose, alice["inbox"], follow)
     assert response.status_code == 202, response.text[:300]
-    wait_for_activity(peer, "Accept", signed_by=alice_id)
-    followers = json.loads(peer.command("get", actor="rose", url=alice["followers"])["body"])
+    wait_for_activity(remote_peer, "Accept", signed_by=alice_id)
+    followers = json.loads(remote_peer.command("get", actor="rose", url=alice["followers"])["body"])
     assert followers["totalItems"] == 1

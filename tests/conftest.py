@@ -373,15 +373,15 @@ def schema_differences(connection) -> list:
 @pytest.fixture
 def federated_site(tmp_path_factory, password_hash):
     """Make a site of ours (gunicorn + huey_consumer) that federates, on a loopback `host`:
-    a fresh data dir migrated as run.sh does, `users` with the shared test password, SITE_URL
-    its own address, http and private addresses allowed unless `strict`. Every connection
-    its processes try outside 127.0.0.0/8 is refused and logged (tests/netguard); the file
-    is in `site.netguard_log`."""
+    a fresh data dir migrated as run.sh does, `users` (and `admins`) with the shared test
+    password, SITE_URL its own address, http and private addresses allowed unless `strict`.
+    Every connection its processes try outside 127.0.0.0/8 is refused and logged
+    (tests/netguard); the file is in `site.netguard_log`."""
     from tests.live import BIN, PROJECT_DIR, LiveSite, server_env
 
     sites = []
 
-    def make(host, users=("alice", "bob"), strict=False, site_scheme="http", **env):
+    def make(host, users=("alice", "bob"), strict=False, site_scheme="http", admins=(), **env):
         data_dir = tmp_path_factory.mktemp(f"site-{host}")
         netguard_log = data_dir / "netguard.log"
         allow = "false" if strict else "true"
@@ -401,7 +401,7 @@ def federated_site(tmp_path_factory, password_hash):
             timeout=120,
         )
         assert migrate.returncode == 0, migrate.stderr
-        add_users(data_dir, users, password_hash)
+        add_users(data_dir, users, password_hash, admins)
         site = LiveSite(data_dir, **settings)
         site.netguard_log = netguard_log
         sites.append(site)
@@ -414,8 +414,11 @@ def federated_site(tmp_path_factory, password_hash):
         site.stop()
 
 
-def add_users(data_dir, usernames, password_hash) -> None:
-    """Local accounts in the database of a site on `data_dir`."""
+def add_users(data_dir, usernames, password_hash, admins=()) -> None:
+    """Local accounts in the database of a site on `data_dir`; those named in `admins` are
+    admins."""
+    from models import User
+
     app = create_app(
         {
             "TESTING": True,
@@ -423,9 +426,12 @@ def add_users(data_dir, usernames, password_hash) -> None:
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{data_dir / 'app.db'}",
         }
     )
-    for username in usernames:
+    for username in (*usernames, *admins):
         add_user(app, username, password_hash)
     with app.app_context():
+        for username in admins:
+            db.session.scalar(db.select(User).filter_by(username=username)).make_admin(True)
+        db.session.commit()
         db.engine.dispose()
 
 

@@ -272,3 +272,27 @@ def test_alices_new_post_reaches_her_bovine_follower(site, peer):
     assert note["type"] == "Note" and "Hello, fediverse" in note["content"]
     assert create["actor"] == note["attributedTo"] == alice["id"]
     assert PUBLIC in note["to"] or PUBLIC in note.get("cc", [])
+
+
+def test_profile_updates_and_deletion_of_a_bovine_account(site, peer):
+    zoe = peer.command("actor", name="zoe")
+    alice, _follow = follows_alice(site, peer, zoe)
+    browser = signed_in(site, "bob")
+    assert "Zoe of bovine" in browser.get(f"/user/{zoe['handle']}")[1].decode()
+    document = peer.command(
+        "update_actor", name="zoe", fields={"name": "Zoe Renamed", "summary": "<p>New me</p>"}
+    )
+    assert post_to(peer, zoe, alice["inbox"], activity("Update", zoe, document)) == 202
+    wait_for(
+        lambda: "Zoe Renamed" in browser.get(f"/user/{zoe['handle']}")[1].decode(),
+        interval=0.2,
+        what="the Update(Person) to change zoe's profile",
+    )
+    peer.command("update_actor", name="zoe", gone=True)
+    assert post_to(peer, zoe, alice["inbox"], activity("Delete", zoe, zoe["id"])) == 202
+    wait_for(
+        lambda: browser.get(f"/user/{zoe['handle']}")[0] in (404, 410),
+        interval=0.2,
+        what="the Delete(Person) to remove zoe",
+    )
+    assert zoe["handle"] not in browser.get("/user/alice/followers")[1].decode()

@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 from tests.conftest import PASSWORD, browser_login
 from tests.federation_clients import handle
 from tests.live import Browser, wait_for
+from tests.test_avatars_web import png
 from tests.test_pages_browser import AXE, axe_violations
 
 pytestmark = [pytest.mark.browser, pytest.mark.consumer]
@@ -51,6 +52,18 @@ def reload_until(page, text: str, what: str, timeout=30) -> None:
     wait_for(shows, timeout=timeout, interval=0.5, what=what)
 
 
+def reload_until_picture(page) -> None:
+    """Reload until the profile shows the remote account's picture, fetched by A's worker
+    (before that it shows the generated one)."""
+
+    def loaded():
+        page.reload()
+        sources = page.locator("img").evaluate_all("imgs => imgs.map(i => i.currentSrc)")
+        return any("/avatars/" in source for source in sources)
+
+    wait_for(loaded, timeout=30, interval=0.5, what="bob's picture served by site A")
+
+
 def page_text(browser: Browser, path: str) -> str:
     status, body, _headers = browser.get(path)
     assert status == 200, (path, status)
@@ -70,11 +83,22 @@ def test_find_follow_read_mention_message_unfollow(sites, browser):
     alice_handle = handle(site_a, "alice")
     bob = Browser(site_b.url)
     bob.login("bob", PASSWORD)
+    profile = {"username": "bob", "about_me": "Bob, writing from site B"}
+    status, _body = bob.upload("/edit_profile", "bob.png", png(), "avatar", profile)
+    assert status == 200
     status, _body = bob.submit("/index", {"post": "Hello from bob"}, token_from="/index")
     assert status == 200
 
     context = browser.new_context(viewport=PHONE)
     page = context.new_page()
+    # No reader's browser asks another site for anything: remote pictures are served by A.
+    elsewhere = []
+    page.on(
+        "request",
+        lambda request: (
+            None if request.url.startswith(site_a.url) else elsewhere.append(request.url)
+        ),
+    )
     try:
         browser_login(page, site_a.url, "alice")
         # Find: the handle typed into search leads to bob's profile on this site.
@@ -86,6 +110,8 @@ def test_find_follow_read_mention_message_unfollow(sites, browser):
         page.locator(f'a[href="/user/{bob_handle}"]').first.click()
         page.wait_for_url(f"{site_a.url}/user/{bob_handle}")
         expect(page.get_by_text("Hello from bob")).to_be_visible()
+        expect(page.get_by_text("Bob, writing from site B")).to_be_visible()
+        reload_until_picture(page)
         assert fits_the_phone(page)
         if AXE.exists():
             assert axe_violations(page) == []
@@ -147,6 +173,7 @@ def test_find_follow_read_mention_message_unfollow(sites, browser):
             what="the Undo to reach site B",
         )
         shoot(page, "6-unfollowed")
+        assert elsewhere == []
     finally:
         shoot(page, "last")
         context.close()

@@ -295,3 +295,26 @@ def actor_inbox(site, username: str) -> str:
     href = next(link["href"] for link in found["links"] if link.get("rel") == "self")
     document = requests.get(plain(site, href), headers={"Accept": ACTIVITY_JSON}, timeout=30)
     return document.json()["inbox"]
+
+
+def test_a_blocked_domain_is_refused_before_any_key_fetch(federated_site, bovine_peer):
+    site = federated_site("127.0.0.2", admins=("root",))
+    blocked = bovine_peer("127.0.0.6")
+    troll = blocked.command("actor", name="troll")
+    root = Browser(site.url)
+    root.login("root", PASSWORD)
+    status, page = root.submit("/admin/domains/", {"domain": "127.0.0.6"}, token_from="/admin/")
+    assert status == 200 and "127.0.0.6" in page.decode()
+    inbox = actor_inbox(site, "alice")
+    fuzzer = Fuzzer(blocked, troll, inbox)
+    before = database_rows(site)
+    statuses = {
+        "Follow": send(inbox, *fuzzer.signed(activity("Follow", troll, actor_url(site, "alice")))),
+        "Create": send(inbox, *fuzzer.signed(fuzzer.note("spam"))),
+    }
+    statuses = {name: response.status_code for name, response in statuses.items()}
+    time.sleep(2)
+    assert statuses == {"Follow": 403, "Create": 403}
+    # Refused on the domain alone: the troll's key was never fetched.
+    assert [e for e in blocked.command("received") if e["method"] == "GET"] == []
+    assert_nothing_changed(site, before, statuses)

@@ -9,6 +9,8 @@ as the receiving actor).
 It takes commands as JSON lines on stdin and answers each with one JSON line on stdout
 ({"result": …} or {"error": …}); its first line says where it listens:
 - {"op": "actor", "name": N}: serve a new actor N; its ids and private key.
+- {"op": "update_actor", "name": N, "fields": {…}, "gone": bool}: change what N's actor
+  document says, or make it answer 410 Gone.
 - {"op": "get", "actor": N, "url": U}: a GET signed by N; status, headers and body.
 - {"op": "post", "actor": N, "url": U, "activity": {…}}: a POST signed by N.
 - {"op": "sign", "actor": N, "method": M, "url": U, "body": B?, "date": D?, "key_id": K?}: the
@@ -125,6 +127,8 @@ def routes(peer: Peer) -> web.Application:
         found = peer.actors.get(request.match_info["name"])
         if found is None:
             return web.Response(status=404)
+        if found.get("gone"):
+            return web.Response(status=410)
         return web.json_response(found["document"], content_type=ACTIVITY_JSON)
 
     async def inbox(request: web.Request) -> web.Response:
@@ -197,6 +201,11 @@ async def handle(peer: Peer, command: dict):
     op = command["op"]
     if op == "actor":
         return peer.add_actor(command["name"])
+    if op == "update_actor":
+        actor = peer.actors[command["name"]]
+        actor["document"].update(command.get("fields", {}))
+        actor["gone"] = command.get("gone", False)
+        return actor["document"]
     if op == "get":
         async with await peer.client(command["actor"]).get(command["url"]) as response:
             return await response_of(response)

@@ -232,11 +232,26 @@ def actor_url(site, username: str) -> str:
     return links[0]["href"]
 
 
+# What a refused request may still write: counts of requests for rate limits, and when a
+# remote actor's document was last fetched (a signature that fails with the cached key makes
+# the server fetch the key once more, in case the actor rotated it).
+BOOKKEEPING = {"rate_limit_hit": None, "remote_actor": {"fetched_at"}}
+
+
 def database_rows(site) -> dict[str, list]:
-    """Every row of every table of the site's SQLite database, sorted, by table name."""
+    """Every row of every table of the site's SQLite database, sorted, by table name; without
+    the BOOKKEEPING tables and columns."""
     names = site.query("SELECT name FROM sqlite_master WHERE type = 'table'")
     tables = sorted(name for (name,) in names if not name.startswith("sqlite_"))
-    return {table: sorted(map(repr, site.query(f'SELECT * FROM "{table}"'))) for table in tables}
+    rows = {}
+    for table in tables:
+        if table in BOOKKEEPING and BOOKKEEPING[table] is None:
+            continue
+        columns = [row[1] for row in site.query(f'PRAGMA table_info("{table}")')]
+        kept = [c for c in columns if c not in (BOOKKEEPING.get(table) or ())]
+        select = ", ".join(f'"{column}"' for column in kept)
+        rows[table] = sorted(map(repr, site.query(f'SELECT {select} FROM "{table}"')))
+    return rows
 
 
 def changed_tables(before: dict[str, list], after: dict[str, list]) -> dict[str, list]:

@@ -381,7 +381,7 @@ def federated_site(tmp_path_factory, password_hash):
 
     sites = []
 
-    def make(host, users=("alice", "bob"), strict=False, site_scheme="http", admins=(), **env):
+    def make(host, users=("alice", "bob"), strict=False, admins=(), **env):
         data_dir = tmp_path_factory.mktemp(f"site-{host}")
         netguard_log = data_dir / "netguard.log"
         allow = "false" if strict else "true"
@@ -392,6 +392,8 @@ def federated_site(tmp_path_factory, password_hash):
             "NETGUARD_LOG": netguard_log,
             **env,
         }
+        if strict:  # served over plain http as a test site is, yet fenced as a public one
+            settings["FEDERATION"] = "on"
         migrate = subprocess.run(
             [BIN / "flask", "--app", "microblog", "db", "upgrade"],
             cwd=PROJECT_DIR,
@@ -405,7 +407,7 @@ def federated_site(tmp_path_factory, password_hash):
         site = LiveSite(data_dir, **settings)
         site.netguard_log = netguard_log
         sites.append(site)
-        site.start_web(host=host, site_scheme=site_scheme)
+        site.start_web(host=host, site_url=True)
         site.start_consumer()
         return site
 

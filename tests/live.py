@@ -103,26 +103,20 @@ def _running(process, name):
 
 
 def start_gunicorn(
-    log: Path,
-    env,
-    *options,
-    app="microblog:create_app()",
-    host="127.0.0.1",
-    site_scheme=None,
+    log: Path, env, *options, app="microblog:create_app()", host="127.0.0.1", site_url=False
 ) -> subprocess.Popen:
-    """gunicorn serving `app` with `options` on a loopback `host`; returns the process, its
-    base URL in `.url`, once a worker answers HTTP.
+    """gunicorn serving `app` with `options` on `host`; returns the process, its base URL in
+    `.url`, once a worker answers HTTP. With `site_url`, that URL is its SITE_URL too (the
+    federation tests' servers are known to each other by it).
 
     It serves a socket bound here on a free port and handed over (`fd://`), so no other
-    process can take the port in between, whatever the log level. With `site_scheme`
-    ("http" or "https") the site is told that address is its public one: `env` gets
-    SITE_URL, so that a consumer started later with `env` sees it too.
+    process can take the port in between, whatever the log level.
     """
     with socket.create_server((host, 0)) as listener:
         port = listener.getsockname()[1]
         fd = listener.fileno()
-        if site_scheme:
-            env["SITE_URL"] = f"{site_scheme}://{host}:{port}"
+        if site_url:
+            env = {**env, "SITE_URL": f"http://{host}:{port}"}
         command = [BIN / "gunicorn", "--bind", f"fd://{fd}", *options, app]
         process = _spawn(command, log, env, pass_fds=[fd])
     process.url = f"http://{host}:{port}"
@@ -204,9 +198,10 @@ class LiveSite:
         self.database_url = self.env.get("DATABASE_URL")
         self._engine = None
 
-    def start_web(self, workers=1, host="127.0.0.1", site_scheme=None) -> str:
+    def start_web(self, workers=1, host="127.0.0.1", site_url=False) -> str:
         """gunicorn (one worker unless told, WEB_THREADS threads each) on `host`; returns the
-        base URL. With `site_scheme`, that address is the site's SITE_URL (start_gunicorn)."""
+        base URL. With `site_url` it is the site's SITE_URL, for the consumers started
+        after it too."""
         self.web = start_gunicorn(
             self.data_dir / "web.log",
             self.env,
@@ -215,9 +210,11 @@ class LiveSite:
             "--threads",
             str(WEB_THREADS),
             host=host,
-            site_scheme=site_scheme,
+            site_url=site_url,
         )
         self.url = self.web.url
+        if site_url:
+            self.env["SITE_URL"] = self.url
         return self.url
 
     def start_consumer(self, workers=2, pause_per_batch=None):

@@ -237,8 +237,8 @@ def ssrf_key_ids(canary_port: int) -> dict:
 
 
 def test_key_ids_pointing_inward_are_never_fetched(federated_site, bovine_peer, canary):
-    # As deployed: https, no private addresses, no plain http.
-    site = federated_site("127.0.0.3", strict=True, site_scheme="https")
+    # As deployed: no private addresses, no plain http.
+    site = federated_site("127.0.0.3", strict=True)
     peer = bovine_peer("127.0.0.5")
     mallory = peer.command("actor", name="mallory")
     inbox = actor_inbox(site, "alice")
@@ -250,7 +250,7 @@ def test_key_ids_pointing_inward_are_never_fetched(federated_site, bovine_peer, 
         document = {**fuzzer.note(), "actor": owner}
         document["object"]["attributedTo"] = owner
         body, headers = fuzzer.signed(document, key_id=key_id)
-        statuses[name] = send(plain(site, inbox), body, headers).status_code
+        statuses[name] = send(inbox, body, headers).status_code
     time.sleep(2)
     assert statuses == dict.fromkeys(statuses, 401)
     assert canary.hits == []
@@ -259,7 +259,7 @@ def test_key_ids_pointing_inward_are_never_fetched(federated_site, bovine_peer, 
 
 
 def test_search_never_looks_up_inward_handles(federated_site, canary):
-    site = federated_site("127.0.0.3", strict=True, site_scheme="https")
+    site = federated_site("127.0.0.3", strict=True)
     browser = Browser(site.url)
     browser.login("alice", PASSWORD)
     before = database_rows(site)
@@ -281,11 +281,6 @@ def test_search_never_looks_up_inward_handles(federated_site, canary):
     assert not {t for t in changes if "user" in t or "actor" in t}, changes
 
 
-def plain(site, url: str) -> str:
-    """`url` of a site whose SITE_URL says https, as this test reaches it (plain http)."""
-    return url.replace(site.env["SITE_URL"], site.url, 1)
-
-
 def actor_inbox(site, username: str) -> str:
     found = requests.get(
         f"{site.url}/.well-known/webfinger",
@@ -293,7 +288,7 @@ def actor_inbox(site, username: str) -> str:
         timeout=30,
     ).json()
     href = next(link["href"] for link in found["links"] if link.get("rel") == "self")
-    document = requests.get(plain(site, href), headers={"Accept": ACTIVITY_JSON}, timeout=30)
+    document = requests.get(href, headers={"Accept": ACTIVITY_JSON}, timeout=30)
     return document.json()["inbox"]
 
 

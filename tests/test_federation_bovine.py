@@ -72,7 +72,7 @@ def received(peer, kind: str, signed_by: str | None = None) -> list[dict]:
         if entry["method"] != "POST":
             continue
         body = json.loads(entry["body"])
-        if body.get("type") == kind and (signed_by is None or entry["signed_by"] == signed_by):
+        if body.get("type") == kind and (signed_by is None or entry.get("signed_by") == signed_by):
             found.append(body)
     return found
 

@@ -137,7 +137,10 @@ def routes(peer: Peer) -> web.Application:
         entry = await record(request, body=body.decode("utf-8", "replace"))
         if name not in peer.actors:
             return web.Response(status=404)
-        entry["signed_by"] = await peer.check_signature(request, body, name)
+        try:
+            entry["signed_by"] = await peer.check_signature(request, body, name)
+        except Exception as error:  # bovine could not check it: recorded as unsigned
+            entry["signed_by"], entry["check_error"] = None, repr(error)
         return web.Response(status=202 if entry["signed_by"] else 401)
 
     async def collection(request: web.Request) -> web.Response:

@@ -234,10 +234,17 @@ def actor_url(site, username: str) -> str:
     return links[0]["href"]
 
 
-# What a refused request may still write: counts of requests for rate limits, and when a
-# remote actor's document was last fetched (a signature that fails with the cached key makes
-# the server fetch the key once more, in case the actor rotated it).
-BOOKKEEPING = {"rate_limit_hit": None, "remote_actor": {"fetched_at"}}
+# What may change while a refused request is handled, by table (None: the whole table):
+# counts of requests for rate limits; the consumers' heartbeats; the instance actor's key
+# pair, made the first time the site signs a fetch; and when a remote actor's document was
+# last fetched (a signature that fails with the cached key makes the server fetch the key
+# once more, in case the actor rotated it).
+BOOKKEEPING = {
+    "rate_limit_hit": None,
+    "consumer": None,
+    "instance_actor_key": None,
+    "remote_actor": {"fetched_at"},
+}
 
 
 def database_rows(site) -> dict[str, list]:

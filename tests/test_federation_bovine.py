@@ -205,20 +205,35 @@ def test_bovine_follows_alice_and_is_accepted(site, peer):
     )
 
 
-def test_alice_follows_a_bovine_account_and_reads_its_posts(site, peer):
-    zoe = peer.command("actor", name="zoe")
+def alice_follows(site, peer, followed: dict) -> Browser:
+    """Alice finds the bovine account `followed` through search and follows it, and it
+    accepts; returns her signed-in browser."""
     browser = signed_in(site)
+    handle = followed["handle"]
     # Typing the handle in search looks the account up and shows its profile.
-    status, page, _headers = browser.get(f"/search?q=%40{zoe['handle']}")
-    assert status == 200 and zoe["handle"] in page.decode()
-    status, page, _headers = browser.get(f"/user/{zoe['handle']}")
-    assert status == 200 and "Zoe of bovine" in page.decode()
-    status, _body = browser.submit(f"/follow/{zoe['handle']}", token_from=f"/user/{zoe['handle']}")
+    status, page, _headers = browser.get(f"/search?q=%40{handle}")
+    assert status == 200 and handle in page.decode()
+    status, page, _headers = browser.get(f"/user/{handle}")
+    assert status == 200 and followed["name"] in page.decode()
+    status, _body = browser.submit(f"/follow/{handle}", token_from=f"/user/{handle}")
     assert status == 200
     alice_id = actor_url(site, "alice")
     follow = wait_for_activity(peer, "Follow", signed_by=alice_id)
-    assert follow["object"] == zoe["id"] and follow["actor"] == alice_id
-    assert post_to(peer, zoe, alice_inbox(site, peer), activity("Accept", zoe, follow)) == 202
+    assert follow["object"] == followed["id"] and follow["actor"] == alice_id
+    accept = activity("Accept", followed, follow)
+    assert post_to(peer, followed, alice_inbox(site, peer), accept) == 202
+    following = get_json(actor_url(site, "alice"))["following"]
+    wait_for(
+        lambda: get_json(following)["totalItems"] == 1,
+        interval=0.2,
+        what="the Accept to make alice a follower",
+    )
+    return browser
+
+
+def test_alice_follows_a_bovine_account_and_reads_its_posts(site, peer):
+    zoe = peer.command("actor", name="zoe")
+    browser = alice_follows(site, peer, zoe)
     note_id = f"{zoe['id']}/notes/{uuid.uuid4().hex}"
     note = {
         "id": note_id,
@@ -258,9 +273,8 @@ def test_alice_follows_a_bovine_account_and_reads_its_posts(site, peer):
 
 
 def alice_inbox(site, peer) -> str:
-    return json.loads(peer.command("get", actor="zoe", url=actor_url(site, "alice"))["body"])[
-        "inbox"
-    ]
+    """Alice's inbox, as her actor document gives it."""
+    return get_json(actor_url(site, "alice"))["inbox"]
 
 
 def test_alices_new_post_reaches_her_bovine_follower(site, peer):

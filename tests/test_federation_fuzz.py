@@ -10,8 +10,10 @@ exactly what it held before, the web log has no traceback, the canary listener o
 """
 
 import email.utils
+import http.client
 import json
 import time
+import urllib.parse
 import uuid
 
 import pytest
@@ -26,7 +28,7 @@ from tests.federation_clients import (
     database_rows,
 )
 from tests.live import Browser
-from tests.test_federation_bovine import activity, follows_alice
+from tests.test_federation_bovine import activity, alice_follows, follows_alice
 
 pytestmark = pytest.mark.consumer
 
@@ -37,8 +39,21 @@ def http_date(offset: float = 0) -> str:
     return email.utils.formatdate(time.time() + offset, usegmt=True)
 
 
-def send(url: str, body: bytes, headers: dict) -> requests.Response:
-    return requests.post(url, data=body, headers=headers, timeout=30)
+def send(url: str, body: bytes, headers: dict) -> int:
+    """POST `body`; the status of the answer, also when the server answers before reading a
+    body it refuses (413) and closes the connection while it is being sent."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        try:
+            connection.request("POST", parts.path, body=body, headers=headers)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the answer is already on its way
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
 
 
 class Fuzzer:
@@ -140,7 +155,7 @@ def bad_body_cases(zoe: Fuzzer) -> dict:
         "not JSON": "this is not json",
         "empty": "",
         "binary": "\x00\x01\x02\xff",
-        "deep JSON": deep_json(100_000),
+        "deep JSON": deep_json(10_000),
         "lone surrogate": json.dumps(zoe.note())[:-1] + ', "summary": "\\ud800"}',
         "a JSON list": "[1, 2, 3]",
         "no actor": json.dumps({k: v for k, v in note.items() if k != "actor"}),
@@ -157,11 +172,13 @@ def bad_body_cases(zoe: Fuzzer) -> dict:
 
 @pytest.fixture
 def fuzzed(federated_site, bovine_peer):
-    """A site of ours whose alice is followed by bovine's zoe and yan."""
+    """A site of ours whose alice is followed by bovine's zoe and yan, and follows zoe: a
+    post by zoe that got through would be in the database."""
     site = federated_site("127.0.0.2")
     peer = bovine_peer("127.0.0.5")
     actors = {name: peer.command("actor", name=name) for name in ("zoe", "yan")}
     follows = {name: follows_alice(site, peer, actor)[1] for name, actor in actors.items()}
+    alice_follows(site, peer, actors["zoe"])
     return site, peer, actors, follows
 
 
@@ -179,7 +196,7 @@ def test_forged_and_broken_signatures_are_refused(fuzzed):
     yan = Fuzzer(peer, actors["yan"], alice["inbox"])
     cases = bad_signature_cases(zoe, yan, alice["endpoints"]["sharedInbox"])
     before = database_rows(site)
-    statuses = {name: send(zoe.inbox, *case).status_code for name, case in cases.items()}
+    statuses = {name: send(zoe.inbox, *case) for name, case in cases.items()}
     time.sleep(2)  # anything wrongly queued has had time to be applied
     assert statuses == dict.fromkeys(cases, 401)
     assert_nothing_changed(site, before, statuses)
@@ -191,11 +208,12 @@ def test_bad_bodies_are_refused(fuzzed):
     zoe = Fuzzer(peer, actors["zoe"], alice["inbox"])
     cases = bad_body_cases(zoe)
     before = database_rows(site)
-    statuses = {name: send(zoe.inbox, *case).status_code for name, case in cases.items()}
+    statuses = {name: send(zoe.inbox, *case) for name, case in cases.items()}
     time.sleep(2)
-    assert all(400 <= status < 500 for status in statuses.values()), statuses
-    assert statuses["3 MB body"] == 413
+    # What got in is the graver failure: it is checked first.
     assert_nothing_changed(site, before, statuses)
+    assert {name: s for name, s in statuses.items() if not 400 <= s < 500} == {}, statuses
+    assert statuses["3 MB body"] == 413
 
 
 def test_replays_change_nothing(fuzzed):
@@ -207,12 +225,12 @@ def test_replays_change_nothing(fuzzed):
     statuses = {}
     # The Follow already applied, freshly signed, to the user's and to the shared inbox.
     for inbox in (alice["inbox"], alice["endpoints"]["sharedInbox"]):
-        statuses[f"Follow again to {inbox}"] = send(inbox, *zoe.signed(follows["zoe"])).status_code
+        statuses[f"Follow again to {inbox}"] = send(inbox, *zoe.signed(follows["zoe"]))
     # The same id with other content.
     twisted = {**follows["zoe"], "object": actors["yan"]["id"]}
-    statuses["same id, other object"] = send(zoe.inbox, *zoe.signed(twisted)).status_code
+    statuses["same id, other object"] = send(zoe.inbox, *zoe.signed(twisted))
     time.sleep(2)
-    assert all(status < 500 for status in statuses.values()), statuses
+    assert {name: s for name, s in statuses.items() if s >= 500} == {}, statuses
     assert_nothing_changed(site, before, statuses)
     # And no second Accept went out.
     now = [e for e in peer.command("received") if e["method"] == "POST"]
@@ -250,7 +268,7 @@ def test_key_ids_pointing_inward_are_never_fetched(federated_site, bovine_peer, 
         document = {**fuzzer.note(), "actor": owner}
         document["object"]["attributedTo"] = owner
         body, headers = fuzzer.signed(document, key_id=key_id)
-        statuses[name] = send(inbox, body, headers).status_code
+        statuses[name] = send(inbox, body, headers)
     time.sleep(2)
     assert statuses == dict.fromkeys(statuses, 401)
     assert canary.hits == []
@@ -307,7 +325,6 @@ def test_a_blocked_domain_is_refused_before_any_key_fetch(federated_site, bovine
         "Follow": send(inbox, *fuzzer.signed(activity("Follow", troll, actor_url(site, "alice")))),
         "Create": send(inbox, *fuzzer.signed(fuzzer.note("spam"))),
     }
-    statuses = {name: response.status_code for name, response in statuses.items()}
     time.sleep(2)
     assert statuses == {"Follow": 403, "Create": 403}
     # Refused on the domain alone: the troll's key was never fetched.

@@ -76,6 +76,7 @@ class Peer:
             "client": SignedHttpClient(self.session, key_id, private),
         }
         return {
+            "name": document["name"],
             "id": actor_id,
             "key_id": key_id,
             "inbox": document["inbox"],
@@ -240,7 +241,8 @@ async def serve(host: str) -> None:
         address, port = runner.addresses[0][:2]
         peer.base_url = f"http://{address}:{port}"
         print(json.dumps({"url": peer.base_url}), flush=True)
-        reader = asyncio.StreamReader()
+        # A command may carry a body of megabytes for the fuzz to sign.
+        reader = asyncio.StreamReader(limit=64 << 20)
         loop = asyncio.get_running_loop()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         while line := await reader.readline():

@@ -35,6 +35,7 @@ from forms import (
     ResetPasswordRequestForm,
 )
 from models import REGISTRATION_CLOSED, User, registration_open
+from oauth_store import authorized_apps
 from tasks import send_email_change, send_password_reset, start_account_deletion
 from web import anonymous_only, error_page, form_page, is_safe_next, redirect_with, too_many
 
@@ -176,6 +177,7 @@ def settings_page(
         language_form=language_form or LanguageForm(language=current_user.language or ""),
         delete_form=delete_form or DeleteAccountForm(formdata=None),
         form=EmptyForm(),
+        apps=authorized_apps(current_user),
     )
     return page, status
 

@@ -22,6 +22,7 @@ from werkzeug.datastructures import FileStorage
 
 import api_schemas as schemas
 import avatars
+import federation_out
 import ratelimit
 import tasks
 from api_auth import refuse_if_limited, token_user
@@ -211,7 +212,11 @@ def update_user(path: schemas.UserId, body: schemas.UserUpdate) -> dict[str, Any
     """
     user = own_account(path.id)
     data = body.sent()
-    current = {"username": user.username, "email": user.email, "about_me": user.about_me or ""}
+    current = {
+        "username": user.username,
+        "email": user.email or "",
+        "about_me": user.about_me or "",
+    }
     form = validate_form(AccountForm, {**current, **data}, user)
     # The same address (maybe re-cased) is the same mailbox: no password, no confirmation.
     same_address = User.by_email(form.email.data) == user
@@ -225,6 +230,7 @@ def update_user(path: schemas.UserId, body: schemas.UserUpdate) -> dict[str, Any
         email=form.email.data if same_address else None,
     )
     commit_or_conflict(_("That username or email address is already registered."))
+    federation_out.profile_updated(user)
     if new_email:
         try:  # the worker writes and sends it: a slow mail server holds no request
             tasks.send_email_change(user.id, new_email)
@@ -397,6 +403,7 @@ def create_post(body: schemas.NewPost) -> Response:
     form = validate_form(PostForm, {"post": body.body}, renamed={"post": "body"})
     post = token_user().publish(form.post.data)
     db.session.commit()
+    federation_out.post_published(post)
     return created(post_out(post).dump(), url_for("api.get_post", id=post.id))
 
 

@@ -252,6 +252,23 @@ SETTINGS = (
     Setting("MICROBLOG_CONSUMER_SILENT_SECONDS", 15.0, number(0, strict=True)),
     # The consumer's daily backup of the SQLite database keeps this many (0: no daily backup).
     Setting("MICROBLOG_BACKUP_KEEP", 7, integer(0)),
+    # --- federation (ActivityPub) ---
+    # on: other servers can find, follow and read this site's users, and they theirs.
+    # Unset: on when SITE_URL is https:// (or FEDERATION_ALLOW_HTTP); off: no endpoints, no
+    # deliveries, no fetches.
+    Setting("FEDERATION", None, boolean),
+    # Tests and local experiments only: let outgoing requests use plain http, and reach
+    # loopback, private, link-local and reserved addresses (refused otherwise, so that a
+    # remote server cannot make this one fetch from its own network).
+    Setting("FEDERATION_ALLOW_HTTP", False, boolean),
+    Setting("FEDERATION_ALLOW_PRIVATE", False, boolean),
+    # on: fetching an actor, an outbox, a collection or a post needs a signed request
+    # (GoToSocial always does this); off: anyone may read what is public anyway.
+    Setting("FEDERATION_AUTHORIZED_FETCH", False, boolean),
+    # Seconds to connect and for each read of an outgoing request, and the largest answer
+    # read from another server.
+    Setting("FEDERATION_FETCH_TIMEOUT", 5.0, number(0, strict=True)),
+    Setting("FEDERATION_FETCH_MAX_BYTES", 1024 * 1024, integer(1024)),
     # --- live translation of posts ---
     # A LibreTranslate-compatible server; unset: no "Translate" link anywhere.
     Setting("TRANSLATE_URL", None, base_url("http://127.0.0.1:5001")),
@@ -270,6 +287,15 @@ def default(name: str) -> Any:
     """The declared default of setting `name`, for code that takes it as an argument's
     default (so that no default is written twice)."""
     return next(setting.default for setting in SETTINGS if setting.name == name)
+
+
+def federation_enabled(settings: Mapping[str, Any]) -> bool:
+    """FEDERATION as set, or, when unset, whether the site is public over https (or plain
+    http is allowed for tests): a site on http://localhost has no name others can reach."""
+    if settings.get("FEDERATION") is not None:
+        return bool(settings["FEDERATION"])
+    site = str(settings.get("SITE_URL", ""))
+    return site.startswith("https://") or bool(settings.get("FEDERATION_ALLOW_HTTP"))
 
 
 def flask_settings() -> dict[str, Any]:

@@ -67,7 +67,7 @@ def send_password_reset_email(user: User) -> bool:
     link = site_link("accounts.reset_password", token=user.get_reset_password_token())
     with force_locale(mail_language(user)):
         subject = _("Reset your password")
-        return send_templated(subject, user.email, "reset_password", user=user, link=link)
+        return send_templated(subject, user.email or "", "reset_password", user=user, link=link)
 
 
 def send_email_change_emails(user: User, new_email: str) -> bool:
@@ -81,7 +81,7 @@ def send_email_change_emails(user: User, new_email: str) -> bool:
         sent = send_templated(subject, new_email, "confirm_email", **context)
         send_templated(
             _("Your email address is being changed"),
-            user.email,
+            user.email or "",
             "email_change_notice",
             settings_link=settings,
             **context,

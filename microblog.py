@@ -19,9 +19,12 @@ import api
 import cli
 import config as settings
 import error_mail
+import federation
 import health
 import i18n
+import mastodon_instance
 import messages
+import oauth
 import people
 import posts
 import search
@@ -62,6 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     data_dir = Path(config["DATA_DIR"]) if "DATA_DIR" in config else None
     app.config.from_mapping(settings.from_environment(data_dir))
     app.config.from_mapping(config)
+    app.config["FEDERATION"] = settings.federation_enabled(app.config)
     cookies = settings.cookie_security(app.config["SITE_URL"])
     app.config.from_mapping({key: value for key, value in cookies.items() if key not in config})
     if app.config["TRUSTED_PROXIES"]:
@@ -94,6 +98,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)  # the notifications poll, /healthz, /readyz
     app.register_blueprint(admin.bp)  # /admin
     api.init_app(app)  # /api: JSON, token auth, no CSRF
+    federation.init_app(app)  # WebFinger, NodeInfo, actors, inboxes (when FEDERATION is on)
+    csrf.exempt(federation.bp)  # other servers sign their requests instead
+    oauth.init_app(app)  # /oauth: Mastodon apps sign in; authorized apps on /settings
+    mastodon_instance.init_app(app)  # /api/v1, /api/v2: the Mastodon client API
     app.after_request(web.add_security_headers)
     web.register_error_handlers(app)
     app.cli.add_command(search.reindex_command)

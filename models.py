@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Optional, cast
 import orjson
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from blinker import Namespace
 from flask import current_app, url_for
 from flask_login import UserMixin
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -47,6 +48,14 @@ from jobs import (
     TaskStatus,
 )
 
+# What other modules act on without this one knowing them (the Mastodon API keeps its
+# notifications and tokens by them). Each is sent inside the transaction the caller commits.
+events = Namespace()
+sessions_ended = events.signal("sessions-ended")  # sender: the User
+followed = events.signal("followed")  # sender: the follower; `user`: the one followed
+published = events.signal("published")  # sender: the Post, flushed
+message_sent = events.signal("message-sent")  # sender: the Message, flushed
+
 # Named limits: the columns, the forms and the OpenAPI document all read these.
 USERNAME_MAX = 64
 # Letters, digits, '.', '_' and '-'. `\Z`, not `$`: "$" also matches before a trailing newline.
@@ -57,6 +66,10 @@ PASSWORD_MAX = 128
 POST_MAX = 140
 ABOUT_ME_MAX = 140
 MESSAGE_MAX = 140
+# A server's host name, with a port when it has one.
+DOMAIN_MAX = 255
+# The longest URL kept for things that come from other servers (ids, links).
+URL_MAX = 2048
 # A language tag as pages and mail use it ("en", "es"; room for "pt-BR" and the like).
 LANGUAGE_MAX = 16
 
@@ -133,7 +146,11 @@ followers = sa.Table(
 class User(UserMixin, Model):
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     username: so.Mapped[str] = so.mapped_column(sa.String(USERNAME_MAX), index=True, unique=True)
-    email: so.Mapped[str] = so.mapped_column(sa.String(EMAIL_MAX), index=True, unique=True)
+    # None for remote accounts, which have no address and no password here.
+    email: so.Mapped[str | None] = so.mapped_column(sa.String(EMAIL_MAX), index=True, unique=True)
+    # The server of a remote account ("mastodon.example"), None for a local one. A remote
+    # account's username is its handle, name@domain; local usernames cannot contain "@".
+    domain: so.Mapped[str | None] = so.mapped_column(sa.String(DOMAIN_MAX), index=True)
     password_hash: so.Mapped[str | None] = so.mapped_column(sa.String(256))
     about_me: so.Mapped[str | None] = so.mapped_column(sa.String(ABOUT_ME_MAX))
     last_seen: so.Mapped[datetime | None] = so.mapped_column(default=utcnow)
@@ -326,6 +343,7 @@ class User(UserMixin, Model):
         commits). For a password change or reset, a disabled account, "sign out everywhere"."""
         self.end_sessions()
         db.session.execute(sa.delete(ApiToken).where(ApiToken.user_id == self.id))
+        sessions_ended.send(self)
 
     def change_password(self, new_password: str) -> None:
         """Set a new password and end every session and API token (the caller commits)."""
@@ -386,6 +404,8 @@ class User(UserMixin, Model):
         body = plain_text(body).strip()
         post = Post(body=body, author=self, language=language_detection.detect(body))
         db.session.add(post)
+        db.session.flush()
+        published.send(post)
         return post
 
     # --- import -----------------------------------------------------------------
@@ -453,7 +473,7 @@ class User(UserMixin, Model):
             file = self.avatar_file(stored)
             return url_for("people.avatar_file", file=file, v=self.avatar_version)
         if current_app.config.get("MICROBLOG_GRAVATAR"):
-            digest = hashlib.md5(self.email.strip().lower().encode("utf-8")).hexdigest()
+            digest = hashlib.md5((self.email or "").strip().lower().encode("utf-8")).hexdigest()
             return f"https://www.gravatar.com/avatar/{digest}?d=identicon&s={size}"
         return url_for("people.generated_avatar", username=self.username, size=size)
 
@@ -481,6 +501,7 @@ class User(UserMixin, Model):
     def follow(self, user: "User") -> None:
         if not self.is_following(user):
             self.following.add(user)
+            followed.send(self, user=user)
 
     def unfollow(self, user: "User") -> None:
         if self.is_following(user):
@@ -708,6 +729,7 @@ class User(UserMixin, Model):
         message = Message(author=self, recipient=recipient, body=body.strip())
         db.session.add(message)
         db.session.flush()
+        message_sent.send(message)
         recipient.add_notification("unread_message_count", recipient.unread_message_count())
         return message
 
@@ -811,6 +833,12 @@ class Post(Model):
     # only links); None when nobody has looked yet (posts from before detection, imported
     # posts): the worker fills those in (`Post.detect_languages`).
     language: so.Mapped[str | None] = so.mapped_column(sa.String(LANGUAGE_MAX))
+    # Posts from other servers: their ActivityPub id (the one key for Update, Delete and
+    # duplicates), the page to read them on, and their content, sanitised; `body` then
+    # holds its text, shortened to POST_MAX, for search and previews.
+    ap_id: so.Mapped[str | None] = so.mapped_column(sa.String(URL_MAX), index=True, unique=True)
+    url: so.Mapped[str | None] = so.mapped_column(sa.String(URL_MAX))
+    html: so.Mapped[str | None] = so.mapped_column(sa.Text)
 
     author: so.Mapped[User] = so.relationship(back_populates="posts")
 

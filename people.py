@@ -19,6 +19,7 @@ from flask_login import current_user, login_required
 from flask_wtf.file import FileField
 from werkzeug.wrappers import Response
 
+import federation_out
 from avatars import AvatarError, generated_avatar_svg
 from database import db
 from forms import EditProfileForm, EmptyForm
@@ -109,6 +110,7 @@ def edit_profile() -> ResponseReturnValue:
     if form.validate_on_submit() and picture_accepted(form.avatar):
         current_user.update_profile(username=form.username.data, about_me=form.about_me.data)
         db.session.commit()
+        federation_out.profile_updated(current_user)
         if form.avatar.data:  # the worker converts it; the banner tells
             start_avatar(current_user, form.avatar.data)
         return redirect_with("success", _("Your changes have been saved."), "people.edit_profile")
@@ -154,6 +156,8 @@ def change_following(username: str, follow: bool) -> Response:
         )
     if user.id == current_user.id:
         flash(_("You cannot follow or unfollow yourself."), "warning")
+    elif user.domain is not None:  # its server answers the follow (commits)
+        change_remote_following(user, follow)
     elif follow:
         current_user.follow(user)
         flash(_("You are following %(username)s!", username=username), "success")
@@ -162,6 +166,15 @@ def change_following(username: str, follow: bool) -> Response:
         flash(_("You are not following %(username)s.", username=username), "info")
     db.session.commit()
     return redirect(url_for("people.user", username=username))
+
+
+def change_remote_following(user: User, follow: bool) -> None:
+    if follow:
+        federation_out.follow_remote(current_user, user)
+        flash(_("You asked to follow %(username)s.", username=user.username), "success")
+    else:
+        federation_out.unfollow_remote(current_user, user)
+        flash(_("You are not following %(username)s.", username=user.username), "info")
 
 
 @bp.route("/follow/<username>", methods=["POST"])

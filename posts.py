@@ -21,6 +21,9 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 import api
+import federation_in
+import federation_out
+import fedfetch
 import ratelimit
 import search
 import translation
@@ -54,8 +57,9 @@ PEOPLE_FOUND_MAX = 10  # people shown above the posts; a longer name narrows the
 def index() -> ResponseReturnValue:
     form = PostForm()
     if form.validate_on_submit():
-        current_user.publish(form.post.data)
+        post = current_user.publish(form.post.data)
         db.session.commit()
+        federation_out.post_published(post)
         return redirect_with("success", _("Your post is now live!"), "posts.index")
     status = 400 if form.is_submitted() else 200
     posts = paginate(current_user.following_posts())
@@ -108,6 +112,7 @@ def delete_post(post_id: int) -> Response:
     if not current_user.delete_post(post_id):
         abort(404)
     db.session.commit()
+    federation_out.post_deleted(current_user, post_id)
     flash(_("Your post was deleted."), "info")
     next_page = request.args.get("next")
     return redirect(next_page if is_safe_next(next_page) else url_for("posts.index"))
@@ -150,10 +155,29 @@ def translate_post() -> Response:
     return jsonify(text=text, language=target)
 
 
+def find_remote_account(query: str) -> User | None:
+    """The account `@name@host` (or an actor URL) names, looked up on its server; the
+    worker then reads its latest posts and counts. None, with a message, when not found."""
+    try:
+        user = fedfetch.remote_account(query)
+    except fedfetch.FetchError as exc:
+        flash(
+            _("%(query)s could not be found: %(reason)s", query=query.strip(), reason=exc.reason),
+            "warning",
+        )
+        return None
+    federation_in.fetch_remote_profile(user.id)
+    return user
+
+
 @bp.route("/search", endpoint="search")
 @login_required
-def search_page() -> str:
+def search_page() -> ResponseReturnValue:
     query = request.args.get("q", "")
+    if current_app.config["FEDERATION"] and fedfetch.names_remote_account(query):
+        found = find_remote_account(query)
+        if found is not None:
+            return redirect(url_for("people.user", username=found.username))
     terms = search.parse_query(query)
     per_page = current_app.config["POSTS_PER_PAGE"]
     # Deep pages are never useful and a huge OFFSET would overflow the database's integers.

@@ -39,8 +39,10 @@ ensure_chromium() {
   fi
 }
 
-ensure_axe() {
-  # The browser tests check each page with axe-core (package.json); Node is needed only here.
+ensure_node_tools() {
+  # Node is needed by the tests only (package.json): axe-core checks each page's accessibility
+  # in the browser tests; masto and megalodon, two Mastodon client libraries, are run against
+  # our Mastodon API by tests/test_mastodon_clients.py.
   local stamp=node_modules/.installed want
   want="$(sha256sum package-lock.json | cut -d' ' -f1)"
   [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
@@ -48,10 +50,10 @@ ensure_axe() {
     if npm ci --no-audit --no-fund --silent; then
       echo "$want" > "$stamp"
     else
-      echo "Could not install axe-core; accessibility tests will be skipped" >&2
+      echo "Could not install the Node test tools; accessibility and Node client tests will be skipped" >&2
     fi
   else
-    echo "npm not found; accessibility tests will be skipped" >&2
+    echo "npm not found; accessibility and Node client tests will be skipped" >&2
   fi
 }
 
@@ -164,7 +166,7 @@ case "${1:-start}" in
     shift
     ensure_venv requirements-dev.txt
     ensure_chromium
-    ensure_axe
+    ensure_node_tools
     compile_translations
     exec "$PY" -m pytest "$@"
     ;;
@@ -181,7 +183,7 @@ case "${1:-start}" in
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
     if command -v node >/dev/null 2>&1; then
-      for script in static/*.js; do node --check "$script"; done
+      for script in static/*.js tests/clients/*.mjs; do node --check "$script"; done
     fi
     # Type checks of the application modules ([tool.mypy] in pyproject.toml).
     "$VENV/bin/mypy"

@@ -40,6 +40,8 @@ from werkzeug.datastructures import FileStorage
 
 import avatars
 import backup
+import federation_in  # noqa: F401  (the consumer runs its task, apply_inbox_activity)
+import federation_out
 import importer
 import language_detection
 import worker
@@ -237,6 +239,7 @@ def delete_user(user: User, progress: "Progress | None" = None) -> int:
     # more, and an admin being deleted no longer counts as one while the posts go.
     user.disable()
     db.session.commit()
+    federation_out.account_deleted(user)
     done = 0
     while deleted := user.delete_some_posts(current_app.config["MICROBLOG_EXPORT_BATCH_SIZE"]):
         db.session.commit()
@@ -720,6 +723,7 @@ def write_avatar(user: User, data: bytes) -> None:
         os.replace(partial, final)  # a page never gets half a picture
     user.set_avatar(max(int(time.time()), (user.avatar_version or 0) + 1))
     db.session.commit()
+    federation_out.profile_updated(user)
 
 
 @tracked

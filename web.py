@@ -47,11 +47,18 @@ UPLOAD_ENDPOINTS = {
     "api.create_task": "MICROBLOG_IMPORT_MAX_BYTES",
     "people.edit_profile": "MICROBLOG_AVATAR_MAX_BYTES",
     "api.upload_avatar": "MICROBLOG_AVATAR_MAX_BYTES",
+    "mastodon.update_credentials": "MICROBLOG_AVATAR_MAX_BYTES",
+    "mastodon.start_import": "MICROBLOG_IMPORT_MAX_BYTES",
 }
 
 
 # Those of them that also take the file itself as the body (not in a form).
 RAW_UPLOAD_ENDPOINTS = {"api.upload_avatar"}
+
+
+# The blueprints whose own hook checks a token before the body is read (the JSON API, the
+# Mastodon client API).
+TOKEN_BLUEPRINTS = {"api", "mastodon"}
 
 
 # Those of them on pages for signed-in users (the API's check their token before reading).
@@ -165,8 +172,8 @@ def refuse_anonymous_upload() -> ResponseReturnValue | None:
             abort(413)
     if request.endpoint in SIGNED_IN_UPLOAD_ENDPOINTS and not current_user.is_authenticated:
         return login_manager().unauthorized()
-    if head_check and request.blueprint != "api":
-        return go_on()  # the API's own hook checks the credentials first
+    if head_check and request.blueprint not in TOKEN_BLUEPRINTS:
+        return go_on()  # the APIs' own hooks check the credentials first
     return None
 
 

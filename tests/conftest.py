@@ -8,7 +8,7 @@ from werkzeug.security import generate_password_hash
 
 from database import db
 from microblog import create_app
-from tests.helpers import add_user
+from tests.helpers import Remote, add_user
 from tests.live import CSRF_FIELD, free_port
 
 PASSWORD = "correct horse battery"
@@ -477,3 +477,12 @@ def canary():
     listener = Canary()
     yield listener
     listener.stop()
+
+
+@pytest.fixture
+def remote():
+    """Another "server" on 127.0.0.1 answering what a test puts in its `routes`."""
+    server = Remote()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()

@@ -9,12 +9,15 @@ the processes (gunicorn, huey_consumer) in live.py.
 import io
 import json
 import struct
+import threading
 import zipfile
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import islice
 
 import sqlalchemy as sa
 
+import fedsign
 from database import db, isoformat_utc, utcnow
 from models import POST_MAX, Post, User, followers, text_length
 
@@ -391,3 +394,69 @@ class TranslationServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()
+
+
+# --- another server, for federation tests ---------------------------------------------
+
+
+class Remote:
+    """A tiny server on 127.0.0.1: `routes` maps a path to (status, headers, body)."""
+
+    def __init__(self):
+        self.routes: dict[str, tuple[int, dict, bytes]] = {}
+        self.requests: list[tuple[str, str, dict, bytes]] = []
+        remote = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                remote.requests.append((self.command, self.path, dict(self.headers), body))
+                status, headers, data = remote.routes.get(self.path, (404, {}, b"no"))
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.base = f"http://{self.host}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def json(self, path, document, status=200):
+        self.routes[path] = (
+            status,
+            {"Content-Type": "application/activity+json"},
+            json.dumps(document).encode(),
+        )
+
+
+def actor_document(base, name="ann", public=None):
+    """An actor as a Mastodon-like server serves it (a new key unless `public` is given)."""
+    public = public or fedsign.new_key_pair()[1]
+    return {
+        "@context": ["https://www.w3.org/ns/activitystreams"],
+        "id": f"{base}/users/{name}",
+        "type": "Person",
+        "preferredUsername": name,
+        "name": "Ann <b>Example</b>",
+        "summary": "<p>Hi <script>alert(1)</script><a href='https://x.example'>me</a></p>",
+        "inbox": f"{base}/users/{name}/inbox",
+        "outbox": f"{base}/users/{name}/outbox",
+        "followers": f"{base}/users/{name}/followers",
+        "endpoints": {"sharedInbox": f"{base}/inbox"},
+        "url": f"{base}/@{name}",
+        "icon": {"type": "Image", "url": f"{base}/ann.png"},
+        "publicKey": {
+            "id": f"{base}/users/{name}#main-key",
+            "owner": f"{base}/users/{name}",
+            "publicKeyPem": public,
+        },
+    }

@@ -15,6 +15,7 @@ import json
 import time
 import urllib.parse
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -240,8 +241,8 @@ def test_replays_change_nothing(fuzzed):
 # --- SSRF: key ids and handles that point where our server must never go -------------------
 
 
-def ssrf_key_ids(canary_port: int) -> dict:
-    port = canary_port
+def loopback_key_ids(port: int) -> dict:
+    """Key ids (with their actor ids) on the canary listening at 127.0.0.1:`port`."""
     return {
         "plain http to loopback": f"http://127.0.0.1:{port}/users/x#main-key",
         "https to loopback": f"https://127.0.0.1:{port}/users/x#main-key",
@@ -249,31 +250,56 @@ def ssrf_key_ids(canary_port: int) -> dict:
         "loopback as an integer": f"https://2130706433:{port}/users/x#main-key",
         "loopback, short form": f"https://127.1:{port}/users/x#main-key",
         "userinfo before loopback": f"https://example.invalid@127.0.0.1:{port}/users/x#k",
-        "cloud metadata": "https://169.254.169.254/latest/meta-data/iam#main-key",
-        "cloud metadata over http": "http://169.254.169.254/latest/meta-data/iam#main-key",
     }
+
+
+METADATA_KEY_IDS = {
+    "cloud metadata": "https://169.254.169.254/latest/meta-data/iam#main-key",
+    "cloud metadata over http": "http://169.254.169.254/latest/meta-data/iam#main-key",
+}
+
+
+def send_with_key_ids(fuzzer: Fuzzer, key_ids: dict) -> dict:
+    """A new post signed by `fuzzer`'s actor but naming each key id (and its actor) in turn;
+    the statuses by name."""
+    statuses = {}
+    for name, key_id in key_ids.items():
+        owner = key_id.split("#", 1)[0]
+        document = {**fuzzer.note(), "actor": owner}
+        document["object"]["attributedTo"] = owner
+        statuses[name] = send(fuzzer.inbox, *fuzzer.signed(document, key_id=key_id))
+    return statuses
 
 
 def test_key_ids_pointing_inward_are_never_fetched(federated_site, bovine_peer, canary):
     # As deployed: no private addresses, no plain http.
     site = federated_site("127.0.0.3", strict=True)
     peer = bovine_peer("127.0.0.5")
-    mallory = peer.command("actor", name="mallory")
-    inbox = actor_inbox(site, "alice")
-    fuzzer = Fuzzer(peer, mallory, inbox)
+    fuzzer = Fuzzer(peer, peer.command("actor", name="mallory"), actor_inbox(site, "alice"))
     before = database_rows(site)
-    statuses = {}
-    for name, key_id in ssrf_key_ids(canary.port).items():
-        owner = key_id.split("#", 1)[0]
-        document = {**fuzzer.note(), "actor": owner}
-        document["object"]["attributedTo"] = owner
-        body, headers = fuzzer.signed(document, key_id=key_id)
-        statuses[name] = send(inbox, body, headers)
+    statuses = send_with_key_ids(fuzzer, loopback_key_ids(canary.port))
     time.sleep(2)
-    assert statuses == dict.fromkeys(statuses, 401)
     assert canary.hits == []
+    # Only a server that kept away from the canary, and whose processes all run under
+    # netguard, is sent key ids off this machine.
     assert not site.netguard_log.exists(), site.netguard_log.read_text()
+    guarded = Path(f"{site.netguard_log}.guarded").read_text().split()
+    assert {str(site.web.pid), *(str(c.pid) for c in site.consumers)} <= set(guarded)
+    statuses |= send_with_key_ids(fuzzer, METADATA_KEY_IDS)
+    time.sleep(2)
+    assert not site.netguard_log.exists(), site.netguard_log.read_text()
+    assert statuses == dict.fromkeys(statuses, 401)
     assert_nothing_changed(site, before, statuses)
+
+
+def test_the_canary_is_reached_when_the_fence_is_lifted(our_site, remote_peer, canary):
+    """The check above can fail: with private addresses allowed, the same key id is fetched."""
+    mallory = remote_peer.command("actor", name="mallory")
+    fuzzer = Fuzzer(remote_peer, mallory, actor_inbox(our_site, "alice"))
+    key_ids = loopback_key_ids(canary.port)
+    status = send_with_key_ids(fuzzer, {"plain http": key_ids["plain http to loopback"]})
+    assert status == {"plain http": 401}  # the canary serves no key
+    assert canary.hits, "the server never tried the key id it was given"
 
 
 def test_search_never_looks_up_inward_handles(federated_site, canary):

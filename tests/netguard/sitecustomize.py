@@ -51,3 +51,6 @@ def _guarded_connect_ex(self, address):
 if os.environ.get("NETGUARD_LOG"):
     socket.socket.connect = _guarded_connect
     socket.socket.connect_ex = _guarded_connect_ex
+    # Each guarded process says so, for a test to check before it sends anything risky.
+    with open(os.environ["NETGUARD_LOG"] + ".guarded", "a") as guarded:
+        guarded.write(f"{os.getpid()}\n")

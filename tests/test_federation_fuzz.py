@@ -62,7 +62,7 @@ class Fuzzer:
 
     def __init__(self, peer, actor: dict, inbox: str):
         self.peer, self.actor, self.inbox = peer, actor, inbox
-        self.name = actor["id"].rsplit("/", 1)[1]
+        self.name = actor["username"]
 
     def headers(self, body: str | None, url: str | None = None, **options) -> dict:
         """bovine's signed headers for a POST of `body` to `url` (the inbox)."""

@@ -61,7 +61,7 @@ def httpsig_verdicts(entries: list[dict]) -> list[dict]:
 def test_httpsig_verifies_our_deliveries(our_site, remote_peer):
     zoe = remote_peer.command("actor", name="zoe")
     alice, _follow = follows_alice(our_site, remote_peer, zoe)
-    publish(our_site, signed_in(our_site), "Signed and sealed")
+    publish(signed_in(our_site), "Signed and sealed")
     wait_for_activity(remote_peer, "Create", signed_by=alice["id"])
     deliveries = [e for e in remote_peer.command("received") if e["method"] == "POST"]
     assert len(deliveries) >= 2  # the Accept and the Create

@@ -76,7 +76,8 @@ class Peer:
             "client": SignedHttpClient(self.session, key_id, private),
         }
         return {
-            "name": document["name"],
+            "username": name,
+            "display_name": document["name"],
             "id": actor_id,
             "key_id": key_id,
             "inbox": document["inbox"],

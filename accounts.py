@@ -21,7 +21,10 @@ from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
+import account_links
+import administration
 import ratelimit
+from account_deletion import start_account_deletion
 from database import db
 from forms import (
     ChangeEmailForm,
@@ -36,7 +39,7 @@ from forms import (
 )
 from models import REGISTRATION_CLOSED, User, registration_open
 from oauth_store import authorized_apps
-from tasks import send_email_change, send_password_reset, start_account_deletion
+from tasks import send_email_change, send_password_reset
 from web import anonymous_only, error_page, form_page, is_safe_next, redirect_with, too_many
 
 log = logging.getLogger("microblog")
@@ -146,7 +149,7 @@ def reset_password_request() -> ResponseReturnValue:
 @bp.route("/reset_password/<token>", methods=["GET", "POST"])
 @anonymous_only
 def reset_password(token: str) -> ResponseReturnValue:
-    user = User.verify_reset_password_token(token)
+    user = account_links.user_from_reset_token(token)
     if user is None:
         return redirect_with(
             "danger",
@@ -284,7 +287,7 @@ def delete_account() -> ResponseReturnValue:
     form, refusal = submitted_settings_form(DeleteAccountForm, "delete_form")
     if refusal:
         return refusal
-    last_admin = current_user.refuse_leaving_no_admin()
+    last_admin = administration.refuse_leaving_no_admin(current_user)
     if last_admin:
         return redirect_with("warning", _(last_admin), "accounts.settings")
     start_account_deletion(current_user._get_current_object())
@@ -296,7 +299,7 @@ def delete_account() -> ResponseReturnValue:
 @bp.route("/confirm_email/<token>", methods=["GET", "POST"])
 def confirm_email(token: str) -> ResponseReturnValue:
     """The link mailed to a new address: a button (POST) makes it the account's address."""
-    user, new_email = User.email_change_from_token(token)
+    user, new_email = account_links.email_change_from_token(token)
     if user is None:
         flash(_("That confirmation link is invalid, expired or already used."), "danger")
         return redirect(url_for("posts.index"))

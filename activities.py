@@ -2,14 +2,19 @@
 activities that carry them. Every id is an absolute URL built from SITE_URL."""
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from flask import current_app, has_request_context
 from markupsafe import Markup
 
 import actors
 from database import db
+from follows import Follows
 from formatting import linkify
 from mailer import site_link
 from models import Post, User, followers
@@ -34,7 +39,21 @@ def iso(moment: datetime) -> str:
 
 
 def absolute(path_or_url: str) -> str:
-    return path_or_url if "://" in path_or_url else actors.site_url() + path_or_url
+    """A URL from a path of this site (as url_for builds it)."""
+    if "://" in path_or_url:
+        return path_or_url
+    site = urlsplit(actors.site_url())
+    return f"{site.scheme}://{site.netloc}{path_or_url}"
+
+
+@contextmanager
+def site_urls() -> Iterator[None]:
+    """url_for needs a request; in the worker, one to SITE_URL stands in for it."""
+    if has_request_context():
+        yield
+        return
+    with current_app.test_request_context(base_url=actors.site_url()):
+        yield
 
 
 def new_activity_id(kind: str) -> str:
@@ -57,13 +76,18 @@ def collection_urls(user: User) -> dict[str, str]:
 
 def person(user: User) -> dict[str, Any]:
     """A local user as an ActivityPub actor."""
+    with site_urls():
+        return _person(user)
+
+
+def _person(user: User) -> dict[str, Any]:
     actor = actors.local_actor_id(user.id)
     document: dict[str, Any] = {
         "id": actor,
         "type": "Person",
         "preferredUsername": user.username,
         "name": user.username,
-        "summary": str(Markup("<p>%s</p>") % linkify(user.about_me)) if user.about_me else "",
+        "summary": note_html(user.about_me or ""),
         "url": site_link("people.user", username=user.username),
         **collection_urls(user),
         "endpoints": {"sharedInbox": f"{actors.site_url()}/inbox"},
@@ -88,7 +112,7 @@ def instance_actor() -> dict[str, Any]:
         {
             "id": actor,
             "type": "Application",
-            "preferredUsername": actors.site_host(),
+            "preferredUsername": urlsplit(actors.site_url()).hostname,
             "name": "Microblog",
             "url": site_link("posts.index"),
             "inbox": f"{actors.site_url()}/inbox",
@@ -112,12 +136,13 @@ def note_id(post: Post) -> str:
 
 def note_html(text: str) -> str:
     """A local post's text as the HTML other servers show: paragraphs, breaks and links."""
-    paragraphs = [linkify(part) for part in text.split("\n\n") if part.strip()]
+    with site_urls():
+        paragraphs = [linkify(part) for part in text.split("\n\n") if part.strip()]
     html = "".join(
         str(Markup("<p>%s</p>") % Markup(str(part).replace("\n", "<br>"))) for part in paragraphs
     )
     # Mentions link to pages of this site: absolute, for readers elsewhere.
-    return html.replace('href="/', f'href="{actors.site_url()}/')
+    return html.replace('href="/', f'href="{absolute("/")}')
 
 
 def note(post: Post) -> dict[str, Any]:
@@ -264,7 +289,11 @@ def people(user: User, relation: str, page: int | None) -> dict[str, Any]:
         if relation == "followers"
         else (followers.c.follower_id, followers.c.followed_id)
     )
-    total = user.followers_count() if relation == "followers" else user.following_count()
+    total = (
+        Follows(user).followers_count()
+        if relation == "followers"
+        else Follows(user).following_count()
+    )
     if page is None:
         return ordered_collection(url, total)
     select = (

@@ -20,6 +20,7 @@ from flask import current_app
 import fedsign
 import remote_content
 from database import Model, _insert_unless_conflict, db, utcnow
+from follows import Follows
 from models import ABOUT_ME_MAX, URL_MAX, USERNAME_MAX, User, followers
 
 # A remote account's actor document is fetched again when it is older than this.
@@ -346,7 +347,7 @@ def follow_request(follower: User, followed: User) -> FollowRequest | None:
 
 def request_follow(follower: User, followed: User, activity_id: str) -> None:
     """Record a follow of a remote account until its server answers (the caller commits)."""
-    if follow_request(follower, followed) is None and not follower.is_following(followed):
+    if follow_request(follower, followed) is None and not Follows(follower).is_following(followed):
         db.session.add(
             FollowRequest(follower_id=follower.id, followed_id=followed.id, activity_id=activity_id)
         )

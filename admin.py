@@ -17,11 +17,13 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 from wtforms import BooleanField
 
+import administration
 import tasks
 import worker
+from account_deletion import delete_user as delete_account
 from database import db
 from forms import EmptyForm, RegistrationForm
-from jobs import Task, TaskStatus
+from jobs import Task, TaskStatus, count_by_status, recent_failures
 from models import User
 from web import form_page, list_page
 
@@ -68,7 +70,7 @@ def new_user() -> ResponseReturnValue:
     form = NewAccountForm()
     if form.validate_on_submit():
         user = User.register(form.username.data, form.email.data, form.password.data)
-        user.make_admin(form.is_admin.data)
+        administration.make_admin(user, form.is_admin.data)
         db.session.commit()
         flash(_("Created the account %(username)s.", username=user.username), "success")
         return redirect(url_for("admin.users", q=user.username))
@@ -78,13 +80,13 @@ def new_user() -> ResponseReturnValue:
 # What each button does to an account, and what the page then says.
 CHANGES: dict[str, tuple[Callable[[User], None], Any]] = {
     "disable": (
-        User.disable,
+        administration.disable,
         _l("%(username)s is disabled: signed out everywhere, and cannot sign in."),
     ),
-    "enable": (User.enable, _l("%(username)s can sign in again.")),
-    "make-admin": (lambda user: user.make_admin(True), _l("%(username)s is now an admin.")),
+    "enable": (administration.enable, _l("%(username)s can sign in again.")),
+    "make-admin": (administration.make_admin, _l("%(username)s is now an admin.")),
     "remove-admin": (
-        lambda user: user.make_admin(False),
+        lambda user: administration.make_admin(user, False),
         _l("%(username)s is no longer an admin."),
     ),
 }
@@ -94,7 +96,7 @@ CHANGES: dict[str, tuple[Callable[[User], None], Any]] = {
           methods=["POST"])  # fmt: skip
 def change_user(user_id: int, change: str) -> Response:
     user = db.first_or_404(sa.select(User).where(User.id == user_id))
-    refusal = user.refuse_admin_change(current_user)
+    refusal = administration.refuse_admin_change(user, current_user)
     if refusal:
         flash(_(refusal), "warning")
     else:
@@ -109,14 +111,14 @@ def change_user(user_id: int, change: str) -> Response:
 def delete_user(user_id: int) -> ResponseReturnValue:
     """GET asks for confirmation; POST deletes the account and everything in it."""
     user = db.first_or_404(sa.select(User).where(User.id == user_id))
-    refusal = user.refuse_admin_change(current_user)
+    refusal = administration.refuse_admin_change(user, current_user)
     if refusal:
         flash(_(refusal), "warning")
         return redirect(back_to_users())
     form = EmptyForm()
     if form.validate_on_submit():
         name = user.username
-        tasks.delete_user(user)
+        delete_account(user)
         flash(_("Deleted %(username)s and everything they wrote.", username=name), "success")
         return redirect(back_to_users())
     return render_template(
@@ -165,8 +167,8 @@ def dashboard() -> dict[str, Any]:
         "queue_depth": depth,
         "queue_error": queue_error,
         "consumers": consumers,
-        "counts": Task.count_by_status(),
-        "failures": Task.recent_failures(),
+        "counts": count_by_status(),
+        "failures": recent_failures(),
         "restartable": tasks.RETRYABLE_TASKS,
         "form": EmptyForm(),
     }

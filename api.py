@@ -20,11 +20,13 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.datastructures import FileStorage
 
+import administration
 import api_schemas as schemas
 import avatars
 import federation_out
 import ratelimit
 import tasks
+from account_deletion import start_account_deletion
 from api_auth import refuse_if_limited, token_user
 from api_contract import (
     TASK_CONFLICT,
@@ -47,9 +49,13 @@ from api_errors import (
 )
 from api_out import created, paginated, post_out, task_out, user_out
 from database import Base, db, isoformat_utc
+from exporting import send_export
 from forms import AccountForm, DeleteAccountForm, NewUserForm, PostForm
+from importing import UPLOAD_TASKS
 from jobs import Task
 from models import POST_MAX, REGISTRATION_CLOSED, ApiToken, Post, User, registration_open
+from timeline import Timeline
+from user_tasks import task_history
 
 __all__ = ["bp", "document", "error_response", "init_app"]
 
@@ -289,10 +295,10 @@ def delete_user(path: schemas.UserId, body: schemas.AccountDeletion) -> Response
     validate_form(DeleteAccountForm, body.sent())
     needed = _("Deleting the account needs your password in 'current_password'.")
     check_current_password(user, body.current_password, needed)
-    refusal = user.refuse_leaving_no_admin()
+    refusal = administration.refuse_leaving_no_admin(user)
     if refusal:
         api_abort(409, _(refusal))
-    task = tasks.start_account_deletion(user)
+    task = start_account_deletion(user)
     if task is None and Task.active_for(path.id, "delete_account") is None:
         return "", 204  # the worker was faster: the account, and its task, are gone already
     return accepted(user, task, "delete_account")
@@ -374,9 +380,10 @@ def get_timeline(query: schemas.Paging) -> dict:
     """The token owner's home timeline: their posts and those of people they follow."""
     user = token_user()
     # The timeline query walks the timestamp index; counting it that way would scan every post.
-    total = user.following_posts_count()
+    timeline = Timeline(user)
+    total = timeline.count()
     return paginated(
-        user.following_posts(), post_out, "api.get_timeline", query, schemas.PostCollection, total
+        timeline.posts(), post_out, "api.get_timeline", query, schemas.PostCollection, total
     )
 
 
@@ -444,7 +451,7 @@ def create_task() -> Response:
     else:
         name = validated(schemas.NewTask, json_object()).name
         if name not in tasks.USER_TASKS:
-            known = ", ".join(sorted([*tasks.USER_TASKS, *tasks.UPLOAD_TASKS]))
+            known = ", ".join(sorted([*tasks.USER_TASKS, *UPLOAD_TASKS]))
             api_abort(
                 400, _("Unknown task %(name)r; known tasks: %(known)s.", name=name, known=known)
             )
@@ -464,8 +471,8 @@ def accepted(user: User, task: Task | None, name: str) -> Response:
 def start_upload_task(user: User) -> Task | None:
     """Start the task named by the multipart form's `name` with its `file`."""
     name = request.form.get("name", "")
-    if name not in tasks.UPLOAD_TASKS:
-        known = ", ".join(sorted(tasks.UPLOAD_TASKS))
+    if name not in UPLOAD_TASKS:
+        known = ", ".join(sorted(UPLOAD_TASKS))
         api_abort(
             400,
             _(
@@ -474,7 +481,7 @@ def start_upload_task(user: User) -> Task | None:
                 known=known,
             ),
         )
-    return tasks.UPLOAD_TASKS[name](user, uploaded_file())
+    return UPLOAD_TASKS[name](user, uploaded_file())
 
 
 def uploaded_file() -> FileStorage:
@@ -494,7 +501,7 @@ def uploaded_file() -> FileStorage:
 )
 def get_tasks(query: schemas.Paging) -> dict:
     """The token user's task history, newest first."""
-    select = token_user().tasks_select()
+    select = task_history(token_user())
     return paginated(select, task_out, "api.get_tasks", query, schemas.TaskCollection)
 
 
@@ -547,7 +554,7 @@ def download_task(path: schemas.TaskId) -> Response:
     task = own_task(path.id)
     if task.is_active:
         api_abort(409, _("The task has not finished yet."), task=task_out(task).dump())
-    download = tasks.send_export(task)
+    download = send_export(task)
     if download is None:
         api_abort(404, _("This task has no download (it failed, was cancelled or expired)."))
     return download

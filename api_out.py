@@ -9,6 +9,7 @@ from flask import Response, g, jsonify, url_for
 
 import api_schemas as schemas
 from database import db, isoformat_utc
+from follows import Follows
 from jobs import Task
 from models import Post, User
 
@@ -75,8 +76,8 @@ def user_out(user: User, include_email: bool | None = None) -> schemas.User:
         about_me=user.about_me,
         last_seen=isoformat_utc(user.last_seen),
         post_count=user.posts_count(),
-        follower_count=user.followers_count(),
-        following_count=user.following_count(),
+        follower_count=Follows(user).followers_count(),
+        following_count=Follows(user).following_count(),
         links=schemas.UserLinks(
             self=url_for("api.get_user", id=user.id),
             followers=url_for("api.get_followers", id=user.id),

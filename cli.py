@@ -14,13 +14,14 @@ from flask.cli import AppGroup, with_appcontext
 from flask_migrate import upgrade
 from flask_wtf import FlaskForm
 
+import administration
 import backup
+from account_deletion import delete_user
 from database import db
 from forms import RegistrationForm, ResetPasswordForm, filled, first_error
 from i18n import N_
-from jobs import Task
+from jobs import fail_all_active
 from models import User
-from tasks import delete_user
 
 user_cli = AppGroup("user", help="Create, change and remove accounts.")
 
@@ -62,7 +63,7 @@ def named_user(username: str) -> User:
 
 def refuse_leaving_no_admin(user: User) -> None:
     """Exit, changing nothing, when `user` is the last admin who can sign in."""
-    refusal = user.refuse_leaving_no_admin()
+    refusal = administration.refuse_leaving_no_admin(user)
     if refusal:
         db.session.rollback()
         raise click.ClickException(refusal)
@@ -78,7 +79,7 @@ def create_user(username: str, email: str, admin: bool) -> None:
     fields = {"username": username, "email": email, "password": password, "password2": password}
     form = check(RegistrationForm, fields)
     user = User.register(form.username.data, form.email.data, form.password.data)
-    user.make_admin(admin)
+    administration.make_admin(user, admin)
     db.session.commit()
     click.echo(f"Created {'admin ' if admin else ''}user {user.username}.")
 
@@ -101,7 +102,7 @@ def disable_user(username: str) -> None:
     """Stop an account: no sign-in; its sessions and API tokens end now. Its posts stay."""
     user = named_user(username)
     refuse_leaving_no_admin(user)
-    user.disable()
+    administration.disable(user)
     db.session.commit()
     click.echo(f"Disabled {user.username}.")
 
@@ -111,7 +112,7 @@ def disable_user(username: str) -> None:
 def enable_user(username: str) -> None:
     """Let a disabled account sign in again."""
     user = named_user(username)
-    user.enable()
+    administration.enable(user)
     db.session.commit()
     click.echo(f"Enabled {user.username}.")
 
@@ -184,7 +185,7 @@ def restore_command(file: Path) -> None:
         raise click.ClickException(str(exc)) from None
     upgrade()  # a backup taken by an older version gets this version's schema
     reason = N_("Stopped by a restore of the database. Please start it again.")
-    stopped = Task.fail_all_active(reason)
+    stopped = fail_all_active(reason)
     db.session.commit()
     click.echo(
         f"Restored {file} to {live}: {counts['users']} users, {counts['posts']} posts"

@@ -209,6 +209,9 @@ SETTINGS = (
     # New accounts (web and API) per client IP, per window.
     Setting("REGISTER_LIMIT_PER_IP", 5, integer(1)),
     Setting("REGISTER_LIMIT_WINDOW", 3600, integer(1)),  # seconds
+    # Mastodon apps registered (POST /api/v1/apps) per client address.
+    Setting("APP_REGISTRATION_LIMIT_PER_IP", 30, integer(1)),
+    Setting("APP_REGISTRATION_LIMIT_WINDOW", 3600, integer(1)),  # seconds
     # How often open pages ask for notifications (ms): idle, and while a task is moving.
     Setting("MICROBLOG_POLL_IDLE_MS", 10000, integer(100), key="NOTIFICATIONS_POLL_IDLE_MS"),
     Setting("MICROBLOG_POLL_BUSY_MS", 1000, integer(100), key="NOTIFICATIONS_POLL_BUSY_MS"),
@@ -269,6 +272,9 @@ SETTINGS = (
     # read from another server.
     Setting("FEDERATION_FETCH_TIMEOUT", 5.0, number(0, strict=True)),
     Setting("FEDERATION_FETCH_MAX_BYTES", 1024 * 1024, integer(1024)),
+    # Searches for accounts on other servers (@name@host, a URL) per user, per window.
+    Setting("FEDERATION_LOOKUP_LIMIT_PER_USER", 30, integer(1)),
+    Setting("FEDERATION_LOOKUP_LIMIT_WINDOW", 300, integer(1)),  # seconds
     # --- live translation of posts ---
     # A LibreTranslate-compatible server; unset: no "Translate" link anywhere.
     Setting("TRANSLATE_URL", None, base_url("http://127.0.0.1:5001")),

@@ -244,10 +244,16 @@ def following(user_id: int) -> Response:
     return activity_response(activities.people(user, "following", page_arg()))
 
 
+# The pages that are also ActivityPub objects: a profile (the actor) and a post (its Note).
+NEGOTIATED = {"people.user", "posts.post"}
+
+
 def answer_activity_json() -> ResponseReturnValue | None:
     """A profile page or a post page asked for as ActivityPub JSON: the actor or the Note
     (before the pages' sign-in check, which is for people)."""
-    if request.method != "GET" or not wants_activity_json():
+    if request.endpoint not in NEGOTIATED or request.method != "GET":
+        return None
+    if not wants_activity_json():
         return None
     args = request.view_args or {}
     if request.endpoint == "people.user":

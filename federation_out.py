@@ -15,6 +15,7 @@ import activities
 import actors
 import fedfetch
 from database import db
+from follows import Follows
 from mailer import site_link
 from models import Post, User
 from worker import app_context, huey
@@ -112,11 +113,24 @@ def account_deleted(user: User) -> None:
     send(activities.delete(actor, actor, to=[activities.PUBLIC]), user.id, inboxes)
 
 
+def change_following(follower: User, followed: User, follow: bool) -> None:
+    """Follow or unfollow anyone (commits): a local account at once; a remote one by asking
+    its server, and for real only once it accepts."""
+    if followed.domain is not None:
+        (follow_remote if follow else unfollow_remote)(follower, followed)
+        return
+    if follow:
+        Follows(follower).follow(followed)
+    else:
+        Follows(follower).unfollow(followed)
+    db.session.commit()
+
+
 def follow_remote(follower: User, followed: User) -> None:
     """Ask a remote account's server to let `follower` follow it (commits); the follow is
     "requested" until it accepts."""
     remote = actors.remote_actor(followed)
-    if remote is None or follower.is_following(followed):
+    if remote is None or Follows(follower).is_following(followed):
         return
     if actors.follow_request(follower, followed) is not None:
         return
@@ -132,8 +146,8 @@ def unfollow_remote(follower: User, followed: User) -> None:
     if remote is None:
         return
     pending = actors.cancel_follow_request(follower, followed)
-    was_following = follower.is_following(followed)
-    follower.unfollow(followed)
+    was_following = Follows(follower).is_following(followed)
+    Follows(follower).unfollow(followed)
     db.session.commit()
     if pending is None and not was_following:
         return

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import sqlalchemy as sa
 import urllib3
 from flask import current_app
 
@@ -93,7 +94,8 @@ def _resolve(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         raise FetchError(f"{host} cannot be resolved") from None
-    addresses = [str(info[4][0]) for info in infos]
+    # IPv4 first: many small servers have no IPv6 route, though their names have AAAA records.
+    addresses = sorted({str(info[4][0]) for info in infos}, key=lambda address: ":" in address)
     if not addresses:
         raise FetchError(f"{host} cannot be resolved")
     return addresses
@@ -312,13 +314,26 @@ def _fresh(user: User) -> bool:
 
 def refresh_actor(actor_url: str) -> User:
     """Fetch an actor document and store what it says; committed. Raises FetchError."""
-    document = fetch_json(actor_url)
+    return store_actor(fetch_json(actor_url), actor_url)
+
+
+def store_actor(document: dict, fetched_from: str) -> User:
+    """Store an actor document read from `fetched_from`; committed. Raises FetchError."""
     try:
-        user = actors.store_remote_actor(document, fetched_from=actor_url)
+        user = actors.store_remote_actor(document, fetched_from=fetched_from)
+        db.session.commit()
     except actors.ActorError as exc:
         db.session.rollback()
         raise FetchError(str(exc)) from None
-    db.session.commit()
+    except sa.exc.IntegrityError:
+        # Another request stored the same account a moment ago: this updates that one.
+        db.session.rollback()
+        try:
+            user = actors.store_remote_actor(document, fetched_from=fetched_from)
+            db.session.commit()
+        except (actors.ActorError, sa.exc.IntegrityError):
+            db.session.rollback()
+            raise FetchError("the actor clashes with an account known here") from None
     return user
 
 

@@ -11,7 +11,6 @@ recent, or a captured request could be replayed or given another body. Both are 
 """
 
 import base64
-import binascii
 import datetime
 import hashlib
 import hmac
@@ -185,7 +184,7 @@ def _verify_cavage(
             values[f"({pseudo})"] = params[pseudo]
     try:
         raw = base64.b64decode(signature, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a character outside ASCII
         raise SignatureError("the signature is not base64") from None
     lines = _signing_string(method, path, covered, values).encode()
     _check_key_signature(public_key_for(key_id), raw, lines)

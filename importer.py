@@ -17,71 +17,52 @@ the checked posts in a scratch file for a second pass). Every way a file can be 
 A post is imported unchanged or not at all: boosts, replies to other people, posts that were
 not public, empty posts, posts over the site's length limit and posts dated before 1970 or
 in the future are skipped and counted (`Skipped`), never cut. Each post carries a stable
-`key` so that importing the same archive twice adds nothing (`User.import_posts` skips keys
-it already has).
+`key` so that importing the same archive twice adds nothing (`importing.add_imported_posts`
+skips keys it already has).
 """
 
 import hashlib
 import logging
 import os
 import re
-import struct
 import zipfile
-import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import ijson
-import orjson
 
-import config
+from archive_reading import (
+    BROKEN_ZIP,
+    DEFAULT_LIMITS,
+    EMPTY,
+    NOT_UNICODE,
+    READ_SIZE,
+    UNREADABLE,
+    ZIP_ERRORS,
+    ArchiveError,
+    Events,
+    GuardedReader,
+    Limits,
+    build_value,
+    find_outbox,
+    not_json,
+    skip_value,
+    too_big,
+)
 from database import utcnow
-from i18n import Phrase, PhrasedError, nphrase, phrase
+from i18n import Phrase, nphrase, phrase
 from models import POST_MAX, USERNAME_MAX, USERNAME_PATTERN, plain_text, text_length
-
-MiB = 2**20
-GiB = 2**30
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What an uploaded archive may be. The defaults fit a 1,000,000-post export (~120 MiB),
-    a 100,000-toot outbox (~200 MiB) and a Mastodon archive with its media files."""
-
-    # The uploaded file itself (a Mastodon archive also holds every media attachment): the
-    # declared default of MICROBLOG_IMPORT_MAX_BYTES, which the import task passes.
-    upload_bytes: int = config.default("MICROBLOG_IMPORT_MAX_BYTES")
-    # The JSON we parse: the plain file, or outbox.json once unpacked.
-    json_bytes: int = 1 * GiB
-    # Files in a zip: its whole directory is read into memory before anything else.
-    zip_members: int = 50_000
-    # Bytes of that directory, read whole before its entries are counted. An entry of a
-    # Mastodon archive takes about 150 (46, a media file's name of some 80 characters and
-    # an extra field): twice what 50,000 of them take.
-    zip_directory_bytes: int = 16 * MiB
-    # Unpacked size / packed size of outbox.json. JSON packs 5-30×; a zip bomb 1000×.
-    zip_ratio: int = 200
-    # Objects and arrays inside one another. A toot nests about 5 deep.
-    depth: int = 64
-    # Parser events in one post or activity (keys, values, brackets). A toot has ~100.
-    item_events: int = 100_000
-    # Usernames kept from `following`.
-    following: int = 10_000
-
-
-DEFAULT_LIMITS = Limits()
 
 MICROBLOG = "microblog"
 MASTODON = "mastodon"
 
 AS_PUBLIC = {"https://www.w3.org/ns/activitystreams#Public", "as:Public", "Public"}
 USERNAME = re.compile(USERNAME_PATTERN)
-READ_SIZE = 64 * 1024
 
 # The dates a post may have. Unix time, which the software that wrote any post counts in,
 # starts in 1970: an earlier date is a broken value (year 1 is what some write for "none").
@@ -94,10 +75,6 @@ EARLIEST = datetime(1970, 1, 1)
 AHEAD = timedelta(days=1)
 
 log = logging.getLogger(__name__)
-
-
-class ArchiveError(PhrasedError):
-    """The uploaded file cannot be imported; its phrases say why."""
 
 
 class ImportedPost(NamedTuple):
@@ -181,288 +158,6 @@ class Skipped:
     def describe(self) -> str:
         """The sentences of `phrases`, in English (for logs and benchmarks)."""
         return " ".join(map(str, self.phrases()))
-
-
-# --- reading bytes safely ------------------------------------------------------------------
-
-BROKEN_ZIP = phrase("This zip archive is damaged or incomplete; download it again and retry.")
-# What zipfile raises for a damaged archive: bad records, bad data, sizes or CRCs that do
-# not match, a compression method or version it does not know, encryption it cannot read.
-ZIP_ERRORS = (
-    zipfile.BadZipFile,
-    zlib.error,
-    EOFError,
-    OSError,
-    ValueError,
-    NotImplementedError,
-    RuntimeError,
-)
-
-
-# A \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or a low one without a high one
-# before it, each preceded by an even number of backslashes (an odd one escapes the first).
-# The C parser would quietly turn them into "?"; they are not text, so the file is refused.
-_LONE_SURROGATE = re.compile(
-    rb"(?:^|[^\\])(?:\\\\)*"
-    rb"(?:\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
-    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2})"
-)
-# Bytes kept from one chunk for the next, so that no escape (nor the one after it, which
-# decides whether it is a pair) is cut in two.
-_SURROGATE_CARRY = 32
-_SURROGATE_CONTEXT = 6  # a match needs this much after it to be sure it is alone
-NOT_UNICODE = phrase("This file contains text that is not valid Unicode (a lone surrogate).")
-
-
-class _GuardedReader:
-    """A binary stream that enforces the size limit while reading, refuses lone surrogate
-    escapes, drops a UTF-8 byte order mark and turns read errors into `ArchiveError`."""
-
-    def __init__(self, raw: IO[bytes], limit: int, too_big: Phrase, damaged: Phrase):
-        self.raw, self.limit, self.too_big, self.damaged = raw, limit, too_big, damaged
-        self.bytes_read = 0
-        self._tail = b""
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            chunk = self.raw.read(READ_SIZE if size is None or size < 0 else size)
-        except ZIP_ERRORS as exc:
-            raise ArchiveError(self.damaged) from exc
-        if self.bytes_read == 0 and chunk.startswith(b"\xef\xbb\xbf"):
-            chunk = chunk[3:]
-        self.bytes_read += len(chunk)
-        if self.bytes_read > self.limit:
-            raise ArchiveError(self.too_big)
-        window = self._tail + chunk
-        if b"\\u" in window:
-            self._refuse_lone_surrogates(window, at_end=not chunk)
-        self._tail = window[-_SURROGATE_CARRY:]
-        return chunk
-
-    @staticmethod
-    def _refuse_lone_surrogates(window: bytes, at_end: bool) -> None:
-        for match in _LONE_SURROGATE.finditer(window):
-            if at_end or match.end() + _SURROGATE_CONTEXT <= len(window):
-                raise ArchiveError(NOT_UNICODE)
-
-
-# --- zip archives ------------------------------------------------------------------------
-
-_EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
-_ZIP64_LOCATOR = struct.Struct("<4sLQL")
-_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
-_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")  # a central directory entry, before its name
-
-
-class _ZipEnd(NamedTuple):
-    """What a zip's end record (or its ZIP64 one) says of its central directory."""
-
-    entries: int
-    size: int
-    offset: int
-    # Where the directory must end: at the (ZIP64) end record.
-    end: int
-
-
-def _zip_end(f: IO[bytes], size: int) -> _ZipEnd:
-    """Read the end record as zipfile does: at the very end of the file, else the last one
-    in the 64 KiB a comment may take; the ZIP64 record just before it when there is one."""
-    tail_size = min(size, _EOCD.size + 0xFFFF)
-    f.seek(size - tail_size)
-    tail = f.read(tail_size)
-    at = tail_size - _EOCD.size
-    if at < 0 or not (tail.startswith(b"PK\x05\x06", at) and tail.endswith(b"\0\0")):
-        at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or at + _EOCD.size > len(tail):
-        raise ArchiveError(BROKEN_ZIP)
-    _sig, disk, first_disk, _here, entries, cd_size, offset, _comment = _EOCD.unpack_from(tail, at)
-    end = size - tail_size + at
-    locator = at - _ZIP64_LOCATOR.size
-    if locator >= 0 and tail.startswith(b"PK\x06\x07", locator):
-        record_at = _ZIP64_LOCATOR.unpack_from(tail, locator)[2]
-        end -= _ZIP64_LOCATOR.size + _ZIP64_EOCD.size
-        if record_at != end or end < 0:  # zipfile reads it there, whatever the locator says
-            raise ArchiveError(BROKEN_ZIP)
-        f.seek(end)
-        record = f.read(_ZIP64_EOCD.size)
-        if len(record) < _ZIP64_EOCD.size or not record.startswith(b"PK\x06\x06"):
-            raise ArchiveError(BROKEN_ZIP)
-        disk, first_disk, _here, entries, cd_size, offset = _ZIP64_EOCD.unpack(record)[4:]
-    if disk or first_disk:  # split over several files: never a downloaded archive
-        raise ArchiveError(BROKEN_ZIP)
-    return _ZipEnd(entries, cd_size, offset, end)
-
-
-def _directory_entries(directory: bytes, most: int) -> int:
-    """How many entries `directory` holds, walked as zipfile walks it (each a fixed-size
-    header, then its name, extra field and comment); stops counting past `most`."""
-    count = at = 0
-    while at < len(directory) and count <= most:
-        if not directory.startswith(b"PK\x01\x02", at) or at + _CENTRAL.size > len(directory):
-            raise ArchiveError(BROKEN_ZIP)
-        name, extra, comment = _CENTRAL.unpack_from(directory, at)[12:15]
-        at += _CENTRAL.size + name + extra + comment
-        count += 1
-    if count <= most and at != len(directory):  # the last entry runs past the directory
-        raise ArchiveError(BROKEN_ZIP)
-    return count
-
-
-def _too_many_members(members: int, limits: Limits) -> ArchiveError:
-    return ArchiveError(
-        phrase(
-            "This zip holds %(members)s files, more than the %(limit)s allowed. "
-            "Unpack it and upload its outbox.json alone.",
-            members=members,
-            limit=limits.zip_members,
-        )
-    )
-
-
-def _check_zip_directory(f: IO[bytes], size: int, limits: Limits) -> None:
-    """Refuse a zip whose central directory is too large or not where and what its end
-    record says, before `ZipFile` reads all of it and makes an object of each entry.
-
-    zipfile trusts the end record: it reads as many bytes as it gives for the directory
-    (found from its end, whatever the offset says), then every entry in them, however many
-    the record counts. Both the size and the count are attacker-written, so the size is
-    bounded and the entries are counted here, without building anything.
-    """
-    end = _zip_end(f, size)
-    if end.entries > limits.zip_members:
-        raise _too_many_members(end.entries, limits)
-    if end.offset + end.size != end.end:
-        raise ArchiveError(BROKEN_ZIP)
-    if end.size > limits.zip_directory_bytes:
-        raise ArchiveError(
-            phrase(
-                "This zip's list of files takes more than the %(mib)s MiB allowed. "
-                "Unpack it and upload its outbox.json alone.",
-                mib=round(limits.zip_directory_bytes / MiB, 1),
-            )
-        )
-    f.seek(end.offset)
-    if _directory_entries(f.read(end.size), end.entries) != end.entries:
-        raise ArchiveError(BROKEN_ZIP)
-
-
-def _find_outbox(path: Path, size: int, limits: Limits) -> zipfile.ZipInfo:
-    """The outbox.json entry of a Mastodon archive, checked against the limits."""
-    with path.open("rb") as f:
-        _check_zip_directory(f, size, limits)
-        try:
-            with zipfile.ZipFile(f) as archive:
-                infos = archive.infolist()
-        except ZIP_ERRORS as exc:
-            raise ArchiveError(BROKEN_ZIP) from exc
-    if len(infos) > limits.zip_members:  # never, unless zipfile walks it otherwise
-        raise _too_many_members(len(infos), limits)
-    outboxes = [i for i in infos if i.filename.rsplit("/", 1)[-1] == "outbox.json"]
-    if not outboxes:
-        raise ArchiveError(
-            phrase(
-                "This zip has no outbox.json: upload the archive Mastodon made for you "
-                "(Preferences → Import and export → Request your archive) or your posts.json."
-            )
-        )
-    info = min(outboxes, key=lambda i: i.filename.count("/"))
-    if info.flag_bits & 0x1:
-        raise ArchiveError(phrase("This zip is password-protected; upload an unencrypted archive."))
-    if info.file_size > limits.json_bytes:
-        raise ArchiveError(_too_big(True, limits.json_bytes))
-    if info.file_size > limits.zip_ratio * max(info.compress_size, 1):
-        raise ArchiveError(
-            phrase("This zip unpacks to far more than it holds (a zip bomb?); it was not opened.")
-        )
-    return info
-
-
-EMPTY = phrase("The file is empty.")
-UNREADABLE = phrase("The uploaded file could not be read.")
-
-
-def _not_json(in_zip: bool, near_byte: int) -> Phrase:
-    if in_zip:
-        return phrase(
-            "outbox.json in this zip is not valid JSON (it is damaged or cut short near byte "
-            "%(byte)s).",
-            byte=near_byte,
-        )
-    return phrase(
-        "This file is not valid JSON (it is damaged or cut short near byte %(byte)s).",
-        byte=near_byte,
-    )
-
-
-def _too_big(in_zip: bool, limit: int) -> Phrase:
-    mib = round(limit / MiB, 1)
-    if in_zip:
-        return phrase("outbox.json in this zip is too big: the limit is %(mib)s MiB.", mib=mib)
-    return phrase("This file is too big: the limit is %(mib)s MiB.", mib=mib)
-
-
-# --- JSON events -------------------------------------------------------------------------
-
-_OPEN = {"start_map", "start_array"}
-_CLOSE = {"end_map", "end_array"}
-Events = Iterator[tuple[str, Any]]
-TOO_DEEP = phrase("This file is nested too deeply to be an export or an outbox.")
-
-
-def _build(event: str, value: Any, events: Events, max_events: int, max_depth: int) -> Any:
-    """The value that starts with (event, value): a scalar, or a whole object or array of at
-    most `max_events` parser events nested at most `max_depth` deep (a few kilobytes of
-    brackets would otherwise build millions of nested lists).
-
-    This loop runs for every post of the file: it is written for speed.
-    """
-    if event not in _OPEN:
-        return value
-    root: Any = {} if event == "start_map" else []
-    stack, top, key, count = [root], root, None, 0
-    for event, value in events:
-        count += 1
-        if count > max_events:
-            raise ArchiveError(phrase("One item of this file is far too large to be a post."))
-        if event == "map_key":
-            key = value
-            continue
-        if event == "end_map" or event == "end_array":
-            stack.pop()
-            if not stack:
-                return root
-            top = stack[-1]
-            continue
-        if event == "start_map" or event == "start_array":
-            item: Any = {} if event == "start_map" else []
-            if len(stack) >= max_depth:
-                raise ArchiveError(TOO_DEEP)
-        else:
-            item = value
-        if type(top) is dict:
-            top[key] = item
-        else:
-            top.append(item)
-        if item is not value:
-            stack.append(item)
-            top = item
-    raise ArchiveError(phrase("This file ends in the middle of an item."))  # the parser stops first
-
-
-def _skip(event: str, events: Events, max_depth: int) -> None:
-    """Read past the value that starts with `event` without keeping it."""
-    if event not in _OPEN:
-        return
-    depth = 1
-    for event, _value in events:
-        if event in _OPEN:
-            depth += 1
-            if depth > max_depth:
-                raise ArchiveError(TOO_DEEP)
-        elif event in _CLOSE:
-            depth -= 1
-            if depth == 0:
-                return
 
 
 # --- turning items into posts ---------------------------------------------------------------
@@ -569,200 +264,32 @@ class _Header:
     following: list[str] = field(default_factory=list)
 
 
-class Archive:
-    """An uploaded file, checked at once for kind, size and shape; read with `posts()`.
+class _Converter:
+    """Turns the items of one pass over an archive into posts, counting what it skips."""
 
-    `posts()` reads the file from the start each time it is called. After a complete pass,
-    `skipped`, `following` and `profile` describe what that pass read. `ArchiveError` may
-    come from any point of a pass (a file cut short is only found at its end): call
-    `check()` first when a bad file must import nothing.
-    """
-
-    def __init__(self, path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS):
-        self.path = Path(path)
-        self.limits = limits
+    def __init__(self, file_format: str, file_name: str):
+        self.format = file_format
+        self.file_name = file_name
         self.skipped = Skipped()
-        self._header = _Header()
-        self._member: zipfile.ZipInfo | None = None
-        self._latest = utcnow() + AHEAD  # set again by each pass
-        self._reader: _GuardedReader | None = None
-        try:
-            self.size = self.path.stat().st_size
-        except OSError as exc:
-            raise ArchiveError(UNREADABLE) from exc
-        self._sniff()
-        self.format = self._detect_format()
+        # Posts dated after this are refused (see AHEAD): fixed for the pass.
+        self.latest = utcnow() + AHEAD
 
-    # -- public ------------------------------------------------------------------------
-    @property
-    def following(self) -> list[str]:
-        """Usernames the exporting account followed (our export only), valid ones only."""
-        return self._header.following
-
-    @property
-    def profile(self) -> dict[str, str]:
-        """`username`, `about_me`, `avatar` from our export's profile, when given as text."""
-        return {k: v for k, v in self._header.profile.items() if isinstance(v, str)}
-
-    @property
-    def version(self) -> Any:
-        return self._header.version
-
-    @property
-    def progress(self) -> float:
-        """How far the current pass has read, 0.0 to 1.0 (by bytes of JSON)."""
-        if self._reader is None:
-            return 0.0
-        total = self._member.file_size if self._member else self.size
-        return min(1.0, self._reader.bytes_read / max(total, 1))
-
-    def posts(self) -> Iterator[ImportedPost]:
-        """Every importable post, in file order; the rest is counted in `skipped`."""
-        self.skipped = Skipped()
-        self._header = _Header()
-        self._latest = utcnow() + AHEAD
+    def post(self, item: Any, number: int) -> ImportedPost | None:
+        """Item `number` as a post, or None (counted) when it is not imported; an error
+        for an item the code failed on says which one."""
         convert = self._microblog_post if self.format == MICROBLOG else self._mastodon_post
-        with self._events() as events:
-            for number, item in enumerate(self._items(events), start=1):
-                try:
-                    post = convert(item, number)
-                except (ArchiveError, MemoryError):
-                    raise
-                except Exception as exc:
-                    raise self._unreadable(number) from exc
-                if post is not None:
-                    yield post
+        try:
+            return convert(item, number)
+        except (ArchiveError, MemoryError):
+            raise
+        except Exception as exc:
+            raise self._unreadable(number) from exc
 
-    def check(self) -> int:
-        """Read the whole file without keeping anything; the number of posts to import."""
-        return sum(1 for _post in self.posts())
-
-    # -- opening -------------------------------------------------------------------------
-    def _sniff(self) -> None:
-        """Refuse, by its size and first bytes, a file that cannot be an archive."""
-        if self.size == 0:
-            raise ArchiveError(EMPTY)
-        if self.size > self.limits.upload_bytes:
-            raise ArchiveError(_too_big(False, self.limits.upload_bytes))
-        with self.path.open("rb") as f:
-            start = f.read(4096)
-        if start.startswith(b"PK\x03\x04") or start.startswith(b"PK\x05\x06"):
-            self._member = _find_outbox(self.path, self.size, self.limits)
-            return
-        text = start.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
-        if not text and self.size <= len(start):
-            raise ArchiveError(EMPTY)
-        if self.size > self.limits.json_bytes:
-            raise ArchiveError(_too_big(False, self.limits.json_bytes))
-        if text and text[:1] not in b"{[":
-            raise ArchiveError(
-                phrase(
-                    "This is neither a JSON file nor a zip archive: upload your posts.json, "
-                    "a Mastodon archive (.zip) or its outbox.json."
-                )
-            )
-
-    @contextmanager
-    def _events(self) -> Iterator[Events]:
-        """The file's JSON events, with every failure turned into `ArchiveError`."""
-        with ExitStack() as stack:
-            if self._member is not None:
-                try:
-                    archive = stack.enter_context(zipfile.ZipFile(self.path))
-                    raw = stack.enter_context(archive.open(self._member))
-                except ZIP_ERRORS as exc:
-                    raise ArchiveError(BROKEN_ZIP) from exc
-                damaged = BROKEN_ZIP
-            else:
-                raw = stack.enter_context(self.path.open("rb"))
-                damaged = UNREADABLE
-            in_zip = self._member is not None
-            too_big = _too_big(in_zip, self.limits.json_bytes)
-            reader = _GuardedReader(raw, self.limits.json_bytes, too_big, damaged)
-            self._reader = reader
-            events = ijson.basic_parse(reader, buf_size=READ_SIZE, use_float=True)
-            try:
-                yield events
-            except UnicodeDecodeError as exc:  # a surrogate written out in UTF-8 bytes
-                raise ArchiveError(NOT_UNICODE) from exc
-            except ijson.JSONError as exc:
-                raise ArchiveError(_not_json(in_zip, reader.bytes_read)) from exc
-
-    def _detect_format(self) -> str:
-        """Read up to the start of the list of posts to learn which kind of file this is."""
-        with self._events() as events:
-            for key in self._top_level(events):
-                return MICROBLOG if key == "posts" else MASTODON
-        raise ArchiveError(self._wrong_shape())
-
-    def _wrong_shape(self) -> Phrase:
-        if self._member is not None:
-            return phrase(
-                "outbox.json in this zip has no orderedItems list: it is not a Mastodon outbox."
-            )
-        return phrase(
-            'This JSON file is neither a Microblog export (with a "posts" list) nor a '
-            'Mastodon outbox (with an "orderedItems" list).'
-        )
-
-    def _top_level(self, events: Events) -> Iterator[str]:
-        """Walk the top-level object; stop at each list of posts (its key is yielded, the
-        caller reads its items) and keep the small fields beside it."""
-        event, _value = next(events, ("", None))
-        if event != "start_map":
-            raise ArchiveError(self._wrong_shape())
-        depth = self.limits.depth - 1  # what a top-level field's value may hold
-        for event, value in events:
-            if event == "end_map":
-                return
-            key = value
-            event, value = next(events)
-            if key in ("posts", "orderedItems"):
-                if event != "start_array":
-                    not_a_list = phrase('"%(key)s" is not a list.', key=key)
-                    raise ArchiveError(not_a_list, self._wrong_shape())
-                yield key
-            elif key == "version":
-                self._header.version = _build(event, value, events, 100, depth)
-            elif key == "profile" and event == "start_map":
-                self._header.profile = _build(event, value, events, 1000, depth)
-            elif key == "following" and event == "start_array":
-                self._read_following(events)
-            else:
-                _skip(event, events, depth)
-
-    def _items(self, events: Events) -> Iterator[Any]:
-        """Each item of the list of posts (built one at a time), then the rest of the file."""
-        max_events, depth = self.limits.item_events, self.limits.depth - 2
-        expected = "posts" if self.format == MICROBLOG else "orderedItems"
-        for key in self._top_level(events):
-            if key != expected:
-                _skip("start_array", events, depth)
-                continue
-            for event, value in events:
-                if event == "end_array":
-                    break
-                yield _build(event, value, events, max_events, depth)
-        for _event in events:  # only whitespace may follow; the parser refuses anything else
-            pass
-
-    def _read_following(self, events: Events) -> None:
-        for event, value in events:
-            if event == "end_array":
-                return
-            if event != "string":
-                raise ArchiveError(phrase('"following" must be a list of usernames.'))
-            if len(self._header.following) >= self.limits.following:
-                continue  # far more than anyone follows: the rest is not kept
-            if len(value) <= USERNAME_MAX and USERNAME.match(value):
-                self._header.following.append(value)
-
-    # -- items -----------------------------------------------------------------------------
     def _unreadable(self, number: int) -> ArchiveError:
         """The error for an item whose values our code failed on (html.parser's assertions,
         say). Converting an item reads nothing but the item, so reading it again would
         fail again: it is the file's fault, and a retry cannot help."""
-        log.warning("Item %s of %s could not be read", number, self.path.name, exc_info=True)
+        log.warning("Item %s of %s could not be read", number, self.file_name, exc_info=True)
         if self.format == MICROBLOG:
             return ArchiveError(
                 phrase("Post %(number)s of this file could not be read.", number=number)
@@ -773,7 +300,7 @@ class Archive:
 
     def _well_dated(self, timestamp: datetime) -> bool:
         """Whether a post's time is one it can have; when not, it is counted."""
-        if EARLIEST <= timestamp <= self._latest:
+        if EARLIEST <= timestamp <= self.latest:
             return True
         self.skipped.misdated += 1
         return False
@@ -856,40 +383,188 @@ class Archive:
         return ImportedPost(body, timestamp, source_id, post_key(body, timestamp, source_id))
 
 
+class Archive:
+    """An uploaded file, checked at once for kind, size and shape; read with `posts()`.
+
+    `posts()` reads the file from the start each time it is called. After a complete pass,
+    `skipped`, `following` and `profile` describe what that pass read. `ArchiveError` may
+    come from any point of a pass (a file cut short is only found at its end): call
+    `check()` first when a bad file must import nothing.
+    """
+
+    def __init__(self, path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS):
+        self.path = Path(path)
+        self.limits = limits
+        self.skipped = Skipped()
+        self._header = _Header()
+        self._member: zipfile.ZipInfo | None = None
+        self._reader: GuardedReader | None = None
+        try:
+            self.size = self.path.stat().st_size
+        except OSError as exc:
+            raise ArchiveError(UNREADABLE) from exc
+        self._sniff()
+        self.format = self._detect_format()
+
+    # -- public ------------------------------------------------------------------------
+    @property
+    def following(self) -> list[str]:
+        """Usernames the exporting account followed (our export only), valid ones only."""
+        return self._header.following
+
+    @property
+    def profile(self) -> dict[str, str]:
+        """`username`, `about_me`, `avatar` from our export's profile, when given as text."""
+        return {k: v for k, v in self._header.profile.items() if isinstance(v, str)}
+
+    @property
+    def version(self) -> Any:
+        return self._header.version
+
+    @property
+    def progress(self) -> float:
+        """How far the current pass has read, 0.0 to 1.0 (by bytes of JSON)."""
+        if self._reader is None:
+            return 0.0
+        total = self._member.file_size if self._member else self.size
+        return min(1.0, self._reader.bytes_read / max(total, 1))
+
+    def posts(self) -> Iterator[ImportedPost]:
+        """Every importable post, in file order; the rest is counted in `skipped`."""
+        converter = _Converter(self.format, self.path.name)
+        self.skipped = converter.skipped
+        self._header = _Header()
+        with self._events() as events:
+            for number, item in enumerate(self._items(events), start=1):
+                post = converter.post(item, number)
+                if post is not None:
+                    yield post
+
+    def check(self) -> int:
+        """Read the whole file without keeping anything; the number of posts to import."""
+        return sum(1 for _post in self.posts())
+
+    # -- opening -------------------------------------------------------------------------
+    def _sniff(self) -> None:
+        """Refuse, by its size and first bytes, a file that cannot be an archive."""
+        if self.size == 0:
+            raise ArchiveError(EMPTY)
+        if self.size > self.limits.upload_bytes:
+            raise ArchiveError(too_big(False, self.limits.upload_bytes))
+        with self.path.open("rb") as f:
+            start = f.read(4096)
+        if start.startswith(b"PK\x03\x04") or start.startswith(b"PK\x05\x06"):
+            self._member = find_outbox(self.path, self.size, self.limits)
+            return
+        text = start.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+        if not text and self.size <= len(start):
+            raise ArchiveError(EMPTY)
+        if self.size > self.limits.json_bytes:
+            raise ArchiveError(too_big(False, self.limits.json_bytes))
+        if text and text[:1] not in b"{[":
+            raise ArchiveError(
+                phrase(
+                    "This is neither a JSON file nor a zip archive: upload your posts.json, "
+                    "a Mastodon archive (.zip) or its outbox.json."
+                )
+            )
+
+    @contextmanager
+    def _events(self) -> Iterator[Events]:
+        """The file's JSON events, with every failure turned into `ArchiveError`."""
+        with ExitStack() as stack:
+            if self._member is not None:
+                try:
+                    archive = stack.enter_context(zipfile.ZipFile(self.path))
+                    raw = stack.enter_context(archive.open(self._member))
+                except ZIP_ERRORS as exc:
+                    raise ArchiveError(BROKEN_ZIP) from exc
+                damaged = BROKEN_ZIP
+            else:
+                raw = stack.enter_context(self.path.open("rb"))
+                damaged = UNREADABLE
+            in_zip = self._member is not None
+            too_large = too_big(in_zip, self.limits.json_bytes)
+            reader = GuardedReader(raw, self.limits.json_bytes, too_large, damaged)
+            self._reader = reader
+            events = ijson.basic_parse(reader, buf_size=READ_SIZE, use_float=True)
+            try:
+                yield events
+            except UnicodeDecodeError as exc:  # a surrogate written out in UTF-8 bytes
+                raise ArchiveError(NOT_UNICODE) from exc
+            except ijson.JSONError as exc:
+                raise ArchiveError(not_json(in_zip, reader.bytes_read)) from exc
+
+    def _detect_format(self) -> str:
+        """Read up to the start of the list of posts to learn which kind of file this is."""
+        with self._events() as events:
+            for key in self._top_level(events):
+                return MICROBLOG if key == "posts" else MASTODON
+        raise ArchiveError(self._wrong_shape())
+
+    def _wrong_shape(self) -> Phrase:
+        if self._member is not None:
+            return phrase(
+                "outbox.json in this zip has no orderedItems list: it is not a Mastodon outbox."
+            )
+        return phrase(
+            'This JSON file is neither a Microblog export (with a "posts" list) nor a '
+            'Mastodon outbox (with an "orderedItems" list).'
+        )
+
+    def _top_level(self, events: Events) -> Iterator[str]:
+        """Walk the top-level object; stop at each list of posts (its key is yielded, the
+        caller reads its items) and keep the small fields beside it."""
+        event, _value = next(events, ("", None))
+        if event != "start_map":
+            raise ArchiveError(self._wrong_shape())
+        depth = self.limits.depth - 1  # what a top-level field's value may hold
+        for event, value in events:
+            if event == "end_map":
+                return
+            key = value
+            event, value = next(events)
+            if key in ("posts", "orderedItems"):
+                if event != "start_array":
+                    not_a_list = phrase('"%(key)s" is not a list.', key=key)
+                    raise ArchiveError(not_a_list, self._wrong_shape())
+                yield key
+            elif key == "version":
+                self._header.version = build_value(event, value, events, 100, depth)
+            elif key == "profile" and event == "start_map":
+                self._header.profile = build_value(event, value, events, 1000, depth)
+            elif key == "following" and event == "start_array":
+                self._read_following(events)
+            else:
+                skip_value(event, events, depth)
+
+    def _items(self, events: Events) -> Iterator[Any]:
+        """Each item of the list of posts (built one at a time), then the rest of the file."""
+        max_events, depth = self.limits.item_events, self.limits.depth - 2
+        expected = "posts" if self.format == MICROBLOG else "orderedItems"
+        for key in self._top_level(events):
+            if key != expected:
+                skip_value("start_array", events, depth)
+                continue
+            for event, value in events:
+                if event == "end_array":
+                    break
+                yield build_value(event, value, events, max_events, depth)
+        for _event in events:  # only whitespace may follow; the parser refuses anything else
+            pass
+
+    def _read_following(self, events: Events) -> None:
+        for event, value in events:
+            if event == "end_array":
+                return
+            if event != "string":
+                raise ArchiveError(phrase('"following" must be a list of usernames.'))
+            if len(self._header.following) >= self.limits.following:
+                continue  # far more than anyone follows: the rest is not kept
+            if len(value) <= USERNAME_MAX and USERNAME.match(value):
+                self._header.following.append(value)
+
+
 def open_archive(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> Archive:
     """Check an uploaded file and learn its kind; `ArchiveError` when it cannot be imported."""
     return Archive(path, limits)
-
-
-def batches(posts: Iterator[ImportedPost], size: int) -> Iterator[list[ImportedPost]]:
-    """Lists of up to `size` posts, for `User.import_posts`."""
-    batch: list[ImportedPost] = []
-    for post in posts:
-        batch.append(post)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def spool(posts: Iterator[ImportedPost], out: IO[bytes], size: int) -> int:
-    """Write `posts` to `out` in batches of up to `size`, for `unspool`; how many.
-
-    An import parses the uploaded file once, in its check pass, and keeps the checked posts
-    here for the pass that adds them: parsing the file again cost more than this. A batch
-    is one line of JSON, an array of the posts' `ImportedPost` fields (orjson writes it,
-    times included, several times faster than pickle does; the database reads it).
-    """
-    count = 0
-    for batch in batches(posts, size):
-        out.write(orjson.dumps([tuple(post) for post in batch]) + b"\n")
-        count += len(batch)
-    return count
-
-
-def unspool(spooled: IO[bytes]) -> Iterator[bytes]:
-    """The batches `spool` wrote, from the start of `spooled`, one at a time, each as its
-    line of JSON (for `User.import_posts_json`)."""
-    spooled.seek(0)
-    yield from spooled

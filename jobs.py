@@ -1,6 +1,7 @@
 """Background jobs as the database sees them: `Task` (what users see of a Huey task),
 its lifecycle (`TaskStatus`, `TASK_TRANSITIONS`) and `Consumer` (a worker and its
-heartbeat). The machinery that runs them is worker.py; their bodies are tasks.py."""
+heartbeat). The machinery that runs them is worker.py; their bodies are tasks.py and the
+modules it loads."""
 
 import enum
 import json
@@ -14,6 +15,7 @@ from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 
 from i18n import N_, show_stored
+from notifications import notify
 
 if TYPE_CHECKING:
     from huey import Huey
@@ -291,7 +293,7 @@ class Task(Model):
 
     @property
     def shows_banner(self) -> bool:
-        """Active, or finished recently and not dismissed (as `User.tasks_in_progress`)."""
+        """Active, or finished recently and not dismissed (as `user_tasks.tasks_in_progress`)."""
         if self.is_active:
             return True
         recent = utcnow() - TASK_BANNER_LIFETIME
@@ -317,7 +319,7 @@ class Task(Model):
 
     def notify(self) -> None:
         """Queue a `task_progress` notification for the owner (committed by the caller)."""
-        self.user.add_notification("task_progress", self.to_notification())
+        notify(self.user_id, "task_progress", self.to_notification())
 
     @classmethod
     def change(
@@ -384,32 +386,6 @@ class Task(Model):
         )
 
     @classmethod
-    def requeue_lost(cls, task_id: str, consumer_id: str | None) -> Optional["Task"]:
-        """The consumer running this task died: queue it again, unless it was being cancelled
-        (then it is cancelled) or this was its last allowed crash (then it fails).
-
-        A compare-and-set on the dead consumer's id: when several live consumers notice the
-        same death at once, one of them wins. The caller enqueues a task that comes back
-        `queued`.
-        """
-        row = db.session.get(cls, task_id, populate_existing=True)
-        if row is None:
-            return None
-        values: dict[str, Any] = {"consumer_id": None, "crashes": row.crashes + 1}
-        if row.cancel_requested:
-            values.update(status=TaskStatus.CANCELLED, message=None)
-        elif row.crashes + 1 >= TASK_MAX_CRASHES:
-            values.update(status=TaskStatus.FAILED, message=TASK_TEXT_TOO_MANY_CRASHES)
-        else:
-            values.update(status=TaskStatus.QUEUED, message=TASK_TEXT_WORKER_LOST)
-        same_run = (
-            cls.consumer_id.is_(None) if consumer_id is None else cls.consumer_id == consumer_id
-        )
-        return cls.change(
-            task_id, [TaskStatus.RUNNING], same_run, cls.crashes == row.crashes, **values
-        )
-
-    @classmethod
     def record_progress(
         cls, task_id: str, percent: int, message: str | None = None, checkpoint: dict | None = None
     ) -> bool:
@@ -444,71 +420,99 @@ class Task(Model):
         db.session.commit()
         return True
 
-    @classmethod
-    def stale(cls, older_than: timedelta) -> sa.Select:
-        """Running rows whose own heartbeat stopped (their thread hangs, or they predate
-        consumer ids)."""
-        cutoff = utcnow() - older_than
-        return sa.select(cls).where(cls.status == TaskStatus.RUNNING, cls.updated_at < cutoff)
 
-    # --- for the admin's jobs dashboard ---------------------------------------------
-    @classmethod
-    def count_by_status(cls) -> dict[TaskStatus, int]:
-        """How many tasks are in each state (every state listed, zero included)."""
-        rows = db.session.execute(sa.select(cls.status, sa.func.count()).group_by(cls.status))
-        counts = dict.fromkeys(TaskStatus, 0)
-        counts.update({status: count for status, count in rows})
-        return counts
+# --- queries over many tasks: the reaper, recovery, retention and the admin's dashboard ---
 
-    @classmethod
-    def recent_failures(cls, limit: int = 20) -> Sequence["Task"]:
-        """The last `limit` failed tasks, newest first, with their owners."""
-        query = (
-            sa.select(cls)
-            .where(cls.status == TaskStatus.FAILED)
-            .options(so.joinedload(cls.user))
-            .order_by(cls.finished_at.desc(), cls.created_at.desc())
-            .limit(limit)
+
+def stale_tasks(older_than: timedelta) -> sa.Select:
+    """Running rows whose own heartbeat stopped (their thread hangs, or they predate
+    consumer ids)."""
+    cutoff = utcnow() - older_than
+    return sa.select(Task).where(Task.status == TaskStatus.RUNNING, Task.updated_at < cutoff)
+
+
+def count_by_status() -> dict[TaskStatus, int]:
+    """How many tasks are in each state (every state listed, zero included)."""
+    rows = db.session.execute(sa.select(Task.status, sa.func.count()).group_by(Task.status))
+    counts = dict.fromkeys(TaskStatus, 0)
+    counts.update({status: count for status, count in rows})
+    return counts
+
+
+def recent_failures(limit: int = 20) -> Sequence[Task]:
+    """The last `limit` failed tasks, newest first, with their owners."""
+    query = (
+        sa.select(Task)
+        .where(Task.status == TaskStatus.FAILED)
+        .options(so.joinedload(Task.user))
+        .order_by(Task.finished_at.desc(), Task.created_at.desc())
+        .limit(limit)
+    )
+    return db.session.scalars(query).all()
+
+
+def fail_all_active(message: str) -> int:
+    """Fail every queued or running task (after a restore: the queue no longer holds
+    them), each through `change`, so that its owner's page is told. Returns how many."""
+    active = db.session.scalars(sa.select(Task.id).where(Task.status.in_(TaskStatus.active())))
+    failed = [
+        Task.change(task_id, TaskStatus.active(), status=TaskStatus.FAILED, message=message)
+        for task_id in active.all()
+    ]
+    return sum(task is not None for task in failed)
+
+
+def requeue_lost(task_id: str, consumer_id: str | None) -> Task | None:
+    """The consumer running this task died: queue it again, unless it was being cancelled
+    (then it is cancelled) or this was its last allowed crash (then it fails).
+
+    A compare-and-set on the dead consumer's id: when several live consumers notice the
+    same death at once, one of them wins. The caller enqueues a task that comes back
+    `queued`.
+    """
+    row = db.session.get(Task, task_id, populate_existing=True)
+    if row is None:
+        return None
+    values: dict[str, Any] = {"consumer_id": None, "crashes": row.crashes + 1}
+    if row.cancel_requested:
+        values.update(status=TaskStatus.CANCELLED, message=None)
+    elif row.crashes + 1 >= TASK_MAX_CRASHES:
+        values.update(status=TaskStatus.FAILED, message=TASK_TEXT_TOO_MANY_CRASHES)
+    else:
+        values.update(status=TaskStatus.QUEUED, message=TASK_TEXT_WORKER_LOST)
+    same_run = (
+        Task.consumer_id.is_(None) if consumer_id is None else Task.consumer_id == consumer_id
+    )
+    return Task.change(
+        task_id, [TaskStatus.RUNNING], same_run, Task.crashes == row.crashes, **values
+    )
+
+
+def lost_tasks(live_consumer_ids: Collection[str]) -> sa.Select:
+    """Running rows whose consumer is not among the live ones: it died under them."""
+    return sa.select(Task.id, Task.consumer_id).where(
+        Task.status == TaskStatus.RUNNING,
+        Task.consumer_id.is_not(None),
+        Task.consumer_id.not_in(list(live_consumer_ids)),
+    )
+
+
+def finished_exports(user_id: int, name: str) -> sa.Select:
+    """The user's finished tasks of that name that still have a file, newest first."""
+    return (
+        sa.select(Task)
+        .where(
+            Task.user_id == user_id,
+            Task.name == name,
+            Task.status == TaskStatus.DONE,
+            Task.result_file.is_not(None),
         )
-        return db.session.scalars(query).all()
+        .order_by(Task.finished_at.desc(), Task.id)
+    )
 
-    @classmethod
-    def fail_all_active(cls, message: str) -> int:
-        """Fail every queued or running task (after a restore: the queue no longer holds
-        them), each through `change`, so that its owner's page is told. Returns how many."""
-        active = db.session.scalars(sa.select(cls.id).where(cls.status.in_(TaskStatus.active())))
-        failed = [
-            cls.change(task_id, TaskStatus.active(), status=TaskStatus.FAILED, message=message)
-            for task_id in active.all()
-        ]
-        return sum(task is not None for task in failed)
 
-    @classmethod
-    def lost(cls, live_consumer_ids: Collection[str]) -> sa.Select:
-        """Running rows whose consumer is not among the live ones: it died under them."""
-        return sa.select(cls.id, cls.consumer_id).where(
-            cls.status == TaskStatus.RUNNING,
-            cls.consumer_id.is_not(None),
-            cls.consumer_id.not_in(list(live_consumer_ids)),
-        )
-
-    @classmethod
-    def finished_exports(cls, user_id: int, name: str) -> sa.Select:
-        """The user's finished tasks of that name that still have a file, newest first."""
-        return (
-            sa.select(cls)
-            .where(
-                cls.user_id == user_id,
-                cls.name == name,
-                cls.status == TaskStatus.DONE,
-                cls.result_file.is_not(None),
-            )
-            .order_by(cls.finished_at.desc(), cls.id)
-        )
-
-    @classmethod
-    def expired_results(cls) -> sa.Select:
-        return sa.select(cls).where(cls.result_file.is_not(None), cls.expires_at <= utcnow())
+def expired_results() -> sa.Select:
+    return sa.select(Task).where(Task.result_file.is_not(None), Task.expires_at <= utcnow())
 
 
 class Consumer(Model):

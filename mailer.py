@@ -10,6 +10,7 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_mail import Mail, Message
 
+from account_links import email_change_token, reset_password_token
 from i18n import mail_language
 from models import User
 
@@ -64,7 +65,7 @@ def send_templated(subject: str, recipient: str, template: str, **context: objec
 
 
 def send_password_reset_email(user: User) -> bool:
-    link = site_link("accounts.reset_password", token=user.get_reset_password_token())
+    link = site_link("accounts.reset_password", token=reset_password_token(user))
     with force_locale(mail_language(user)):
         subject = _("Reset your password")
         return send_templated(subject, user.email or "", "reset_password", user=user, link=link)
@@ -72,7 +73,7 @@ def send_password_reset_email(user: User) -> bool:
 
 def send_email_change_emails(user: User, new_email: str) -> bool:
     """The confirmation link to the new address, and a notice to the current one."""
-    token = user.get_email_change_token(new_email)
+    token = email_change_token(user, new_email)
     link = site_link("accounts.confirm_email", token=token)
     context = {"user": user, "new_email": new_email, "link": link}
     settings = site_link("accounts.settings")

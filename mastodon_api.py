@@ -1,4 +1,5 @@
-"""The Mastodon client API, part one: apps, accounts, statuses and timelines.
+"""The Mastodon client API, part one: apps and accounts, and the request models the
+other parts share.
 
 Each endpoint is declared once with `route(...)` (mastodon_contract.py): its scope, its
 request models and its response entity (mastodon_entities.py). Views parse, call the
@@ -10,19 +11,18 @@ from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from flask import Response, jsonify, request
+from flask import Response, request
 from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.datastructures import FileStorage
 
 import avatars
+import federation_out
+import ratelimit
 import tasks
 from api_schemas import Text
 from database import MAX_ROW_ID, db
-from formatting import MENTION
-from forms import MessageForm, PostForm, filled, first_error
 from mastodon_contract import (
     current_token,
-    current_user_or_none,
     id_page,
     masto_abort,
     me,
@@ -32,24 +32,19 @@ from mastodon_contract import (
     unprocessable,
 )
 from mastodon_entities import (
-    MESSAGE_ID_BASE,
     Account,
     Application,
-    Context,
     CredentialAccount,
     Relationship,
     Status,
     account,
     credential_account,
-    message_status,
     relationship,
     status,
 )
-from mastodon_store import IdempotencyKey
 from models import (
     ABOUT_ME_MAX,
     USERNAME_MAX,
-    Message,
     Post,
     User,
     contains_pattern,
@@ -69,13 +64,6 @@ class Params(BaseModel):
 class IdPath(BaseModel):
     # Larger numbers match no route (a 404): no row has them.
     id: int = Field(json_schema_extra={"minimum": 0, "maximum": MAX_ROW_ID})
-
-
-class StatusPath(BaseModel):
-    """A status id: a post's, or past MESSAGE_ID_BASE a private message's (so it is no
-    row id, and no converter range)."""
-
-    id: str = Field(max_length=40)
 
 
 class PageQuery(BaseModel):
@@ -101,19 +89,6 @@ class CredentialsParams(Params):
     avatar: Any = Field(None, description="A PNG, JPEG or WebP picture (multipart).")
 
 
-class StatusParams(Params):
-    status: Text | None = None
-    media_ids: list[str] = Field([], description="Not supported: must be empty.")
-    poll: Any = Field(None, description="Not supported.")
-    visibility: Text | None = Field(
-        None, description="`direct` sends a private message to the one account it mentions."
-    )
-    in_reply_to_id: str | int | None = None
-    spoiler_text: Text | None = None
-    sensitive: bool | str | None = None
-    language: Text | None = None
-
-
 class LookupQuery(BaseModel):
     acct: str = Field(max_length=300)
 
@@ -128,16 +103,6 @@ class StatusesQuery(PageQuery):
     exclude_replies: str | None = None
     exclude_reblogs: str | None = None
     tagged: str | None = Field(None, max_length=100)
-
-
-class PublicQuery(PageQuery):
-    local: str | None = None
-    remote: str | None = None
-    only_media: str | None = None
-
-
-class TagPath(BaseModel):
-    hashtag: str = Field(max_length=100)
 
 
 def truthy(value: Any) -> bool:
@@ -161,8 +126,17 @@ def user_or_404(id: int) -> User:
     Application,
     tag="apps",
     public=True,
+    refusals=[429],
 )
 def create_app(params: AppParams) -> dict:
+    """Anyone may register an app (a few an hour from one address)."""
+    retry_after = ratelimit.app_registration()
+    if retry_after:
+        masto_abort(
+            429,
+            ratelimit.refusal("app registrations", retry_after),
+            {"Retry-After": str(retry_after)},
+        )
     uris = params.redirect_uris
     redirect_uris = scope_list(" ".join(uris) if isinstance(uris, list) else uris)
     if not redirect_uris or any(not valid_redirect(uri) for uri in redirect_uris):
@@ -249,6 +223,8 @@ def update_credentials(params: CredentialsParams) -> dict:
     if params.avatar is not None:
         start_avatar(user, params.avatar)
     db.session.commit()
+    if params.note is not None:  # a new picture is announced by the worker once made
+        federation_out.profile_updated(user)
     return credential_account(user).dump()
 
 
@@ -277,9 +253,8 @@ def start_avatar(user: User, upload: Any) -> None:
 def lookup_account(query: LookupQuery) -> dict:
     name = query.acct.removeprefix("@")
     host = request.host.split(":")[0]
+    # Ours by name (with or without this host); a remote account known here by name@host.
     name = name.removesuffix("@" + request.host).removesuffix("@" + host)
-    if len(name) > USERNAME_MAX or "@" in name:
-        not_found()
     user = User.by_username(name)
     if user is None or user.disabled:
         not_found()
@@ -300,7 +275,12 @@ def search_accounts(query: AccountSearchQuery) -> list[dict]:
 
 
 def find_accounts(text: str, limit: int = 40) -> list[User]:
-    name = text.strip().removeprefix("@").split("@")[0][:USERNAME_MAX]
+    """Accounts whose name contains `text`; a handle known here (`name@host`) first."""
+    handle = text.strip().removeprefix("@")
+    known = User.by_username(handle) if "@" in handle else None
+    if known is not None and not known.disabled:
+        return [known]
+    name = handle.split("@")[0][:USERNAME_MAX]
     if not name:
         return []
     select = User.named_like(name).where(User.disabled.is_(False)).limit(limit)
@@ -395,11 +375,7 @@ def change_follow(path: IdPath, follow: bool) -> dict:
     other = user_or_404(path.id)
     if other.id == user.id:
         masto_abort(403, "This action is not allowed")
-    if follow:
-        user.follow(other)
-    else:
-        user.unfollow(other)
-    db.session.commit()
+    federation_out.change_following(user, other, follow)
     return relationship(user, other).dump()
 
 
@@ -425,265 +401,3 @@ def follow_account(path: IdPath) -> dict:
 )
 def unfollow_account(path: IdPath) -> dict:
     return change_follow(path, follow=False)
-
-
-# --- statuses ---------------------------------------------------------------------------------
-
-
-@route(
-    "post",
-    "/v1/statuses",
-    "Publish a status (or, with visibility `direct`, send a private message)",
-    Status,
-    tag="statuses",
-    scope="write:statuses",
-)
-def create_status(params: StatusParams) -> dict:
-    """With an `Idempotency-Key` header, a request repeated within an hour gives back the
-    status the first one made."""
-    user = me()
-    if params.media_ids:
-        unprocessable("Media attachments are not supported on this server yet")
-    if params.poll:
-        unprocessable("Polls are not supported on this server yet")
-    if params.visibility == "direct":
-        return send_direct(user, params.status or "")
-    key = (request.headers.get("Idempotency-Key") or "")[:200]
-    earlier = IdempotencyKey.post_for(user, key) if key else None
-    if earlier is not None:
-        return status(earlier).dump()
-    form = filled(PostForm, {"post": params.status or ""})
-    if form.errors:
-        unprocessable(f"Validation failed: Text {first_error(form)}")
-    post = user.publish(form.post.data)
-    if key:
-        IdempotencyKey.remember(user, key, post)
-    db.session.commit()
-    return status(post).dump()
-
-
-def send_direct(user: User, text: str) -> dict:
-    """A `direct` status is a private message to the account it mentions first."""
-    match = MENTION.search(text)
-    recipient = User.by_username(match.group(1).rstrip(".")) if match else None
-    if recipient is None or recipient.id == user.id or recipient.disabled:
-        unprocessable("Validation failed: A direct status must mention one other local account")
-    form = filled(MessageForm, {"message": text})
-    if form.errors:
-        unprocessable(f"Validation failed: Text {first_error(form)}")
-    message = user.send_message(recipient, form.message.data)
-    db.session.commit()
-    return message_status(message).dump()
-
-
-def status_number(id: str) -> int:
-    """A status id as a number, or 0 (no status) for anything that is none."""
-    if not id.isdecimal() or not id.isascii() or len(id) > 18:
-        return 0
-    return int(id)
-
-
-def visible_status(id: str) -> Post | Message:
-    """The post, or a private message to or from the token's user; else 404."""
-    number_id = status_number(id)
-    if not 0 < number_id - MESSAGE_ID_BASE <= MAX_ROW_ID and not 0 < number_id <= MAX_ROW_ID:
-        not_found()
-    if number_id > MESSAGE_ID_BASE:
-        viewer = current_user_or_none()
-        message = db.session.get(Message, number_id - MESSAGE_ID_BASE)
-        if (
-            viewer is None
-            or message is None
-            or viewer.id
-            not in (
-                message.sender_id,
-                message.recipient_id,
-            )
-        ):
-            not_found()
-        return message
-    post = db.session.get(Post, number_id)
-    if post is None or post.author.disabled:
-        not_found()
-    return post
-
-
-def shown(row: Post | Message) -> dict:
-    return (status(row) if isinstance(row, Post) else message_status(row)).dump()
-
-
-@route("get", "/v1/statuses/<id>", "A status", Status, tag="statuses", public=True)
-def get_status(path: StatusPath) -> dict:
-    return shown(visible_status(path.id))
-
-
-@route(
-    "delete",
-    "/v1/statuses/<id>",
-    "Delete one of your statuses; the answer has its `text`, to edit and post again",
-    Status,
-    tag="statuses",
-    scope="write:statuses",
-)
-def delete_status(path: StatusPath) -> dict:
-    user = me()
-    row = visible_status(path.id)
-    if isinstance(row, Message) or row.user_id != user.id:
-        not_found()
-    shown_before = status(row).dump()
-    user.delete_post(row.id)
-    db.session.commit()
-    return shown_before
-
-
-@route(
-    "get",
-    "/v1/statuses/<id>/context",
-    "A status's thread: empty, as there are no replies here",
-    Context,
-    tag="statuses",
-    public=True,
-)
-def status_context(path: StatusPath) -> dict:
-    visible_status(path.id)
-    return Context(ancestors=[], descendants=[]).dump()
-
-
-def not_yet(path: StatusPath, what: str) -> Response:
-    visible_status(path.id)
-    return masto_abort(422, f"{what} are not supported on this server yet")
-
-
-@route(
-    "post",
-    "/v1/statuses/<id>/favourite",
-    "Favourites are not kept here: 422",
-    Status,
-    tag="statuses",
-    scope="write:favourites",
-)
-def favourite(path: StatusPath) -> Response:
-    return not_yet(path, "Favourites")
-
-
-@route(
-    "post",
-    "/v1/statuses/<id>/unfavourite",
-    "Favourites are not kept here: 422",
-    Status,
-    tag="statuses",
-    scope="write:favourites",
-)
-def unfavourite(path: StatusPath) -> Response:
-    return not_yet(path, "Favourites")
-
-
-@route(
-    "post",
-    "/v1/statuses/<id>/reblog",
-    "Boosts are not kept here: 422",
-    Status,
-    tag="statuses",
-    scope="write:statuses",
-)
-def reblog(path: StatusPath) -> Response:
-    return not_yet(path, "Boosts")
-
-
-@route(
-    "post",
-    "/v1/statuses/<id>/unreblog",
-    "Boosts are not kept here: 422",
-    Status,
-    tag="statuses",
-    scope="write:statuses",
-)
-def unreblog(path: StatusPath) -> Response:
-    return not_yet(path, "Boosts")
-
-
-@route(
-    "get",
-    "/v1/statuses/<id>/favourited_by",
-    "Who favourited a status: nobody, as favourites are not kept here",
-    Account,
-    tag="statuses",
-    public=True,
-    many=True,
-)
-def favourited_by(path: StatusPath) -> Response:
-    visible_status(path.id)
-    return jsonify([])
-
-
-@route(
-    "get",
-    "/v1/statuses/<id>/reblogged_by",
-    "Who boosted a status: nobody, as boosts are not kept here",
-    Account,
-    tag="statuses",
-    public=True,
-    many=True,
-)
-def reblogged_by(path: StatusPath) -> Response:
-    visible_status(path.id)
-    return jsonify([])
-
-
-# --- timelines ------------------------------------------------------------------------------
-
-
-def posts_page(select: sa.Select) -> Response:
-    select = select.options(so.joinedload(Post.author)).where(
-        Post.user_id.in_(sa.select(User.id).where(User.disabled.is_(False)))
-    )
-    posts, link = id_page(select, Post.id)
-    return paged([status(post).dump() for post in posts], link)
-
-
-@route(
-    "get",
-    "/v1/timelines/home",
-    "Your posts and those of the accounts you follow, newest first",
-    Status,
-    tag="timelines",
-    scope="read:statuses",
-    many=True,
-    paging=True,
-)
-def home_timeline(query: PageQuery) -> Response:
-    user = me()
-    authors = sa.union(user.followed_ids(), sa.select(sa.literal(user.id)))
-    return posts_page(sa.select(Post).where(Post.user_id.in_(authors)))
-
-
-@route(
-    "get",
-    "/v1/timelines/public",
-    "Every post here, newest first (all are local; `remote=true` is empty)",
-    Status,
-    tag="timelines",
-    public=True,
-    many=True,
-    paging=True,
-)
-def public_timeline(query: PublicQuery) -> Response:
-    select = sa.select(Post)
-    if truthy(query.remote) or truthy(query.only_media):
-        select = select.where(sa.false())
-    return posts_page(select)
-
-
-@route(
-    "get",
-    "/v1/timelines/tag/<hashtag>",
-    "Posts with this #hashtag, newest first",
-    Status,
-    tag="timelines",
-    public=True,
-    many=True,
-    paging=True,
-)
-def tag_timeline(path: TagPath, query: PageQuery) -> Response:
-    pattern = contains_pattern("#" + path.hashtag.lstrip("#"))
-    return posts_page(sa.select(Post).where(Post.body.ilike(pattern, escape="\\")))

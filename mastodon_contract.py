@@ -27,6 +27,7 @@ from head_check import HEAD_CHECK, go_on
 from models import User
 from oauth import require_oauth
 from oauth_store import SCOPES, OAuthToken
+from web import allow_any_origin
 
 bp = APIBlueprint("mastodon", __name__, url_prefix="/api")
 
@@ -164,11 +165,14 @@ def me() -> User:
     return user
 
 
+bp.after_request(allow_any_origin)
+
+
 @bp.before_request
 def check_access() -> Response | None:
     """The token and its scope, as `route` declared, before anything reads the body."""
     access = ACCESS.get(request.endpoint or "")
-    if access is None:
+    if access is None or request.method == "OPTIONS":  # a CORS preflight carries no token
         return None
     has_token = request.authorization is not None
     if has_token or not access.public:
@@ -209,9 +213,6 @@ def limit_arg(default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
     return max(1, min(int(value[:6]), maximum))
 
 
-Row = TypeVar("Row")
-
-
 def id_page(
     select: sa.Select[Any], id_column: Any, default: int = DEFAULT_LIMIT
 ) -> tuple[list[Any], Callable[[Response], Response]]:
@@ -228,12 +229,8 @@ def id_page(
         rows = list(db.session.execute(select.limit(limit)).scalars())[::-1]
     else:
         rows = list(db.session.execute(select.order_by(id_column.desc()).limit(limit)).scalars())
-    ids = [row_id(row) for row in rows]
+    ids = [row.id for row in rows]
     return rows, functools.partial(add_link_header, ids=ids, limit=limit)
-
-
-def row_id(row: Any) -> int:
-    return row if isinstance(row, int) else row.id
 
 
 def add_link_header(response: Response, ids: Sequence[int], limit: int) -> Response:

@@ -10,7 +10,9 @@ from flask import g, request, url_for
 from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field
 
+import actors
 from database import db, isoformat_utc
+from follows import Follows
 from formatting import MENTION, linkify
 from models import Message, Post, User, followers
 
@@ -29,7 +31,7 @@ class Entity(BaseModel):
 Timestamp = str
 
 
-class Field_(Entity):
+class ProfileField(Entity):
     model_config = ConfigDict(extra="forbid", title="Field")
     name: str
     value: str
@@ -65,7 +67,7 @@ class Account(Entity):
     statuses_count: int
     last_status_at: str | None
     emojis: list[CustomEmoji] = []
-    fields: list[Field_] = []
+    fields: list[ProfileField] = []
 
 
 class Source(Entity):
@@ -73,7 +75,7 @@ class Source(Entity):
     sensitive: bool = False
     language: str = ""
     note: str
-    fields: list[Field_] = []
+    fields: list[ProfileField] = []
     follow_requests_count: int = 0
 
 
@@ -218,8 +220,9 @@ def absolute(path: str) -> str:
 
 
 def acct(user: User) -> str:
-    """The account's handle: the username here; `name@host` for a remote account."""
-    return user.username
+    """The account's handle: the username here; `name@host` for a remote account (whose
+    username is stored that way)."""
+    return user.username if user.domain is None else f"{user.username.split('@')[0]}@{user.domain}"
 
 
 def _account_counts(user: User) -> tuple[int, int, int, datetime | None, datetime | None]:
@@ -231,7 +234,13 @@ def _account_counts(user: User) -> tuple[int, int, int, datetime | None, datetim
                 sa.func.min(Post.timestamp), sa.func.max(Post.timestamp), sa.func.count()
             ).where(Post.user_id == user.id)
         ).one()
-        cache[user.id] = (user.followers_count(), user.following_count(), count, first, last)
+        cache[user.id] = (
+            Follows(user).followers_count(),
+            Follows(user).following_count(),
+            count,
+            first,
+            last,
+        )
     return cache[user.id]
 
 
@@ -244,7 +253,7 @@ def account(user: User) -> Account:
     page = absolute(url_for("people.user", username=user.username))
     avatar = absolute(user.avatar(128))
     header = absolute(url_for("static", filename="favicon.svg"))
-    return Account(
+    shown = Account(
         id=str(user.id),
         username=user.username,
         acct=acct(user),
@@ -263,6 +272,24 @@ def account(user: User) -> Account:
         statuses_count=statuses,
         last_status_at=last.date().isoformat() if last else None,
     )
+    return with_remote_profile(shown, user) if user.domain is not None else shown
+
+
+def with_remote_profile(shown: Account, user: User) -> Account:
+    """A remote account as its server describes it: its name there, its profile (HTML
+    cleaned when it was fetched), its addresses and its server's counts."""
+    remote = actors.remote_actor(user)
+    shown.username = user.username.split("@")[0]
+    if remote is None:
+        return shown
+    shown.display_name = remote.display_name or shown.username
+    shown.note = remote.summary_html or ""
+    shown.uri = remote.actor_url
+    shown.url = remote.profile_url or remote.actor_url
+    shown.followers_count = remote.followers_count or 0
+    shown.following_count = remote.following_count or 0
+    shown.statuses_count = remote.posts_count or shown.statuses_count
+    return shown
 
 
 def credential_account(user: User) -> CredentialAccount:
@@ -294,14 +321,16 @@ def mentions(text: str) -> list[Mention]:
 
 
 def status(post: Post) -> Status:
+    """A post as a status; one from another server keeps its id there, its page and its
+    content (sanitised when it arrived)."""
     url = absolute(url_for("posts.post", post_id=post.id))
     return Status(
         id=str(post.id),
-        uri=url,
-        url=url,
+        uri=post.ap_id or url,
+        url=post.url or post.ap_id or url,
         created_at=isoformat_utc(post.timestamp),
         account=account(post.author),
-        content=content_html(post.body),
+        content=post.html if post.html is not None else content_html(post.body),
         text=post.body,
         visibility="public",
         mentions=mentions(post.body),
@@ -348,4 +377,6 @@ def relationship(viewer: User, other: User) -> Relationship:
         following=following,
         showing_reblogs=following,
         followed_by=follows(other.id, viewer.id),
+        # A follow of a remote account waits for its server's Accept.
+        requested=actors.follow_request(viewer, other) is not None,
     )

@@ -1,15 +1,18 @@
-"""The Mastodon client API, part two: what comes to a reader — notifications (follows,
+"""The Mastodon client API, part three: what comes to a reader — notifications (follows,
 mentions, and private messages as `direct` mentions), markers, conversations — and search."""
 
 from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from flask import Response, jsonify, request, url_for
+from flask import Response, current_app, jsonify, request, url_for
 from pydantic import BaseModel, Field
 
+import federation_in
+import fedfetch
 import search
 from database import db, isoformat_utc
+from mailboxes import Mailbox
 from mastodon_api import IdPath, PageQuery, find_accounts
 from mastodon_contract import (
     body_fields,
@@ -250,7 +253,7 @@ def read_conversation(path: IdPath) -> dict:
     rows = [row for row in conversation_partners(user, None, 1000) if row[0] == path.id]
     if not rows:
         not_found()
-    user.mark_messages_read()
+    Mailbox(user).mark_read()
     db.session.commit()
     other = db.session.get(User, rows[0][0])
     message = db.session.get(Message, rows[0][1])
@@ -274,6 +277,20 @@ class SearchQuery(BaseModel):
     offset: str | None = Field(None, pattern=r"^[0-9]{1,6}$")
 
 
+def searched_accounts(text: str, resolve: str | None, limit: int) -> list[User]:
+    """Accounts by name; with `resolve=true`, `@name@host` (or an actor URL) is looked up
+    on its server, as the search page does."""
+    wanted = (resolve or "").lower() in ("1", "true")
+    if wanted and current_app.config["FEDERATION"] and fedfetch.names_remote_account(text):
+        try:
+            user = fedfetch.remote_account(text)
+        except fedfetch.FetchError:
+            return []
+        federation_in.fetch_remote_profile(user.id)
+        return [user]
+    return find_accounts(text, limit)
+
+
 @route(
     "get",
     "/v2/search",
@@ -288,7 +305,7 @@ def search_v2(query: SearchQuery) -> dict:
     accounts: list = []
     statuses: list = []
     if query.type in (None, "accounts") and offset == 0:
-        accounts = [account(user) for user in find_accounts(query.q, limit)]
+        accounts = [account(user) for user in searched_accounts(query.q, query.resolve, limit)]
     if query.type in (None, "statuses"):
         terms = search.parse_query(query.q)
         page = offset // limit + 1 if offset % limit == 0 else 1

@@ -1,18 +1,21 @@
-"""The Mastodon client API, part three: the instance, the lists of features we do not
+"""The Mastodon client API, part four: the instance, the lists of features we do not
 have (empty, never a 404 that crashes an app), our own export and import tasks, and the
 OpenAPI document; `init_app` mounts all of it."""
 
+import re
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, Response, current_app, jsonify, request, url_for
 from pydantic import BaseModel, Field
 
+import exporting
+import importing
 import mastodon_inbox  # noqa: F401  (its routes are part of the blueprint)
-import tasks
+import mastodon_statuses  # noqa: F401  (its routes too)
 from database import db, isoformat_utc
 from jobs import Task
-from mastodon_api import Params
+from mastodon_api import IdPath, Params
 from mastodon_contract import (
     bp,
     document,
@@ -25,6 +28,7 @@ from mastodon_contract import (
 )
 from mastodon_entities import Account, CustomEmoji, TaskEntity, absolute
 from models import POST_MAX, Post, User, registration_open
+from user_tasks import task_history
 
 # What apps read to tell the server's features apart; Mastodon.py compares it to the
 # version each of its methods needs. 4.3 is the API whose endpoints this file follows.
@@ -79,7 +83,7 @@ def instance_v1() -> dict:
         "email": contact_email(),
         "version": MASTODON_VERSION,
         "urls": {"streaming_api": ""},
-        "stats": {"user_count": users, "status_count": posts, "domain_count": 0},
+        "stats": {"user_count": users, "status_count": posts, "domain_count": len(peers())},
         "thumbnail": None,
         "languages": LANGUAGES,
         "registrations": registration_open(),
@@ -150,14 +154,19 @@ def custom_emojis() -> Response:
 @route(
     "get",
     "/v1/instance/peers",
-    "The servers this one knows: none yet",
+    "The servers of the remote accounts known here",
     {"type": "string"},
     tag="instance",
     public=True,
     many=True,
 )
 def instance_peers() -> Response:
-    return jsonify([])
+    return jsonify(peers())
+
+
+def peers() -> list[str]:
+    query = sa.select(User.domain).where(User.domain.is_not(None)).distinct().order_by(User.domain)
+    return [domain for domain in db.session.scalars(query) if domain]
 
 
 # --- what we do not have: empty lists ---------------------------------------------------------
@@ -179,17 +188,35 @@ EMPTY_LISTS = {
     "/v1/announcements": ("Announcements: none", "read"),
     "/v2/suggestions": ("Follow suggestions: none", "read"),
     "/v1/scheduled_statuses": ("Scheduled statuses: none", "read:statuses"),
+    # Open to anyone, as on Mastodon (None: no token needed).
+    "/v1/trends/tags": ("Trending hashtags: none", None),
+    "/v1/trends/statuses": ("Trending statuses: none", None),
+    "/v1/trends/links": ("Trending links: none", None),
+    "/v1/directory": ("The profile directory: empty", None),
+    "/v1/accounts/<row_id:id>/featured_tags": ("An account's featured hashtags: none", None),
+    "/v1/accounts/<row_id:id>/lists": ("The lists an account is on: none", "read:lists"),
 }
 
 
-def _empty_list_view(path: str, summary: str, scope: str) -> None:
-    def view() -> Response:
-        me()
+def _empty_list_view(path: str, summary: str, scope: str | None) -> None:
+    def view(**_path: Any) -> Response:
         return jsonify([])
 
-    view.__name__ = "empty" + path.replace("/", "_")
+    view.__name__ = "empty" + re.sub(r"<[^>]*>", "id", path).replace("/", "_")
     view.__doc__ = "Always an empty list: apps ask for it, this site has no such thing yet."
-    route("get", path, summary, {"type": "object"}, tag="empty", scope=scope, many=True)(view)
+    if "<" in path:
+        view.__annotations__ = {"path": IdPath}
+    declare = route(
+        "get",
+        path,
+        summary,
+        {"type": "object"},
+        tag="empty",
+        scope=scope,
+        public=scope is None,
+        many=True,
+    )
+    declare(view)
 
 
 for _path, (_summary, _scope) in EMPTY_LISTS.items():
@@ -262,7 +289,7 @@ def own_task(id: str) -> Task:
     refusals=[409],
 )
 def start_export() -> tuple[dict, int]:
-    return started(tasks.start_export(me()), "export_posts")
+    return started(exporting.start_export(me()), "export_posts")
 
 
 class ImportParams(Params):
@@ -285,7 +312,7 @@ class ImportParams(Params):
 def start_import(params: ImportParams) -> tuple[dict, int]:
     if not hasattr(params.file, "save") or not params.file.filename:
         unprocessable("Validation failed: file must be an uploaded file")
-    return started(tasks.start_import(me(), params.file), "import_posts")
+    return started(importing.start_import(me(), params.file), "import_posts")
 
 
 @route(
@@ -298,7 +325,7 @@ def start_import(params: ImportParams) -> tuple[dict, int]:
     many=True,
 )
 def list_tasks() -> Response:
-    select = me().tasks_select().limit(40)
+    select = task_history(me()).limit(40)
     return jsonify([task_entity(task) for task in db.session.scalars(select)])
 
 
@@ -324,7 +351,7 @@ def get_task(path: TaskPath) -> dict:
 )
 def download_export(path: TaskPath) -> Response:
     task = own_task(path.id)
-    download = None if task.is_active else tasks.send_export(task)
+    download = None if task.is_active else exporting.send_export(task)
     if download is None:
         not_found()
     return download

@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 
 from database import db
 from forms import MarkReadForm, MessageForm
+from mailboxes import Mailbox
 from models import Message, User
 from web import (
     error_page,
@@ -42,7 +43,7 @@ def send_message(username: str) -> ResponseReturnValue:
         return recipient
     form = MessageForm()
     if form.validate_on_submit():
-        current_user.send_message(recipient, form.message.data)
+        Mailbox(current_user).send(recipient, form.message.data)
         db.session.commit()
         return redirect_with(
             "success",
@@ -52,7 +53,7 @@ def send_message(username: str) -> ResponseReturnValue:
         )
     # Replying: the message answered is shown above the form (only one sent to this user).
     reply_to = int_arg("reply_to", 0)  # ids start at 1: 0 answers nothing
-    answered = db.session.scalar(current_user.received_message(reply_to)) if reply_to else None
+    answered = db.session.scalar(Mailbox(current_user).received_one(reply_to)) if reply_to else None
     heading = _("Send a private message to %(username)s", username=recipient.username)
     return form_page(
         form, _("Send message"), heading=heading, template="send_message.html", answered=answered
@@ -64,7 +65,7 @@ def send_message(username: str) -> ResponseReturnValue:
 def messages() -> str:
     """The messages sent to the current user, newest first. Only reads: the page marks them
     read with a POST (a link from another site must not clear the badge)."""
-    page = paginate(current_user.received_messages_select())
+    page = paginate(Mailbox(current_user).received())
     newer, older = page_links(page, "messages.messages")
     newest = max((message.timestamp for message in page), default=None)
     # To the microsecond: the newest message itself must count as read.
@@ -86,10 +87,10 @@ def mark_messages_read() -> ResponseReturnValue:
     form = MarkReadForm()
     if not form.validate_on_submit():
         return error_page(400)
-    current_user.mark_messages_read(parse_utc(form.up_to.data))
+    Mailbox(current_user).mark_read(parse_utc(form.up_to.data))
     db.session.commit()
     if wants_json():
-        return jsonify({"unread": current_user.unread_message_count()})
+        return jsonify({"unread": Mailbox(current_user).unread_count()})
     return redirect(url_for("messages.messages"))
 
 
@@ -105,7 +106,7 @@ def parse_utc(text: str | None) -> datetime | None:
 @login_required
 def sent_messages() -> str:
     """The messages the current user sent, newest first."""
-    query = current_user.sent_messages_select()
+    query = Mailbox(current_user).sent()
     return list_page(
         "messages.html",
         query,
@@ -122,6 +123,6 @@ def newer_messages() -> str:
     """Messages received after message `after` (HTML fragments, newest first), for an open
     /messages page. Only reads: the page marks them read once it has shown them."""
     after = int_arg("after", 0)
-    query = current_user.received_messages_select().where(Message.id > after)
+    query = Mailbox(current_user).received().where(Message.id > after)
     found = db.session.scalars(query.limit(current_app.config["POSTS_PER_PAGE"])).all()
     return render_template("_messages.html", messages=found)

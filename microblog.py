@@ -33,8 +33,10 @@ import task_pages
 import translation
 import web
 from database import db, isoformat_utc
+from follows import Follows
 from formatting import CardKit, linkify
 from jobs import TaskStatus
+from mailboxes import Mailbox
 from mailer import mail
 from models import User, registration_open
 
@@ -114,5 +116,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.jinja_env.globals["registration_open"] = registration_open
     app.jinja_env.globals["offers_translation"] = translation.offered_for
     app.jinja_env.globals["card_kit"] = CardKit
+    # What the navbar and the profile cards show of messages and follows.
+    app.jinja_env.globals["Mailbox"] = Mailbox
+    app.jinja_env.globals["Follows"] = Follows
     error_mail.configure_logging(app)
     return app

@@ -42,7 +42,7 @@ from oauth_store import (
     unknown_scopes,
     within,
 )
-from web import CONTENT_SECURITY_POLICY, error_page, redirect_with
+from web import CONTENT_SECURITY_POLICY, allow_any_origin, error_page, redirect_with
 
 bp = Blueprint("oauth", __name__)
 
@@ -56,7 +56,10 @@ def request_fields() -> MultiDict[str, str]:
     fields: MultiDict[str, str] = MultiDict(request.args)
     fields.update(request.form)
     if request.is_json:
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:  # nested too deeply: no fields, and Authlib says what is missing
+            data = None
         if isinstance(data, dict):
             for name, value in data.items():
                 if isinstance(value, str | int) and not isinstance(value, bool):
@@ -187,6 +190,12 @@ class Revocation(RevocationEndpoint):
         db.session.delete(token)
 
 
+class S256Only(CodeChallenge):
+    """PKCE as Mastodon has it: S256 only (the `plain` method would show the verifier)."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+
 class TokenValidator(BearerTokenValidator):
     def authenticate_token(self, token_string: str) -> OAuthToken | None:
         return OAuthToken.find(token_string)
@@ -212,7 +221,7 @@ def init_app(app: Flask) -> None:
     # Mastodon's tokens last until revoked; Authlib still names a lifetime in its answer.
     app.config.setdefault("OAUTH2_TOKEN_EXPIRES_IN", {})
     server.init_app(app)
-    server.register_grant(AuthorizationCodeGrant, [CodeChallenge(required=False)])
+    server.register_grant(AuthorizationCodeGrant, [S256Only(required=False)])
     server.register_grant(PasswordGrant)
     server.register_grant(ClientCredentialsGrant)
     server.register_endpoint(Revocation)
@@ -220,6 +229,14 @@ def init_app(app: Flask) -> None:
     csrf = app.extensions["csrf"]
     for view in (issue_token, revoke_token, server_metadata):
         csrf.exempt(view)
+
+
+@bp.after_request
+def open_to_web_apps(response: Response) -> Response:
+    """Web apps exchange codes from their own origin; the page itself stays same-origin."""
+    if request.endpoint != "oauth.authorize":
+        allow_any_origin(response)
+    return response
 
 
 # --- the endpoints -------------------------------------------------------------------

@@ -22,6 +22,7 @@ from werkzeug.wrappers import Response
 import federation_out
 from avatars import AvatarError, generated_avatar_svg
 from database import db
+from follows import Follows
 from forms import EditProfileForm, EmptyForm
 from models import USERNAME_MAX, User
 from tasks import check_avatar, send_avatar, start_avatar
@@ -53,7 +54,11 @@ def user(username: str) -> str:
 def people_page(username: str, relation: str) -> str:
     """`username`'s followers or the people they follow (`relation`), a page of them."""
     user = db.first_or_404(User.named(username))
-    select = user.followers_select() if relation == "followers" else user.following_select()
+    select = (
+        Follows(user).followers_select()
+        if relation == "followers"
+        else Follows(user).following_select()
+    )
     followers = relation == "followers"
     heading = _("Followers of %(username)s", username=user.username) if followers else None
     return list_page(
@@ -156,25 +161,19 @@ def change_following(username: str, follow: bool) -> Response:
         )
     if user.id == current_user.id:
         flash(_("You cannot follow or unfollow yourself."), "warning")
-    elif user.domain is not None:  # its server answers the follow (commits)
-        change_remote_following(user, follow)
-    elif follow:
-        current_user.follow(user)
-        flash(_("You are following %(username)s!", username=username), "success")
     else:
-        current_user.unfollow(user)
-        flash(_("You are not following %(username)s.", username=username), "info")
-    db.session.commit()
+        federation_out.change_following(current_user, user, follow)
+        flash(*following_message(user, follow))
     return redirect(url_for("people.user", username=username))
 
 
-def change_remote_following(user: User, follow: bool) -> None:
-    if follow:
-        federation_out.follow_remote(current_user, user)
-        flash(_("You asked to follow %(username)s.", username=user.username), "success")
-    else:
-        federation_out.unfollow_remote(current_user, user)
-        flash(_("You are not following %(username)s.", username=user.username), "info")
+def following_message(user: User, follow: bool) -> tuple[str, str]:
+    """What a follow or unfollow says: a remote account's server has yet to answer."""
+    if not follow:
+        return _("You are not following %(username)s.", username=user.username), "info"
+    if user.domain is not None:
+        return _("You asked to follow %(username)s.", username=user.username), "success"
+    return _("You are following %(username)s!", username=user.username), "success"
 
 
 @bp.route("/follow/<username>", methods=["POST"])

@@ -30,6 +30,7 @@ import translation
 from database import MAX_ROW_ID, db
 from forms import PostForm
 from models import USERNAME_MAX, Post, User
+from timeline import Timeline
 from web import (
     int_arg,
     is_safe_next,
@@ -62,7 +63,7 @@ def index() -> ResponseReturnValue:
         federation_out.post_published(post)
         return redirect_with("success", _("Your post is now live!"), "posts.index")
     status = 400 if form.is_submitted() else 200
-    posts = paginate(current_user.following_posts())
+    posts = paginate(Timeline(current_user).posts())
     newer, older = page_links(posts, "posts.index")
     return (
         render_template(
@@ -78,7 +79,7 @@ def new_posts() -> str:
     """How many posts reached the home timeline after post `after` (an HTML fragment: a
     "3 new posts" link, or nothing); the open home page asks on each notifications poll."""
     after = int_arg("after", 0)
-    count = current_user.new_posts_count(after, NEW_POSTS_CAP)
+    count = Timeline(current_user).newer_count(after, NEW_POSTS_CAP)
     return render_template("_new_posts.html", count=count, cap=NEW_POSTS_CAP)
 
 
@@ -158,6 +159,10 @@ def translate_post() -> Response:
 def find_remote_account(query: str) -> User | None:
     """The account `@name@host` (or an actor URL) names, looked up on its server; the
     worker then reads its latest posts and counts. None, with a message, when not found."""
+    retry_after = ratelimit.remote_lookup(current_user.id)
+    if retry_after:
+        flash(ratelimit.refusal("account lookups", retry_after), "warning")
+        return None
     try:
         user = fedfetch.remote_account(query)
     except fedfetch.FetchError as exc:

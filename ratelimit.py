@@ -78,6 +78,12 @@ TOO_MANY = {
         "Too many token requests from your address. Please wait %(wait)s and try again."
     ),
     "translations": _l("Too many translations. Please wait %(wait)s and try again."),
+    "account lookups": _l(
+        "Too many searches for accounts on other servers. Please wait %(wait)s and try again."
+    ),
+    "app registrations": _l(
+        "Too many new apps from your address. Please wait %(wait)s and try again."
+    ),
 }
 
 
@@ -210,6 +216,11 @@ def registration() -> int:
     return check(*_limits("REGISTER_LIMIT", (per_client("register"), "PER_IP")))
 
 
+def app_registration() -> int:
+    """A new Mastodon app (an OAuth client) from this client address."""
+    return check(*_limits("APP_REGISTRATION_LIMIT", (per_client("app"), "PER_IP")))
+
+
 def translation(user_id: int) -> int:
     """A post translated for this user: per user (whatever their address) and per address."""
     return check(
@@ -219,3 +230,8 @@ def translation(user_id: int) -> int:
             (per_client("translate"), "PER_IP"),
         )
     )
+
+
+def remote_lookup(user_id: int) -> int:
+    """A search that asks another server for an account (each one costs it and us requests)."""
+    return check(*_limits("FEDERATION_LOOKUP_LIMIT", (f"remote-lookup:user:{user_id}", "PER_USER")))

@@ -4,7 +4,7 @@ User input never reaches the database as query syntax: `parse_query` keeps only 
 "quoted phrases" and `prefix*` terms, and each backend renders them as a quoted expression.
 The index follows the `post` table inside the same transaction (FTS5 triggers on SQLite, a
 generated column on PostgreSQL), so inserts and deletes need no extra code; except that on
-SQLite an import's batches index themselves (`User.import_posts`), in bulk.
+SQLite an import's batches index themselves (`importing.add_imported_posts_json`), in bulk.
 """
 
 import math
@@ -38,7 +38,7 @@ SQLITE_SCHEMA = [
     # External content: the text lives once, in `post`; FTS5 keeps only the index.
     "CREATE VIRTUAL TABLE IF NOT EXISTS post_fts USING fts5("
     "body, content='post', content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
-    # Not for imported rows: `User.import_posts` indexes each of its batches in one
+    # Not for imported rows: `add_imported_posts_json` indexes each of its batches in one
     # statement, several times faster than this trigger once per row.
     "CREATE TRIGGER IF NOT EXISTS post_fts_insert AFTER INSERT ON post "
     "WHEN new.import_key IS NULL BEGIN "

@@ -19,9 +19,11 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from database import db
+from exporting import send_export, start_export
 from forms import EmptyForm, ImportForm
+from importing import start_import
 from jobs import Task, TaskStatus
-from tasks import send_export, start_export, start_import
+from user_tasks import task_history, tasks_in_progress
 from web import form_page, is_safe_next, list_page, safe_referrer
 from worker import huey, live_consumers
 
@@ -34,7 +36,7 @@ def inject_task_banners() -> dict[str, Any]:
     # Templates are also rendered outside requests (emails, in the worker): no user there.
     if not has_request_context() or not current_user.is_authenticated:
         return {}
-    tasks = current_user.tasks_in_progress()
+    tasks = tasks_in_progress(current_user)
     return {"task_banners": tasks, **worker_state(tasks)}
 
 
@@ -83,7 +85,7 @@ def import_posts_view() -> ResponseReturnValue:
 def tasks() -> str:
     return list_page(
         "tasks.html",
-        current_user.tasks_select(),
+        task_history(current_user),
         "task_pages.tasks",
         "tasks",
         title=_("Your tasks"),

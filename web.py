@@ -189,6 +189,24 @@ def add_security_headers(response: Response) -> Response:
     return response
 
 
+# Web apps (Elk, Phanpy) call the Mastodon API and the token endpoint from their own origin.
+# Any origin may: those read no cookie, only the bearer token or secret the app holds, as
+# Mastodon's do.
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+    "Access-Control-Expose-Headers": "Link",
+    "Access-Control-Max-Age": "3600",
+}
+
+
+def allow_any_origin(response: Response) -> Response:
+    """Let scripts of any origin read `response` (endpoints authorised by tokens only)."""
+    response.headers.update(CORS_HEADERS)
+    return response
+
+
 def error_heading(status: int) -> str:
     """The heading of the error page for `status`."""
     if status in ERROR_HEADINGS:

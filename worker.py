@@ -37,12 +37,13 @@ from huey.api import TaskWrapper
 from huey.consumer import Consumer as HueyConsumer
 from huey.consumer import Scheduler
 from huey.exceptions import CancelExecution
+from huey.registry import Registry
 from huey.storage import RedisStorage, SqliteStorage
 from werkzeug.local import LocalProxy
 
 import config
 from database import db, utcnow
-from jobs import Consumer, Task, TaskStatus
+from jobs import Consumer, Task, TaskStatus, lost_tasks, requeue_lost
 
 if TYPE_CHECKING:
     import sqlite3
@@ -255,7 +256,21 @@ class MicroblogConsumer(HueyConsumer):
         return super().loop(health_check_ts)
 
 
+class TaskNames(Registry):
+    """Huey's registry, naming every task in queue messages `tasks.<name>` whichever module
+    defines it (Huey's own names carry the module). Task bodies moved out of tasks.py,
+    where they all were, so that messages queued before, or by a web process not yet
+    restarted, still find their task."""
+
+    def task_to_string(self, task_class: type) -> str:
+        return f"tasks.{task_class.__name__}"
+
+
 class MicroblogHuey(Huey):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._registry = TaskNames()
+
     def create_consumer(self, **options: Any) -> MicroblogConsumer:
         return MicroblogConsumer(self, **options)
 
@@ -345,9 +360,9 @@ def recover_lost_tasks() -> int:
     """Put the running tasks of dead consumers back in the queue; returns how many."""
     live = {consumer.id for consumer in live_consumers()}
     with app_context():
-        lost = db.session.execute(Task.lost(live)).all()
+        lost = db.session.execute(lost_tasks(live)).all()
         for task_id, consumer_id in lost:
-            row = Task.requeue_lost(task_id, consumer_id)
+            row = requeue_lost(task_id, consumer_id)
             if row is None:
                 continue  # another consumer got there first, or the task moved on
             log.warning("Task %s: its consumer %s died; now %s", task_id, consumer_id, row.status)

@@ -66,12 +66,12 @@ def prepare(data_dir: str) -> None:
     subprocess.run(flask, cwd=ROOT, env=server_env(data_dir), check=True, capture_output=True)
     from database import db
     from microblog import create_app
-    from models import User
+    from notifications import notify
 
     app = create_app({"DATA_DIR": data_dir})
     user_id = add_user(app, "poller", generate_password_hash(PASSWORD))
     with app.app_context():
-        db.session.get(User, user_id).add_notification("unread_message_count", 0)
+        notify(user_id, "unread_message_count", 0)
         db.session.commit()
         db.engine.dispose()
 

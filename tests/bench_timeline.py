@@ -64,14 +64,17 @@ def floor_app():
 
     import microblog
     from database import db
+    from follows import Follows
+    from mailboxes import Mailbox
     from models import Post, User
+    from timeline import Timeline
 
     floor = Blueprint("floor", __name__)
     template = []  # compiled once, as the site's template files are
 
     def write(posts, endpoint, **context):
         newer, older = microblog.page_links(posts, endpoint, **context.pop("url_args", {}))
-        unread = current_user.unread_message_count()
+        unread = Mailbox(current_user).unread_count()
         if not template:
             template.append(app.jinja_env.from_string(FLOOR_TEMPLATE))
         return render_template(
@@ -81,7 +84,7 @@ def floor_app():
     @floor.route("/floor/index")
     @login_required
     def index():
-        posts = microblog.paginate(current_user.following_posts())
+        posts = microblog.paginate(Timeline(current_user).posts())
         return write(posts, "posts.index", title="Home", form=microblog.PostForm())
 
     @floor.route("/floor/explore")
@@ -105,9 +108,9 @@ def floor_app():
             url_args={"username": user.username},
             title=user.username,
             user=user,
-            followers=user.followers_count(),
-            following=user.following_count(),
-            is_following=current_user.is_following(user),
+            followers=Follows(user).followers_count(),
+            following=Follows(user).following_count(),
+            is_following=Follows(current_user).is_following(user),
         )
 
     app = microblog.create_app()

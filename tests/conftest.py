@@ -6,6 +6,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
+import administration
 from database import db
 from microblog import create_app
 from tests.helpers import Remote, add_user
@@ -96,7 +97,7 @@ def admin(app, make_user):
 
     user_id = make_user("root")
     with app.app_context():
-        db.session.get_one(User, user_id).make_admin(True)
+        administration.make_admin(db.session.get_one(User, user_id))
         db.session.commit()
     return user_id
 

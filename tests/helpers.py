@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 import fedsign
 from database import db, isoformat_utc, utcnow
+from follows import Follows
 from models import POST_MAX, Post, User, followers, text_length
 
 MINUTE = timedelta(minutes=1)
@@ -125,7 +126,7 @@ def export_document(app, user_id) -> dict:
             "version": 2,
             "profile": {"username": user.username, "about_me": user.about_me, "avatar": None},
             "posts": posts,
-            "following": user.following_usernames(),
+            "following": Follows(user).following_usernames(),
         }
 
 

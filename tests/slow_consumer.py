@@ -13,10 +13,12 @@ import time
 
 from huey.bin.huey_consumer import consumer_main
 
-import tasks
+import exporting
+import importing
+import tasks  # noqa: F401  (loads every task, as huey_consumer will)
 
 if __name__ == "__main__":
     pause = float(sys.argv.pop(1))
-    tasks.after_export_batch = lambda _done: time.sleep(pause)
-    tasks.after_import_batch = lambda _done: time.sleep(pause)
+    exporting.after_export_batch = lambda _done: time.sleep(pause)
+    importing.after_import_batch = lambda _done: time.sleep(pause)
     sys.exit(consumer_main())

@@ -4,8 +4,10 @@ deletes everything in it (in immediate mode here; with a real consumer at the en
 import pytest
 import sqlalchemy as sa
 
+import administration
 from database import db
 from jobs import Task
+from mailboxes import Mailbox
 from models import ApiToken, Message, Post, User, followers
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts, follow
@@ -41,8 +43,8 @@ def give_alice_things(app, users):
     follow(app, users["bob"], alice)
     with app.app_context():
         me, bob = db.session.get_one(User, alice), db.session.get_one(User, users["bob"])
-        me.send_message(bob, "hi bob")
-        bob.send_message(me, "hi alice")
+        Mailbox(me).send(bob, "hi bob")
+        Mailbox(bob).send(me, "hi alice")
         ApiToken.issue(me)
         db.session.commit()
 
@@ -101,7 +103,7 @@ def test_the_last_enabled_admin_cannot_delete_their_account(app, client, auth, a
     with app.app_context():
         root = db.session.get_one(User, admin)
         assert root.is_admin and not root.disabled
-        db.session.get_one(User, users["bob"]).make_admin(True)
+        administration.make_admin(db.session.get_one(User, users["bob"]))
         db.session.commit()
     # With another admin it goes ahead.
     response = client.submit("/settings/delete", {"current_password": PASSWORD})

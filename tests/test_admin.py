@@ -10,11 +10,15 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+import administration
 import tasks
 import worker
 from database import db, utcnow
 from jobs import Consumer, Task, TaskStatus
-from models import ApiToken, Message, Notification, Post, User, followers
+from mailboxes import Mailbox
+from models import ApiToken, Message, Post, User, followers
+from notifications import Notification, notify
+from task_support import upload_path
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts, follow
 
@@ -117,7 +121,7 @@ def test_two_admins_removing_each_other_at_once_leave_one_admin(
 ):
     """Each admin may change the other, but not both at once: the site keeps an admin."""
     with app.app_context():
-        db.session.get_one(User, users["bob"]).make_admin(True)
+        administration.make_admin(db.session.get_one(User, users["bob"]))
         db.session.commit()
     targets = {"root": users["bob"], "bob": admin}
     clients = {}
@@ -126,13 +130,13 @@ def test_two_admins_removing_each_other_at_once_leave_one_admin(
         clients[name].submit("/login", {"username": name, "password": PASSWORD})
     # Both requests are past the admin check and at the rule before either goes on.
     both_in = threading.Barrier(2, timeout=10)
-    rule = User.refuse_admin_change
+    rule = administration.refuse_admin_change
 
     def rule_once_both_are_in(*args, **kwargs):
         both_in.wait()
         return rule(*args, **kwargs)
 
-    monkeypatch.setattr(User, "refuse_admin_change", rule_once_both_are_in)
+    monkeypatch.setattr(administration, "refuse_admin_change", rule_once_both_are_in)
     threads = [
         threading.Thread(target=clients[name].submit, args=(f"/admin/users/{target}/{change}",))
         for name, target in targets.items()
@@ -177,7 +181,7 @@ def test_disabling_ends_the_session_at_once_and_refuses_sign_in(app, client, aut
     auth.login("bob")
     assert client.get("/index").status_code == 200
     with app.app_context():
-        db.session.get_one(User, users["bob"]).disable()
+        administration.disable(db.session.get_one(User, users["bob"]))
         db.session.commit()
     # The same session cookie, the very next request.
     response = client.get("/index")
@@ -188,7 +192,7 @@ def test_disabling_ends_the_session_at_once_and_refuses_sign_in(app, client, aut
     assert "Invalid username or password" in response.get_data(as_text=True)
 
     with app.app_context():
-        db.session.get_one(User, users["bob"]).enable()
+        administration.enable(db.session.get_one(User, users["bob"]))
         db.session.commit()
     assert auth.login("bob").status_code == 302
 
@@ -199,7 +203,7 @@ def test_disabling_deletes_the_api_tokens_and_keeps_the_posts(app, users):
         bob = db.session.get_one(User, users["bob"])
         token, _ = ApiToken.issue(bob)
         db.session.commit()
-        bob.disable()
+        administration.disable(bob)
         db.session.commit()
         assert ApiToken.find(token) is None
         assert db.session.scalar(sa.select(sa.func.count(ApiToken.id))) == 0
@@ -219,8 +223,8 @@ def test_delete_asks_first_then_removes_everything(app, as_admin, users, tmp_pat
     export.write_text("{}")
     with app.app_context():
         alice = db.session.get_one(User, users["alice"])
-        alice.send_message(db.session.get_one(User, bob), "hi bob")
-        db.session.get_one(User, bob).send_message(alice, "hi alice")
+        Mailbox(alice).send(db.session.get_one(User, bob), "hi bob")
+        Mailbox(db.session.get_one(User, bob)).send(alice, "hi alice")
         db.session.add(
             Task(id="t-bob", name="export_posts", description="Exporting your posts",
                  user_id=bob, status=TaskStatus.DONE, result_file="bobs.json")
@@ -422,7 +426,7 @@ def test_uploads_no_task_needs_are_deleted(app, users):
 
 def tasks_upload(app, task_id):
     with app.app_context():
-        return tasks.upload_path(task_id)
+        return upload_path(task_id)
 
 
 def test_only_failed_tasks_of_a_known_kind_are_retried(app, as_admin, users):
@@ -438,11 +442,11 @@ def test_a_disabled_accounts_open_pages_get_no_more_notifications(app, client, a
     auth.login("bob")
     with app.app_context():
         bob = db.session.get_one(User, users["bob"])
-        bob.add_notification("unread_message_count", 3)
+        notify(bob.id, "unread_message_count", 3)
         db.session.commit()
     assert [n["data"] for n in client.get("/notifications").get_json()] == [3]
     with app.app_context():
-        db.session.get_one(User, users["bob"]).disable()
+        administration.disable(db.session.get_one(User, users["bob"]))
         db.session.commit()
     # Disabling ended the session itself: the poll is sent to sign in, with no data.
     response = client.get("/notifications")

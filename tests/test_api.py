@@ -18,6 +18,7 @@ import pytest
 import schemathesis
 import sqlalchemy as sa
 
+import administration
 import ratelimit
 from api import document as api_document
 from database import db, utcnow
@@ -989,7 +990,7 @@ def test_closed_registration_refuses_api_sign_ups(app, api):
 def test_a_disabled_account_gets_no_token_and_its_tokens_stop(app, api, users, tokens):
     assert api.get("/api/timeline", token=tokens["bob"]).status_code == 200
     with app.app_context():
-        db.session.get_one(User, users["bob"]).disable()
+        administration.disable(db.session.get_one(User, users["bob"]))
         db.session.commit()
     assert api.get("/api/timeline", token=tokens["bob"]).status_code == 401
     assert api.post("/api/tokens", basic=("bob", PASSWORD)).status_code == 401

@@ -11,10 +11,11 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
-import tasks
+import administration
 from database import db
 from jobs import Task
 from models import ApiToken, User
+from task_support import upload_path
 from tests.conftest import PASSWORD
 from tests.live import wait_for
 from tests.test_api import ApiClient
@@ -95,7 +96,7 @@ def test_account_deletion_refused_without_the_password(app, api, users, tokens, 
 
 def test_the_last_enabled_admin_cannot_delete_their_account(app, api, users, tokens):
     with app.app_context():
-        db.session.get_one(User, users["alice"]).make_admin(True)
+        administration.make_admin(db.session.get_one(User, users["alice"]))
         db.session.commit()
     body = {"current_password": PASSWORD}
 
@@ -144,7 +145,7 @@ def test_upload_a_picture_as_the_body_then_a_second_waits(app, api, users, token
     assert response.headers["Location"] == f"/api/tasks/{response.json['id']}"
     # The file waits for the worker under the task's id.
     with app.app_context():
-        assert tasks.upload_path(response.json["id"]).read_bytes() == png()
+        assert upload_path(response.json["id"]).read_bytes() == png()
     # While that one is queued, another is a 409 naming it (here as a multipart body).
     second = api.put(
         f"/api/users/{alice}/avatar",

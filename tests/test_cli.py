@@ -4,6 +4,7 @@ piped in on standard input."""
 import pytest
 import sqlalchemy as sa
 
+import administration
 from database import db
 from models import ApiToken, User
 from tests.conftest import PASSWORD
@@ -114,8 +115,8 @@ LAST_ADMIN = "Error: That is the last enabled admin: make another account an adm
 @pytest.mark.parametrize("command", [("disable", "root"), ("delete", "root", "--yes")])
 def test_the_last_enabled_admin_stays(app, users, admin, flask_cli, command):
     with app.app_context():  # a disabled admin does not count: it cannot sign in
-        db.session.get_one(User, users["bob"]).make_admin(True)
-        db.session.get_one(User, users["bob"]).disable()
+        administration.make_admin(db.session.get_one(User, users["bob"]))
+        administration.disable(db.session.get_one(User, users["bob"]))
         db.session.commit()
 
     result = flask_cli("user", *command)
@@ -132,8 +133,8 @@ def test_the_last_enabled_admin_stays(app, users, admin, flask_cli, command):
 
 def test_a_site_without_an_enabled_admin_can_still_disable_and_delete(app, users, flask_cli):
     with app.app_context():
-        db.session.get_one(User, users["bob"]).make_admin(True)
-        db.session.get_one(User, users["bob"]).disable()
+        administration.make_admin(db.session.get_one(User, users["bob"]))
+        administration.disable(db.session.get_one(User, users["bob"]))
         db.session.commit()
     assert flask_cli("user", "disable", "alice").returncode == 0
     assert flask_cli("user", "delete", "bob", "--yes").returncode == 0
@@ -142,7 +143,7 @@ def test_a_site_without_an_enabled_admin_can_still_disable_and_delete(app, users
 
 def test_list(app, users, admin, flask_cli):
     with app.app_context():
-        db.session.get_one(User, users["bob"]).disable()
+        administration.disable(db.session.get_one(User, users["bob"]))
         db.session.commit()
     result = flask_cli("user", "list")
     assert result.returncode == 0, result.stderr

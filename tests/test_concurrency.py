@@ -19,7 +19,7 @@ import sys, sqlalchemy as sa
 sys.path.insert(0, {project!r})
 from microblog import create_app
 from database import db
-from models import Notification
+from notifications import Notification
 app = create_app({{"DATA_DIR": {data_dir!r}}})
 with app.app_context():
     for n in range(200):

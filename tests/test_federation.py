@@ -14,8 +14,10 @@ import actors
 import federation_in
 import fedsign
 from database import db
+from follows import Follows
 from models import Post, User
 from tests.helpers import actor_document
+from timeline import Timeline
 
 SITE = "https://local.example"
 AP = "application/activity+json"
@@ -209,8 +211,8 @@ def test_bad_page_is_a_400(web, users, page):
 def test_followers_list_remote_and_local_actors(web, app, users, ann):
     with app.app_context():
         alice = db.session.get(User, users["alice"])
-        db.session.get(User, ann).follow(alice)
-        db.session.get(User, users["bob"]).follow(alice)
+        Follows(db.session.get(User, ann)).follow(alice)
+        Follows(db.session.get(User, users["bob"])).follow(alice)
         db.session.commit()
     page = web.get(f"/actors/{users['alice']}/followers?page=1").get_json()
     assert sorted(page["orderedItems"]) == sorted([ANN, f"{SITE}/actors/{users['bob']}"])
@@ -285,9 +287,38 @@ def test_follow_is_verified_stored_and_applied_once(web, app, users, ann, remote
     apply_all(app)
     with app.app_context():
         alice = db.session.get(User, users["alice"])
-        assert db.session.get(User, ann).is_following(alice)
-        assert alice.followers_count() == 1
+        assert Follows(db.session.get(User, ann)).is_following(alice)
+        assert Follows(alice).followers_count() == 1
         assert stored_activities()[0].state == "applied"
+
+
+def test_rfc9421_signed_post_is_taken(web, app, users, ann, remote_keys):
+    """Signed by http-message-signatures as Mastodon 4.5 signs: RFC 9421 with a
+    Content-Digest, rsa-v1_5-sha256."""
+    import http_message_signatures as hms
+
+    class Request:
+        method, url = "POST", SITE + "/inbox"
+
+        def __init__(self):
+            self.headers = {"Host": "local.example", "Content-Type": AP}
+
+    body = json.dumps(follow_activity(users["alice"])).encode()
+    request = Request()
+    resolver = hms.MappingKeyResolver(
+        public_keys={}, private_keys={ANN_KEY: remote_keys[0].encode()}
+    )
+    signer = hms.HTTPMessageSigner(
+        signature_algorithm=hms.algorithms.RSA_V1_5_SHA256, key_resolver=resolver
+    )
+    signer.sign(
+        request, key_id=ANN_KEY, covered_component_ids=("@method", "@target-uri"), body=body
+    )
+    assert web.post("/inbox", data=body, headers=request.headers).status_code == 202
+    tampered = body.replace(b"follows/1", b"follows/2")
+    assert web.post("/inbox", data=tampered, headers=request.headers).status_code == 401
+    with app.app_context():
+        assert len(stored_activities()) == 1
 
 
 def test_personal_inbox_takes_activities_too(web, app, users, ann, remote_keys):
@@ -406,6 +437,12 @@ def test_blocked_domain_is_403_before_any_fetch(web, app, users, remote_keys, mo
             401,
         ),
         (b"{" + b'"x":"' + b"a" * 300_000 + b'"}', 413),
+        (
+            b'{"id": "https://remote.example/\\ud800", "type": "Follow", "actor": "'
+            + ANN.encode()
+            + b'"}',
+            400,
+        ),
     ],
 )
 def test_bad_bodies_are_refused(web, app, users, ann, remote_keys, body, status):
@@ -467,7 +504,7 @@ def ann_does(web, app, keys, kind, thing, number=1):
 @pytest.fixture
 def alice_follows_ann(app, users, ann):
     with app.app_context():
-        db.session.get(User, users["alice"]).follow(db.session.get(User, ann))
+        Follows(db.session.get(User, users["alice"])).follow(db.session.get(User, ann))
         db.session.commit()
 
 
@@ -477,7 +514,7 @@ def test_notes_of_followed_accounts_enter_change_and_leave_the_timeline(
     ann_does(web, app, remote_keys, "Create", note(1))
     with app.app_context():
         alice = db.session.get(User, users["alice"])
-        timeline = db.session.scalars(alice.following_posts()).all()
+        timeline = db.session.scalars(Timeline(alice).posts()).all()
         assert [post.ap_id for post in timeline] == ["https://remote.example/notes/1"]
         assert "<script>" not in timeline[0].html and 'rel="nofollow noopener"' in timeline[0].html
         assert timeline[0].body == "Note 1 link"
@@ -510,7 +547,7 @@ def test_accept_and_undo_of_follows(web, app, users, ann, remote_keys):
         alice, ann_user = db.session.get(User, users["alice"]), db.session.get(User, ann)
         federation_out.follow_remote(alice, ann_user)
         request_row = actors.follow_request(alice, ann_user)
-        assert request_row is not None and not alice.is_following(ann_user)
+        assert request_row is not None and not Follows(alice).is_following(ann_user)
         follow_id = request_row.activity_id
     accept = {
         "id": "https://remote.example/a/1",
@@ -526,14 +563,16 @@ def test_accept_and_undo_of_follows(web, app, users, ann, remote_keys):
     deliver(web, app, accept, remote_keys)
     with app.app_context():
         alice, ann_user = db.session.get(User, users["alice"]), db.session.get(User, ann)
-        assert alice.is_following(ann_user) and actors.follow_request(alice, ann_user) is None
+        assert (
+            Follows(alice).is_following(ann_user) and actors.follow_request(alice, ann_user) is None
+        )
     # ann follows bob, then takes it back.
     follow = follow_activity(users["bob"], 7)
     deliver(web, app, follow, remote_keys)
     undo = {"id": "https://remote.example/undo/7", "type": "Undo", "actor": ANN, "object": follow}
     deliver(web, app, undo, remote_keys)
     with app.app_context():
-        assert db.session.get(User, users["bob"]).followers_count() == 0
+        assert Follows(db.session.get(User, users["bob"])).followers_count() == 0
 
 
 def test_update_and_delete_of_the_person(web, app, users, ann, remote_keys):

@@ -177,3 +177,14 @@ def test_actor_with_inbox_elsewhere_is_refused(ctx, remote, open_fence):
 def test_handle_that_is_not_one(ctx):
     with pytest.raises(fedfetch.FetchError):
         fedfetch.remote_account("just words")
+
+
+def test_actor_taking_another_accounts_name_is_a_fetch_error(ctx):
+    ann = actor_document("https://remote.example", "ann")
+    fedfetch.store_actor(ann, ann["id"])
+    bea = actor_document("https://remote.example", "bea")
+    fedfetch.store_actor(bea, bea["id"])
+    renamed = {**bea, "preferredUsername": "ann"}
+    with pytest.raises(fedfetch.FetchError, match="clashes"):
+        fedfetch.store_actor(renamed, bea["id"])
+    assert actors.remote_by_actor_url(bea["id"]).user.username == "bea@remote.example"

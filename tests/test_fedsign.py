@@ -130,6 +130,10 @@ def test_authorization_header_form_is_accepted(keys):
         (lambda h: h.pop("signature"), "not signed"),
         (lambda h: h.update(signature="garbage"), "cannot be parsed"),
         (
+            lambda h: h.update(signature=h["signature"].replace('signature="', 'signature="é')),
+            "base64",
+        ),
+        (
             lambda h: h.update(digest="SHA-256=" + base64.b64encode(b"x" * 32).decode()),
             "does not match",
         ),

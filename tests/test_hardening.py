@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 import sqlalchemy as sa
 
+import account_links
 from database import db
 from models import ApiToken, Message, Post, User, followers
 from tests.conftest import PASSWORD
@@ -85,7 +86,7 @@ def test_settings_page_offers_all_three(client, auth):
 def test_email_taken_meanwhile_is_a_409(app, client, users):
     with app.test_request_context():
         alice = db.session.get(User, users["alice"])
-        token = alice.get_email_change_token("new@example.com")
+        token = account_links.email_change_token(alice, "new@example.com")
         db.session.get(User, users["bob"]).email = "new@example.com"
         db.session.commit()
     response = client.submit(f"/confirm_email/{token}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+import importing
 import tasks
 import worker
 from database import db, isoformat_utc, utcnow
@@ -223,7 +224,7 @@ def test_cancel_an_import_under_way(app, client, auth, users, immediate, monkeyp
                 (task,) = tasks_of(app, users["alice"])
                 assert db.session.get_one(Task, task.id).cancel(tasks.huey) == "cancelling"
 
-    monkeypatch.setattr(tasks, "after_import_batch", cancel_after_the_first_batch)
+    monkeypatch.setattr(importing, "after_import_batch", cancel_after_the_first_batch)
     posts = [{"body": f"p{i}", "timestamp": f"2024-05-01T12:00:{i:02d}Z"} for i in range(50)]
     auth.login()
 

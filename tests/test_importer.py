@@ -11,9 +11,13 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import archive_reading
 import importer
+import importing
 from database import db
+from follows import Follows
 from importer import ArchiveError, Limits, html_to_text, open_archive
+from importing import add_imported_posts
 from models import POST_MAX, Post, User
 from tests.helpers import (
     ACTOR,
@@ -399,9 +403,9 @@ def test_surrogate_pairs_and_escaped_backslashes_are_fine(tmp_path):
 def test_a_pair_cut_in_two_by_the_reads_is_fine(tmp_path):
     path = tmp_path / "posts.json"
     head = '{"posts": [{"timestamp": "2024-05-01T12:00:00Z", "padding": "'
-    filler = "f" * (importer.READ_SIZE - len(head) - len('", "body": "\\ud83d'))
+    filler = "f" * (archive_reading.READ_SIZE - len(head) - len('", "body": "\\ud83d'))
     path.write_text(head + filler + '", "body": "\\ud83d\\ude00"}]}')
-    assert path.read_bytes()[: importer.READ_SIZE].endswith(b"\\ud83d")
+    assert path.read_bytes()[: archive_reading.READ_SIZE].endswith(b"\\ud83d")
     _archive, posts = read(path)
     assert [p.body for p in posts] == ["😀"]
 
@@ -509,7 +513,8 @@ def test_a_zip_directory_over_the_byte_limit_is_refused_before_it_is_read(tmp_pa
 
 def end_record_lies(data: bytes) -> dict[str, bytes]:
     """The zip `data` with an end record that lies about its central directory."""
-    size, offset = importer._EOCD.unpack_from(data, len(data) - importer._EOCD.size)[5:7]
+    record = archive_reading._EOCD
+    size, offset = record.unpack_from(data, len(data) - record.size)[5:7]
     return {
         # zipfile finds the directory from its size alone, and reads this one.
         "data before the zip": b"PK\x03\x04" + bytes(1000) + data,
@@ -611,8 +616,8 @@ def import_file(app, user_id, path, batch_size=2) -> int:
     with app.app_context():
         user = db.session.get_one(User, user_id)
         added = sum(
-            user.import_posts(batch)
-            for batch in importer.batches(open_archive(path).posts(), batch_size)
+            add_imported_posts(user, batch)
+            for batch in importing.batches(open_archive(path).posts(), batch_size)
         )
         db.session.commit()
         return added
@@ -665,7 +670,7 @@ def test_follow_usernames_follows_those_that_exist(app, users, make_user):
     follow(app, users["alice"], users["bob"])
     with app.app_context():
         alice = db.session.get_one(User, users["alice"])
-        added = alice.follow_usernames(["bob", "carol", "alice", "nobody"])
+        added = Follows(alice).follow_usernames(["bob", "carol", "alice", "nobody"])
         db.session.commit()
         assert added == 1
         assert {u.username for u in db.session.scalars(alice.following.select())} == {

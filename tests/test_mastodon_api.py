@@ -340,10 +340,20 @@ def test_instance(client, users):
         "/api/v1/blocks",
         "/api/v1/mutes",
         "/api/v1/bookmarks/",
+        "/api/v1/accounts/2/lists",
     ],
 )
 def test_features_we_lack_are_empty_lists(client, users, tokens, path):
     response = get(client, tokens["alice"], path)
+    assert response.status_code == 200 and response.json == []
+    assert client.get(path).status_code == 401  # still only for a signed-in app
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/trends/tags", "/api/v1/trends/statuses", "/api/v1/accounts/2/featured_tags"]
+)
+def test_public_lists_we_lack_are_empty_for_anyone(client, users, path):
+    response = client.get(path)
     assert response.status_code == 200 and response.json == []
 
 
@@ -470,3 +480,121 @@ def test_the_api_on_postgresql(pg_app):
     assert get(client, alice_token, links(conversations)["next"]).json == []
     found = get(client, alice_token, "/api/v2/search?q=second").json
     assert [s["text"] for s in found["statuses"]] == ["second"]
+
+
+def test_web_apps_of_any_origin_may_call_the_api(client, users, tokens):
+    preflight = client.options(
+        "/api/v1/timelines/home",
+        headers={"Origin": "https://elk.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    timeline = get(client, tokens["alice"], "/api/v1/timelines/home")
+    assert timeline.headers["Access-Control-Allow-Origin"] == "*"
+    assert timeline.headers["Access-Control-Expose-Headers"] == "Link"
+    refused = client.get("/api/v1/timelines/home")
+    assert refused.status_code == 401 and refused.headers["Access-Control-Allow-Origin"] == "*"
+    token = client.post("/oauth/token", data={"grant_type": "password"})
+    assert token.headers["Access-Control-Allow-Origin"] == "*"
+    # The pages are not opened to other origins: not the authorize page, nor the API of old.
+    assert "Access-Control-Allow-Origin" not in client.get("/oauth/authorize").headers
+    assert "Access-Control-Allow-Origin" not in client.get("/api/users").headers
+
+
+# --- remote accounts (rows of the same table, with a domain) -----------------------------------
+
+
+@pytest.fixture
+def carl(app):
+    """A remote account, as federation stores one: name@host, a domain, its actor's row."""
+    from actors import RemoteActor
+
+    with app.app_context():
+        user = User(username="carl@remote.example", domain="remote.example")
+        db.session.add(user)
+        db.session.flush()
+        db.session.add(
+            RemoteActor(
+                user_id=user.id,
+                actor_url="https://remote.example/users/carl",
+                inbox="https://remote.example/users/carl/inbox",
+                profile_url="https://remote.example/@carl",
+                key_id="https://remote.example/users/carl#main-key",
+                public_key_pem="-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----",
+                display_name="Carl Remote",
+                summary_html="<p>far away</p>",
+                followers_count=7,
+                following_count=3,
+                posts_count=99,
+            )
+        )
+        db.session.commit()
+        return user.id
+
+
+def test_a_remote_account_has_its_handle_and_its_servers_profile(app, client, users, tokens, carl):
+    add_posts(app, carl, ["from afar"])
+    add_posts(app, users["bob"], ["from here"])
+    shown = client.get(f"/api/v1/accounts/{carl}").json
+    assert (shown["username"], shown["acct"]) == ("carl", "carl@remote.example")
+    assert shown["display_name"] == "Carl Remote" and shown["note"] == "<p>far away</p>"
+    assert shown["url"] == "https://remote.example/@carl"
+    assert (shown["followers_count"], shown["statuses_count"]) == (7, 99)
+    looked_up = client.get("/api/v1/accounts/lookup?acct=carl@remote.example").json
+    assert looked_up["id"] == str(carl)
+    local = client.get("/api/v1/timelines/public?local=true").json
+    remote = client.get("/api/v1/timelines/public?remote=true").json
+    assert [s["text"] for s in local] == ["from here"]
+    assert [(s["text"], s["account"]["acct"]) for s in remote] == [
+        ("from afar", "carl@remote.example")
+    ]
+    assert client.get("/api/v1/instance/peers").json == ["remote.example"]
+    found = get(client, tokens["alice"], "/api/v2/search?q=@carl@remote.example").json
+    assert [a["acct"] for a in found["accounts"]] == ["carl@remote.example"]
+
+
+def test_following_a_remote_account_is_requested_until_its_server_accepts(
+    app, client, users, tokens, carl
+):
+    relation = post(client, tokens["alice"], f"/api/v1/accounts/{carl}/follow").json
+    assert relation["requested"] is True and relation["following"] is False
+    undone = post(client, tokens["alice"], f"/api/v1/accounts/{carl}/unfollow").json
+    assert undone["requested"] is False and undone["following"] is False
+
+
+def test_a_remote_post_keeps_its_address_and_cleaned_content(app, client, carl):
+    with app.app_context():
+        db.session.add(
+            Post(
+                body="hello from afar",
+                user_id=carl,
+                ap_id="https://remote.example/users/carl/statuses/1",
+                url="https://remote.example/@carl/1",
+                html="<p>hello <em>from</em> afar</p>",
+            )
+        )
+        db.session.commit()
+    shown = client.get("/api/v1/timelines/public?remote=true").json[0]
+    assert shown["uri"] == "https://remote.example/users/carl/statuses/1"
+    assert shown["url"] == "https://remote.example/@carl/1"
+    assert shown["content"] == "<p>hello <em>from</em> afar</p>"
+    assert shown["account"]["acct"] == "carl@remote.example"
+
+
+@pytest.mark.parametrize("app_config", [{"FEDERATION": True}])
+def test_statuses_from_an_app_reach_remote_followers(app, client, users, tokens, carl, monkeypatch):
+    import federation_out
+
+    sent = []
+    monkeypatch.setattr(
+        federation_out, "send", lambda activity, signer, inboxes: sent.append((activity, inboxes))
+    )
+    follow(app, carl, users["alice"])
+    created = post(client, tokens["alice"], "/api/v1/statuses", json={"status": "federated"})
+    assert created.status_code == 200
+    activity, inboxes = sent[0]
+    assert activity["type"] == "Create" and activity["object"]["content"].startswith("<p>")
+    assert inboxes == ["https://remote.example/users/carl/inbox"]
+    client.delete(f"/api/v1/statuses/{created.json['id']}", headers=bearer(tokens["alice"]))
+    assert sent[1][0]["type"] == "Delete"

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import sqlalchemy as sa
 
+import administration
 from database import db
 from models import User
 from oauth_store import OAuthCode, OAuthToken
@@ -428,7 +429,7 @@ def test_sign_out_everywhere_revokes_app_tokens(app, client, auth, users):
 def test_a_disabled_account_s_tokens_stop_working(app, client, users):
     token = make_token(app, users["alice"])
     with app.app_context():
-        db.session.get(User, users["alice"]).disable()
+        administration.disable(db.session.get(User, users["alice"]))
         db.session.commit()
     assert client.get("/api/v1/timelines/home", headers=bearer(token)).status_code == 401
 
@@ -441,3 +442,44 @@ def test_server_metadata(client):
     assert "S256" in metadata["code_challenge_methods_supported"]
     assert {"read", "write", "follow", "push", "read:statuses"} <= set(metadata["scopes_supported"])
     assert "password" in metadata["grant_types_supported"]
+
+
+@pytest.mark.parametrize("app_config", [{"APP_REGISTRATION_LIMIT_PER_IP": 2}])
+def test_app_registrations_are_throttled_per_address(client):
+    fields = {"client_name": "spam", "redirect_uris": OOB}
+    assert [client.post("/api/v1/apps", data=fields).status_code for _ in range(3)] == [
+        200,
+        200,
+        429,
+    ]
+    refused = client.post("/api/v1/apps", data=fields)
+    assert int(refused.headers["Retry-After"]) > 0 and "Too many new apps" in refused.json["error"]
+
+
+ODD_BODIES = [
+    ("application/json", '{"grant_type": "password", "username": "\\ud800", "password": "x"}'),
+    ("application/json", "[" * 1000 + "]" * 1000),
+    ("application/json", '{"grant_type": ' + "[" * 1000 + "]" * 1000 + "}"),
+    ("application/json", '{"client_id": ' + "9" * 5000 + "}"),
+    ("application/json", ""),
+    ("application/octet-stream", b"\xff\xfe\x00binary"),
+    ("application/x-www-form-urlencoded", "grant_type=password&client_id=" + "a" * 10000),
+]
+
+
+@pytest.mark.parametrize(("content_type", "body"), ODD_BODIES)
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke", "/api/v1/apps"])
+def test_odd_bodies_to_the_oauth_endpoints_are_4xx(app, client, users, path, content_type, body):
+    response = client.post(path, data=body, headers={"Content-Type": content_type})
+    assert 400 <= response.status_code < 500, response.get_data(as_text=True)
+    assert response.json["error"]
+    assert token_rows(app) == 0
+
+
+def test_pkce_plain_is_refused(app, client, auth):
+    client_id, _secret = make_app(app, redirect_uris=(CALLBACK,))
+    auth.login()
+    url = authorize_url(client_id, CALLBACK, code_challenge="x" * 50, code_challenge_method="plain")
+    response = client.get(url)
+    assert response.status_code == 400
+    assert "code_challenge_method" in response.get_data(as_text=True)

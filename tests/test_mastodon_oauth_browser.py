@@ -94,9 +94,22 @@ def test_approve_with_pkce_then_the_app_gets_a_token(
         timeout=10,
     )
     assert me.json()["username"] == "alice"
-    # The settings page now names the app.
+    # The settings page now names the app, with its Revoke button, and still fits the phone.
     page.goto(f"{live_server}/settings")
     assert "Phone app" in page.locator("#authorized-apps").inner_text()
+    scroll, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert scroll <= inner
+    if AXE.exists():
+        assert axe_violations(page) == []
+    page.click("#authorized-apps button")
+    assert "no longer has access" in page.locator(".alert").first.inner_text()
+    assert "Phone app" not in page.locator("#authorized-apps").inner_text()
+    gone = requests.get(
+        f"{live_server}/api/v1/accounts/verify_credentials",
+        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        timeout=10,
+    )
+    assert gone.status_code == 401
 
 
 def test_deny_sends_the_app_an_error(app, live_server, page, callback_server, users):

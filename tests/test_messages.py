@@ -6,7 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from database import db
-from models import Message, Notification, User
+from models import Message, User
+from notifications import Notification
 
 BADGE = re.compile(r'<span id="message_count" class="([^"]*)"[^>]*>(\d+)</span>')
 

@@ -4,12 +4,13 @@ import sqlalchemy as sa
 
 from database import db
 from models import User
+from notifications import notify
 
 
 def add_notification(app, username, name, data):
     with app.app_context():
         user = db.session.scalar(sa.select(User).where(User.username == username))
-        notification = user.add_notification(name, data)
+        notification = notify(user.id, name, data)
         db.session.commit()
         return notification.timestamp
 

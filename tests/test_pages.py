@@ -4,6 +4,7 @@ messages (without a browser: what the server answers)."""
 import pytest
 
 from database import db
+from mailboxes import Mailbox
 from models import Message, User
 from tests.helpers import add_posts, follow
 
@@ -32,7 +33,7 @@ def test_newer_messages_are_fragments_and_reading_them_changes_nothing(app, clie
     # A GET only reads (a link from elsewhere must not clear the badge): the page marks
     # what it has shown with a POST to /messages/read.
     with app.app_context():
-        assert db.session.get(User, users["alice"]).unread_message_count() == 3
+        assert Mailbox(db.session.get_one(User, users["alice"])).unread_count() == 3
     assert client.get("/messages/newer?after=999999").get_data(as_text=True).strip() == ""
 
 

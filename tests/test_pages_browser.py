@@ -6,6 +6,7 @@ looked at by a person: a test can say that nothing is wider than the screen, not
 page looks right.
 """
 
+import datetime
 import re
 import uuid
 from pathlib import Path
@@ -13,11 +14,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+import actors
 from database import db
 from jobs import Task, TaskStatus
 from models import POST_MAX, Message, Post, text_length
 from tests.conftest import browser_login
-from tests.helpers import ACUTE, EMOJI, add_posts, at_the_limit, follow
+from tests.helpers import ACUTE, EMOJI, actor_document, add_posts, at_the_limit, follow
 
 pytestmark = pytest.mark.browser
 
@@ -28,6 +30,8 @@ WIDTHS = {"phone": (390, 844), "laptop": (1280, 800)}
 LONG_NAME = "L" * 64  # the longest username there can be
 LONG_WORD = "W" * 140  # the longest post there can be, as one word
 LONG_URL = "https://example.com/" + "a" * 120
+# A remote account alice asked to follow, with a long name and about text, and a long post.
+REMOTE = "r" * 40 + "@remote.example"
 
 
 @pytest.fixture
@@ -53,13 +57,34 @@ def hostile(app, make_user):
             )
         )
         db.session.commit()
+        remote = remote_account_with_a_post()
+        db.session.add(
+            actors.FollowRequest(follower_id=alice, followed_id=remote, activity_id="https://x/1")
+        )
+        db.session.commit()
     return {"alice": alice, "long": long_user}
+
+
+def remote_account_with_a_post() -> int:
+    document = actor_document("https://remote.example", REMOTE.partition("@")[0])
+    document["name"] = LONG_WORD
+    document["summary"] = f"<p>{LONG_WORD}</p><p><a href='{LONG_URL}'>{LONG_URL}</a></p>"
+    user = actors.store_remote_actor(document)
+    db.session.flush()
+    html = f"<p>{LONG_WORD} {LONG_WORD}</p><p><a href='{LONG_URL}'>{LONG_URL}</a></p>"
+    # Older than the other posts: the pages of posts the other tests read stay as they were.
+    old = datetime.datetime(2001, 1, 1)
+    post = Post(body=LONG_WORD, html=html, ap_id="https://remote.example/1", timestamp=old)
+    post.user_id = user.id
+    db.session.add(post)
+    return user.id
 
 
 SIGNED_IN_PAGES = {
     "home": "/index",
     "explore": "/explore",
     "profile": f"/user/{LONG_NAME}",
+    "remote-profile": f"/user/{REMOTE}",
     "own-profile": "/user/alice",
     "messages": "/messages",
     "tasks": "/tasks",

@@ -5,6 +5,8 @@ import json
 import sqlalchemy as sa
 
 from database import db
+from follows import Follows
+from importing import add_imported_posts
 from models import Post, User
 from tests.conftest import PASSWORD, schema_differences
 
@@ -61,13 +63,13 @@ def test_deleting_a_user_cascades_on_postgres(pg_app):
     with pg_app.app_context():
         alice = db.session.scalar(sa.select(User).where(User.username == "alice"))
         bob = db.session.scalar(sa.select(User).where(User.username == "bob"))
-        alice.follow(bob)
+        Follows(alice).follow(bob)
         db.session.add(Post(body="soon gone", author=alice))
         db.session.commit()
         db.session.execute(sa.delete(User).where(User.id == alice.id))
         db.session.commit()
         assert db.session.scalar(sa.select(sa.func.count(Post.id))) == 0
-        assert bob.followers_count() == 0
+        assert Follows(bob).followers_count() == 0
 
 
 def test_a_resumed_export_on_postgres(pg_app, monkeypatch):
@@ -112,12 +114,12 @@ def test_importing_twice_adds_nothing_on_postgres(pg_app):
     with pg_app.app_context():
         alice = User.by_username("alice")
         assert alice is not None
-        assert alice.import_posts(batch) == 2
-        assert alice.import_posts(batch) == 0
+        assert add_imported_posts(alice, batch) == 2
+        assert add_imported_posts(alice, batch) == 0
         db.session.commit()
         assert alice.posts_count() == 2
-        assert alice.follow_usernames(["bob", "alice", "nobody"]) == 1
-        assert alice.follow_usernames(["bob"]) == 0
+        assert Follows(alice).follow_usernames(["bob", "alice", "nobody"]) == 1
+        assert Follows(alice).follow_usernames(["bob"]) == 0
 
 
 def test_export_request_is_queued_once_on_postgres(pg_app):

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from database import db, utcnow
 from models import POST_MAX, Post, User, text_length
 from tests.helpers import ACUTE, EMOJI, add_posts, at_the_limit, follow
+from timeline import Timeline
 
 
 def minutes_ago(minutes):
@@ -206,6 +207,4 @@ def test_timeline_count_matches_the_timeline(app, users):
     with app.app_context():
         for username in users:
             user = db.session.get(User, users[username])
-            assert user.following_posts_count() == len(
-                db.session.scalars(user.following_posts()).all()
-            )
+            assert Timeline(user).count() == len(db.session.scalars(Timeline(user).posts()).all())

@@ -10,6 +10,7 @@ from flask_migrate import upgrade
 import search
 from database import db
 from importer import ImportedPost, post_key
+from importing import add_imported_posts
 from microblog import create_app
 from models import Post, User
 from tests.conftest import Client
@@ -288,7 +289,7 @@ def test_imported_posts_are_indexed_with_the_posts_written_beside_them(searcher)
         batch = [ImportedPost(body, moment, None, post_key(body, moment)) for body in bodies]
         with searcher.app.app_context():
             alice = db.session.scalar(sa.select(User).where(User.username == "alice"))
-            added = alice.import_posts(batch)
+            added = add_imported_posts(alice, batch)
             db.session.commit()
             return added
 
@@ -371,7 +372,7 @@ def migrate_and_search(migration_app):
         assert len(search.search_posts(terms, 1, 10).items) == 2
         moment = datetime(2024, 2, 1)
         imported = ImportedPost("imported news", moment, None, post_key("imported news", moment))
-        assert db.session.get_one(User, 1).import_posts([imported]) == 1
+        assert add_imported_posts(db.session.get_one(User, 1), [imported]) == 1
         db.session.commit()
         assert len(search.search_posts(terms, 1, 10).items) == 3
         with db.engine.begin() as connection:

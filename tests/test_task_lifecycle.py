@@ -6,8 +6,15 @@ import pytest
 import sqlalchemy as sa
 
 from database import db
-from jobs import TASK_TRANSITIONS, InvalidTransition, Task, TaskStatus, check_transitions
-from models import Notification
+from jobs import (
+    TASK_TRANSITIONS,
+    InvalidTransition,
+    Task,
+    TaskStatus,
+    check_transitions,
+    fail_all_active,
+)
+from notifications import Notification
 
 ALL_MOVES = list(itertools.product(TaskStatus, repeat=2))
 
@@ -69,7 +76,7 @@ def test_failing_every_active_task_tells_each_owner(app, users):
     running = add_task(app, users["bob"], TaskStatus.RUNNING, "r")
     done = add_task(app, users["carol"], TaskStatus.DONE, "d")
     with app.app_context():
-        assert Task.fail_all_active("Stopped by a restore.") == 2
+        assert fail_all_active("Stopped by a restore.") == 2
         notified = {
             (note.user_id, note.get_data()["task_id"], note.get_data()["status"])
             for note in db.session.scalars(

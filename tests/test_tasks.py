@@ -8,15 +8,19 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+import exporting
 import jobs
 import tasks
 import worker
 from database import db, utcnow
+from exporting import export_posts, write_export
 from jobs import Consumer, Task, TaskStatus
-from models import ApiToken, Notification, User
+from models import ApiToken, User
+from notifications import Notification
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts, export_document
 from tests.live import wait_for
+from user_tasks import launch_task, task_history
 
 
 def only_task(app, user_id=None):
@@ -31,7 +35,7 @@ def only_task(app, user_id=None):
 
 
 def export_path(app, task):
-    return tasks.Path(app.config["DATA_DIR"]) / "exports" / f"{task.id}.json"
+    return Path(app.config["DATA_DIR"]) / "exports" / f"{task.id}.json"
 
 
 def test_export_lifecycle(app, client, auth, users, immediate):
@@ -112,7 +116,7 @@ def test_two_concurrent_launches_start_one_task(app, users, immediate, monkeypat
     # The export that starts holds after its first batch until the other launch has returned:
     # that launch must find it still running.
     returned = threading.Event()
-    monkeypatch.setattr(tasks, "after_export_batch", lambda _done: returned.wait(timeout=10))
+    monkeypatch.setattr(exporting, "after_export_batch", lambda _done: returned.wait(timeout=10))
     barrier = threading.Barrier(2)
     results = []
 
@@ -120,7 +124,7 @@ def test_two_concurrent_launches_start_one_task(app, users, immediate, monkeypat
         with app.app_context():
             user = db.session.get(User, users["alice"])
             barrier.wait()
-            task = user.launch_task(tasks.export_posts, "Exporting your posts")
+            task = launch_task(user, export_posts, "Exporting your posts")
             results.append(task.id if task else None)
             returned.set()
 
@@ -190,7 +194,7 @@ def test_exception_in_export_fails_the_task(app, client, auth, users, immediate,
     def broken(task_id, user_id):
         raise ValueError("disk on fire")
 
-    monkeypatch.setattr(tasks, "write_export", broken)
+    monkeypatch.setattr(exporting, "write_export", broken)
     auth.login()
 
     client.submit("/export_posts")
@@ -307,10 +311,10 @@ def test_cancel_a_queued_task_revokes_it(app, client, auth, users, immediate):
     assert only_task(app).status == "cancelled"
     # When the consumer reaches the message, Huey skips it and the row stays cancelled.
     with app.app_context():
-        tasks.huey.execute(tasks.export_posts.task_class((users["alice"],), None, id=task_id))
+        tasks.huey.execute(export_posts.task_class((users["alice"],), None, id=task_id))
     task = only_task(app)
     assert task.status == "cancelled" and task.result_file is None
-    assert not (tasks.Path(app.config["DATA_DIR"]) / "exports" / f"{task_id}.json").exists()
+    assert not (Path(app.config["DATA_DIR"]) / "exports" / f"{task_id}.json").exists()
 
 
 def test_cancel_requires_csrf(app, client, auth, users, immediate):
@@ -332,23 +336,23 @@ def test_cancel_a_running_export(app, users, immediate, monkeypatch):
         if done >= 20:
             answered.wait(timeout=30)
 
-    monkeypatch.setattr(tasks, "after_export_batch", hold_after_second_batch)
+    monkeypatch.setattr(exporting, "after_export_batch", hold_after_second_batch)
     exporter, canceller = app.test_client(), app.test_client()
     for client in (exporter, canceller):
         client.submit("/login", {"username": "alice", "password": PASSWORD})
-    exporting = threading.Thread(target=exporter.submit, args=("/export_posts",))
-    exporting.start()
+    request = threading.Thread(target=exporter.submit, args=("/export_posts",))
+    request.start()
     task_id = wait_for(lambda: running_task_id(app, users["alice"]), what="the export to start")
 
     response = canceller.submit(f"/tasks/{task_id}/cancel", follow_redirects=True)
     answered.set()
-    exporting.join(timeout=30)
+    request.join(timeout=30)
 
     assert "Cancelling…" in response.get_data(as_text=True)  # said once, by the task itself
     task = only_task(app)
     assert task.status == "cancelled" and task.finished_at is not None
     assert 0 < task.progress < 100
-    exports = tasks.Path(app.config["DATA_DIR"]) / "exports"
+    exports = Path(app.config["DATA_DIR"]) / "exports"
     assert list(exports.iterdir()) == []  # neither the file nor its partial remains
 
 
@@ -392,7 +396,7 @@ def test_reaper_fails_running_tasks_with_a_stale_heartbeat(app, users, immediate
         assert note.get_data()["status"] == "failed"
         # The user can start a new export straight away.
         user = db.session.get(User, users["alice"])
-        assert user.launch_task(tasks.export_posts, "Exporting your posts").status == "done"
+        assert launch_task(user, export_posts, "Exporting your posts").status == "done"
 
 
 def test_page_says_when_the_worker_is_not_running(app, client, auth, users, immediate):
@@ -478,7 +482,7 @@ def test_export_keeps_the_newest_finished_files(app, client, auth, users, immedi
         client.submit("/export_posts")
 
     with app.app_context():
-        rows = db.session.scalars(User.tasks_select(db.session.get(User, users["alice"]))).all()
+        rows = db.session.scalars(task_history(db.session.get_one(User, users["alice"]))).all()
         assert [row.status for row in rows] == ["done"] * 3
         assert [bool(row.result_file) for row in rows] == [True, True, False]
         assert rows[2].download_expired
@@ -508,13 +512,13 @@ def export_crashing_once_then_resumed(
         db.session.add(Task(id="t1", name="export_posts", description="x", user_id=user_id,
                             status="running"))  # fmt: skip
         db.session.commit()
-        monkeypatch.setattr(tasks, "after_export_batch", crash)
+        monkeypatch.setattr(exporting, "after_export_batch", crash)
         with pytest.raises(Crash):
-            tasks.write_export("t1", user_id)
+            write_export("t1", user_id)
         # The last batch was written but not checkpointed: the resumed run writes it again.
         assert json.loads(db.session.get(Task, "t1").checkpoint)["done"] == checkpointed
-        monkeypatch.setattr(tasks, "after_export_batch", None)
-        name, count, _size = tasks.write_export("t1", user_id)
+        monkeypatch.setattr(exporting, "after_export_batch", None)
+        name, count, _size = write_export("t1", user_id)
         assert count == len(expected["posts"])
         content = (Path(app.config["DATA_DIR"]) / "exports" / name).read_bytes()
     return content, expected

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from database import db
 from models import Post, User
 from tests.helpers import add_posts, add_user, follow
+from timeline import Timeline
 
 PAGE = 25
 BUSY_POSTS = 3000  # the busy author's posts: most of the table
@@ -41,7 +42,7 @@ def expected_page(app, author_ids, page) -> list[int]:
 def timeline(user_id, page=1) -> sa.Select:
     user = db.session.get_one(User, user_id)
     rows = page * PAGE + 1
-    return user.following_posts(rows).limit(PAGE).offset((page - 1) * PAGE)
+    return Timeline(user).posts(rows).limit(PAGE).offset((page - 1) * PAGE)
 
 
 def sqlite_plan(query) -> str:

@@ -9,7 +9,7 @@ import time
 
 if os.path.basename(sys.argv[0] if sys.argv else "") == "huey_consumer":
     sys.path.insert(0, os.getcwd())  # huey_consumer runs from the project root
-    import tasks
+    import exporting
 
     pause = float(os.environ.get("EXPORT_BATCH_PAUSE", "0.1"))
-    tasks.after_export_batch = lambda _done: time.sleep(pause)
+    exporting.after_export_batch = lambda _done: time.sleep(pause)

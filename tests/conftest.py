@@ -433,7 +433,9 @@ def add_users(data_dir, usernames, password_hash, admins=()) -> None:
         add_user(app, username, password_hash)
     with app.app_context():
         for username in admins:
-            db.session.scalar(db.select(User).filter_by(username=username)).make_admin(True)
+            administration.make_admin(
+                db.session.scalar(db.select(User).filter_by(username=username))
+            )
         db.session.commit()
         db.engine.dispose()
 

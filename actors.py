@@ -8,6 +8,7 @@ so follows, timelines and search treat it like any other; the rest of its actor 
 renamed user stays the same actor for the servers that follow them.
 """
 
+import hashlib
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -259,6 +260,16 @@ def _public_key(document: dict, actor_url: str) -> tuple[str, str]:
     return key_url, pem
 
 
+def remote_username(document: dict[str, Any], actor_url: str) -> str:
+    """The name an actor goes by here: its `preferredUsername`, or, where it has none we can
+    use (the property is optional in ActivityPub), the last part of its id's path, or else
+    a name made from the id (the same for the same actor every time)."""
+    for name in (document.get("preferredUsername"), urlsplit(actor_url).path.rsplit("/", 1)[-1]):
+        if isinstance(name, str) and REMOTE_NAME.match(name):
+            return name
+    return "actor-" + hashlib.sha256(actor_url.encode()).hexdigest()[:12]
+
+
 def store_remote_actor(document: dict, *, fetched_from: str | None = None) -> User:
     """Create or update the remote account an actor document describes; return its user.
 
@@ -273,9 +284,9 @@ def store_remote_actor(document: dict, *, fetched_from: str | None = None) -> Us
         raise ActorError("the actor's id is on another server than its document")
     if document.get("type") not in ACTOR_TYPES:
         raise ActorError("the document is not an actor")
-    name = document.get("preferredUsername")
+    name = remote_username(document, actor_url)
     handle = f"{name}@{host}"
-    if not isinstance(name, str) or not REMOTE_NAME.match(name) or len(handle) > USERNAME_MAX:
+    if len(handle) > USERNAME_MAX:
         raise ActorError("the actor's username is missing or unusable here")
     if host == site_host():
         raise ActorError("the actor claims to be on this server")

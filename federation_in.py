@@ -203,6 +203,25 @@ def _check_actor(activity: dict[str, Any], owner: actors.RemoteActor) -> None:
         abort(401, "the key is not the actor's")
     if actors.host_of(activity["id"]) != actors.host_of(actor_url):
         abort(400, "the activity's id is on another server than its actor")
+    if activity.get("type") in AUTHORED_TYPES:
+        _check_authorship(activity.get("object"), actor_url)
+
+
+# Activities whose object must be the actor's own: one cannot create, change or delete
+# what is another's (an Announce or a Like names others' objects, and that is their point).
+AUTHORED_TYPES = {"Create", "Update", "Delete"}
+
+
+def _check_authorship(item: Any, actor_url: str) -> None:
+    """The object of a Create, Update or Delete lives on the actor's server and, where it
+    names its author, is the actor's."""
+    item_id = object_id(item)
+    if item_id is not None and actors.host_of(item_id) != actors.host_of(actor_url):
+        abort(400, "the object is on another server than its actor")
+    author = item.get("attributedTo") if isinstance(item, dict) else None
+    authors = author if isinstance(author, list) else [author]
+    if author is not None and actor_url not in (object_id(one) for one in authors):
+        abort(400, "the object is attributed to another actor")
 
 
 def object_id(value: Any) -> str | None:

@@ -537,11 +537,23 @@ def test_notes_of_accounts_nobody_follows_are_not_kept(web, app, users, ann, rem
         assert db.session.scalar(sa.select(sa.func.count(Post.id))) == 0
 
 
-def test_note_by_someone_else_is_not_taken(web, app, alice_follows_ann, remote_keys):
-    forged = note(3, attributedTo="https://remote.example/users/bob")
-    ann_does(web, app, remote_keys, "Create", forged)
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"attributedTo": "https://remote.example/users/bob"},  # another actor of its server
+        {"attributedTo": "https://other.example/users/ann"},  # an actor elsewhere
+        {"id": "https://other.example/notes/3"},  # a note that lives elsewhere
+    ],
+)
+def test_note_by_someone_else_is_refused(web, app, alice_follows_ann, remote_keys, change):
+    forged = {**note(3), **change}
+    activity = {"id": "https://remote.example/Create/1", "type": "Create", "actor": ANN}
+    answer = signed_post(web, "/inbox", {**activity, "object": forged}, remote_keys)
+    assert answer.status_code == 400
+    apply_all(app)
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count(Post.id))) == 0
+        assert db.session.scalar(sa.select(sa.func.count(federation_in.InboxActivity.id))) == 0
 
 
 def test_accept_and_undo_of_follows(web, app, users, ann, remote_keys):
@@ -588,3 +600,26 @@ def test_update_and_delete_of_the_person(web, app, users, ann, remote_keys):
     ann_does(web, app, remote_keys, "Delete", ANN)
     with app.app_context():
         assert db.session.get(User, ann) is None
+
+
+@pytest.mark.parametrize(
+    ("preferred", "expected"),
+    [
+        ("ann", "ann"),
+        (None, "emily"),  # no preferredUsername: the last part of the id's path
+        ("no spaces allowed", "emily"),
+    ],
+)
+def test_an_actor_without_a_usable_username_is_named_from_its_id(app, preferred, expected):
+    document = {"id": "https://elsewhere.example/actor/emily", "type": "Person"}
+    if preferred is not None:
+        document["preferredUsername"] = preferred
+    with app.app_context():
+        assert actors.remote_username(document, document["id"]) == expected
+
+
+def test_an_actor_whose_id_names_nothing_usable_gets_a_stable_made_up_name(app):
+    url = "https://elsewhere.example/users/%F0%9F%98%80/"
+    with app.app_context():
+        first = actors.remote_username({"id": url}, url)
+        assert first.startswith("actor-") and first == actors.remote_username({"id": url}, url)

@@ -1,0 +1,206 @@
+"""The federation endpoints, the Mastodon client API and OAuth tried as an attacker would,
+against a real gunicorn on a database migrated with Alembic: odd numbers, odd text, odd
+bodies. Every answer is below 500, and the server log has no traceback (the `gunicorn`
+helper checks it when the server stops)."""
+
+import json
+import urllib.parse
+
+import pytest
+import requests
+
+from database import db
+from microblog import create_app
+from models import Post, User
+from tests.mastodon_support import bearer, make_token
+from tests.test_api_fuzz import data_dir as data_dir  # noqa: F401  (the migrated data dir)
+from tests.test_api_fuzz import database_url, gunicorn
+
+SITE = "http://microblog.test"
+ODD_NUMBERS = [str(10**30), "-1", "1e9", "\ud800", "\u0663", "\u00b2", "0x10", " 1", ""]
+ACTIVITY_JSON = "application/activity+json"
+
+
+@pytest.fixture(scope="module")
+def server(data_dir):  # noqa: F811
+    app = create_app({"DATA_DIR": str(data_dir), "SQLALCHEMY_DATABASE_URI": database_url(data_dir)})
+    with app.app_context():
+        fuzzer = db.session.scalar(db.select(User).where(User.username == "fuzzer"))
+        db.session.add(Post(body="hello @pager", author=fuzzer))
+        db.session.commit()
+        user_id = fuzzer.id
+    token = make_token(app, user_id)
+    settings = {
+        "SITE_URL": SITE,
+        "FEDERATION_ALLOW_HTTP": True,
+        "APP_REGISTRATION_LIMIT_PER_IP": 1000000,
+        "API_TOKEN_LIMIT_PER_IP": 1000000,
+    }
+    with gunicorn(data_dir, f"microblog:create_app({settings!r})", "--workers", "2") as url:
+        yield {"url": url, "token": token, "user_id": user_id, "app": app}
+    with app.app_context():
+        db.engine.dispose()
+
+
+def call(server, method, path, **kwargs) -> requests.Response:
+    kwargs.setdefault("timeout", 30)
+    kwargs.setdefault("allow_redirects", False)
+    return requests.request(method, server["url"] + path, **kwargs)
+
+
+def assert_no_crash(response):
+    assert response.status_code < 500, (response.request.url, response.text[:2000])
+    assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize("number", ODD_NUMBERS)
+@pytest.mark.parametrize(
+    "template",
+    [
+        "/actors/{n}",
+        "/actors/{n}/outbox",
+        "/actors/{n}/followers",
+        "/actors/{n}/following",
+        "/actors/1/outbox?page={n}",
+        "/actors/1/followers?page={n}",
+        "/post/{n}",
+        "/.well-known/webfinger?resource=" + SITE + "/actors/{n}",
+        "/.well-known/webfinger?resource=acct:{n}@microblog.test",
+        "/user/{n}",
+        "/user/{n}@example.com",
+    ],
+)
+def test_odd_numbers_in_federation_urls(server, template, number):
+    response = call(server, "GET", template.format(n=number), headers={"Accept": ACTIVITY_JSON})
+    assert_no_crash(response)
+
+
+@pytest.mark.parametrize("number", ODD_NUMBERS)
+@pytest.mark.parametrize(
+    "template",
+    [
+        "/api/v1/timelines/home?limit={n}",
+        "/api/v1/timelines/home?max_id={n}",
+        "/api/v1/timelines/public?since_id={n}",
+        "/api/v1/timelines/public?min_id={n}",
+        "/api/v1/notifications?limit={n}&max_id={n}",
+        "/api/v1/conversations?limit={n}",
+        "/api/v1/accounts/{n}",
+        "/api/v1/accounts/1/statuses?limit={n}&max_id={n}",
+        "/api/v1/accounts/1/followers?limit={n}",
+        "/api/v1/accounts/relationships?id[]={n}",
+        "/api/v1/statuses/{n}",
+        "/api/v1/statuses/{n}/context",
+        "/api/v1/notifications/{n}",
+        "/api/v2/search?q=a&offset={n}",
+        "/api/v2/search?q=a&limit={n}",
+        "/api/v1/markers?timeline[]={n}",
+        "/api/v1/accounts/lookup?acct={n}",
+        "/api/v1/microblog/tasks/{n}",
+    ],
+)
+def test_odd_numbers_in_api_queries(server, template, number):
+    response = call(server, "GET", template.format(n=number), headers=bearer(server["token"]))
+    assert_no_crash(response)
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+ODD_BODIES = [
+    ("application/json", b""),
+    ("application/json", b"{"),
+    ("application/json", b"[1, 2]"),
+    ("application/json", b'"text"'),
+    ("application/json", b"null"),
+    ("application/json", DEEP.encode()),
+    ("application/json", b'{"a": ' * 5000 + b"1" + b"}" * 5000),
+    ("application/json", b'{"status": "\\ud800", "name": "\\ud800", "client_name": "\\ud800"}'),
+    ("application/json", b'{"status": ["a"], "client_name": {"a": 1}, "redirect_uris": 7}'),
+    ("application/json", b'{"limit": 1e400, "id": 100000000000000000000000000000}'),
+    ("application/json", b"\xff\xfe\x00binary"),
+    ("application/x-www-form-urlencoded", b"status=%ED%A0%80&client_name=%ff%fe"),
+    ("application/x-www-form-urlencoded", b"a[b][c][d]=1&" * 1000),
+    ("multipart/form-data; boundary=x", b"--x\r\nbroken"),
+    ("text/plain", b"\x00\x01\x02"),
+    ("application/activity+json", b'{"type": "Create", "object": []}'),
+]
+
+
+@pytest.mark.parametrize("content_type,body", ODD_BODIES, ids=range(len(ODD_BODIES)))
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/statuses",
+        "/api/v1/apps",
+        "/api/v1/markers",
+        "/api/v1/accounts/1/follow",
+        "/api/v1/statuses/1/favourite",
+        "/api/v1/notifications/clear",
+        "/api/v1/conversations/1/read",
+        "/api/v1/accounts/update_credentials",
+        "/api/v2/media",
+        "/oauth/token",
+        "/oauth/revoke",
+        "/oauth/authorize",
+        "/inbox",
+        "/actors/1/inbox",
+        "/user/fuzzer/inbox",
+    ],
+)
+def test_odd_bodies(server, path, content_type, body):
+    headers = {"Content-Type": content_type, **bearer(server["token"])}
+    method = "PATCH" if path.endswith("update_credentials") else "POST"
+    response = call(server, method, path, data=body, headers=headers)
+    assert_no_crash(response)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "resource=",
+        "resource=acct:",
+        "resource=acct:@",
+        "resource=%ED%A0%80",
+        "resource=acct:%00@microblog.test",
+        "resource=http://[::1",
+        "resource=" + "a" * 20000,
+        "resource=acct:fuzzer@microblog.test&resource=x",
+    ],
+)
+def test_odd_webfinger_resources(server, query):
+    assert_no_crash(call(server, "GET", "/.well-known/webfinger?" + query))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "response_type=code&client_id=%ED%A0%80&redirect_uri=x",
+        "response_type=code&client_id=" + "a" * 10000,
+        "response_type=token&client_id=x",
+        "response_type=code&client_id=x&redirect_uri=%00&scope=%ff",
+        "client_id[]=x",
+    ],
+)
+def test_odd_authorize_queries(server, query):
+    assert_no_crash(call(server, "GET", "/oauth/authorize?" + query))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"grant_type": "password", "username": "\ud800", "password": "x", "client_id": "x"},
+        {"grant_type": "authorization_code", "code": "x" * 10000, "client_id": "x"},
+        {"grant_type": "client_credentials", "client_id": "\u0663", "client_secret": "\ud800"},
+        {"grant_type": "refresh_token", "refresh_token": "x"},
+        {"grant_type": ["a", "b"]},
+    ],
+)
+def test_odd_token_requests(server, fields):
+    # Lone surrogates travel as a JSON escape and as the UTF-8 bytes they would have.
+    form = urllib.parse.urlencode(fields, doseq=True, errors="surrogatepass")
+    bodies = [("application/x-www-form-urlencoded", form), ("application/json", json.dumps(fields))]
+    for content_type, body in bodies:
+        response = call(
+            server, "POST", "/oauth/token", data=body, headers={"Content-Type": content_type}
+        )
+        assert_no_crash(response)
+        assert response.status_code in (400, 401, 429), response.text

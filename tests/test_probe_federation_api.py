@@ -4,15 +4,20 @@ bodies. Every answer is below 500, and the server log has no traceback (the `gun
 helper checks it when the server stops)."""
 
 import json
+import secrets
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 import requests
+import sqlalchemy as sa
 
-from database import db
+from database import db, utcnow
 from microblog import create_app
-from models import Post, User
-from tests.mastodon_support import bearer, make_token
+from models import Post, User, hash_api_token
+from oauth_store import OAuthApp, OAuthCode, OAuthToken
+from tests.mastodon_support import OOB, bearer, make_app, make_token
 from tests.test_api_fuzz import data_dir as data_dir  # noqa: F401  (the migrated data dir)
 from tests.test_api_fuzz import database_url, gunicorn
 
@@ -204,3 +209,55 @@ def test_odd_token_requests(server, fields):
         )
         assert_no_crash(response)
         assert response.status_code in (400, 401, 429), response.text
+
+
+def approved_code(app, user_id) -> tuple[str, str, str]:
+    """An app and an authorization code its user approved: (client_id, secret, code)."""
+    client_id, secret = make_app(app)
+    code = secrets.token_urlsafe(32)
+    with app.app_context():
+        oauth_app = db.session.scalar(sa.select(OAuthApp).where(OAuthApp.client_id == client_id))
+        db.session.add(
+            OAuthCode(
+                code_hash=hash_api_token(code),
+                app_id=oauth_app.id,
+                user_id=user_id,
+                redirect_uri=OOB,
+                scope="read",
+                expires_at=utcnow() + timedelta(minutes=5),
+            )
+        )
+        db.session.commit()
+    return client_id, secret, code
+
+
+def test_an_authorization_code_gives_one_token_however_many_ask_at_once(server):
+    """Two workers, four threads each: every exchange of one code reads the code before
+    any deletes it; only the one that deletes it may have a token."""
+    app = server["app"]
+    for _round in range(5):
+        client_id, secret, code = approved_code(app, server["user_id"])
+        exchange = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": client_id,
+            "client_secret": secret,
+            "redirect_uri": OOB,
+        }
+        with ThreadPoolExecutor(8) as pool:
+            asking = [
+                pool.submit(call, server, "POST", "/oauth/token", data=exchange) for _ in range(8)
+            ]
+            answers = [future.result() for future in asking]
+        for answer in answers:
+            assert_no_crash(answer)
+        assert sum(answer.status_code == 200 for answer in answers) == 1, [
+            (answer.status_code, answer.text) for answer in answers
+        ]
+        with app.app_context():
+            tokens = (
+                sa.select(sa.func.count(OAuthToken.id))
+                .join(OAuthApp)
+                .where(OAuthApp.client_id == client_id)
+            )
+            assert db.session.scalar(tokens) == 1

@@ -18,6 +18,7 @@ from mastodon_contract import (
     body_fields,
     id_arg,
     id_page,
+    is_id,
     limit_arg,
     me,
     not_found,
@@ -188,9 +189,9 @@ def save_markers(params: MarkersParams) -> dict:
         last_read = last_read or fields.get(f"{timeline}[last_read_id]")
         if last_read is None:
             continue
-        if not isinstance(last_read, str | int) or not str(last_read).isdecimal():
+        if not isinstance(last_read, str | int) or not is_id(str(last_read)):
             unprocessable(f"Validation failed: {timeline} last_read_id must be an id")
-        Marker.set(user, timeline, str(last_read)[:18])
+        Marker.set(user, timeline, str(last_read))
         saved.append(timeline)
     db.session.commit()
     return markers_of(user, saved)

@@ -19,6 +19,7 @@ from mastodon_api import PageQuery, Params, truthy
 from mastodon_contract import (
     current_user_or_none,
     id_page,
+    is_id,
     masto_abort,
     me,
     not_found,
@@ -123,7 +124,7 @@ def send_direct(user: User, text: str) -> dict:
 
 def status_number(id: str) -> int:
     """A status id as a number, or 0 (no status) for anything that is none."""
-    if not id.isdecimal() or not id.isascii() or len(id) > 18:
+    if not is_id(id):
         return 0
     return int(id)
 

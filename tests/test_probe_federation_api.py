@@ -261,3 +261,21 @@ def test_an_authorization_code_gives_one_token_however_many_ask_at_once(server):
                 .where(OAuthApp.client_id == client_id)
             )
             assert db.session.scalar(tokens) == 1
+
+
+@pytest.mark.parametrize(
+    "last_read_id", ["\u0663\u0663", 10**30, "1" * 19, -1, "1e9", True, "\u00b2", [1], {"a": 1}]
+)
+def test_a_marker_is_an_id_or_a_422(server, last_read_id):
+    token = bearer(server["token"])
+    before = call(server, "GET", "/api/v1/markers?timeline[]=home", headers=token).json()
+    response = call(
+        server,
+        "POST",
+        "/api/v1/markers",
+        json={"home": {"last_read_id": last_read_id}},
+        headers=token,
+    )
+    assert response.status_code == 422, response.text
+    after = call(server, "GET", "/api/v1/markers?timeline[]=home", headers=token).json()
+    assert after == before

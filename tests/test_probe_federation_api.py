@@ -24,6 +24,7 @@ from tests.test_api_fuzz import database_url, gunicorn
 SITE = "http://microblog.test"
 ODD_NUMBERS = [str(10**30), "-1", "1e9", "\ud800", "\u0663", "\u00b2", "0x10", " 1", ""]
 ACTIVITY_JSON = "application/activity+json"
+LOOKUPS = 3  # remote account lookups a user may ask for in the window
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,7 @@ def server(data_dir):  # noqa: F811
         "FEDERATION_ALLOW_HTTP": True,
         "APP_REGISTRATION_LIMIT_PER_IP": 1000000,
         "API_TOKEN_LIMIT_PER_IP": 1000000,
+        "FEDERATION_LOOKUP_LIMIT_PER_USER": LOOKUPS,
     }
     with gunicorn(data_dir, f"microblog:create_app({settings!r})", "--workers", "2") as url:
         yield {"url": url, "token": token, "user_id": user_id, "app": app}
@@ -279,3 +281,13 @@ def test_a_marker_is_an_id_or_a_422(server, last_read_id):
     assert response.status_code == 422, response.text
     after = call(server, "GET", "/api/v1/markers?timeline[]=home", headers=token).json()
     assert after == before
+
+
+def test_api_lookups_of_remote_accounts_are_throttled_as_the_search_page_s(server):
+    """Each makes this server ask another (here a name that never resolves)."""
+    token = make_token(server["app"], server["user_id"])
+    query = "/api/v2/search?resolve=true&q=" + urllib.parse.quote("@someone@nowhere.invalid")
+    answers = [call(server, "GET", query, headers=bearer(token)) for _ in range(LOOKUPS + 1)]
+    assert [answer.status_code for answer in answers] == [200] * LOOKUPS + [429]
+    assert int(answers[-1].headers["Retry-After"]) > 0
+    assert "Too many" in answers[-1].json()["error"]

@@ -1,7 +1,7 @@
 """The Mastodon client API, part two: statuses (posts, and private messages as `direct`
 ones) and timelines."""
 
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -52,8 +52,10 @@ class StatusParams(Params):
     status: Text | None = None
     media_ids: list[str] = Field([], description="Not supported: must be empty.")
     poll: Any = Field(None, description="Not supported.")
-    visibility: Text | None = Field(
-        None, description="`direct` sends a private message to the one account it mentions."
+    visibility: Literal["public", "unlisted", "private", "direct", ""] | None = Field(
+        None,
+        description="`direct` sends a private message to the one account it mentions; "
+        "`private` (followers only) is refused: every post here is public.",
     )
     in_reply_to_id: str | int | None = None
     spoiler_text: Text | None = None
@@ -92,6 +94,9 @@ def create_status(params: StatusParams) -> dict:
         unprocessable("Polls are not supported on this server yet")
     if params.visibility == "direct":
         return send_direct(user, params.status or "")
+    if params.visibility == "private":
+        # Published, it would be public (and sent to other servers as public).
+        unprocessable("Followers-only statuses are not supported on this server yet")
     key = (request.headers.get("Idempotency-Key") or "")[:200]
     earlier = IdempotencyKey.post_for(user, key) if key else None
     if earlier is not None:

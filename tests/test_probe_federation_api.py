@@ -291,3 +291,31 @@ def test_api_lookups_of_remote_accounts_are_throttled_as_the_search_page_s(serve
     assert [answer.status_code for answer in answers] == [200] * LOOKUPS + [429]
     assert int(answers[-1].headers["Retry-After"]) > 0
     assert "Too many" in answers[-1].json()["error"]
+
+
+@pytest.mark.parametrize("visibility", ["private", "\u0663", "PUBLIC", ["public"], 1])
+def test_a_status_that_would_not_be_public_as_asked_is_refused(server, visibility):
+    """Every post here is public: a followers-only status (or one of no known visibility)
+    is a 422, not published for everyone and sent to other servers."""
+    token = bearer(server["token"])
+    text = f"meant for few {secrets.token_hex(4)}"
+    response = call(
+        server,
+        "POST",
+        "/api/v1/statuses",
+        json={"status": text, "visibility": visibility},
+        headers=token,
+    )
+    assert response.status_code == 422, response.text
+    mine = f"/api/v1/accounts/{server['user_id']}/statuses?limit=40"
+    assert text not in call(server, "GET", mine, headers=token).text
+
+
+@pytest.mark.parametrize("visibility", ["public", "unlisted", "", None])
+def test_public_and_unlisted_statuses_are_published(server, visibility):
+    fields = {"status": f"for all {secrets.token_hex(4)}", "visibility": visibility}
+    response = call(
+        server, "POST", "/api/v1/statuses", json=fields, headers=bearer(server["token"])
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["visibility"] == "public"

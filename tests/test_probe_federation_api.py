@@ -319,3 +319,15 @@ def test_public_and_unlisted_statuses_are_published(server, visibility):
     )
     assert response.status_code == 200, response.text
     assert response.json()["visibility"] == "public"
+
+
+@pytest.mark.parametrize("path", ["/inbox", "/actors/1/inbox", "/api/v1/statuses", "/oauth/token"])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_huge_bodies_are_refused(server, path, chunked):
+    """4 MiB, with a Content-Length or chunked (no length said up front)."""
+    block = b"{" + b" " * (64 * 1024 - 1)
+    body = (block for _ in range(64)) if chunked else block * 64
+    headers = {"Content-Type": "application/json", **bearer(server["token"])}
+    response = call(server, "POST", path, data=body, headers=headers)
+    assert_no_crash(response)
+    assert 400 <= response.status_code < 500, response.text[:500]

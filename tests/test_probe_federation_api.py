@@ -13,6 +13,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+import federation_in
 from database import db, utcnow
 from microblog import create_app
 from models import Post, User, hash_api_token
@@ -331,3 +332,13 @@ def test_huge_bodies_are_refused(server, path, chunked):
     response = call(server, "POST", path, data=body, headers=headers)
     assert_no_crash(response)
     assert 400 <= response.status_code < 500, response.text[:500]
+
+
+@pytest.mark.parametrize(
+    "published",
+    ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "99999-01-01", "\ud800", 10**30],
+)
+def test_a_note_published_at_an_impossible_moment_is_dated_now(published):
+    """Such a date was an OverflowError in the worker (retried, a traceback each time)."""
+    before = utcnow()
+    assert federation_in._published({"published": published}) >= before

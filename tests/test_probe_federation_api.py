@@ -3,8 +3,10 @@ against a real gunicorn on a database migrated with Alembic: odd numbers, odd te
 bodies. Every answer is below 500, and the server log has no traceback (the `gunicorn`
 helper checks it when the server stops)."""
 
+import io
 import json
 import secrets
+import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -14,6 +16,7 @@ import requests
 import sqlalchemy as sa
 
 import federation_in
+import fedfetch
 from database import db, utcnow
 from microblog import create_app
 from models import Post, User, hash_api_token
@@ -342,3 +345,20 @@ def test_a_note_published_at_an_impossible_moment_is_dated_now(published):
     """Such a date was an OverflowError in the worker (retried, a traceback each time)."""
     before = utcnow()
     assert federation_in._published({"published": published}) >= before
+
+
+class Answer(io.BytesIO):
+    """What fedfetch reads of another server's answer: headers and a body."""
+
+    def __init__(self, body: bytes, content_length: str):
+        super().__init__(body)
+        self.headers = {"content-length": content_length}
+
+
+@pytest.mark.parametrize("content_length", ["\u00b2", "\u0663", "1e9", "-1", ""])
+def test_another_server_s_odd_content_length_is_no_crash(content_length):
+    """Its body is still read up to the limit, whatever length it claims."""
+    deadline = time.monotonic() + 30
+    assert fedfetch._read_capped(Answer(b"{}", content_length), 1024, deadline=deadline) == b"{}"
+    with pytest.raises(fedfetch.FetchError):
+        fedfetch._read_capped(Answer(b"x" * 2048, content_length), 1024, deadline=deadline)

@@ -362,3 +362,23 @@ def test_another_server_s_odd_content_length_is_no_crash(content_length):
     assert fedfetch._read_capped(Answer(b"{}", content_length), 1024, deadline=deadline) == b"{}"
     with pytest.raises(fedfetch.FetchError):
         fedfetch._read_capped(Answer(b"x" * 2048, content_length), 1024, deadline=deadline)
+
+
+def test_an_authorization_code_works_once_on_postgresql(pg_app):
+    """The spending DELETE counts its row on PostgreSQL too."""
+    with pg_app.app_context():
+        alice = db.session.scalar(sa.select(User.id).where(User.username == "alice"))
+    client_id, secret, code = approved_code(pg_app, alice)
+    exchange = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "client_id": client_id,
+        "client_secret": secret,
+        "redirect_uri": OOB,
+    }
+    client = pg_app.test_client()
+    assert client.post("/oauth/token", data=exchange).status_code == 200
+    again = client.post("/oauth/token", data=exchange)
+    assert again.status_code == 400 and again.json["error"] == "invalid_grant"
+    with pg_app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(OAuthToken.id))) == 1

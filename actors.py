@@ -20,7 +20,7 @@ from flask import current_app
 
 import fedsign
 import remote_content
-from database import Model, _insert_unless_conflict, db, utcnow
+from database import Model, _insert_unless_conflict, db, row_id, utcnow
 from follows import Follows
 from models import ABOUT_ME_MAX, URL_MAX, USERNAME_MAX, User, followers
 
@@ -190,7 +190,8 @@ def local_user_for_actor(url: str) -> User | None:
         if url.startswith(prefix):
             rest = url[len(prefix) :]
             if prefix.endswith("/actors/"):
-                user = db.session.get(User, int(rest)) if rest.isdigit() else None
+                number = row_id(rest)
+                user = db.session.get(User, number) if number else None
             else:
                 user = User.by_username(rest)
             return user if user is not None and user.domain is None else None

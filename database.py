@@ -44,6 +44,15 @@ db = SQLAlchemy(model_class=Base)
 MAX_ROW_ID = 2**31 - 1
 
 
+def row_id(text: str) -> int | None:
+    """The row id `text` spells in ASCII digits; None for anything else, or for a number
+    no row can have (`"²".isdigit()` is true, and int() of it fails)."""
+    if not (text.isascii() and text.isdecimal() and len(text) <= 10):
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_ROW_ID else None
+
+
 @sa.event.listens_for(sa.Engine, "connect")
 def _tune_sqlite(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     """WAL, a busy timeout and foreign keys on every SQLite connection, in both processes.

@@ -218,26 +218,26 @@ def instance_outbox() -> Response:
     )
 
 
-@bp.route("/actors/<int:user_id>")
+@bp.route("/actors/<row_id:user_id>")
 def actor(user_id: int) -> Response:
     require_signed_fetch()
     return activity_response(activities.person(local_user_or_404(user_id)))
 
 
-@bp.route("/actors/<int:user_id>/outbox")
+@bp.route("/actors/<row_id:user_id>/outbox")
 def outbox(user_id: int) -> Response:
     require_signed_fetch()
     return activity_response(activities.outbox(local_user_or_404(user_id), page_arg()))
 
 
-@bp.route("/actors/<int:user_id>/followers")
+@bp.route("/actors/<row_id:user_id>/followers")
 def followers(user_id: int) -> Response:
     require_signed_fetch()
     user = local_user_or_404(user_id)
     return activity_response(activities.people(user, "followers", page_arg()))
 
 
-@bp.route("/actors/<int:user_id>/following")
+@bp.route("/actors/<row_id:user_id>/following")
 def following(user_id: int) -> Response:
     require_signed_fetch()
     user = local_user_or_404(user_id)
@@ -288,7 +288,7 @@ def shared_inbox() -> ResponseReturnValue:
     return federation_in.receive()
 
 
-@bp.route("/actors/<int:user_id>/inbox", methods=["POST"])
+@bp.route("/actors/<row_id:user_id>/inbox", methods=["POST"])
 def actor_inbox(user_id: int) -> ResponseReturnValue:
     local_user_or_404(user_id)
     return federation_in.receive()

@@ -419,10 +419,10 @@ def _published(note: dict[str, Any]) -> datetime:
     value = note.get("published")
     try:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):  # year 1 at +01:00 is before year 1 in UTC
         return now
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return min(moment, now)
 
 

@@ -213,7 +213,8 @@ def _pool(scheme: str, host: str, port: int, address: str, timeout: float) -> An
 
 def _read_capped(response: Any, max_bytes: int, *, deadline: float) -> bytes:
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    # isdigit() alone takes "²" (a Latin-1 byte another server may send), which int() refuses.
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise FetchError("the answer is too large")
     chunks, size = [], 0
     while chunk := response.read(65536):

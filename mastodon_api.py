@@ -24,6 +24,7 @@ from database import MAX_ROW_ID, db
 from mastodon_contract import (
     current_token,
     id_page,
+    is_id,
     masto_abort,
     me,
     not_found,
@@ -301,7 +302,7 @@ def relationships() -> list[dict]:
     ids = request.args.getlist("id[]") + request.args.getlist("id")
     found = []
     for id in ids[:40]:
-        if id.isdecimal() and id.isascii() and len(id) <= 18:
+        if is_id(id):
             other = db.session.get(User, int(id))
             if other is not None:
                 found.append(relationship(viewer, other).dump())

@@ -195,11 +195,17 @@ def check_access() -> Response | None:
 # --- paging ------------------------------------------------------------------------------
 
 
+def is_id(value: str) -> bool:
+    """Whether `value` is an id as Mastodon's are: 1 to 18 ASCII digits (Python's
+    isdecimal() also takes other scripts' digits, such as "\u0663")."""
+    return value.isascii() and value.isdecimal() and len(value) <= 18
+
+
 def id_arg(name: str) -> int | None:
     value = request.args.get(name)
     if not value:
         return None
-    if not value.isdecimal() or not value.isascii() or len(value) > 18:
+    if not is_id(value):
         masto_abort(400, f"{name} must be an id")
     return int(value)
 

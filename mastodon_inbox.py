@@ -10,15 +10,19 @@ from pydantic import BaseModel, Field
 
 import federation_in
 import fedfetch
+import ratelimit
 import search
 from database import db, isoformat_utc
 from mailboxes import Mailbox
 from mastodon_api import IdPath, PageQuery, find_accounts
 from mastodon_contract import (
     body_fields,
+    current_user_or_none,
     id_arg,
     id_page,
+    is_id,
     limit_arg,
+    masto_abort,
     me,
     not_found,
     paged,
@@ -188,9 +192,9 @@ def save_markers(params: MarkersParams) -> dict:
         last_read = last_read or fields.get(f"{timeline}[last_read_id]")
         if last_read is None:
             continue
-        if not isinstance(last_read, str | int) or not str(last_read).isdecimal():
+        if not isinstance(last_read, str | int) or not is_id(str(last_read)):
             unprocessable(f"Validation failed: {timeline} last_read_id must be an id")
-        Marker.set(user, timeline, str(last_read)[:18])
+        Marker.set(user, timeline, str(last_read))
         saved.append(timeline)
     db.session.commit()
     return markers_of(user, saved)
@@ -281,7 +285,18 @@ def searched_accounts(text: str, resolve: str | None, limit: int) -> list[User]:
     """Accounts by name; with `resolve=true`, `@name@host` (or an actor URL) is looked up
     on its server, as the search page does."""
     wanted = (resolve or "").lower() in ("1", "true")
-    if wanted and current_app.config["FEDERATION"] and fedfetch.names_remote_account(text):
+    viewer = current_user_or_none()  # an app's own token looks up nothing elsewhere
+    if (
+        wanted
+        and viewer
+        and current_app.config["FEDERATION"]
+        and fedfetch.names_remote_account(text)
+    ):
+        # Each lookup makes this server ask another: counted per user, as the search page's.
+        retry_after = ratelimit.remote_lookup(viewer.id)
+        if retry_after:
+            refusal = ratelimit.refusal("account lookups", retry_after)
+            masto_abort(429, refusal, {"Retry-After": str(retry_after)})
         try:
             user = fedfetch.remote_account(text)
         except fedfetch.FetchError:
@@ -298,6 +313,7 @@ def searched_accounts(text: str, resolve: str | None, limit: int) -> list[User]:
     SearchResults,
     tag="search",
     scope="read:search",
+    refusals=[429],
 )
 def search_v2(query: SearchQuery) -> dict:
     limit = limit_arg()

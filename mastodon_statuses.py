@@ -1,7 +1,7 @@
 """The Mastodon client API, part two: statuses (posts, and private messages as `direct`
 ones) and timelines."""
 
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -19,6 +19,7 @@ from mastodon_api import PageQuery, Params, truthy
 from mastodon_contract import (
     current_user_or_none,
     id_page,
+    is_id,
     masto_abort,
     me,
     not_found,
@@ -51,8 +52,10 @@ class StatusParams(Params):
     status: Text | None = None
     media_ids: list[str] = Field([], description="Not supported: must be empty.")
     poll: Any = Field(None, description="Not supported.")
-    visibility: Text | None = Field(
-        None, description="`direct` sends a private message to the one account it mentions."
+    visibility: Literal["public", "unlisted", "private", "direct", ""] | None = Field(
+        None,
+        description="`direct` sends a private message to the one account it mentions; "
+        "`private` (followers only) is refused: every post here is public.",
     )
     in_reply_to_id: str | int | None = None
     spoiler_text: Text | None = None
@@ -91,6 +94,9 @@ def create_status(params: StatusParams) -> dict:
         unprocessable("Polls are not supported on this server yet")
     if params.visibility == "direct":
         return send_direct(user, params.status or "")
+    if params.visibility == "private":
+        # Published, it would be public (and sent to other servers as public).
+        unprocessable("Followers-only statuses are not supported on this server yet")
     key = (request.headers.get("Idempotency-Key") or "")[:200]
     earlier = IdempotencyKey.post_for(user, key) if key else None
     if earlier is not None:
@@ -123,7 +129,7 @@ def send_direct(user: User, text: str) -> dict:
 
 def status_number(id: str) -> int:
     """A status id as a number, or 0 (no status) for anything that is none."""
-    if not id.isdecimal() or not id.isascii() or len(id) > 18:
+    if not is_id(id):
         return 0
     return int(id)
 

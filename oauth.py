@@ -11,11 +11,12 @@ maintained package; we give it our rows (oauth_store.py) and nothing else.
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import sqlalchemy as sa
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import OAuth2Payload, grants
-from authlib.oauth2.rfc6749.errors import InvalidScopeError
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidScopeError
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -26,7 +27,7 @@ from flask_login import current_user, login_required
 from werkzeug.datastructures import MultiDict
 
 import ratelimit
-from database import db, utcnow
+from database import db, execute_dml, utcnow
 from forms import EmptyForm
 from models import User, hash_api_token
 from oauth_store import (
@@ -154,7 +155,11 @@ class AuthorizationCodeGrant(AppScopes, grants.AuthorizationCodeGrant):
         return OAuthCode.find(code, client)
 
     def delete_authorization_code(self, authorization_code: OAuthCode) -> None:
-        db.session.delete(authorization_code)
+        # Exchanges of one code racing each other have all read it: only the one whose
+        # DELETE removes the row keeps its token (the others' transactions are undone).
+        spend = sa.delete(OAuthCode).where(OAuthCode.id == authorization_code.id)
+        if execute_dml(spend).rowcount != 1:
+            raise InvalidGrantError("The authorization code has been used already.")
 
     def authenticate_user(self, authorization_code: OAuthCode) -> User | None:
         user = authorization_code.user
@@ -245,8 +250,12 @@ def open_to_web_apps(response: Response) -> Response:
 @bp.route("/oauth/token", methods=["POST"], strict_slashes=False)
 def issue_token() -> Response:
     response = server.create_token_response()
-    # The token and the spent code, in one transaction: a code works once.
-    db.session.commit()
+    # The token and the spent code, in one transaction: a code works once. A refusal
+    # keeps nothing (a token of a code another request spent first).
+    if response.status_code == 200:
+        db.session.commit()
+    else:
+        db.session.rollback()
     return with_created_at(response)
 
 

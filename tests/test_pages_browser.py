@@ -8,6 +8,7 @@ page looks right.
 
 import datetime
 import re
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import sqlalchemy as sa
 import actors
 from database import db
 from jobs import Task, TaskStatus
-from models import POST_MAX, Message, Post, text_length
+from models import POST_MAX, Message, Post, User, text_length
+from oauth_store import NAME_MAX, OAuthApp, OAuthToken
 from tests.conftest import browser_login
 from tests.helpers import ACUTE, EMOJI, actor_document, add_posts, at_the_limit, follow
 
@@ -32,6 +34,17 @@ LONG_WORD = "W" * 140  # the longest post there can be, as one word
 LONG_URL = "https://example.com/" + "a" * 120
 # A remote account alice asked to follow, with a long name and about text, and a long post.
 REMOTE = "r" * 40 + "@remote.example"
+REMOTE_NAME = "N" * 300  # longer than is kept
+# An app alice authorized, with the longest name there can be, one word, and a long address.
+APP_NAME = "A" * NAME_MAX
+APP_CLIENT_ID = "hostile-app"
+APP_CALLBACK = "https://app.example/" + "c" * 300
+
+
+@pytest.fixture
+def app_config():
+    """Federation on, as on a public site: a search for @name@host asks its server."""
+    return {"FEDERATION": True}
 
 
 @pytest.fixture
@@ -62,12 +75,21 @@ def hostile(app, make_user):
             actors.FollowRequest(follower_id=alice, followed_id=remote, activity_id="https://x/1")
         )
         db.session.commit()
+        authorized_app(alice)
+        db.session.commit()
     return {"alice": alice, "long": long_user}
+
+
+def authorized_app(user_id: int) -> None:
+    app, _secret = OAuthApp.register(APP_NAME, [APP_CALLBACK], "read write", LONG_URL)
+    app.client_id = APP_CLIENT_ID
+    user = db.session.get(User, user_id)
+    OAuthToken.issue(app, user, {"access_token": "hostile-token", "scope": "read write"})
 
 
 def remote_account_with_a_post() -> int:
     document = actor_document("https://remote.example", REMOTE.partition("@")[0])
-    document["name"] = LONG_WORD
+    document["name"] = REMOTE_NAME
     document["summary"] = f"<p>{LONG_WORD}</p><p><a href='{LONG_URL}'>{LONG_URL}</a></p>"
     user = actors.store_remote_actor(document)
     db.session.flush()
@@ -99,6 +121,19 @@ SIGNED_IN_PAGES = {
     "settings": "/settings",
     "import": "/import",
     "not-found": f"/send_message/{LONG_NAME}x",
+    "remote-search": "/search?" + urllib.parse.urlencode({"q": f"@{REMOTE}"}),
+    # Not found (the .invalid name never resolves): the search page says why, in full.
+    "remote-search-unknown": "/search?"
+    + urllib.parse.urlencode({"q": "@" + "u" * 60 + "@" + "h" * 60 + ".invalid"}),
+    "authorize": "/oauth/authorize?"
+    + urllib.parse.urlencode(
+        {
+            "response_type": "code",
+            "client_id": APP_CLIENT_ID,
+            "redirect_uri": APP_CALLBACK,
+            "scope": "read write",
+        }
+    ),
 }
 SIGNED_OUT_PAGES = {
     "login": "/login",

@@ -150,11 +150,12 @@ def test_restore_refuses_while_the_site_runs(app, users, flask_cli, live, tmp_pa
 
 
 def damaged_copy(source, target):
-    """`source` with a page in the middle overwritten by garbage."""
+    """`source` with a whole page in the middle, header included, overwritten by garbage
+    (garbage only in a page's unused space, as an empty index has, is no damage)."""
     data = bytearray(source.read_bytes())
     page = 4096
     middle = (len(data) // page // 2) * page
-    data[middle + 100 : middle + 2000] = b"\xff" * 1900
+    data[middle : middle + page] = b"\xff" * page
     target.write_bytes(bytes(data))
 
 

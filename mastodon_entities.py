@@ -18,7 +18,6 @@ from models import Message, Post, User, followers
 
 # Statuses are posts; a private message is a status too, with an id past any post's.
 MESSAGE_ID_BASE = 10**15
-EPOCH = datetime(1970, 1, 1)
 
 
 class Entity(BaseModel):
@@ -225,20 +224,17 @@ def acct(user: User) -> str:
     return user.username if user.domain is None else f"{user.username.split('@')[0]}@{user.domain}"
 
 
-def _account_counts(user: User) -> tuple[int, int, int, datetime | None, datetime | None]:
-    """Followers, following, posts, first and last post time: once per user and request."""
+def _account_counts(user: User) -> tuple[int, int, int, datetime | None]:
+    """Followers, following, posts and the last post's time: once per user and request."""
     cache: dict[int, Any] = g.setdefault("masto_counts", {})
     if user.id not in cache:
-        first, last, count = db.session.execute(
-            sa.select(
-                sa.func.min(Post.timestamp), sa.func.max(Post.timestamp), sa.func.count()
-            ).where(Post.user_id == user.id)
+        last, count = db.session.execute(
+            sa.select(sa.func.max(Post.timestamp), sa.func.count()).where(Post.user_id == user.id)
         ).one()
         cache[user.id] = (
             Follows(user).followers_count(),
             Follows(user).following_count(),
             count,
-            first,
             last,
         )
     return cache[user.id]
@@ -249,7 +245,7 @@ def note_html(text: str | None) -> str:
 
 
 def account(user: User) -> Account:
-    followers_count, following_count, statuses, first, last = _account_counts(user)
+    followers_count, following_count, statuses, last = _account_counts(user)
     page = absolute(url_for("people.user", username=user.username))
     avatar = absolute(user.avatar(128))
     header = absolute(url_for("static", filename="favicon.svg"))
@@ -258,8 +254,7 @@ def account(user: User) -> Account:
         username=user.username,
         acct=acct(user),
         display_name=user.username,
-        # Mastodon's date of joining; ours is not kept: the first post, or the last visit.
-        created_at=isoformat_utc(first or user.last_seen or EPOCH),
+        created_at=isoformat_utc(user.created_at),
         note=note_html(user.about_me),
         url=page,
         uri=page,

@@ -129,6 +129,11 @@ class User(UserMixin, Model):
     password_hash: so.Mapped[str | None] = so.mapped_column(sa.String(256))
     about_me: so.Mapped[str | None] = so.mapped_column(sa.String(ABOUT_ME_MAX))
     last_seen: so.Mapped[datetime | None] = so.mapped_column(default=utcnow)
+    # When the account was made here (for a remote one: when this site first knew of it).
+    # The epoch server default only serves rows written without the ORM.
+    created_at: so.Mapped[datetime] = so.mapped_column(
+        default=utcnow, server_default="1970-01-01 00:00:00"
+    )
     # Part of every session cookie and remember-me token: a new value signs out every copy.
     # (The empty server default only serves rows written without the ORM; signing in gives
     # them a value.)

@@ -19,7 +19,7 @@ from flask import current_app
 
 import fedsign
 import remote_content
-from database import Model, _insert_unless_conflict, db, utcnow
+from database import MAX_ROW_ID, Model, _insert_unless_conflict, db, utcnow
 from follows import Follows
 from models import ABOUT_ME_MAX, URL_MAX, USERNAME_MAX, User, followers
 
@@ -189,7 +189,9 @@ def local_user_for_actor(url: str) -> User | None:
         if url.startswith(prefix):
             rest = url[len(prefix) :]
             if prefix.endswith("/actors/"):
-                user = db.session.get(User, int(rest)) if rest.isdigit() else None
+                # Other servers send these: a huge number must not overflow the database.
+                is_id = rest.isascii() and rest.isdigit() and int(rest) <= MAX_ROW_ID
+                user = db.session.get(User, int(rest)) if is_id else None
             else:
                 user = User.by_username(rest)
             return user if user is not None and user.domain is None else None

@@ -26,7 +26,7 @@ import fedsign
 import remote_content
 from database import Model, _insert_unless_conflict, db, utcnow
 from follows import Follows
-from models import POST_MAX, URL_MAX, Post, User
+from models import POST_MAX, URL_MAX, Post, User, mentioned
 from worker import app_context, huey
 
 log = logging.getLogger("huey.microblog")
@@ -255,7 +255,34 @@ Handler = Callable[[dict[str, Any], User], None]
 # Called for each Note another server creates, with the post stored for it (None when it
 # went into no timeline, e.g. a direct message): mentions and messages hook in here.
 NoteListener = Callable[[dict[str, Any], User, Post | None], None]
-NOTE_LISTENERS: list[NoteListener] = []
+MENTION_TAGS_MAX = 50  # tags read per note: a note naming hundreds is not read to the end
+MENTIONS_MAX = 10  # local accounts one note may mention
+
+
+def mentioned_here(note: dict[str, Any]) -> list[User]:
+    """The active local accounts a note's Mention tags name, each once."""
+    tags = note.get("tag")
+    tags = tags[:MENTION_TAGS_MAX] if isinstance(tags, list) else [tags]
+    found: dict[int, User] = {}
+    for tag in tags:
+        if not isinstance(tag, dict) or tag.get("type") != "Mention":
+            continue
+        href = object_id(tag.get("href"))
+        user = actors.local_user_for_actor(href) if href else None
+        if user is not None and user.is_active:
+            found[user.id] = user
+    return list(found.values())[:MENTIONS_MAX]
+
+
+def tell_mentioned(note: dict[str, Any], actor: User, post: Post | None) -> None:
+    """A note kept as a post mentions the local accounts its Mention tags name."""
+    if post is None:
+        return
+    for user in mentioned_here(note):
+        mentioned.send(post, user=user)
+
+
+NOTE_LISTENERS: list[NoteListener] = [tell_mentioned]
 
 
 def apply(activity: dict[str, Any], actor: User) -> None:

@@ -14,7 +14,7 @@ import sqlalchemy.orm as so
 
 from database import Model, db, utcnow
 from formatting import MENTION
-from models import Message, Post, User, followed, message_sent, published
+from models import Message, Post, User, followed, mentioned, message_sent, published
 
 IDEMPOTENCY_LIFETIME = timedelta(hours=1)
 KEY_MAX = 200
@@ -64,18 +64,31 @@ def notify_follow(follower: User, user: User) -> None:
 
 
 @published.connect
-def notify_mentions(post: Post) -> None:
+def local_mentions(post: Post) -> None:
+    """The local accounts a post written here names (`@name`) are mentioned."""
     names = {match.group(1).rstrip(".").lower() for match in MENTION.finditer(post.body)}
     names = set(sorted(names)[:MENTIONS_MAX])
     if not names:
         return
-    query = sa.select(User.id).where(
-        sa.func.lower(User.username).in_(names), User.id != post.user_id
+    query = sa.select(User).where(
+        sa.func.lower(User.username).in_(names), User.domain.is_(None), User.id != post.user_id
     )
-    for user_id in db.session.scalars(query):
+    for user in db.session.scalars(query):
+        mentioned.send(post, user=user)
+
+
+@mentioned.connect
+def notify_mention(post: Post, user: User) -> None:
+    """A `mention` notification, once per post and account (a note applied twice adds none)."""
+    known = sa.select(MastoNotification.id).where(
+        MastoNotification.user_id == user.id,
+        MastoNotification.type == "mention",
+        MastoNotification.post_id == post.id,
+    )
+    if db.session.scalar(known) is None:
         db.session.add(
             MastoNotification(
-                user_id=user_id, type="mention", from_user_id=post.user_id, post_id=post.id
+                user_id=user.id, type="mention", from_user_id=post.user_id, post_id=post.id
             )
         )
 

@@ -34,6 +34,9 @@ sessions_ended = events.signal("sessions-ended")  # sender: the User
 followed = events.signal("followed")  # sender: the follower; `user`: the one followed
 published = events.signal("published")  # sender: the Post, flushed
 message_sent = events.signal("message-sent")  # sender: the Message, flushed
+# A post (local or from another server) names a local account; whoever records mentions
+# sends it, once per post and account. Sender: the Post, flushed; `user`: the one named.
+mentioned = events.signal("mentioned")
 
 # Named limits: the columns, the forms and the OpenAPI document all read these.
 USERNAME_MAX = 64

@@ -159,6 +159,32 @@ class Notification(Entity):
     status: Status | None = None
 
 
+class PolicySummary(Entity):
+    pending_requests_count: int = 0
+    pending_notifications_count: int = 0
+
+
+class NotificationPolicyV1(Entity):
+    """Which notifications are held back (v1 wording): none are here."""
+
+    filter_not_following: bool = False
+    filter_not_followers: bool = False
+    filter_new_accounts: bool = False
+    filter_private_mentions: bool = False
+    summary: PolicySummary = PolicySummary()
+
+
+class NotificationPolicy(Entity):
+    """What happens to notifications from each kind of account: all are accepted here."""
+
+    for_not_following: Literal["accept"] = "accept"
+    for_not_followers: Literal["accept"] = "accept"
+    for_new_accounts: Literal["accept"] = "accept"
+    for_private_mentions: Literal["accept"] = "accept"
+    for_limited_accounts: Literal["accept"] = "accept"
+    summary: PolicySummary = PolicySummary()
+
+
 class Conversation(Entity):
     id: str
     unread: bool
@@ -192,6 +218,13 @@ class Application(Entity):
 
 class EmptyObject(Entity):
     pass
+
+
+class FamiliarFollowers(Entity):
+    """Of one account asked about: the accounts you follow that follow it."""
+
+    id: str
+    accounts: list[Account]
 
 
 class TaskEntity(Entity):

@@ -13,6 +13,7 @@ from flask import current_app, has_request_context
 from markupsafe import Markup
 
 import actors
+import mentions
 from database import db
 from follows import Follows
 from formatting import linkify
@@ -145,6 +146,42 @@ def note_html(text: str) -> str:
     return html.replace('href="/', f'href="{absolute("/")}')
 
 
+def handle_of(user: User) -> str:
+    """`@name@host`, as other servers write a mention of `user`."""
+    return "@" + (user.username if user.domain else f"{user.username}@{actors.site_host()}")
+
+
+def mention_tags(post: Post) -> tuple[list[dict[str, Any]], list[str]]:
+    """The Mention tags of a local post, and the actor ids it mentions (for `cc`)."""
+    tags, ids = [], []
+    for account in mentions.mentioned(post):
+        if account.domain is not None and actors.remote_actor(account) is None:
+            continue
+        ids.append(actors.actor_id(account))
+        tags.append({"type": "Mention", "href": ids[-1], "name": handle_of(account)})
+    return tags, ids
+
+
+def audience(note: dict[str, Any]) -> set[str]:
+    """Whom a note is addressed to: its `to` and `cc`."""
+    found: set[str] = set()
+    for field in ("to", "cc"):
+        value = note.get(field)
+        values = value if isinstance(value, list) else [value]
+        found.update(v for v in values if isinstance(v, str))
+    return found
+
+
+def is_public_or_followers(note: dict[str, Any], actor: User) -> bool:
+    """Whether a remote note is meant for timelines: public, or for the author's followers."""
+    remote = actors.remote_actor(actor)
+    addressed = audience(note)
+    followers_url = remote.followers_url if remote is not None else None
+    return bool(addressed & PUBLIC_FORMS) or (
+        followers_url is not None and followers_url in addressed
+    )
+
+
 def note(post: Post) -> dict[str, Any]:
     """A local post as a public Note, addressed to everyone and copied to the followers."""
     author = post.author
@@ -158,6 +195,10 @@ def note(post: Post) -> dict[str, Any]:
         "to": [PUBLIC],
         "cc": [collection_urls(author)["followers"]],
     }
+    tags, mentioned = mention_tags(post)
+    if tags:  # mentioned accounts are addressed too, and their servers get the post
+        document["tag"] = tags
+        document["cc"] += mentioned
     if post.language:
         document["contentMap"] = {post.language: document["content"]}
     return document
@@ -289,11 +330,8 @@ def people(user: User, relation: str, page: int | None) -> dict[str, Any]:
         if relation == "followers"
         else (followers.c.follower_id, followers.c.followed_id)
     )
-    total = (
-        Follows(user).followers_count()
-        if relation == "followers"
-        else Follows(user).following_count()
-    )
+    graph = Follows(user)
+    total = graph.followers_count() if relation == "followers" else graph.following_count()
     if page is None:
         return ordered_collection(url, total)
     select = (

@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response
 from wtforms import BooleanField
 
 import administration
+import inbound
 import tasks
 import worker
 from account_deletion import delete_user as delete_account
@@ -168,6 +169,7 @@ def dashboard() -> dict[str, Any]:
         "queue_error": queue_error,
         "consumers": consumers,
         "counts": count_by_status(),
+        "federation": inbound.federation_numbers(),
         "failures": recent_failures(),
         "restartable": tasks.RETRYABLE_TASKS,
         "form": EmptyForm(),

@@ -286,6 +286,34 @@ SETTINGS = (
     Setting("TRANSLATE_LIMIT_PER_USER", 60, integer(1)),
     Setting("TRANSLATE_LIMIT_PER_IP", 200, integer(1)),
     Setting("TRANSLATE_LIMIT_WINDOW", 3600, integer(1)),  # seconds
+    # --- deliveries to other servers (deliveries.py); tests shrink the durations ---
+    # Requests one consumer keeps in flight at once (one event loop, not a thread each).
+    Setting("FEDERATION_DELIVERY_CONCURRENCY", 64, integer(1)),
+    # Deliveries one task claims before it gives its worker thread back to the queue.
+    Setting("FEDERATION_DELIVERY_BATCH", 500, integer(1)),
+    # Seconds to connect, and for a whole request (connect, send, answer) to another server.
+    Setting("FEDERATION_CONNECT_TIMEOUT", 3.0, number(0, strict=True)),
+    Setting("FEDERATION_REQUEST_TIMEOUT", 10.0, number(0, strict=True)),
+    # A failed delivery is tried again after this many seconds, doubling each time up to
+    # FEDERATION_RETRY_MAX_SECONDS, for FEDERATION_RETRY_FOR_SECONDS (two days) in all.
+    Setting("FEDERATION_RETRY_BASE_SECONDS", 60.0, number(0, strict=True)),
+    Setting("FEDERATION_RETRY_MAX_SECONDS", 6 * 3600.0, number(0, strict=True)),
+    Setting("FEDERATION_RETRY_FOR_SECONDS", 2 * 86400.0, number(0, strict=True)),
+    # The longest wait a server's Retry-After may ask of us (longer answers are cut to it).
+    Setting("FEDERATION_RETRY_AFTER_MAX_SECONDS", 3600.0, number(0)),
+    # After this many failures in a row a server is paused for FEDERATION_PAUSE_SECONDS
+    # (doubling while its probes fail); paused and failing for FEDERATION_DEAD_AFTER_SECONDS
+    # (a week), its deliveries are dropped.
+    Setting("FEDERATION_BREAKER_FAILURES", 3, integer(1)),
+    Setting("FEDERATION_PAUSE_SECONDS", 300.0, number(0, strict=True)),
+    Setting("FEDERATION_DEAD_AFTER_SECONDS", 7 * 86400.0, number(0, strict=True)),
+    # Activities one server may post to our inboxes per window, from each of its addresses.
+    Setting("FEDERATION_INBOX_LIMIT_PER_HOST", 3000, integer(1)),
+    Setting("FEDERATION_INBOX_LIMIT_WINDOW", 300, integer(1)),  # seconds
+    # A received activity not applied after this many seconds (its worker died, or applying
+    # it failed for a reason that may pass) is queued again, then at doubling ages, until it
+    # is two days old (FEDERATION_RETRY_FOR_SECONDS).
+    Setting("FEDERATION_INBOX_RETRY_SECONDS", 300.0, number(0, strict=True)),
 )
 
 

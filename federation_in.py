@@ -20,13 +20,16 @@ from flask.typing import ResponseReturnValue
 
 import activities
 import actors
+import blocks
 import federation_out
+import federation_social
 import fedfetch
 import fedsign
+import inbox_guard
 import remote_content
 from database import Model, _insert_unless_conflict, db, utcnow
 from follows import Follows
-from models import POST_MAX, URL_MAX, Post, User, mentioned
+from models import POST_MAX, URL_MAX, Post, User
 from worker import app_context, huey
 
 log = logging.getLogger("huey.microblog")
@@ -54,12 +57,6 @@ class InboxActivity(Model):
     received_at: so.Mapped[datetime] = so.mapped_column(default=utcnow, index=True)
 
 
-def domain_blocked(domain: str) -> bool:
-    """Whether the site refuses everything from `domain`. Site-wide domain blocks belong
-    to moderation (blocks.domain_blocked); until it exists, no domain is blocked."""
-    return False
-
-
 # --- receiving --------------------------------------------------------------------------
 
 
@@ -71,9 +68,13 @@ def receive() -> ResponseReturnValue:
     if len(body) > INBOX_MAX_BYTES:
         abort(413)
     headers = dict(request.headers)
-    key_host = actors.host_of(_key_id_of(headers))
-    if not key_host or domain_blocked(key_host):
+    key_id = _key_id_of(headers)
+    key_host = actors.host_of(key_id)
+    if not key_host or blocks.domain_blocked(key_host):
         abort(403 if key_host else 401)
+    answer_now = inbox_guard.screen(key_id, body)  # rate limits, unseen actors' Deletes
+    if answer_now is not None:
+        return answer_now
     try:
         owner = verified_key_owner("POST", _target(), headers, body)
     except fedsign.SignatureError as exc:
@@ -255,34 +256,7 @@ Handler = Callable[[dict[str, Any], User], None]
 # Called for each Note another server creates, with the post stored for it (None when it
 # went into no timeline, e.g. a direct message): mentions and messages hook in here.
 NoteListener = Callable[[dict[str, Any], User, Post | None], None]
-MENTION_TAGS_MAX = 50  # tags read per note: a note naming hundreds is not read to the end
-MENTIONS_MAX = 10  # local accounts one note may mention
-
-
-def mentioned_here(note: dict[str, Any]) -> list[User]:
-    """The active local accounts a note's Mention tags name, each once."""
-    tags = note.get("tag")
-    tags = tags[:MENTION_TAGS_MAX] if isinstance(tags, list) else [tags]
-    found: dict[int, User] = {}
-    for tag in tags:
-        if not isinstance(tag, dict) or tag.get("type") != "Mention":
-            continue
-        href = object_id(tag.get("href"))
-        user = actors.local_user_for_actor(href) if href else None
-        if user is not None and user.is_active:
-            found[user.id] = user
-    return list(found.values())[:MENTIONS_MAX]
-
-
-def tell_mentioned(note: dict[str, Any], actor: User, post: Post | None) -> None:
-    """A note kept as a post mentions the local accounts its Mention tags name."""
-    if post is None:
-        return
-    for user in mentioned_here(note):
-        mentioned.send(post, user=user)
-
-
-NOTE_LISTENERS: list[NoteListener] = [tell_mentioned]
+NOTE_LISTENERS: list[NoteListener] = [federation_social.on_note]
 
 
 def apply(activity: dict[str, Any], actor: User) -> None:
@@ -302,6 +276,10 @@ def on_follow(activity: dict[str, Any], actor: User) -> None:
     followed = local_target(activity)
     remote = actors.remote_actor(actor)
     if followed is None or remote is None or not followed.is_active:
+        return
+    if blocks.hidden_from(followed, actor):  # a blocked account (or domain) may not follow
+        reject = activities.answer("Reject", actors.local_actor_id(followed.id), activity)
+        federation_out.send(reject, followed.id, [remote.inbox])
         return
     Follows(actor).follow(followed)
     accept = activities.answer("Accept", actors.local_actor_id(followed.id), activity)
@@ -362,20 +340,6 @@ def undo_follow(follow: dict[str, Any], actor: User) -> None:
         Follows(actor).unfollow(followed)
 
 
-def is_public_or_followers(note: dict[str, Any], actor: User) -> bool:
-    """Whether a note is meant for timelines: public, or for the author's followers."""
-    remote = actors.remote_actor(actor)
-    audience: set[str] = set()
-    for field in ("to", "cc"):
-        value = note.get(field)
-        values = value if isinstance(value, list) else [value]
-        audience.update(v for v in values if isinstance(v, str))
-    followers_url = remote.followers_url if remote is not None else None
-    return bool(audience & activities.PUBLIC_FORMS) or (
-        followers_url is not None and followers_url in audience
-    )
-
-
 def _own_note(activity: dict[str, Any], actor: User) -> dict[str, Any] | None:
     """The embedded Note of an activity, if it is by `actor` and has an id on its server."""
     note = activity.get("object")
@@ -395,7 +359,8 @@ def on_create(activity: dict[str, Any], actor: User) -> None:
     if note is None:
         return
     post = None
-    if is_public_or_followers(note, actor) and _has_local_followers(actor):
+    meant_here = _has_local_followers(actor) or federation_social.mentions_someone_here(note)
+    if activities.is_public_or_followers(note, actor) and meant_here:
         post = store_remote_post(note, actor)
     for listener in NOTE_LISTENERS:
         listener(note, actor, post)
@@ -489,7 +454,7 @@ def fetch_remote_profile(user_id: int) -> int:
         try:
             for item in _first_page_items(remote):
                 note = _own_note(item, user) if item.get("type") == "Create" else None
-                if note is not None and is_public_or_followers(note, user):
+                if note is not None and activities.is_public_or_followers(note, user):
                     known = db.session.scalar(sa.select(Post.id).where(Post.ap_id == note["id"]))
                     if known is None:
                         store_remote_post(note, user)
@@ -542,8 +507,13 @@ HANDLERS: dict[str, Handler] = {
     "Create": on_create,
     "Update": on_update,
     "Delete": on_delete,
+    "Like": federation_social.on_reaction,
+    "Announce": federation_social.on_reaction,
+    "Block": federation_social.on_block,
 }
 # What an Undo takes back, by the type of the activity undone.
 UNDO_HANDLERS: dict[str, Handler] = {
     "Follow": undo_follow,
+    "Like": federation_social.undo_reaction,
+    "Announce": federation_social.undo_reaction,
 }

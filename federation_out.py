@@ -5,7 +5,6 @@ concerned (one delivery per server: its shared inbox where it has one) by the wo
 Callers commit first, then call these: a delivery never carries what a rollback undid.
 """
 
-import json
 import logging
 from typing import Any
 
@@ -13,17 +12,14 @@ from flask import current_app
 
 import activities
 import actors
-import fedfetch
+import blocks
+import deliveries
 from database import db
 from follows import Follows
 from mailer import site_link
 from models import Post, User
-from worker import app_context, huey
 
 log = logging.getLogger("huey.microblog")
-
-DELIVERY_RETRIES = 3
-DELIVERY_RETRY_DELAY = 60  # seconds
 
 
 def federating() -> bool:
@@ -32,43 +28,11 @@ def federating() -> bool:
 
 def send(activity: dict[str, Any], signer_id: int | None, inboxes: list[str] | set[str]) -> None:
     """Deliver `activity` to each distinct inbox, signed by the key of local user
-    `signer_id` (None: the instance actor), from the worker.
-
-    The key is read now, so that an account's last activity (its own deletion) can still
-    be signed after the account is gone.
-    """
-    targets = sorted(set(inboxes))
-    if not targets or not federating():
-        return
-    key_id, private_pem = actors.signing_key_for(signer_id)
-    body = json.dumps(activity)
-    for inbox in targets:
-        deliver_activity(body, key_id, private_pem, inbox)
-
-
-class DeliveryFailed(Exception):
-    """The receiving server failed for now (5xx, 429, unreachable): Huey tries again."""
-
-
-@huey.task(retries=DELIVERY_RETRIES, retry_delay=DELIVERY_RETRY_DELAY, name="deliver_activity")
-def deliver_activity(body: str, key_id: str, private_pem: str, inbox: str) -> int:
-    """POST one activity to one inbox; the status of the answer."""
-    with app_context():
-        headers = {"Content-Type": "application/activity+json"}
-        try:
-            answer = fedfetch.request(
-                "POST", inbox, headers=headers, body=body.encode(), signer=(key_id, private_pem)
-            )
-        except fedfetch.UnsafeURL as exc:
-            log.warning("Not delivering to %s: %s", inbox, exc.reason)
-            return 0
-        except fedfetch.FetchError as exc:
-            raise DeliveryFailed(f"{inbox}: {exc.reason}") from None
-        if answer.status >= 500 or answer.status == 429:
-            raise DeliveryFailed(f"{inbox} answered {answer.status}")
-        if answer.status >= 400:
-            log.info("Delivery to %s refused with %s", inbox, answer.status)
-        return answer.status
+    `signer_id` (None: the instance actor): stored and sent by the worker (deliveries.py),
+    which also keeps the key, so that an account's last activity (its own deletion) can
+    still be signed after the account is gone."""
+    if inboxes and federating():
+        deliveries.deliver(activity, signer_id=signer_id, inboxes=sorted(set(inboxes)))
 
 
 # --- what local users do ----------------------------------------------------------------
@@ -115,7 +79,9 @@ def account_deleted(user: User) -> None:
 
 def change_following(follower: User, followed: User, follow: bool) -> None:
     """Follow or unfollow anyone (commits): a local account at once; a remote one by asking
-    its server, and for real only once it accepts."""
+    its server, and for real only once it accepts. Nobody follows across a block."""
+    if follow and blocks.either_blocks(follower.id, followed.id):
+        return
     if followed.domain is not None:
         (follow_remote if follow else unfollow_remote)(follower, followed)
         return

@@ -2,10 +2,10 @@
 what every post card of a page shares, worked out once per page."""
 
 import re
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from flask import request, url_for
-from flask_babel import gettext
+from flask import current_app, request, url_for
+from flask_babel import gettext, ngettext
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
@@ -18,24 +18,41 @@ from models import USERNAME_PATTERN, Post, User
 # text; trailing punctuation ("see https://example.com.") is the sentence's, not the URL's.
 URL = re.compile(r"""\bhttps?://[^\s<>"'`]+""", re.IGNORECASE)
 URL_TRAILING = ".,;:!?)]}'\""
-# "@name" at the start or after a space or an opening bracket: not the middle of an e-mail.
+# "@name" at the start or after a space or an opening bracket: not the middle of an e-mail;
+# "@name@host" (a port allowed) names an account on another server.
 NAME_CHARS = USERNAME_PATTERN.removeprefix("^").removesuffix("+\\Z")
-MENTION = re.compile(rf"(?<![\w@]){re.escape('@')}({NAME_CHARS}+)")
+HOST = r"(?:[A-Za-z0-9-]+\.)*[A-Za-z0-9-]+(?::[0-9]{1,5})?"
+MENTION = re.compile(rf"(?<![\w@]){re.escape('@')}({NAME_CHARS}+)(?:@({HOST}))?")
 LINKS = re.compile(f"{URL.pattern}|{MENTION.pattern}", re.IGNORECASE)
+
+
+def mentioned_username(name: str, host: str | None, here: str) -> tuple[str, str]:
+    """What a mention's match covers and the username it names here: `name` for a local
+    account (also written `@name@<this site's host>`), `name@host` for a remote one. A name
+    does not end with a dot ("Hi @bob.")."""
+    if host and not name.endswith("."):
+        return f"@{name}@{host}", name if host.lower() == here else f"{name}@{host.lower()}"
+    name = name.rstrip(".")
+    return "@" + name, name
+
+
+def site_host() -> str:
+    """This site's host as handles name it, with its port when it has one."""
+    return urlsplit(current_app.config["SITE_URL"]).netloc.lower()
 
 
 def linkify(text: str | None) -> Markup:
     """`text` escaped, with web addresses and @mentions made links (nofollow: they are
     what users typed, not what the site vouches for)."""
     text = text or ""
+    here = site_host()
     pieces = []
     position = 0
     for match in LINKS.finditer(text):
         found = match.group()
-        if match.group(1):  # a mention; a name does not end with a dot ("Hi @bob.")
-            name = match.group(1).rstrip(".")
-            found = "@" + name
-            href = url_for("people.user", username=name)
+        if match.group(1):  # a mention
+            found, username = mentioned_username(match.group(1), match.group(2), here)
+            href = url_for("people.user", username=username)
             link = Markup('<a class="mention" href="%s">%s</a>') % (href, found)
         else:
             found = found.rstrip(URL_TRAILING)
@@ -98,6 +115,16 @@ class CardKit:
 
     def delete_action(self, post: Post) -> str:
         return str(post.id).join(self._delete)
+
+    def reactions(self, post: Post) -> str:
+        """ "3 likes · 1 boost": what other servers' accounts did to the post ("" for none)."""
+        counts = [
+            ngettext("%(num)d like", "%(num)d likes", post.like_count) if post.like_count else "",
+            ngettext("%(num)d boost", "%(num)d boosts", post.announce_count)
+            if post.announce_count
+            else "",
+        ]
+        return " · ".join(count for count in counts if count)
 
     def offers_translation(self, post: Post) -> bool:
         return translation.offered(post.known_language, self.translate_into)

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify, request, session
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
+import deliveries
 from database import MAX_ROW_ID, db
 from models import User
 from notifications import Notification
@@ -18,6 +19,9 @@ from worker import huey, live_consumers, seconds_since_last_heartbeat
 log = logging.getLogger("microblog")
 
 bp = Blueprint("health", __name__)
+
+# Deliveries due for longer than this mean the workers are behind: /readyz says so.
+DELIVERY_BACKLOG_SECONDS = 3600
 
 
 # Built once: constructing a statement costs more than running it on this hot path.
@@ -91,9 +95,9 @@ def readyz() -> tuple[Response, int]:
     ready."""
     checks = {"database": database_check(), "queue": queue_check()}
     # The heartbeats are kept in the database: with it down, nobody can tell.
-    checks["worker"] = (
-        worker_check() if checks["database"] == "ok" else "unknown: the database is down"
-    )
+    database_up = checks["database"] == "ok"
+    checks["worker"] = worker_check() if database_up else "unknown: the database is down"
+    checks["deliveries"] = deliveries_check() if database_up else "unknown: the database is down"
     missing = [part for part, result in checks.items() if result != "ok"]
     body = {"status": "unavailable" if missing else "ok", "missing": missing, "checks": checks}
     return jsonify(body), 503 if missing else 200
@@ -130,3 +134,14 @@ def worker_check() -> str:
     if silence is None:  # none ever, or the last one stopped cleanly
         return "no worker is running"
     return f"no worker has reported in for {silence:.0f} s"
+
+
+def deliveries_check() -> str:
+    """ "ok" unless deliveries to other servers have been due for over an hour."""
+    try:
+        problem = deliveries.backlog_problem(DELIVERY_BACKLOG_SECONDS)
+    except Exception:
+        log.exception("Readiness: could not read the delivery queue")
+        db.session.rollback()
+        return "the delivery queue cannot be read"
+    return problem or "ok"

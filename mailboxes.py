@@ -6,6 +6,7 @@ from datetime import datetime
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+import blocks
 from database import db, utcnow
 from models import Message, User, message_sent
 from notifications import notify
@@ -27,7 +28,9 @@ class Mailbox:
         return message
 
     def unread_count(self) -> int:
-        query = sa.select(sa.func.count()).where(Message.recipient_id == self.user.id)
+        query = sa.select(sa.func.count()).where(
+            Message.recipient_id == self.user.id, Message.sender_id.not_in(self.hidden())
+        )
         if self.user.last_message_read_time is not None:
             query = query.where(Message.timestamp > self.user.last_message_read_time)
         return db.session.execute(query).scalar_one()
@@ -36,9 +39,15 @@ class Mailbox:
         """Tell every open page of the user how many messages are unread now."""
         notify(self.user.id, "unread_message_count", self.unread_count())
 
+    def hidden(self) -> sa.Select:
+        """The senders whose messages this user does not see: those they block (lifting
+        the block shows them again)."""
+        return blocks.blocked_by(self.user)
+
     def received(self) -> sa.Select:
         """Messages sent to this user, newest first."""
-        return self._listed(Message.recipient_id, Message.author)
+        listed = self._listed(Message.recipient_id, Message.author)
+        return listed.where(Message.sender_id.not_in(self.hidden()))
 
     def sent(self) -> sa.Select:
         """Messages this user sent, newest first."""

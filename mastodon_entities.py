@@ -264,12 +264,8 @@ def _account_counts(user: User) -> tuple[int, int, int, datetime | None]:
         last, count = db.session.execute(
             sa.select(sa.func.max(Post.timestamp), sa.func.count()).where(Post.user_id == user.id)
         ).one()
-        cache[user.id] = (
-            Follows(user).followers_count(),
-            Follows(user).following_count(),
-            count,
-            last,
-        )
+        graph = Follows(user)
+        cache[user.id] = (graph.followers_count(), graph.following_count(), count, last)
     return cache[user.id]
 
 

@@ -13,13 +13,11 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from database import Model, db, utcnow
-from formatting import MENTION
-from models import Message, Post, User, followed, mentioned, message_sent, published
+from models import Message, Post, User, followed, mention_recorded, message_sent
 
 IDEMPOTENCY_LIFETIME = timedelta(hours=1)
 KEY_MAX = 200
 TIMELINES = ("home", "notifications")
-MENTIONS_MAX = 10  # names looked up per post: a post naming fifty people notifies ten
 
 
 class MastoNotification(Model):
@@ -63,34 +61,15 @@ def notify_follow(follower: User, user: User) -> None:
     db.session.add(MastoNotification(user_id=user.id, type="follow", from_user_id=follower.id))
 
 
-@published.connect
-def local_mentions(post: Post) -> None:
-    """The local accounts a post written here names (`@name`) are mentioned."""
-    names = {match.group(1).rstrip(".").lower() for match in MENTION.finditer(post.body)}
-    names = set(sorted(names)[:MENTIONS_MAX])
-    if not names:
-        return
-    query = sa.select(User).where(
-        sa.func.lower(User.username).in_(names), User.domain.is_(None), User.id != post.user_id
-    )
-    for user in db.session.scalars(query):
-        mentioned.send(post, user=user)
-
-
-@mentioned.connect
+@mention_recorded.connect
 def notify_mention(post: Post, user: User) -> None:
-    """A `mention` notification, once per post and account (a note applied twice adds none)."""
-    known = sa.select(MastoNotification.id).where(
-        MastoNotification.user_id == user.id,
-        MastoNotification.type == "mention",
-        MastoNotification.post_id == post.id,
-    )
-    if db.session.scalar(known) is None:
-        db.session.add(
-            MastoNotification(
-                user_id=user.id, type="mention", from_user_id=post.user_id, post_id=post.id
-            )
+    """A post mentions a local account (mentions.py records each once, from this site or
+    another): a `mention` notification."""
+    db.session.add(
+        MastoNotification(
+            user_id=user.id, type="mention", from_user_id=post.user_id, post_id=post.id
         )
+    )
 
 
 @message_sent.connect

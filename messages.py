@@ -7,6 +7,8 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
+import blocks
+import fedfetch
 from database import db
 from forms import MarkReadForm, MessageForm
 from mailboxes import Mailbox
@@ -28,10 +30,19 @@ bp = Blueprint("messages", __name__)
 def _message_recipient(username: str) -> User | Response:
     """The user to write to, or an error page saying why not (4xx)."""
     recipient = User.by_username(username)
+    if recipient is None and current_app.config["FEDERATION"] and "@" in username:
+        try:  # an account on another server, not known here yet
+            recipient = fedfetch.remote_account(username)
+        except fedfetch.FetchError:
+            recipient = None
     if recipient is None:
         return error_page(404, _("There is no user called %(username)s.", username=username))
     if recipient.id == current_user.id:
         return error_page(400, _("You cannot send a private message to yourself."))
+    if blocks.either_blocks(current_user.id, recipient.id):
+        return error_page(
+            403, _("You cannot send private messages to %(username)s.", username=username)
+        )
     return recipient
 
 

@@ -20,10 +20,14 @@ import cli
 import config as settings
 import error_mail
 import federation
+import federation_admin
+import feeds
 import health
 import i18n
 import mastodon_instance
+import mentions
 import messages
+import moderation
 import oauth
 import people
 import posts
@@ -96,9 +100,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(posts.bp)  # home, explore, a post, translate, search
     app.register_blueprint(people.bp)  # profiles, follows, pictures, popups
     app.register_blueprint(messages.bp)  # private messages
+    app.register_blueprint(feeds.bp)  # Atom feeds of users' posts
     app.register_blueprint(task_pages.bp)  # export, import, task history and banners
     app.register_blueprint(health.bp)  # the notifications poll, /healthz, /readyz
     app.register_blueprint(admin.bp)  # /admin
+    app.register_blueprint(moderation.bp)  # blocks of accounts and domains
+    app.register_blueprint(moderation.admin_bp)  # /admin/domains: blocked for the whole site
+    app.register_blueprint(federation_admin.bp)  # /admin/federation
     api.init_app(app)  # /api: JSON, token auth, no CSRF
     federation.init_app(app)  # WebFinger, NodeInfo, actors, inboxes (when FEDERATION is on)
     csrf.exempt(federation.bp)  # other servers sign their requests instead
@@ -108,6 +116,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     web.register_error_handlers(app)
     app.cli.add_command(search.reindex_command)
     cli.init_app(app)  # flask user …, backup, restore
+    app.cli.add_command(federation_admin.federation_cli)  # flask federation …
 
     app.jinja_env.filters["isoformat_utc"] = isoformat_utc
     app.jinja_env.filters["human_size"] = web.human_size
@@ -116,6 +125,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.jinja_env.globals["registration_open"] = registration_open
     app.jinja_env.globals["offers_translation"] = translation.offered_for
     app.jinja_env.globals["card_kit"] = CardKit
+    app.jinja_env.globals["unread_mention_count"] = mentions.unread_count
     # What the navbar and the profile cards show of messages and follows.
     app.jinja_env.globals["Mailbox"] = Mailbox
     app.jinja_env.globals["Follows"] = Follows

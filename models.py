@@ -34,9 +34,9 @@ sessions_ended = events.signal("sessions-ended")  # sender: the User
 followed = events.signal("followed")  # sender: the follower; `user`: the one followed
 published = events.signal("published")  # sender: the Post, flushed
 message_sent = events.signal("message-sent")  # sender: the Message, flushed
-# A post (local or from another server) names a local account; whoever records mentions
-# sends it, once per post and account. Sender: the Post, flushed; `user`: the one named.
-mentioned = events.signal("mentioned")
+# A post (local or from another server) names a local account who does not block its author:
+# mentions.record sends it, once per post and account. Sender: the Post; `user`: the one named.
+mention_recorded = events.signal("mention-recorded")
 
 # Named limits: the columns, the forms and the OpenAPI document all read these.
 USERNAME_MAX = 64
@@ -391,6 +391,10 @@ class Post(Model):
     body: so.Mapped[str] = so.mapped_column(sa.String(POST_MAX))
     timestamp: so.Mapped[datetime] = so.mapped_column(index=True, default=utcnow)
     user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user.id", ondelete="CASCADE"))
+    # How many accounts (on other servers) liked and boosted it: kept here, beside the post,
+    # so that a page of post cards reads them with the posts (reactions.py keeps them exact).
+    like_count: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
+    announce_count: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
     # Where an imported post came from (a SHA-256 in hex, see importer.post_key); None for
     # posts written here.
     import_key: so.Mapped[str | None] = so.mapped_column(sa.String(64))
@@ -533,7 +537,13 @@ class Message(Model):
     """A private message; only its recipient (and its author) may read it."""
 
     # The inbox and the unread count both look messages up by recipient, newest first.
-    __table_args__ = (sa.Index("ix_message_recipient_id_timestamp", "recipient_id", "timestamp"),)
+    __table_args__ = (
+        sa.Index("ix_message_recipient_id_timestamp", "recipient_id", "timestamp"),
+        # A direct note from another server becomes one message per recipient, once.
+        partial_unique_index(
+            "uq_message_recipient_id_ap_id", "recipient_id", "ap_id", where="ap_id IS NOT NULL"
+        ),
+    )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     sender_id: so.Mapped[int] = so.mapped_column(
@@ -542,6 +552,10 @@ class Message(Model):
     recipient_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("user.id", ondelete="CASCADE"))
     body: so.Mapped[str] = so.mapped_column(sa.String(MESSAGE_MAX))
     timestamp: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    # A message from another server: its Note's id, and its content sanitised (in full;
+    # `body` holds its text, shortened to MESSAGE_MAX).
+    ap_id: so.Mapped[str | None] = so.mapped_column(sa.String(URL_MAX))
+    html: so.Mapped[str | None] = so.mapped_column(sa.Text)
 
     author: so.Mapped[User] = so.relationship(
         foreign_keys=[sender_id], back_populates="messages_sent"

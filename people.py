@@ -19,13 +19,15 @@ from flask_login import current_user, login_required
 from flask_wtf.file import FileField
 from werkzeug.wrappers import Response
 
+import blocks
 import federation_out
+from avatar_store import send_avatar
 from avatars import AvatarError, generated_avatar_svg
 from database import db
 from follows import Follows
 from forms import EditProfileForm, EmptyForm
 from models import USERNAME_MAX, User
-from tasks import check_avatar, send_avatar, start_avatar
+from tasks import check_avatar, start_avatar
 from web import form_page, int_args, list_page, page_links, paginate, redirect_with
 
 bp = Blueprint("people", __name__)
@@ -59,6 +61,7 @@ def people_page(username: str, relation: str) -> str:
         if relation == "followers"
         else Follows(user).following_select()
     )
+    select = select.where(User.id.not_in(blocks.blocked_by(current_user)))
     followers = relation == "followers"
     heading = _("Followers of %(username)s", username=user.username) if followers else None
     return list_page(
@@ -161,6 +164,8 @@ def change_following(username: str, follow: bool) -> Response:
         )
     if user.id == current_user.id:
         flash(_("You cannot follow or unfollow yourself."), "warning")
+    elif follow and blocks.either_blocks(current_user.id, user.id):
+        flash(_("You cannot follow %(username)s.", username=username), "warning")
     else:
         federation_out.change_following(current_user, user, follow)
         flash(*following_message(user, follow))

@@ -21,19 +21,22 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 import api
+import blocks
 import federation_in
 import federation_out
 import fedfetch
+import mentions
 import ratelimit
 import search
 import translation
 from database import MAX_ROW_ID, db
-from forms import PostForm
+from forms import EmptyForm, PostForm
 from models import USERNAME_MAX, Post, User
 from timeline import Timeline
 from web import (
     int_arg,
     is_safe_next,
+    list_page,
     login_manager,
     page_links,
     page_number,
@@ -88,6 +91,7 @@ def new_posts() -> str:
 def explore() -> str:
     query = (
         sa.select(Post)
+        .where(Post.user_id.not_in(blocks.blocked_by(current_user)))
         .options(sa.orm.joinedload(Post.author))
         .order_by(Post.timestamp.desc(), Post.id.desc())
     )
@@ -164,6 +168,8 @@ def find_remote_account(query: str) -> User | None:
         flash(ratelimit.refusal("account lookups", retry_after), "warning")
         return None
     try:
+        if blocks.domain_blocked(blocks.normalize_domain(query) or ""):
+            raise fedfetch.FetchError("this site blocks its server")  # asked nothing of it
         user = fedfetch.remote_account(query)
     except fedfetch.FetchError as exc:
         flash(
@@ -187,14 +193,15 @@ def search_page() -> ResponseReturnValue:
     per_page = current_app.config["POSTS_PER_PAGE"]
     # Deep pages are never useful and a huge OFFSET would overflow the database's integers.
     page = min(page_number(), search.MAX_PAGE)
-    results = search.search_posts(terms, page, per_page)
+    results = search.search_posts(terms, page, per_page, hidden=blocks.blocked_by(current_user))
     newer, older = page_links(results, "posts.search", q=query)
     highlighted = {post.id: search.highlight(post.body, terms) for post in results.items}
     # People whose name contains what was typed (one word, as a username is).
     name = query.strip().lstrip("@")
     people: Sequence[User] = ()
     if name and page == 1 and len(name) <= USERNAME_MAX and " " not in name:
-        people = db.session.scalars(User.named_like(name).limit(PEOPLE_FOUND_MAX)).all()
+        named = User.named_like(name).where(User.id.not_in(blocks.blocked_by(current_user)))
+        people = db.session.scalars(named.limit(PEOPLE_FOUND_MAX)).all()
     return render_template(
         "search.html",
         title=_("%(query)s - Search", query=query.strip()[:40]) if query.strip() else _("Search"),
@@ -208,3 +215,27 @@ def search_page() -> ResponseReturnValue:
         newer_url=newer,
         older_url=older,
     )
+
+
+@bp.route("/mentions")
+@login_required
+def mentions_page() -> str:
+    """The posts that mention the current user. Only reads: "Mark as read" is a POST."""
+    return list_page(
+        "mentions.html",
+        mentions.mentioning(current_user),
+        "posts.mentions_page",
+        "posts",
+        title=_("Mentions"),
+        form=EmptyForm(),
+    )
+
+
+@bp.route("/mentions/read", methods=["POST"])
+@login_required
+def mentions_read() -> Response:
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    mentions.mark_read(current_user)
+    db.session.commit()
+    return redirect(url_for("posts.mentions_page"))

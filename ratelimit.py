@@ -235,3 +235,11 @@ def translation(user_id: int) -> int:
 def remote_lookup(user_id: int) -> int:
     """A search that asks another server for an account (each one costs it and us requests)."""
     return check(*_limits("FEDERATION_LOOKUP_LIMIT", (f"remote-lookup:user:{user_id}", "PER_USER")))
+
+
+def inbox(host: str) -> int:
+    """An activity posted to an inbox, signed with a key of `host`, from this address (a
+    forged key id from elsewhere fills only its own sender's bucket)."""
+    return check(
+        *_limits("FEDERATION_INBOX_LIMIT", (per_client("inbox", host or "none"), "PER_HOST"))
+    )

@@ -256,8 +256,11 @@ class Results(Page):
     capped: bool = False
 
 
-def search_posts(terms: list[Term], page: int, per_page: int) -> Results:
-    """One page of posts matching every term, best match first."""
+def search_posts(
+    terms: list[Term], page: int, per_page: int, hidden: sa.Select | None = None
+) -> Results:
+    """One page of posts matching every term, best match first; none by the authors whose
+    ids `hidden` selects (those the reader blocks)."""
     if not terms:
         return Results([], page, False)
     if db.session.get_bind().dialect.name == "postgresql":
@@ -267,9 +270,10 @@ def search_posts(terms: list[Term], page: int, per_page: int) -> Results:
     ranked = rank(candidates, terms)
     offset = (page - 1) * per_page
     ids = ranked[offset : offset + per_page]
-    posts = db.session.scalars(
-        sa.select(Post).where(Post.id.in_(ids)).options(so.joinedload(Post.author))
-    ).all()
+    found = sa.select(Post).where(Post.id.in_(ids)).options(so.joinedload(Post.author))
+    if hidden is not None:
+        found = found.where(Post.user_id.not_in(hidden))
+    posts = db.session.scalars(found).all()
     by_id = {post.id: post for post in posts}
     has_next = len(ranked) > offset + per_page
     return Results(

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Response, current_app, send_from_directory
+from flask import current_app
 from huey import crontab
 from huey import signals as S
 from huey.api import Task as HueyTask
@@ -27,11 +27,15 @@ from werkzeug.datastructures import FileStorage
 import account_deletion
 import avatars
 import backup
+import deliveries  # noqa: F401  (registers its tasks: sending to other servers)
 import exporting
-import federation_in  # noqa: F401  (the consumer runs its task, apply_inbox_activity)
+import federation_in
 import federation_out
 import importing
+import inbound  # noqa: F401  (registers its tasks: activities received, applied again)
 import language_detection
+import remote_pictures  # noqa: F401  (registers its tasks: remote accounts' pictures)
+from avatar_store import write_avatar
 from database import db, utcnow
 from exporting import start_export
 from i18n import N_, PhrasedError, phrase, store_phrases
@@ -42,7 +46,6 @@ from models import Post, User
 from task_support import (
     MAIL_RETRIES,
     MAIL_RETRY_DELAY,
-    avatars_dir,
     consuming,
     exports_dir,
     imports_dir,
@@ -68,7 +71,7 @@ log = logging.getLogger("huey.microblog")
 
 # The modules with task bodies of their own: the consumer loads this module only, and each
 # of their tasks must be registered with Huey wherever `tasks` is imported.
-TASK_MODULES = (account_deletion, exporting, importing)
+TASK_MODULES = (account_deletion, exporting, federation_in, importing)
 
 # --- signals: Huey's view of a task, written to its Task row --------------------------
 
@@ -175,14 +178,6 @@ def reason(exc: BaseException) -> str:
 # --- avatars ------------------------------------------------------------------------------
 
 
-def send_avatar(file: str) -> Response:
-    """An uploaded picture's file, cached for good: its URL changes with the picture."""
-    response = send_from_directory(avatars_dir(), file, mimetype="image/webp", max_age=31536000)
-    response.cache_control.public = True
-    response.cache_control.immutable = True
-    return response
-
-
 def start_avatar(user: User, upload: FileStorage) -> Task | None:
     """Store an uploaded picture and launch the task that makes the user's avatar of it."""
     return start_with_upload(user, upload, process_avatar, N_("Changing your picture"))
@@ -192,21 +187,6 @@ def check_avatar(data: bytes) -> None:
     """Refuse at once, from its size and header, a file the worker would refuse
     (`avatars.AvatarTooLarge` or `avatars.AvatarError`, with the reason)."""
     avatars.check_upload(data, max_bytes=current_app.config["MICROBLOG_AVATAR_MAX_BYTES"])
-
-
-def write_avatar(user: User, data: bytes) -> None:
-    """Check and convert an uploaded picture, put its files in place, and point the user at
-    them (commits). `AvatarError` says why a file is refused."""
-    max_bytes = current_app.config["MICROBLOG_AVATAR_MAX_BYTES"]
-    pictures = avatars.process_upload(data, max_bytes=max_bytes)
-    for size, picture in pictures.items():
-        final = avatars_dir() / user.avatar_file(size)
-        partial = final.with_name(final.name + ".part")
-        partial.write_bytes(picture)
-        os.replace(partial, final)  # a page never gets half a picture
-    user.set_avatar(max(int(time.time()), (user.avatar_version or 0) + 1))
-    db.session.commit()
-    federation_out.profile_updated(user)
 
 
 @tracked
@@ -223,6 +203,7 @@ def process_avatar(user_id: int, task: HueyTask = None) -> int:
         with consuming(path):
             Progress(row.id, 1).write(10, N_("Making your new picture…"))
             write_avatar(user, path.read_bytes())
+        federation_out.profile_updated(user)  # the followers' servers show the new picture
         done = N_("Your new picture is in place.")
         Task.change(row.id, [TaskStatus.RUNNING], message=done)
         return 0

@@ -65,15 +65,17 @@ def floor_app():
     import microblog
     from database import db
     from follows import Follows
+    from forms import PostForm
     from mailboxes import Mailbox
     from models import Post, User
     from timeline import Timeline
+    from web import page_links, paginate
 
     floor = Blueprint("floor", __name__)
     template = []  # compiled once, as the site's template files are
 
     def write(posts, endpoint, **context):
-        newer, older = microblog.page_links(posts, endpoint, **context.pop("url_args", {}))
+        newer, older = page_links(posts, endpoint, **context.pop("url_args", {}))
         unread = Mailbox(current_user).unread_count()
         if not template:
             template.append(app.jinja_env.from_string(FLOOR_TEMPLATE))
@@ -84,8 +86,8 @@ def floor_app():
     @floor.route("/floor/index")
     @login_required
     def index():
-        posts = microblog.paginate(Timeline(current_user).posts())
-        return write(posts, "posts.index", title="Home", form=microblog.PostForm())
+        posts = paginate(Timeline(current_user).posts())
+        return write(posts, "posts.index", title="Home", form=PostForm())
 
     @floor.route("/floor/explore")
     @login_required
@@ -95,13 +97,13 @@ def floor_app():
             .options(sa.orm.joinedload(Post.author))
             .order_by(Post.timestamp.desc(), Post.id.desc())
         )
-        return write(microblog.paginate(query), "posts.explore", title="Explore")
+        return write(paginate(query), "posts.explore", title="Explore")
 
     @floor.route("/floor/user/<username>")
     @login_required
     def user(username):
         user = db.first_or_404(User.named(username))
-        posts = microblog.paginate(user.posts_select())
+        posts = paginate(user.posts_select())
         return write(
             posts,
             "people.user",

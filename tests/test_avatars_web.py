@@ -149,7 +149,7 @@ def test_upload_through_the_worker_and_account_deletion_removes_it(app, users, l
 
 
 def test_the_page_script_asks_for_the_new_urls(app, client, auth, users, immediate):
-    """/avatar_urls: your picture's URL per size asked for (what app.js swaps in)."""
+    """/avatar_urls: your picture's URL per size asked for (what static/avatar_swap.js swaps in)."""
     assert client.get("/avatar_urls?size=48").status_code == 302  # to the login page
     auth.login()
     assert client.get("/avatar_urls?size=24&size=128").json == {

@@ -1,5 +1,5 @@
 """The pages still work in chromium with the Content-Security-Policy on: no violation on any
-page, the confirm dialog and the page scripts run from static/app.js."""
+page, the confirm dialog and the page scripts run from static/*.js."""
 
 import pytest
 

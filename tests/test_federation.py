@@ -13,6 +13,7 @@ import sqlalchemy as sa
 import actors
 import federation_in
 import fedsign
+from blocks import DomainBlock
 from database import db
 from follows import Follows
 from models import Post, User
@@ -396,8 +397,11 @@ def test_request_for_another_host_is_401(web, app, users, ann, remote_keys):
     assert unchanged(app)
 
 
-def test_blocked_domain_is_403_before_any_fetch(web, app, users, remote_keys, monkeypatch):
-    monkeypatch.setattr(federation_in, "domain_blocked", lambda domain: domain == "remote.example")
+@pytest.mark.parametrize("blocked", ["remote.example", "example"])
+def test_blocked_domain_is_403_before_any_fetch(web, app, users, remote_keys, monkeypatch, blocked):
+    with app.app_context():  # an admin blocked the domain (or one it is under)
+        db.session.add(DomainBlock(domain=blocked))
+        db.session.commit()
     fetched = []
     monkeypatch.setattr(federation_in, "fetch_key_owner", lambda key: fetched.append(key))
     response = signed_post(web, "/inbox", follow_activity(users["alice"]), remote_keys)

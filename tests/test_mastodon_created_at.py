@@ -11,7 +11,7 @@ from microblog import create_app
 from models import User
 from tests.mastodon_support import bearer, make_token
 
-BEFORE = "7a51d0c0a5e1"  # the revision before the column
+BEFORE = "d3l1v3ry0a01"  # the revision before the column
 
 
 def test_created_at_stays_put_for_a_user_without_posts(app, client, users):

@@ -1,5 +1,6 @@
 """A note from another server whose Mention tag names one of our users is a `mention`
-notification in the Mastodon API, as a mention written here is: once, with the post."""
+notification in the Mastodon API, as a mention written here is: once, with the post. Both
+come from the one record of mentions (mentions.py), which the web's Mentions page reads."""
 
 import pytest
 

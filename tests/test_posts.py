@@ -173,7 +173,7 @@ def test_delete_own_post(client, auth, app, users):
         post_id = db.session.scalar(sa.select(Post.id).where(Post.body == "regret"))
     html = client.get("/index").get_data(as_text=True)
     assert f'action="/post/{post_id}/delete' in html
-    assert 'data-confirm="Delete this post?"' in html  # asked by static/app.js
+    assert 'data-confirm="Delete this post?"' in html  # asked by static/confirm.js
     response = client.submit(f"/post/{post_id}/delete?next=/user/alice")
     assert response.status_code == 302
     assert response.headers["Location"] == "/user/alice"

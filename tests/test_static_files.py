@@ -12,7 +12,8 @@ STATIC_URL = re.compile(r'(?:href|src)="(/(?:bootstrap/)?static/[^"?]+)\?v=([0-9
 def test_static_urls_carry_the_content_hash_and_are_cached_long(client):
     html = client.get("/login").get_data(as_text=True)
     found = dict(STATIC_URL.findall(html))
-    assert {"/static/app.css", "/static/app.js", "/static/favicon.svg"} <= set(found)
+    scripts = {"/static/core.js", "/static/task_banners.js"}
+    assert {"/static/app.css", "/static/favicon.svg", *scripts} <= set(found)
     assert any(url.startswith("/bootstrap/static/") for url in found)
     for url, digest in found.items():
         assert len(digest) == HASH_LENGTH

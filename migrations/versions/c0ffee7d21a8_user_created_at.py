@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 
 revision = 'c0ffee7d21a8'
-down_revision = '7a51d0c0a5e1'
+down_revision = 'd3l1v3ry0a01'
 
 EARLIEST_KNOWN = '''
 UPDATE "user" SET created_at = COALESCE((

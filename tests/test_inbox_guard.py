@@ -1,0 +1,148 @@
+"""The inbox before verification: a Delete flood from actors never seen fetches nothing, a
+server over its rate limit gets 429 with Retry-After; and after it: an activity whose
+application was lost with its worker is applied when a consumer starts."""
+
+import json
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+import actors
+import fedsign
+import inbound
+from database import db, utcnow
+from federation_in import InboxActivity
+from follows import Follows
+from models import Post, User
+from tests.helpers import actor_document
+from tests.live import wait_for
+from tests.receivers import Receiver
+from tests.test_deliveries import start_site
+
+SITE = "https://local.example"
+
+
+@pytest.fixture
+def app_config():
+    return {
+        "SITE_URL": SITE,
+        "FEDERATION": True,
+        "FEDERATION_ALLOW_HTTP": True,
+        "FEDERATION_ALLOW_PRIVATE": True,
+    }
+
+
+@pytest.fixture
+def stranger():
+    """A remote server on loopback that would serve its actors' keys: it counts each fetch."""
+    fetches = []
+    server = Receiver()
+    original = server.server.RequestHandlerClass
+
+    class Counting(original):
+        def do_GET(self):
+            fetches.append(self.path)
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server.server.RequestHandlerClass = Counting
+    server.fetches = fetches
+    yield server
+    server.stop()
+
+
+def post(client, activity, key_id, private_pem):
+    body = json.dumps(activity).encode()
+    headers = fedsign.sign_request(
+        "POST", SITE + "/inbox", key_id=key_id, private_pem=private_pem, body=body
+    )
+    return client.post("/inbox", data=body, headers=headers, base_url=SITE)
+
+
+def test_a_delete_flood_from_strangers_fetches_nothing(app, client, stranger):
+    private_pem = fedsign.new_key_pair()[0]
+    base = f"http://{stranger.host}"
+    for number in range(40):  # each from a different actor
+        actor = f"{base}/users/gone{number}"
+        delete = {"id": f"{actor}#delete", "type": "Delete", "actor": actor, "object": actor}
+        assert post(client, delete, f"{actor}#main-key", private_pem).status_code == 202
+    assert stranger.fetches == []
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(InboxActivity.id))) == 0
+    # The same from an unknown actor that is not a Delete is verified: its key is fetched.
+    actor = f"{base}/users/someone"
+    create = {"id": f"{actor}/1", "type": "Create", "actor": actor, "object": {}}
+    assert post(client, create, f"{actor}#main-key", private_pem).status_code == 401
+    assert stranger.fetches == ["/users/someone"]
+
+
+def test_inbox_rate_limit_per_server(app, client):
+    app.config["FEDERATION_INBOX_LIMIT_PER_HOST"] = 5
+    keys = fedsign.new_key_pair()
+    with app.app_context():
+        actors.store_remote_actor(actor_document("https://remote.example", "ann", keys[1]))
+        db.session.commit()
+    ann = "https://remote.example/users/ann"
+
+    def like(number):
+        activity = {"id": f"{ann}/likes/{number}", "type": "Like", "actor": ann, "object": SITE}
+        return post(client, activity, f"{ann}#main-key", keys[0])
+
+    assert [like(n).status_code for n in range(5)] == [202] * 5
+    refused = like(5)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(InboxActivity.id))) == 5
+
+
+@pytest.mark.consumer
+def test_received_activity_lost_with_its_worker_is_applied_at_restart(
+    app, users, live, monkeypatch
+):
+    keys = fedsign.new_key_pair()
+    with app.app_context():
+        ann_user = actors.store_remote_actor(
+            actor_document("https://remote.example", "ann", keys[1])
+        )
+        Follows(db.session.get(User, users["alice"])).follow(ann_user)  # her notes are kept
+        ann = "https://remote.example/users/ann"
+        activity = {
+            "id": f"{ann}/create/1",
+            "type": "Create",
+            "actor": ann,
+            "object": {
+                "id": f"{ann}/notes/1",
+                "type": "Note",
+                "attributedTo": ann,
+                "content": "<p>hello</p>",
+                "to": ["https://www.w3.org/ns/activitystreams#Public"],
+            },
+        }
+        # Stored by the inbox; the task that would apply it died with its consumer.
+        db.session.add(
+            InboxActivity(
+                activity_id=activity["id"],
+                actor_url=ann,
+                body=json.dumps(activity),
+                received_at=utcnow() - timedelta(seconds=5),
+            )
+        )
+        db.session.commit()
+    start_site(live, monkeypatch, SITE_URL=SITE, FEDERATION_INBOX_RETRY_SECONDS=1)
+
+    def applied():
+        with app.app_context():
+            db.session.expire_all()
+            return db.session.scalar(sa.select(InboxActivity.state)) == "applied"
+
+    wait_for(applied, timeout=30, what="the activity applied after the restart")
+    with app.app_context():
+        assert db.session.scalar(sa.select(Post.ap_id)) == f"{ann}/notes/1"
+
+
+def test_retry_ages_double():
+    first = 300.0
+    due = [age for age in range(0, 5000, 60) if inbound.retry_due(age, first)]
+    assert due == [300, 600, 1200, 2400, 4800]

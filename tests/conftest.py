@@ -1,5 +1,7 @@
 """Shared fixtures: an app on a temporary data dir, a CSRF-aware client, users."""
 
+import subprocess
+
 import pytest
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
@@ -364,6 +366,120 @@ def schema_differences(connection) -> list:
         connection, opts={"include_name": search.alembic_include_name}
     )
     return compare_metadata(context, db.metadata)
+
+
+# --- federation: sites of ours on loopback addresses, and servers nobody here wrote ---------
+
+
+@pytest.fixture
+def federated_site(tmp_path_factory, password_hash):
+    """Make a site of ours (gunicorn + huey_consumer) that federates, on a loopback `host`:
+    a fresh data dir migrated as run.sh does, `users` (and `admins`) with the shared test
+    password, SITE_URL its own address, http and private addresses allowed unless `strict`.
+    Every connection its processes try outside 127.0.0.0/8 is refused and logged
+    (tests/netguard); the file is in `site.netguard_log`."""
+    from tests.live import BIN, PROJECT_DIR, LiveSite, server_env
+
+    sites = []
+
+    def make(host, users=("alice", "bob"), strict=False, admins=(), **env):
+        data_dir = tmp_path_factory.mktemp(f"site-{host}")
+        netguard_log = data_dir / "netguard.log"
+        allow = "false" if strict else "true"
+        settings = {
+            "FEDERATION_ALLOW_HTTP": allow,
+            "FEDERATION_ALLOW_PRIVATE": allow,
+            "PYTHONPATH": PROJECT_DIR / "tests" / "netguard",
+            "NETGUARD_LOG": netguard_log,
+            **env,
+        }
+        if strict:  # served over plain http as a test site is, yet fenced as a public one
+            settings["FEDERATION"] = "on"
+        migrate = subprocess.run(
+            [BIN / "flask", "--app", "microblog", "db", "upgrade"],
+            cwd=PROJECT_DIR,
+            env=server_env(data_dir, **settings),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert migrate.returncode == 0, migrate.stderr
+        add_users(data_dir, users, password_hash, admins)
+        site = LiveSite(data_dir, **settings)
+        site.netguard_log = netguard_log
+        sites.append(site)
+        site.start_web(host=host, site_url=True)
+        site.start_consumer()
+        return site
+
+    yield make
+    for site in sites:
+        site.stop()
+
+
+def add_users(data_dir, usernames, password_hash, admins=()) -> None:
+    """Local accounts in the database of a site on `data_dir`; those named in `admins` are
+    admins."""
+    from models import User
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATA_DIR": str(data_dir),
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{data_dir / 'app.db'}",
+        }
+    )
+    for username in (*usernames, *admins):
+        add_user(app, username, password_hash)
+    with app.app_context():
+        for username in admins:
+            administration.make_admin(
+                db.session.scalar(db.select(User).filter_by(username=username))
+            )
+        db.session.commit()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def bovine_peer(tmp_path):
+    """Make a remote server made with bovine (tests/clients/bovine_peer.py) on a loopback
+    `host`; `.command(op, …)` drives it."""
+    from tests.federation_clients import ClientServer
+
+    peers = []
+
+    def make(host="127.0.0.5"):
+        log = tmp_path / f"bovine-{host}.log"
+        peer = ClientServer("bovine", "bovine_peer.py", log, host, cwd=tmp_path)
+        peer.url = peer.info["url"]
+        peers.append(peer)
+        return peer
+
+    yield make
+    for peer in peers:
+        peer.stop()
+
+
+@pytest.fixture
+def our_site(federated_site):
+    """A federating site of ours on 127.0.0.2 with alice and bob."""
+    return federated_site("127.0.0.2")
+
+
+@pytest.fixture
+def remote_peer(bovine_peer):
+    """A bovine server on 127.0.0.5."""
+    return bovine_peer("127.0.0.5")
+
+
+@pytest.fixture
+def canary():
+    """A listener on 127.0.0.1 that records every connection (federation_clients.Canary)."""
+    from tests.federation_clients import Canary
+
+    listener = Canary()
+    yield listener
+    listener.stop()
 
 
 @pytest.fixture

@@ -70,8 +70,8 @@ def server_env(data_dir, **settings) -> dict:
     return env
 
 
-def _spawn(command, log: Path, env, pass_fds=()) -> subprocess.Popen:
-    """Start `command` in the project dir, its output appended to `log`.
+def _spawn(command, log: Path, env, pass_fds=(), cwd=PROJECT_DIR) -> subprocess.Popen:
+    """Start `command` in the project dir (or `cwd`), its output appended to `log`.
 
     In a session of its own, like run.sh's servers: a Ctrl-C reaches only the test run, whose
     clean-up then stops each process once (a second SIGINT would make the consumer abandon
@@ -80,7 +80,7 @@ def _spawn(command, log: Path, env, pass_fds=()) -> subprocess.Popen:
     log_file = open(log, "ab")  # closed by stop_process()
     process = subprocess.Popen(
         [str(part) for part in command],
-        cwd=PROJECT_DIR,
+        cwd=cwd,
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,

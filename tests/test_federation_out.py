@@ -2,14 +2,18 @@
 it has one), signed with the acting user's key; nothing at all with federation off."""
 
 import json
+from collections.abc import Sequence
 
 import pytest
+import sqlalchemy as sa
 
 import account_deletion
 import actors
+import deliveries
 import federation_out
 import fedsign
 from database import db
+from delivery_store import Delivery, OutgoingActivity
 from follows import Follows
 from models import User
 from tests.helpers import actor_document
@@ -22,16 +26,36 @@ def app_config():
     return {"SITE_URL": SITE}
 
 
+class Stored(Sequence):
+    """The deliveries stored so far, as (activity, keyId, inbox), read when looked at."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def _rows(self):
+        with self.app.app_context():
+            query = (
+                sa.select(OutgoingActivity.body, OutgoingActivity.key_id, Delivery.inbox)
+                .join(Delivery, Delivery.activity_id == OutgoingActivity.id)
+                .order_by(Delivery.id)
+            )
+            return [
+                (json.loads(body), key_id, inbox)
+                for body, key_id, inbox in db.session.execute(query)
+            ]
+
+    def __getitem__(self, index):
+        return self._rows()[index]
+
+    def __len__(self):
+        return len(self._rows())
+
+
 @pytest.fixture
-def sent(monkeypatch):
-    """Every delivery queued, as (activity, keyId, inbox), instead of sending it."""
-    deliveries = []
-
-    def record(body, key_id, private_pem, inbox):
-        deliveries.append((json.loads(body), key_id, inbox))
-
-    monkeypatch.setattr(federation_out, "deliver_activity", record)
-    return deliveries
+def sent(app, monkeypatch):
+    """Every delivery stored by the engine, as (activity, keyId, inbox); none is sent."""
+    monkeypatch.setattr(deliveries, "wake", lambda count=1: None)
+    return Stored(app)
 
 
 def remote_user(name, host, *, shared=True):
@@ -151,7 +175,7 @@ def test_nothing_is_sent_with_federation_off(app, followed_alice, sent, app_conf
         db.session.commit()
         federation_out.post_published(post)
         federation_out.profile_updated(alice)
-    assert sent == []
+    assert list(sent) == []
 
 
 def test_mastodon_apps_federate_too(app, client, followed_alice, sent):

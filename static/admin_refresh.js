@@ -1,5 +1,5 @@
-// The admin's jobs dashboard: the server renders its body; it is fetched again every few
-// seconds while the page is open.
+// An admin dashboard (jobs, federation): the server renders its body; it is fetched again
+// every few seconds while the page is open.
 (function () {
   "use strict";
   document.addEventListener("DOMContentLoaded", function () {

@@ -87,11 +87,12 @@ def create_user(username: str, email: str, admin: bool) -> None:
 @user_cli.command("set-password")
 @click.argument("username")
 def set_password(username: str) -> None:
-    """Set a user's password: the way back in without a mail server."""
+    """Set a user's password: the way back in without a mail server. Like every other
+    password change it signs the user out everywhere and revokes every API and app token."""
     user = named_user(username)
     password = read_password()
     form = check(ResetPasswordForm, {"password": password, "password2": password})
-    user.set_password(form.password.data)
+    user.change_password(form.password.data)
     db.session.commit()
     click.echo(f"Changed the password of {user.username}.")
 

@@ -21,6 +21,7 @@ import ratelimit
 import tasks
 from api_schemas import Text
 from database import MAX_ROW_ID, db
+from follows import Follows
 from mastodon_contract import (
     current_token,
     id_page,
@@ -36,6 +37,7 @@ from mastodon_entities import (
     Account,
     Application,
     CredentialAccount,
+    FamiliarFollowers,
     Relationship,
     Status,
     account,
@@ -299,14 +301,52 @@ def find_accounts(text: str, limit: int = 40) -> list[User]:
 )
 def relationships() -> list[dict]:
     viewer = me()
+    return [relationship(viewer, other).dump() for other in accounts_asked_about()]
+
+
+def accounts_asked_about() -> list[User]:
+    """The accounts named by `id[]=…` (the first 40; ids that name nobody are left out)."""
     ids = request.args.getlist("id[]") + request.args.getlist("id")
     found = []
     for id in ids[:40]:
         if is_id(id):
             other = db.session.get(User, int(id))
             if other is not None:
-                found.append(relationship(viewer, other).dump())
+                found.append(other)
     return found
+
+
+FAMILIAR_MAX = 40  # accounts listed per account asked about
+
+
+@route(
+    "get",
+    "/v1/accounts/familiar_followers",
+    "Of each account asked about (`id[]=…`), the accounts you follow that follow it",
+    FamiliarFollowers,
+    tag="accounts",
+    scope="read:follows",
+    many=True,
+)
+def familiar_followers() -> list[dict]:
+    viewer = me()
+    return [
+        FamiliarFollowers(id=str(other.id), accounts=familiar(viewer, other)).dump()
+        for other in accounts_asked_about()
+    ]
+
+
+def familiar(viewer: User, other: User) -> list[Account]:
+    """The accounts `viewer` follows that follow `other`, by name."""
+    query = (
+        sa.select(User)
+        .join(followers, followers.c.follower_id == User.id)
+        .where(followers.c.followed_id == other.id, User.disabled.is_(False))
+        .where(User.id.in_(Follows(viewer).followed_ids()))
+        .order_by(User.username)
+        .limit(FAMILIAR_MAX)
+    )
+    return [account(user) for user in db.session.scalars(query)]
 
 
 @route("get", "/v1/accounts/<row_id:id>", "An account", Account, tag="accounts", public=True)
@@ -402,3 +442,34 @@ def follow_account(path: IdPath) -> dict:
 )
 def unfollow_account(path: IdPath) -> dict:
     return change_follow(path, follow=False)
+
+
+# Accounts here are never locked: every follow of them takes effect at once, so there is
+# never a request to answer. Apps that offer the buttons get Mastodon's "not found".
+FOLLOW_REQUEST_SUMMARY = (
+    "Accept or refuse a follow request: none exist here (accounts are not locked)"
+)
+
+
+@route(
+    "post",
+    "/v1/follow_requests/<row_id:id>/authorize",
+    FOLLOW_REQUEST_SUMMARY,
+    Relationship,
+    tag="accounts",
+    scope="write:follows",
+)
+def authorize_follow_request(path: IdPath) -> dict:
+    not_found()
+
+
+@route(
+    "post",
+    "/v1/follow_requests/<row_id:id>/reject",
+    FOLLOW_REQUEST_SUMMARY,
+    Relationship,
+    tag="accounts",
+    scope="write:follows",
+)
+def reject_follow_request(path: IdPath) -> dict:
+    not_found()

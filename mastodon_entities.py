@@ -18,7 +18,6 @@ from models import Message, Post, User, followers
 
 # Statuses are posts; a private message is a status too, with an id past any post's.
 MESSAGE_ID_BASE = 10**15
-EPOCH = datetime(1970, 1, 1)
 
 
 class Entity(BaseModel):
@@ -160,6 +159,32 @@ class Notification(Entity):
     status: Status | None = None
 
 
+class PolicySummary(Entity):
+    pending_requests_count: int = 0
+    pending_notifications_count: int = 0
+
+
+class NotificationPolicyV1(Entity):
+    """Which notifications are held back (v1 wording): none are here."""
+
+    filter_not_following: bool = False
+    filter_not_followers: bool = False
+    filter_new_accounts: bool = False
+    filter_private_mentions: bool = False
+    summary: PolicySummary = PolicySummary()
+
+
+class NotificationPolicy(Entity):
+    """What happens to notifications from each kind of account: all are accepted here."""
+
+    for_not_following: Literal["accept"] = "accept"
+    for_not_followers: Literal["accept"] = "accept"
+    for_new_accounts: Literal["accept"] = "accept"
+    for_private_mentions: Literal["accept"] = "accept"
+    for_limited_accounts: Literal["accept"] = "accept"
+    summary: PolicySummary = PolicySummary()
+
+
 class Conversation(Entity):
     id: str
     unread: bool
@@ -195,6 +220,13 @@ class EmptyObject(Entity):
     pass
 
 
+class FamiliarFollowers(Entity):
+    """Of one account asked about: the accounts you follow that follow it."""
+
+    id: str
+    accounts: list[Account]
+
+
 class TaskEntity(Entity):
     """A background task of ours (export, import), with its progress."""
 
@@ -225,17 +257,15 @@ def acct(user: User) -> str:
     return user.username if user.domain is None else f"{user.username.split('@')[0]}@{user.domain}"
 
 
-def _account_counts(user: User) -> tuple[int, int, int, datetime | None, datetime | None]:
-    """Followers, following, posts, first and last post time: once per user and request."""
+def _account_counts(user: User) -> tuple[int, int, int, datetime | None]:
+    """Followers, following, posts and the last post's time: once per user and request."""
     cache: dict[int, Any] = g.setdefault("masto_counts", {})
     if user.id not in cache:
-        first, last, count = db.session.execute(
-            sa.select(
-                sa.func.min(Post.timestamp), sa.func.max(Post.timestamp), sa.func.count()
-            ).where(Post.user_id == user.id)
+        last, count = db.session.execute(
+            sa.select(sa.func.max(Post.timestamp), sa.func.count()).where(Post.user_id == user.id)
         ).one()
         graph = Follows(user)
-        cache[user.id] = (graph.followers_count(), graph.following_count(), count, first, last)
+        cache[user.id] = (graph.followers_count(), graph.following_count(), count, last)
     return cache[user.id]
 
 
@@ -244,7 +274,7 @@ def note_html(text: str | None) -> str:
 
 
 def account(user: User) -> Account:
-    followers_count, following_count, statuses, first, last = _account_counts(user)
+    followers_count, following_count, statuses, last = _account_counts(user)
     page = absolute(url_for("people.user", username=user.username))
     avatar = absolute(user.avatar(128))
     header = absolute(url_for("static", filename="favicon.svg"))
@@ -253,8 +283,7 @@ def account(user: User) -> Account:
         username=user.username,
         acct=acct(user),
         display_name=user.username,
-        # Mastodon's date of joining; ours is not kept: the first post, or the last visit.
-        created_at=isoformat_utc(first or user.last_seen or EPOCH),
+        created_at=isoformat_utc(user.created_at),
         note=note_html(user.about_me),
         url=page,
         uri=page,

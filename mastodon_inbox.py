@@ -34,6 +34,8 @@ from mastodon_entities import (
     Conversation,
     EmptyObject,
     Notification,
+    NotificationPolicy,
+    NotificationPolicyV1,
     SearchResults,
     account,
     message_status,
@@ -137,6 +139,73 @@ def dismiss_notification(path: IdPath) -> dict:
         not_found()
     db.session.delete(row)
     db.session.commit()
+    return {}
+
+
+# This site holds no notification back (no filtering of strangers or new accounts): the
+# policy says so, and the list of held-back requests is always empty (mastodon_instance.py).
+
+
+@route(
+    "get",
+    "/v1/notifications/policy",
+    "Which notifications are held back: none (v1 wording)",
+    NotificationPolicyV1,
+    tag="notifications",
+    scope="read:notifications",
+)
+def notification_policy_v1() -> dict:
+    return NotificationPolicyV1().dump()
+
+
+@route(
+    "get",
+    "/v2/notifications/policy",
+    "What happens to notifications from each kind of account: all are accepted",
+    NotificationPolicy,
+    tag="notifications",
+    scope="read:notifications",
+)
+def notification_policy() -> dict:
+    return NotificationPolicy().dump()
+
+
+# --- push ------------------------------------------------------------------------------------
+
+PUSH_SUBSCRIPTION = {"type": "object"}  # never answered: there is no subscription to show
+NO_PUSH = "This site does not send push notifications; apps can poll /api/v1/notifications"
+NO_SUBSCRIPTION = {
+    "get": "Your push subscription: there is none (404)",
+    "post": "Subscribe to push notifications: not supported here (404)",
+    "put": "Change your push subscription: there is none (404)",
+}
+
+
+def _no_push_view(method: str, summary: str) -> None:
+    def view() -> dict:
+        masto_abort(404, NO_PUSH)
+
+    view.__name__ = f"{method}_push_subscription"
+    view.__doc__ = "Always 404: this site does not send push notifications."
+    declare = route(
+        method, "/v1/push/subscription", summary, PUSH_SUBSCRIPTION, tag="push", scope="push"
+    )
+    declare(view)
+
+
+for _method, _summary in NO_SUBSCRIPTION.items():
+    _no_push_view(_method, _summary)
+
+
+@route(
+    "delete",
+    "/v1/push/subscription",
+    "Remove your push subscription: there is none, so this always succeeds",
+    EmptyObject,
+    tag="push",
+    scope="push",
+)
+def delete_push_subscription() -> dict:
     return {}
 
 

@@ -188,11 +188,16 @@ EMPTY_LISTS = {
     "/v1/announcements": ("Announcements: none", "read"),
     "/v2/suggestions": ("Follow suggestions: none", "read"),
     "/v1/scheduled_statuses": ("Scheduled statuses: none", "read:statuses"),
+    "/v1/notifications/requests": (
+        "Notifications held back for review: none (nothing is held back)",
+        "read:notifications",
+    ),
     # Open to anyone, as on Mastodon (None: no token needed).
     "/v1/trends/tags": ("Trending hashtags: none", None),
     "/v1/trends/statuses": ("Trending statuses: none", None),
     "/v1/trends/links": ("Trending links: none", None),
     "/v1/directory": ("The profile directory: empty", None),
+    "/v1/instance/rules": ("The server's rules: none written", None),
     "/v1/accounts/<row_id:id>/featured_tags": ("An account's featured hashtags: none", None),
     "/v1/accounts/<row_id:id>/lists": ("The lists an account is on: none", "read:lists"),
 }

@@ -13,13 +13,11 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from database import Model, db, utcnow
-from formatting import MENTION
-from models import Message, Post, User, followed, message_sent, published
+from models import Message, Post, User, followed, mention_recorded, message_sent
 
 IDEMPOTENCY_LIFETIME = timedelta(hours=1)
 KEY_MAX = 200
 TIMELINES = ("home", "notifications")
-MENTIONS_MAX = 10  # names looked up per post: a post naming fifty people notifies ten
 
 
 class MastoNotification(Model):
@@ -63,21 +61,15 @@ def notify_follow(follower: User, user: User) -> None:
     db.session.add(MastoNotification(user_id=user.id, type="follow", from_user_id=follower.id))
 
 
-@published.connect
-def notify_mentions(post: Post) -> None:
-    names = {match.group(1).rstrip(".").lower() for match in MENTION.finditer(post.body)}
-    names = set(sorted(names)[:MENTIONS_MAX])
-    if not names:
-        return
-    query = sa.select(User.id).where(
-        sa.func.lower(User.username).in_(names), User.id != post.user_id
-    )
-    for user_id in db.session.scalars(query):
-        db.session.add(
-            MastoNotification(
-                user_id=user_id, type="mention", from_user_id=post.user_id, post_id=post.id
-            )
+@mention_recorded.connect
+def notify_mention(post: Post, user: User) -> None:
+    """A post mentions a local account (mentions.py records each once, from this site or
+    another): a `mention` notification."""
+    db.session.add(
+        MastoNotification(
+            user_id=user.id, type="mention", from_user_id=post.user_id, post_id=post.id
         )
+    )
 
 
 @message_sent.connect

@@ -12,7 +12,7 @@ import blocks
 import formatting
 import notifications
 from database import Model, _insert_unless_conflict, db, execute_dml, utcnow
-from models import Post, User
+from models import Post, User, mention_recorded
 
 # The most accounts one post may mention: each may cost a lookup and a delivery.
 MENTIONS_MAX = 10
@@ -49,7 +49,8 @@ def handles_in(text: str) -> list[str]:
 
 def record(post: Post, accounts: list[User]) -> list[User]:
     """Record that `post` mentions `accounts` (its author aside), and tell the local ones
-    who do not block the author; the accounts recorded (the caller commits)."""
+    who do not block the author — on their pages and through the `mention_recorded` signal (the
+    Mastodon API's notifications); the accounts recorded (the caller commits)."""
     recorded = []
     for account in accounts:
         if account.id == post.user_id:
@@ -57,7 +58,8 @@ def record(post: Post, accounts: list[User]) -> list[User]:
         values = {"post_id": post.id, "user_id": account.id}
         if db.session.execute(_insert_unless_conflict(Mention, values)).first() is not None:
             recorded.append(account)
-            if not blocks.blocks(account.id, post.user_id):
+            if account.domain is None and not blocks.blocks(account.id, post.user_id):
+                mention_recorded.send(post, user=account)
                 notify(account)
     return recorded
 

@@ -34,6 +34,9 @@ sessions_ended = events.signal("sessions-ended")  # sender: the User
 followed = events.signal("followed")  # sender: the follower; `user`: the one followed
 published = events.signal("published")  # sender: the Post, flushed
 message_sent = events.signal("message-sent")  # sender: the Message, flushed
+# A post (local or from another server) names a local account who does not block its author:
+# mentions.record sends it, once per post and account. Sender: the Post; `user`: the one named.
+mention_recorded = events.signal("mention-recorded")
 
 # Named limits: the columns, the forms and the OpenAPI document all read these.
 USERNAME_MAX = 64
@@ -129,6 +132,11 @@ class User(UserMixin, Model):
     password_hash: so.Mapped[str | None] = so.mapped_column(sa.String(256))
     about_me: so.Mapped[str | None] = so.mapped_column(sa.String(ABOUT_ME_MAX))
     last_seen: so.Mapped[datetime | None] = so.mapped_column(default=utcnow)
+    # When the account was made here (for a remote one: when this site first knew of it).
+    # The epoch server default only serves rows written without the ORM.
+    created_at: so.Mapped[datetime] = so.mapped_column(
+        default=utcnow, server_default="1970-01-01 00:00:00"
+    )
     # Part of every session cookie and remember-me token: a new value signs out every copy.
     # (The empty server default only serves rows written without the ORM; signing in gives
     # them a value.)

@@ -9,6 +9,7 @@ from database import db
 from models import ApiToken, User
 from tests.conftest import PASSWORD
 from tests.helpers import add_posts
+from tests.mastodon_support import bearer, make_token
 
 NEW_PASSWORD = "a brand new password"
 
@@ -63,9 +64,20 @@ def test_create_refuses_bad_input_and_creates_nobody(
 
 
 def test_set_password_lets_the_user_in_without_mail(app, client, users, flask_cli):
+    client.submit("/login", {"username": "alice", "password": PASSWORD})
+    with app.app_context():
+        api_token, _row = ApiToken.issue(db.session.get_one(User, users["alice"]))
+        db.session.commit()
+    app_token = make_token(app, users["alice"])
+    bob_token = make_token(app, users["bob"])
     result = flask_cli("user", "set-password", "alice", stdin=NEW_PASSWORD + "\n")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Changed the password of alice.\n"
+    assert client.get("/index").status_code == 302  # the old browser session is signed out
+    assert client.get("/api/users", headers=bearer(api_token)).status_code == 401
+    verify = "/api/v1/accounts/verify_credentials"
+    assert client.get(verify, headers=bearer(app_token)).status_code == 401
+    assert client.get(verify, headers=bearer(bob_token)).status_code == 200  # others' stay
     response = client.submit("/login", {"username": "alice", "password": NEW_PASSWORD})
     assert response.status_code == 302
     assert not user_row(app, "alice").check_password(PASSWORD)

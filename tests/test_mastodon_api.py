@@ -341,6 +341,7 @@ def test_instance(client, users):
         "/api/v1/mutes",
         "/api/v1/bookmarks/",
         "/api/v1/accounts/2/lists",
+        "/api/v1/notifications/requests",
     ],
 )
 def test_features_we_lack_are_empty_lists(client, users, tokens, path):
@@ -350,7 +351,13 @@ def test_features_we_lack_are_empty_lists(client, users, tokens, path):
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/v1/trends/tags", "/api/v1/trends/statuses", "/api/v1/accounts/2/featured_tags"]
+    "path",
+    [
+        "/api/v1/trends/tags",
+        "/api/v1/trends/statuses",
+        "/api/v1/accounts/2/featured_tags",
+        "/api/v1/instance/rules",
+    ],
 )
 def test_public_lists_we_lack_are_empty_for_anyone(client, users, path):
     response = client.get(path)

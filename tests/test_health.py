@@ -25,7 +25,12 @@ def test_readyz_without_any_worker(client):
     assert response.get_json() == {
         "status": "unavailable",
         "missing": ["worker"],
-        "checks": {"database": "ok", "queue": "ok", "worker": "no worker is running"},
+        "checks": {
+            "database": "ok",
+            "deliveries": "ok",
+            "queue": "ok",
+            "worker": "no worker is running",
+        },
     }
 
 
@@ -44,9 +49,11 @@ def test_readyz_names_a_database_that_does_not_answer(tmp_path):
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     body = response.get_json()
-    # The workers' heartbeats live in the database too: nobody can vouch for them.
-    assert body["missing"] == ["database", "worker"]
+    # The workers' heartbeats and the deliveries live in the database too: nobody can vouch
+    # for them.
+    assert body["missing"] == ["database", "worker", "deliveries"]
     assert body["checks"]["worker"] == "unknown: the database is down"
+    assert body["checks"]["deliveries"] == "unknown: the database is down"
     assert body["checks"]["database"] == "the database does not answer"
 
 
@@ -83,7 +90,7 @@ def test_readyz_follows_a_real_worker(live):
     assert body == {
         "status": "ok",
         "missing": [],
-        "checks": {"database": "ok", "queue": "ok", "worker": "ok"},
+        "checks": {"database": "ok", "deliveries": "ok", "queue": "ok", "worker": "ok"},
     }
 
     site.stop_consumer(consumer, signal.SIGINT)

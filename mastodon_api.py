@@ -52,6 +52,7 @@ from models import (
     User,
     contains_pattern,
     followers,
+    users_named_like,
 )
 from oauth_store import NAME_MAX, OOB_REDIRECT, URL_MAX, OAuthApp, scope_list, unknown_scopes
 
@@ -286,7 +287,7 @@ def find_accounts(text: str, limit: int = 40) -> list[User]:
     name = handle.split("@")[0][:USERNAME_MAX]
     if not name:
         return []
-    select = User.named_like(name).where(User.disabled.is_(False)).limit(limit)
+    select = users_named_like(name).where(User.disabled.is_(False)).limit(limit)
     return list(db.session.scalars(select))
 
 

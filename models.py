@@ -351,16 +351,6 @@ class User(UserMixin, Model):
         self.last_seen = now
         return True
 
-    @classmethod
-    def named_like(cls, text: str) -> sa.Select:
-        """Users whose name contains `text` (any case): exact match first, then by name."""
-        name = sa.func.lower(cls.username)
-        return (
-            sa.select(cls)
-            .where(name.contains(text.lower(), autoescape=True))
-            .order_by((name == text.lower()).desc(), cls.username)
-        )
-
     # --- posts ----------------------------------------------------------------
     def posts_select(self) -> sa.Select:
         """The user's own posts, newest first."""
@@ -375,6 +365,16 @@ class User(UserMixin, Model):
         return db.session.execute(
             sa.select(sa.func.count()).where(Post.user_id == self.id)
         ).scalar_one()
+
+
+def users_named_like(text: str) -> sa.Select:
+    """Users whose name contains `text` (any case): exact match first, then by name."""
+    name = sa.func.lower(User.username)
+    return (
+        sa.select(User)
+        .where(name.contains(text.lower(), autoescape=True))
+        .order_by((name == text.lower()).desc(), User.username)
+    )
 
 
 class Post(Model):

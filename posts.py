@@ -31,7 +31,7 @@ import search
 import translation
 from database import MAX_ROW_ID, db
 from forms import EmptyForm, PostForm
-from models import USERNAME_MAX, Post, User
+from models import USERNAME_MAX, Post, User, users_named_like
 from timeline import Timeline
 from web import (
     int_arg,
@@ -200,7 +200,7 @@ def search_page() -> ResponseReturnValue:
     name = query.strip().lstrip("@")
     people: Sequence[User] = ()
     if name and page == 1 and len(name) <= USERNAME_MAX and " " not in name:
-        named = User.named_like(name).where(User.id.not_in(blocks.blocked_by(current_user)))
+        named = users_named_like(name).where(User.id.not_in(blocks.blocked_by(current_user)))
         people = db.session.scalars(named.limit(PEOPLE_FOUND_MAX)).all()
     return render_template(
         "search.html",

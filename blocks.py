@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from flask import g, has_request_context
 
 from database import Model, db, utcnow
 from models import User
@@ -148,6 +149,43 @@ def blocked_by(user: User) -> sa.Select:
         site_blocked_accounts(),
     ).subquery()
     return sa.select(hidden.c[0])
+
+
+def not_hidden_from(
+    user: User, account_id: so.InstrumentedAttribute[int]
+) -> sa.ColumnElement[bool]:
+    """A filter: `account_id` is not one of the accounts hidden from `user`. No filter at all
+    when nothing is hidden from them (most users block no one, and the filter's subqueries
+    cost every page that lists posts or people more than its own query)."""
+    if not hides_anyone(user):
+        return sa.true()
+    return account_id.not_in(blocked_by(user))
+
+
+# Built once: whether the user blocks any account or domain, or the site any domain.
+_ANY_BLOCK = sa.select(
+    sa.or_(
+        sa.exists().where(AccountBlock.user_id == sa.bindparam("user_id")),
+        sa.exists().where(UserDomainBlock.user_id == sa.bindparam("user_id")),
+        sa.exists().where(DomainBlock.domain.is_not(None)),
+    )
+)
+
+
+def hides_anyone(user: User) -> bool:
+    """Whether any account may be hidden from `user`; asked once per request."""
+    if not has_request_context():
+        return bool(db.session.scalar(_ANY_BLOCK, {"user_id": user.id}))
+    known = g.setdefault("hides_anyone", {})
+    if user.id not in known:
+        known[user.id] = bool(db.session.scalar(_ANY_BLOCK, {"user_id": user.id}))
+    return known[user.id]
+
+
+def changed() -> None:
+    """Blocks were made or lifted in this request: `hides_anyone` asks again."""
+    if has_request_context():
+        g.pop("hides_anyone", None)
 
 
 def hidden_from(user: User, other: User) -> bool:

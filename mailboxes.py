@@ -28,26 +28,27 @@ class Mailbox:
         return message
 
     def unread_count(self) -> int:
+        return db.session.execute(self.unread_select()).scalar_one()
+
+    def unread_select(self) -> sa.Select[int]:
+        """The number of unread messages, as a query (the page frame asks it together with
+        the other badges)."""
         query = sa.select(sa.func.count()).where(
-            Message.recipient_id == self.user.id, Message.sender_id.not_in(self.hidden())
+            Message.recipient_id == self.user.id,
+            blocks.not_hidden_from(self.user, Message.sender_id),
         )
         if self.user.last_message_read_time is not None:
             query = query.where(Message.timestamp > self.user.last_message_read_time)
-        return db.session.execute(query).scalar_one()
+        return query
 
     def announce_unread(self) -> None:
         """Tell every open page of the user how many messages are unread now."""
         notify(self.user.id, "unread_message_count", self.unread_count())
 
-    def hidden(self) -> sa.Select:
-        """The senders whose messages this user does not see: those they block (lifting
-        the block shows them again)."""
-        return blocks.blocked_by(self.user)
-
     def received(self) -> sa.Select:
         """Messages sent to this user, newest first."""
         listed = self._listed(Message.recipient_id, Message.author)
-        return listed.where(Message.sender_id.not_in(self.hidden()))
+        return listed.where(blocks.not_hidden_from(self.user, Message.sender_id))
 
     def sent(self) -> sa.Select:
         """Messages this user sent, newest first."""

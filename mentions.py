@@ -83,19 +83,23 @@ def mentioned(post: Post) -> list[User]:
 # --- what a mentioned user sees ---------------------------------------------------------------
 
 
-def hidden_from(user: User) -> sa.ColumnElement[bool]:
-    """Mentions of `user` by accounts they block."""
-    return Post.user_id.in_(blocks.blocked_by(user))
-
-
 def unread_count(user: User) -> int:
-    query = (
+    return db.session.execute(unread_select(user)).scalar_one()
+
+
+def unread_select(user: User) -> sa.Select[int]:
+    """The number of `user`'s unread mentions, as a query (the page frame asks it together
+    with the other badges)."""
+    return (
         sa.select(sa.func.count())
         .select_from(Mention)
         .join(Post, Post.id == Mention.post_id)
-        .where(Mention.user_id == user.id, Mention.seen.is_(False), sa.not_(hidden_from(user)))
+        .where(
+            Mention.user_id == user.id,
+            Mention.seen.is_(False),
+            blocks.not_hidden_from(user, Post.user_id),
+        )
     )
-    return db.session.execute(query).scalar_one()
 
 
 def notify(user: User) -> None:
@@ -108,7 +112,7 @@ def mentioning(user: User) -> sa.Select:
     return (
         sa.select(Post)
         .join(Mention, Mention.post_id == Post.id)
-        .where(Mention.user_id == user.id, sa.not_(hidden_from(user)))
+        .where(Mention.user_id == user.id, blocks.not_hidden_from(user, Post.user_id))
         .options(so.joinedload(Post.author))
         .order_by(Mention.created_at.desc(), Post.id.desc())
     )

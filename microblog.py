@@ -25,7 +25,6 @@ import feeds
 import health
 import i18n
 import mastodon_instance
-import mentions
 import messages
 import moderation
 import oauth
@@ -40,9 +39,9 @@ from database import db, isoformat_utc
 from follows import Follows
 from formatting import CardKit, linkify
 from jobs import TaskStatus
-from mailboxes import Mailbox
 from mailer import mail
 from models import User, registration_open
+from page_frame import frame_state
 
 migrate = Migrate()
 login = LoginManager()
@@ -125,9 +124,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.jinja_env.globals["registration_open"] = registration_open
     app.jinja_env.globals["offers_translation"] = translation.offered_for
     app.jinja_env.globals["card_kit"] = CardKit
-    app.jinja_env.globals["unread_mention_count"] = mentions.unread_count
-    # What the navbar and the profile cards show of messages and follows.
-    app.jinja_env.globals["Mailbox"] = Mailbox
+    app.jinja_env.globals["frame_state"] = frame_state  # the navbar's badges
+    # What the profile cards show of follows.
     app.jinja_env.globals["Follows"] = Follows
     error_mail.configure_logging(app)
     return app

@@ -60,6 +60,7 @@ def remove_follows(user: User, others: sa.Select) -> None:
 
 def refresh_unread_count(user: User) -> None:
     """The unread badge leaves out (or counts again) the messages of blocked accounts."""
+    blocks.changed()
     Mailbox(user).announce_unread()
 
 
@@ -116,6 +117,7 @@ def block_site_domain(domain: str, admin: User) -> bool:
             sa.or_(followers.c.follower_id.in_(accounts), followers.c.followed_id.in_(accounts))
         )
     )
+    blocks.changed()
     return added
 
 

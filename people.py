@@ -61,7 +61,7 @@ def people_page(username: str, relation: str) -> str:
         if relation == "followers"
         else Follows(user).following_select()
     )
-    select = select.where(User.id.not_in(blocks.blocked_by(current_user)))
+    select = select.where(blocks.not_hidden_from(current_user, User.id))
     followers = relation == "followers"
     heading = _("Followers of %(username)s", username=user.username) if followers else None
     return list_page(

@@ -91,7 +91,7 @@ def new_posts() -> str:
 def explore() -> str:
     query = (
         sa.select(Post)
-        .where(Post.user_id.not_in(blocks.blocked_by(current_user)))
+        .where(blocks.not_hidden_from(current_user, Post.user_id))
         .options(sa.orm.joinedload(Post.author))
         .order_by(Post.timestamp.desc(), Post.id.desc())
     )
@@ -200,7 +200,7 @@ def search_page() -> ResponseReturnValue:
     name = query.strip().lstrip("@")
     people: Sequence[User] = ()
     if name and page == 1 and len(name) <= USERNAME_MAX and " " not in name:
-        named = users_named_like(name).where(User.id.not_in(blocks.blocked_by(current_user)))
+        named = users_named_like(name).where(blocks.not_hidden_from(current_user, User.id))
         people = db.session.scalars(named.limit(PEOPLE_FOUND_MAX)).all()
     return render_template(
         "search.html",

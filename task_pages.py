@@ -23,6 +23,7 @@ from exporting import send_export, start_export
 from forms import EmptyForm, ImportForm
 from importing import start_import
 from jobs import Task, TaskStatus
+from page_frame import frame_state
 from user_tasks import task_history, tasks_in_progress
 from web import form_page, is_safe_next, list_page, safe_referrer
 from worker import huey, live_consumers
@@ -36,7 +37,7 @@ def inject_task_banners() -> dict[str, Any]:
     # Templates are also rendered outside requests (emails, in the worker): no user there.
     if not has_request_context() or not current_user.is_authenticated:
         return {}
-    tasks = tasks_in_progress(current_user)
+    tasks = tasks_in_progress(current_user) if frame_state(current_user).has_task_banners else []
     return {"task_banners": tasks, **worker_state(tasks)}
 
 

@@ -60,8 +60,13 @@ def launch_task(
 
 def tasks_in_progress(user: User) -> list[Task]:
     """Active tasks plus recently finished ones not dismissed yet: the page banners."""
+    return list(db.session.scalars(banner_tasks(user)))
+
+
+def banner_tasks(user: User) -> sa.Select[Task]:
+    """The query of `tasks_in_progress`, oldest first."""
     recent = utcnow() - TASK_BANNER_LIFETIME
-    query = (
+    return (
         sa.select(Task)
         .where(
             Task.user_id == user.id,
@@ -72,7 +77,6 @@ def tasks_in_progress(user: User) -> list[Task]:
         )
         .order_by(Task.created_at)
     )
-    return list(db.session.scalars(query))
 
 
 def task_history(user: User) -> sa.Select:

@@ -5,6 +5,7 @@ are built from them (`translate compile`, or `./run.sh` when they are missing or
 are not kept in git.
 """
 
+import functools
 import json
 import subprocess
 import sys
@@ -136,12 +137,22 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS_DIR))
     babel.init_app(app, locale_selector=select_locale)
     app.jinja_env.globals["page_language"] = lambda: str(get_locale() or DEFAULT_LANGUAGE)
-    app.jinja_env.globals["script_strings"] = script_strings
+    app.jinja_env.globals["script_strings_json"] = script_strings_json
     app.cli.add_command(translate_cli)
 
 
 # Formatting the message fills its placeholders: these put them back for the script to fill.
 KEEP_PLACEHOLDERS = {"over": "%(over)s", "limit": "%(limit)s"}
+
+
+@functools.cache
+def _script_strings_json(language: str) -> str:
+    return json.dumps(script_strings())
+
+
+def script_strings_json() -> str:
+    """`script_strings` as JSON, written once per language (every page carries it)."""
+    return _script_strings_json(str(get_locale() or DEFAULT_LANGUAGE))
 
 
 def script_strings() -> dict[str, str]:

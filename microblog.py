@@ -124,6 +124,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.jinja_env.globals["registration_open"] = registration_open
     app.jinja_env.globals["offers_translation"] = translation.offered_for
     app.jinja_env.globals["card_kit"] = CardKit
+    app.jinja_env.globals["fixed_url"] = web.fixed_url  # static files, pages without arguments
+    app.jinja_env.globals["made_once"] = web.made_once
     app.jinja_env.globals["frame_state"] = frame_state  # the navbar's badges
     # What the profile cards show of follows.
     app.jinja_env.globals["Follows"] = Follows

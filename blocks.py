@@ -190,6 +190,8 @@ def changed() -> None:
 
 def hidden_from(user: User, other: User) -> bool:
     """Whether `other` is one of the accounts hidden from `user` (`blocked_by`)."""
+    if not hides_anyone(user):
+        return False
     hidden = blocked_by(user).subquery()
     return db.session.scalar(sa.select(hidden.c[0]).where(hidden.c[0] == other.id)) is not None
 

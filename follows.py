@@ -28,12 +28,23 @@ class Follows:
         return db.session.scalar(query) is not None
 
     def followers_count(self) -> int:
-        query = sa.select(sa.func.count()).where(followers.c.followed_id == self.user.id)
-        return db.session.execute(query).scalar_one()
+        return db.session.execute(self._count(followers.c.followed_id)).scalar_one()
 
     def following_count(self) -> int:
-        query = sa.select(sa.func.count()).where(followers.c.follower_id == self.user.id)
-        return db.session.execute(query).scalar_one()
+        return db.session.execute(self._count(followers.c.follower_id)).scalar_one()
+
+    def counts(self) -> tuple[int, int]:
+        """How many follow this user and how many they follow, in one query."""
+        query = sa.select(
+            self._count(followers.c.followed_id).scalar_subquery(),
+            self._count(followers.c.follower_id).scalar_subquery(),
+        )
+        followers_count, following_count = db.session.execute(query).one()
+        return followers_count, following_count
+
+    def _count(self, side: sa.Column[int]) -> sa.Select[int]:
+        """The number of follow rows whose `side` is this user."""
+        return sa.select(sa.func.count()).where(side == self.user.id)
 
     def followers_select(self) -> sa.Select:
         """The users who follow this user, by name."""

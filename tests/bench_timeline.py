@@ -47,9 +47,10 @@ FLOORS = {
 }
 
 FLOOR_TEMPLATE = """<!doctype html><html><head><title>{{ title }}</title></head><body>
-<p>{{ current_user.username }} {{ current_user.id }} {{ unread }} {{ csrf_token() }}</p>
+<p>{{ current_user.username }} {{ current_user.id }} {{ unread.unread_messages }}
+{{ unread.unread_mentions }} {{ unread.has_task_banners }} {{ csrf_token() }}</p>
 {% if user %}<p>{{ user.username }} {{ user.about_me }} {{ user.last_seen }} {{ followers }}
-{{ following }} {{ is_following }}</p>{% endif %}
+{{ following }} {{ is_following }} {{ hidden }}</p>{% endif %}
 {% for post in posts %}<div id="post-{{ post.id }}"><p>{{ post.author.id }}
 {{ post.author.username }} {{ post.author.avatar_version }} {{ post.timestamp }}</p>
 <p>{{ post.language }} {{ post.user_id }}</p><div>{{ post.body }}</div></div>
@@ -62,12 +63,13 @@ def floor_app():
     from flask import Blueprint, render_template
     from flask_login import current_user, login_required
 
+    import blocks
     import microblog
     from database import db
     from follows import Follows
     from forms import PostForm
-    from mailboxes import Mailbox
     from models import Post, User
+    from page_frame import frame_state
     from timeline import Timeline
     from web import page_links, paginate
 
@@ -76,7 +78,7 @@ def floor_app():
 
     def write(posts, endpoint, **context):
         newer, older = page_links(posts, endpoint, **context.pop("url_args", {}))
-        unread = Mailbox(current_user).unread_count()
+        unread = frame_state(current_user)
         if not template:
             template.append(app.jinja_env.from_string(FLOOR_TEMPLATE))
         return render_template(
@@ -94,6 +96,7 @@ def floor_app():
     def explore():
         query = (
             sa.select(Post)
+            .where(blocks.not_hidden_from(current_user, Post.user_id))
             .options(sa.orm.joinedload(Post.author))
             .order_by(Post.timestamp.desc(), Post.id.desc())
         )
@@ -104,15 +107,18 @@ def floor_app():
     def user(username):
         user = db.first_or_404(User.named(username))
         posts = paginate(user.posts_select())
+        followers, following = Follows(user).counts()
+        other = user != current_user
         return write(
             posts,
             "people.user",
             url_args={"username": user.username},
             title=user.username,
             user=user,
-            followers=Follows(user).followers_count(),
-            following=Follows(user).following_count(),
-            is_following=Follows(current_user).is_following(user),
+            followers=followers,
+            following=following,
+            is_following=other and Follows(current_user).is_following(user),
+            hidden=other and blocks.hidden_from(current_user, user),
         )
 
     app = microblog.create_app()

@@ -12,10 +12,11 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar, get_type_hints
 
-from flask_openapi3 import APIBlueprint, APISpec, Info, Tag
+from flask_openapi3 import APIBlueprint, Info, Tag
 from pydantic import BaseModel
 
 import api_schemas as schemas
+import openapi_documents
 
 bp = APIBlueprint("api", __name__, url_prefix="/api")
 
@@ -25,14 +26,12 @@ ENDPOINT_AUTH: dict[str, str | None] = {}
 JSON_BODIES: set[str] = set()
 
 
-REF = "#/components/schemas/{model}"
 # The models the document describes: those named by the routes and their responses.
 DOCUMENTED: dict[str, type[BaseModel]] = {}
 
 
 def ref(model: type[BaseModel]) -> dict:
-    DOCUMENTED[model.__name__] = model
-    return {"$ref": REF.format(model=model.__name__)}
+    return openapi_documents.reference(DOCUMENTED, model)
 
 
 def _header(description: str, schema: dict | None = None) -> dict:
@@ -140,44 +139,28 @@ def route(
     return decorator
 
 
-def component_schemas() -> dict:
-    """The JSON Schema of every documented model, with the models they contain."""
-    found: dict = {}
-    for name, model in sorted(DOCUMENTED.items()):
-        response = issubclass(model, schemas.Out | schemas.Error)
-        schema = model.model_json_schema(
-            ref_template=REF, mode="serialization" if response else "validation"
-        )
-        found.update(schema.pop("$defs", {}))
-        found[name] = schema
-    return found
-
-
 @functools.cache
 def _document() -> dict:
-    spec = APISpec(
-        openapi="3.1.0",
-        info=Info(
-            title="Microblog API",
-            version="1.0",
-            description=(
-                "Get a token with HTTP Basic auth at `POST /api/tokens`, then send "
-                "`Authorization: Bearer <token>`. Tokens last one hour. Errors are "
-                '`{"error": "<HTTP reason>", "message": "..."}`.'
-            ),
+    info = Info(
+        title="Microblog API",
+        version="1.0",
+        description=(
+            "Get a token with HTTP Basic auth at `POST /api/tokens`, then send "
+            "`Authorization: Bearer <token>`. Tokens last one hour. Errors are "
+            '`{"error": "<HTTP reason>", "message": "..."}`.'
         ),
-        paths=bp.paths,
-        security=SECURITY["token"],
-        tags=bp.tags,
-    ).model_dump(mode="json", by_alias=True, exclude_unset=True, warnings=False)
-    spec["components"] = {
-        "schemas": component_schemas(),
-        "securitySchemes": {
-            "token": {"type": "http", "scheme": "bearer"},
-            "basic": {"type": "http", "scheme": "basic"},
-        },
+    )
+    schemes = {
+        "token": {"type": "http", "scheme": "bearer"},
+        "basic": {"type": "http", "scheme": "basic"},
     }
-    return spec
+    return openapi_documents.build(
+        bp, info, DOCUMENTED, schemes, SECURITY["token"], is_response=_is_response
+    )
+
+
+def _is_response(model: type[BaseModel]) -> bool:
+    return issubclass(model, schemas.Out | schemas.Error)
 
 
 def document() -> dict:

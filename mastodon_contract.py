@@ -18,10 +18,11 @@ import sqlalchemy as sa
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6750.errors import InsufficientScopeError
 from flask import Response, abort, g, jsonify, request, url_for
-from flask_openapi3 import APIBlueprint, APISpec, Info, Tag
+from flask_openapi3 import APIBlueprint, Info, Tag
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException, default_exceptions
 
+import openapi_documents
 from database import db
 from head_check import HEAD_CHECK, go_on
 from models import User
@@ -50,7 +51,6 @@ class Access(BaseModel):
 
 ACCESS: dict[str, Access] = {}
 DOCUMENTED: dict[str, type[BaseModel]] = {}
-REF = "#/components/schemas/{model}"
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -265,8 +265,7 @@ def paged(items: list[dict], link: Callable[[Response], Response]) -> Response:
 
 
 def ref(model: type[BaseModel]) -> dict:
-    DOCUMENTED[model.__name__] = model
-    return {"$ref": REF.format(model=model.__name__)}
+    return openapi_documents.reference(DOCUMENTED, model)
 
 
 def _response_doc(description: str, schema: Any, many: bool, paging: bool) -> dict:
@@ -386,39 +385,21 @@ def _request_body(model: type[BaseModel], files: bool) -> dict:
     return {"required": False, "content": content}
 
 
-def component_schemas() -> dict:
-    found: dict = {}
-    for name, model in sorted(DOCUMENTED.items()):
-        schema = model.model_json_schema(ref_template=REF, mode="serialization")
-        found.update(schema.pop("$defs", {}))
-        found[name] = schema
-    return found
-
-
 @functools.cache
 def _document() -> dict:
-    spec = APISpec(
-        openapi="3.1.0",
-        info=Info(
-            title="Microblog: Mastodon client API",
-            version="1.0",
-            description=(
-                "The Mastodon client API as this site speaks it (ids are strings, errors "
-                '`{"error": "..."}`, lists paged by `max_id`/`since_id`/`min_id`/`limit` with '
-                "a `Link` header), plus the site's own export and import tasks under "
-                "`/api/v1/microblog`. Register an app at `POST /api/v1/apps`, then get a "
-                "token at `/oauth/token`."
-            ),
+    info = Info(
+        title="Microblog: Mastodon client API",
+        version="1.0",
+        description=(
+            "The Mastodon client API as this site speaks it (ids are strings, errors "
+            '`{"error": "..."}`, lists paged by `max_id`/`since_id`/`min_id`/`limit` with '
+            "a `Link` header), plus the site's own export and import tasks under "
+            "`/api/v1/microblog`. Register an app at `POST /api/v1/apps`, then get a "
+            "token at `/oauth/token`."
         ),
-        paths=bp.paths,
-        tags=bp.tags,
-    ).model_dump(mode="json", by_alias=True, exclude_unset=True, warnings=False)
-    spec["security"] = [{"oauth2": []}]
-    spec["components"] = {
-        "schemas": component_schemas(),
-        "securitySchemes": {"oauth2": _oauth_scheme()},
-    }
-    return spec
+    )
+    schemes = {"oauth2": _oauth_scheme()}
+    return openapi_documents.build(bp, info, DOCUMENTED, schemes, [{"oauth2": []}])
 
 
 def _oauth_scheme() -> dict:

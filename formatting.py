@@ -45,6 +45,8 @@ def linkify(text: str | None) -> Markup:
     """`text` escaped, with web addresses and @mentions made links (nofollow: they are
     what users typed, not what the site vouches for)."""
     text = text or ""
+    if "@" not in text and "://" not in text:  # most posts: nothing to link
+        return escape(text)
     here = site_host()
     pieces = []
     position = 0

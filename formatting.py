@@ -1,11 +1,14 @@
 """Jinja filters that turn what users typed into what pages show: links and plurals; and
 what every post card of a page shares, worked out once per page."""
 
+import copy
+import functools
 import re
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 from flask import current_app, request, url_for
-from flask_babel import gettext, ngettext
+from flask_babel import get_locale, gettext, ngettext
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
@@ -70,11 +73,19 @@ def linkify(text: str | None) -> Markup:
 PATH_SAFE = "!$&'()*+,/:;=@"
 
 
+# Stand-ins written into a kept card where the CSRF token and the page its delete form
+# returns to go: both change with every request, the rest of a card does not.
+CSRF_MARK = "CARD-CSRF-TOKEN"
+NEXT_MARK = "CARD-NEXT-PAGE"
+CARDS_KEPT = 1000  # per app (about 1.5 KB each); all are dropped when it is full
+
+
 class CardKit:
     """What the post cards of one page share: their words, their URLs up to the part that
     changes, the CSRF token and the translation language, each worked out once instead of
     once per post (`url_for` and `gettext` cost tens of microseconds a call); and each
-    author's links, once per author."""
+    author's links, once per author. `card` keeps each card written for the next page that
+    shows the same post the same way."""
 
     # Stand-ins built into a URL where a post id or a username goes, then cut out.
     POST_ID = MAX_ROW_ID
@@ -98,6 +109,63 @@ class CardKit:
         popup = url_for("people.user_popup", username=self.USERNAME)
         self._popup = popup.rpartition(self.USERNAME)[::2]
         self._authors: dict[int, tuple[str, str, str]] = {}
+        # Everything of the page that a card writes, but the token and the delete's `next`.
+        self._page_key = (
+            str(get_locale()),
+            self.said,
+            self.translate,
+            self.delete,
+            self.delete_confirm,
+            self.translate_url,
+            self.translate_into,
+            self._post,
+            self._user,
+            self._popup,
+            self._delete[0],
+        )
+
+    def card(self, post: Post, write: Callable[..., str]) -> Markup:
+        """`post`'s card as `write` (the post_card macro) writes it with this kit. It is
+        kept per app under a key of everything the card shows, so that the next page showing
+        the post the same way (to anyone) reuses it: writing a card costs more than the
+        page's queries for it. The CSRF token and the page are filled in each time."""
+        key = (
+            self._page_key,
+            post.id,
+            post.user_id == self.viewer_id,
+            post.timestamp,
+            post.language,
+            post.body,
+            post.html,
+            post.like_count,
+            post.announce_count,
+            post.author.username,
+            self.author(post.author),
+        )
+        kept: dict[tuple[object, ...], str] = current_app.extensions.setdefault("post_cards", {})
+        card = kept.get(key)
+        if card is None:
+            if len(kept) >= CARDS_KEPT:
+                kept.clear()  # simpler than an LRU, and safe between threads
+            card = kept[key] = str(write(post, kit=self._with_marks()))
+        return Markup(
+            card.replace(CSRF_MARK, self.csrf_token).replace(
+                self._marked_delete[1], str(escape(self._delete[1]))
+            )
+        )
+
+    def _with_marks(self) -> "CardKit":
+        """This kit with stand-ins for the token and the delete's `next` (see `card`)."""
+        marked = copy.copy(self)
+        marked.csrf_token = CSRF_MARK
+        marked._delete = self._marked_delete
+        return marked
+
+    @functools.cached_property
+    def _marked_delete(self) -> tuple[str, str]:
+        delete = url_for("posts.delete_post", post_id=self.POST_ID, next=NEXT_MARK)
+        prefix, suffix = delete.partition(str(self.POST_ID))[::2]
+        return prefix, suffix
 
     def author(self, user: User) -> tuple[str, str, str]:
         """`user`'s profile URL, user card URL and 48-pixel picture URL."""

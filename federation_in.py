@@ -30,7 +30,7 @@ import known_keys
 import remote_content
 from database import Model, _insert_unless_conflict, db, utcnow
 from follows import Follows
-from models import POST_MAX, URL_MAX, Post, User
+from models import POST_MAX, URL_MAX, Post, User, followers
 from worker import app_context, huey
 
 log = logging.getLogger("huey.microblog")
@@ -275,20 +275,26 @@ def apply_inbox_activity(row_id: int) -> str:
         row = db.session.get(InboxActivity, row_id)
         if row is None or row.state != "received":
             return "skipped"
-        remote = actors.remote_by_actor_url(row.actor_url)
+        # The actor and its account in one query (every handler reads both).
+        remote = db.session.scalar(
+            sa.select(actors.RemoteActor)
+            .where(actors.RemoteActor.actor_url == row.actor_url)
+            .options(so.joinedload(actors.RemoteActor.user))
+        )
         try:
             if remote is None:
                 raise ValueError("its actor is gone")
             apply(json.loads(row.body), remote.user)
-            row.state = "applied"
+            row.state = state = "applied"
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             # What another server sent does not fit: recorded, not retried.
             db.session.rollback()
             row = db.session.get_one(InboxActivity, row_id)
-            row.state, row.error = "failed", f"{type(exc).__name__}: {exc}"[:1000]
+            state = "failed"
+            row.state, row.error = state, f"{type(exc).__name__}: {exc}"[:1000]
             log.info("Inbox activity %s not applied: %s", row.activity_id, row.error)
         db.session.commit()
-        return row.state
+        return state  # not row.state: read after the commit, it would be read again
 
 
 # --- applying ---------------------------------------------------------------------------
@@ -407,11 +413,17 @@ def on_create(activity: dict[str, Any], actor: User) -> None:
         listener(note, actor, post)
 
 
+# Built once: asked for every note that arrives, and building it cost more than running it.
+LOCAL_FOLLOWER_OF = (
+    sa.select(followers.c.follower_id)
+    .join(User, User.id == followers.c.follower_id)
+    .where(followers.c.followed_id == sa.bindparam("actor_id"), User.domain.is_(None))
+    .limit(1)
+)
+
+
 def _has_local_followers(actor: User) -> bool:
-    local = sa.select(User.id).where(User.domain.is_(None))
-    return (
-        db.session.scalar(actor.followers.select().where(User.id.in_(local)).limit(1)) is not None
-    )
+    return db.session.scalar(LOCAL_FOLLOWER_OF, {"actor_id": actor.id}) is not None
 
 
 def store_remote_post(note: dict[str, Any], actor: User) -> Post:

@@ -14,6 +14,8 @@ the shared pages into each worker.
 """
 
 import gc
+import signal
+import sys
 from typing import Any
 
 from database import db
@@ -27,8 +29,21 @@ def pre_fork(server: Any, worker: Any) -> None:
     gc.freeze()
 
 
+# What stops a worker: gunicorn's SIGTERM (graceful), SIGINT and SIGQUIT (at once).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
 def post_fork(server: Any, worker: Any) -> None:
-    """In each new worker: connections of its own, never the master's."""
+    """In each new worker: a stop asked before its own signal handlers are set is not lost,
+    and its database connections are its own, never the master's."""
+    # Until the worker sets its handlers, it has the master's, which only queue a signal for
+    # the master's loop: a stop sent to a worker that had just been forked was never seen,
+    # and the master waited its whole graceful timeout for it. A preloaded worker is forked
+    # and answering in milliseconds, so a stop right after start-up often came then.
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_DFL)  # nothing served yet: end at once
+    if any(queued in STOP_SIGNALS for queued in server.SIG_QUEUE):
+        sys.exit(0)  # it came even before that
     if not server.cfg.preload_app:
         return  # the worker makes its app itself
     with server.app.wsgi().app_context():

@@ -309,3 +309,24 @@ def test_gunicorn_workers_share_the_preloaded_app_but_not_its_connections(app, u
     assert set(statuses) == {503}  # no consumer runs; nothing failed
     assert database not in open_files(master)
     assert site.query("PRAGMA integrity_check") == [("ok",)]
+
+
+def test_a_worker_told_to_stop_as_it_starts_stops(tmp_path):
+    """gunicorn.conf.py: a worker forked a moment ago still has the master's signal handlers,
+    which would only queue a stop for the master's loop; from the fork on, a stop ends it."""
+    import runpy
+    import signal
+    from types import SimpleNamespace
+
+    hooks = runpy.run_path(str(config.PROJECT_DIR / "gunicorn.conf.py"))
+    stops = hooks["STOP_SIGNALS"]
+    assert signal.SIGTERM in stops
+    before = {stop: signal.getsignal(stop) for stop in stops}
+    server = SimpleNamespace(SIG_QUEUE=[signal.SIGTERM], cfg=SimpleNamespace(preload_app=True))
+    try:
+        with pytest.raises(SystemExit):  # the stop came even before the hook ran
+            hooks["post_fork"](server, None)
+        assert all(signal.getsignal(stop) == signal.SIG_DFL for stop in stops)
+    finally:
+        for stop, handler in before.items():
+            signal.signal(stop, handler)

@@ -109,9 +109,11 @@ def clock() -> float:
 def _database_hit(key: str, limit: int, window: int) -> int:
     """A sliding window: one row per counted attempt, old rows pruned as we go."""
     now = clock()
-    db.session.execute(sa.delete(RateLimitHit).where(RateLimitHit.at <= now - window))
+    _prune(key, now, window)
     count, oldest = db.session.execute(
-        sa.select(sa.func.count(), sa.func.min(RateLimitHit.at)).where(RateLimitHit.key == key)
+        sa.select(sa.func.count(), sa.func.min(RateLimitHit.at)).where(
+            RateLimitHit.key == key, RateLimitHit.at > now - window
+        )
     ).one()
     if count >= limit:
         db.session.commit()
@@ -119,6 +121,21 @@ def _database_hit(key: str, limit: int, window: int) -> int:
     db.session.add(RateLimitHit(key=key, at=now))
     db.session.commit()
     return 0
+
+
+def _prune(key: str, now: float, window: int) -> None:
+    """Delete the rows no limit counts any more: those of `key`'s kind of attempt (the part
+    of the key before its first colon, "inbox", "sign-in"…) older than its window, and any
+    older than the longest window of all. Not every row older than this window: a limit of
+    5 minutes must not delete what an hourly one still counts."""
+    kind = key.partition(":")[0]
+    own = (RateLimitHit.key >= f"{kind}:") & (RateLimitHit.key < f"{kind};")  # ";" follows ":"
+    db.session.execute(sa.delete(RateLimitHit).where(own, RateLimitHit.at <= now - window))
+    longest = max(
+        [window]
+        + [value for name, value in current_app.config.items() if name.endswith("_LIMIT_WINDOW")]
+    )
+    db.session.execute(sa.delete(RateLimitHit).where(RateLimitHit.at <= now - longest))
 
 
 # The same sliding window as the database's, as one atomic step in Redis: a sorted set of
@@ -339,14 +356,15 @@ def _write_batch(
     `_database_hit` does, in one transaction; the counts of the keys written, and the
     seconds `exact_key` must wait (0 when allowed)."""
     # The DELETE comes first: on SQLite it takes the write lock, so that no other process
-    # adds to a count between our reading it and our adding to it.
-    db.session.execute(sa.delete(RateLimitHit).where(RateLimitHit.at <= now - window))
+    # adds to a count between our reading it and our adding to it. (It may delete nothing;
+    # SQLite takes the lock all the same.)
+    _prune(exact_key or unwritten[0][0], now, window)
     if unwritten:
         db.session.execute(sa.insert(RateLimitHit), [{"key": k, "at": at} for k, at in unwritten])
     keys = {k for k, _at in unwritten} | ({exact_key} if exact_key else set())
     rows = db.session.execute(
         sa.select(RateLimitHit.key, sa.func.count(), sa.func.min(RateLimitHit.at))
-        .where(RateLimitHit.key.in_(keys))
+        .where(RateLimitHit.key.in_(keys), RateLimitHit.at > now - window)
         .group_by(RateLimitHit.key)
     ).all()
     counts = {key: count for key, count, _oldest in rows}

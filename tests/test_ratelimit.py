@@ -77,6 +77,18 @@ def test_at_most_the_limit_in_any_window(app, store, monkeypatch):
     assert len(counted) >= len(times) * 3 // 5
 
 
+def test_a_short_window_does_not_forget_what_a_long_one_counts(app, monkeypatch):
+    # An hourly limit of 1, then ten minutes later a 5-minute limit's attempt (which prunes
+    # what it no longer counts): the hourly one still refuses.
+    start = 1_700_000_000.0
+    with app.test_request_context():
+        monkeypatch.setattr(ratelimit, "clock", lambda: start)
+        assert ratelimit.hit("hourly", 1, 3600) == 0
+        monkeypatch.setattr(ratelimit, "clock", lambda: start + 600)
+        assert ratelimit.hit("five-minutes", 1, 300) == 0
+        assert ratelimit.hit("hourly", 1, 3600) == 3000
+
+
 def test_the_pages_and_the_api_refuse_in_the_same_words(app, client, users):
     """One table of refusals: a flooded token endpoint says what the sign-in page says."""
     import base64

@@ -11,11 +11,11 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
-from flask_migrate import upgrade
 from flask_wtf import FlaskForm
 
 import administration
 import backup
+import schema_migrations
 from account_deletion import delete_user
 from database import db
 from forms import RegistrationForm, ResetPasswordForm, filled, first_error
@@ -184,7 +184,7 @@ def restore_command(file: Path) -> None:
         counts = backup.restore(file, live)
     except backup.BackupError as exc:
         raise click.ClickException(str(exc)) from None
-    upgrade()  # a backup taken by an older version gets this version's schema
+    schema_migrations.upgrade()  # a backup taken by an older version gets this version's schema
     reason = N_("Stopped by a restore of the database. Please start it again.")
     stopped = fail_all_active(reason)
     db.session.commit()

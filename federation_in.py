@@ -26,10 +26,11 @@ import federation_social
 import fedfetch
 import fedsign
 import inbox_guard
+import known_keys
 import remote_content
 from database import Model, _insert_unless_conflict, db, utcnow
 from follows import Follows
-from models import POST_MAX, URL_MAX, Post, User
+from models import POST_MAX, URL_MAX, Post, User, followers
 from worker import app_context, huey
 
 log = logging.getLogger("huey.microblog")
@@ -76,14 +77,14 @@ def receive() -> ResponseReturnValue:
     if answer_now is not None:
         return answer_now
     try:
-        owner = verified_key_owner("POST", _target(), headers, body)
+        actor_url = verified_key_owner("POST", _target(), headers, body)
     except fedsign.SignatureError as exc:
         abort(401, exc.reason)
     except fedfetch.FetchError as exc:
         abort(401, f"the signing key cannot be fetched: {exc.reason}")
     activity = parse_activity(body)
-    _check_actor(activity, owner)
-    store(activity, owner.actor_url)
+    _check_actor(activity, actor_url)
+    store(activity, actor_url)
     return "", 202
 
 
@@ -111,13 +112,38 @@ def _key_id_of(headers: dict[str, str]) -> str:
 
 def verified_key_owner(
     method: str, target: str, headers: dict[str, str], body: bytes | None
-) -> actors.RemoteActor:
-    """The remote actor whose key signed the request (to this site: a request signed for
-    another server's host is not ours to take). Raises SignatureError or FetchError."""
+) -> str:
+    """The URL of the remote actor whose key signed the request (to this site: a request
+    signed for another server's host is not ours to take). Raises SignatureError or
+    FetchError."""
     host = next((value for name, value in headers.items() if name.lower() == "host"), "")
     if host.lower() != actors.site_host().lower():
         raise fedsign.SignatureError("the request is not addressed to this site")
     scheme = actors.site_url().partition("://")[0]
+    keys = known_keys.known_keys()
+    claimed = _key_id_of(headers)
+    known = keys.get(claimed) if claimed else None
+    if known is not None:
+        try:
+            fedsign.verify_request(
+                method, target, headers, body, {claimed: known.pem}.get, scheme=scheme
+            )
+            return known.actor_url
+        except fedsign.KeyMismatch:
+            keys.drop(claimed)  # rotated, perhaps: read it again below
+    key_id = _verified_with_stored_key(method, target, headers, body, scheme)
+    owner = actors.remote_by_key_id(key_id)
+    if owner is None:
+        raise fedsign.SignatureError("the signing key belongs to no known actor")
+    keys.put(key_id, owner.public_key_pem, owner.actor_url)
+    return owner.actor_url
+
+
+def _verified_with_stored_key(
+    method: str, target: str, headers: dict[str, str], body: bytes | None, scheme: str
+) -> str:
+    """The key id that signed the request, verified with the key in the database (fetched
+    when unknown, and fetched again once when it fails: it may have been rotated)."""
     fetched: set[str] = set()
 
     def cached_or_fetched(key_id: str) -> str | None:
@@ -132,19 +158,15 @@ def verified_key_owner(
         return remote.public_key_pem if remote is not None else None
 
     try:
-        key_id = fedsign.verify_request(
+        return fedsign.verify_request(
             method, target, headers, body, cached_or_fetched, scheme=scheme
         )
     except fedsign.KeyMismatch as mismatch:
         claimed = _key_id_of(headers)
         if not claimed or claimed in fetched:
             raise mismatch from None
-        # The key may have been rotated since we cached it: fetch it once more.
-        key_id = fedsign.verify_request(method, target, headers, body, refetched, scheme=scheme)
-    owner = actors.remote_by_key_id(key_id)
-    if owner is None:
-        raise fedsign.SignatureError("the signing key belongs to no known actor")
-    return owner
+        # The key may have been rotated since we stored it: fetch it once more.
+        return fedsign.verify_request(method, target, headers, body, refetched, scheme=scheme)
 
 
 def fetch_key_owner(key_id: str) -> actors.RemoteActor | None:
@@ -196,10 +218,10 @@ def _depth(document: Any) -> int:
     return deepest
 
 
-def _check_actor(activity: dict[str, Any], owner: actors.RemoteActor) -> None:
+def _check_actor(activity: dict[str, Any], signer_url: str) -> None:
     """The signer must be the activity's actor, and the activity's id on its server."""
     actor_url = object_id(activity["actor"])
-    if actor_url != owner.actor_url:
+    if actor_url != signer_url:
         abort(401, "the key is not the actor's")
     if actors.host_of(activity["id"]) != actors.host_of(actor_url):
         abort(400, "the activity's id is on another server than its actor")
@@ -253,20 +275,26 @@ def apply_inbox_activity(row_id: int) -> str:
         row = db.session.get(InboxActivity, row_id)
         if row is None or row.state != "received":
             return "skipped"
-        remote = actors.remote_by_actor_url(row.actor_url)
+        # The actor and its account in one query (every handler reads both).
+        remote = db.session.scalar(
+            sa.select(actors.RemoteActor)
+            .where(actors.RemoteActor.actor_url == row.actor_url)
+            .options(so.joinedload(actors.RemoteActor.user))
+        )
         try:
             if remote is None:
                 raise ValueError("its actor is gone")
             apply(json.loads(row.body), remote.user)
-            row.state = "applied"
+            row.state = state = "applied"
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             # What another server sent does not fit: recorded, not retried.
             db.session.rollback()
             row = db.session.get_one(InboxActivity, row_id)
-            row.state, row.error = "failed", f"{type(exc).__name__}: {exc}"[:1000]
+            state = "failed"
+            row.state, row.error = state, f"{type(exc).__name__}: {exc}"[:1000]
             log.info("Inbox activity %s not applied: %s", row.activity_id, row.error)
         db.session.commit()
-        return row.state
+        return state  # not row.state: read after the commit, it would be read again
 
 
 # --- applying ---------------------------------------------------------------------------
@@ -385,11 +413,17 @@ def on_create(activity: dict[str, Any], actor: User) -> None:
         listener(note, actor, post)
 
 
+# Built once: asked for every note that arrives, and building it cost more than running it.
+LOCAL_FOLLOWER_OF = (
+    sa.select(followers.c.follower_id)
+    .join(User, User.id == followers.c.follower_id)
+    .where(followers.c.followed_id == sa.bindparam("actor_id"), User.domain.is_(None))
+    .limit(1)
+)
+
+
 def _has_local_followers(actor: User) -> bool:
-    local = sa.select(User.id).where(User.domain.is_(None))
-    return (
-        db.session.scalar(actor.followers.select().where(User.id.in_(local)).limit(1)) is not None
-    )
+    return db.session.scalar(LOCAL_FOLLOWER_OF, {"actor_id": actor.id}) is not None
 
 
 def store_remote_post(note: dict[str, Any], actor: User) -> Post:

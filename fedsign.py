@@ -70,7 +70,10 @@ def public_pem_of(key: Any) -> str:
     ).decode()
 
 
+@functools.lru_cache(maxsize=1024)
 def _load_public_key(pem: str) -> Any:
+    """A public key parsed once (the inbox verifies many requests with each sender's key):
+    parsing costs several times the verification itself."""
     try:
         return serialization.load_pem_public_key(pem.encode())
     except (ValueError, TypeError, UnicodeEncodeError):

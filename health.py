@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 import deliveries
+import inbound
 from database import MAX_ROW_ID, db
 from models import User
 from notifications import Notification
@@ -20,8 +21,10 @@ log = logging.getLogger("microblog")
 
 bp = Blueprint("health", __name__)
 
-# Deliveries due for longer than this mean the workers are behind: /readyz says so.
+# Deliveries due, or received activities not applied, for longer than this mean the workers
+# are behind: /readyz says so.
 DELIVERY_BACKLOG_SECONDS = 3600
+INBOX_BACKLOG_SECONDS = 3600
 
 
 # Built once: constructing a statement costs more than running it on this hot path.
@@ -96,8 +99,10 @@ def readyz() -> tuple[Response, int]:
     checks = {"database": database_check(), "queue": queue_check()}
     # The heartbeats are kept in the database: with it down, nobody can tell.
     database_up = checks["database"] == "ok"
-    checks["worker"] = worker_check() if database_up else "unknown: the database is down"
-    checks["deliveries"] = deliveries_check() if database_up else "unknown: the database is down"
+    down = "unknown: the database is down"
+    checks["worker"] = worker_check() if database_up else down
+    checks["deliveries"] = deliveries_check() if database_up else down
+    checks["inbox"] = inbox_check() if database_up else down
     missing = [part for part, result in checks.items() if result != "ok"]
     body = {"status": "unavailable" if missing else "ok", "missing": missing, "checks": checks}
     return jsonify(body), 503 if missing else 200
@@ -144,4 +149,15 @@ def deliveries_check() -> str:
         log.exception("Readiness: could not read the delivery queue")
         db.session.rollback()
         return "the delivery queue cannot be read"
+    return problem or "ok"
+
+
+def inbox_check() -> str:
+    """ "ok" unless activities other servers sent have waited over an hour to be applied."""
+    try:
+        problem = inbound.backlog_problem(INBOX_BACKLOG_SECONDS)
+    except Exception:
+        log.exception("Readiness: could not read the received activities")
+        db.session.rollback()
+        return "the received activities cannot be read"
     return problem or "ok"

@@ -40,6 +40,16 @@ def backlog() -> dict[str, Any]:
     return {"pending": count, "oldest": oldest}
 
 
+def backlog_problem(max_age: float) -> str | None:
+    """Why /readyz should report the inbox: received activities not applied for longer than
+    `max_age` seconds (the workers are behind, or none runs); None when they keep up."""
+    inbound = backlog()
+    waited = delivery_store.seconds_between(inbound["oldest"], utcnow())
+    if waited is None or waited <= max_age:
+        return None
+    return f"{inbound['pending']} received activities wait, the oldest for {waited / 60:.0f} min"
+
+
 def retry_due(age: float, first: float, every: float = SWEEP_SECONDS) -> bool:
     """Whether an activity `age` seconds old reached one of the retry ages (first, 2×first,
     4×first, …) within the last `every` seconds."""

@@ -9,7 +9,6 @@ from flask import Flask
 from flask_babel import lazy_gettext as _l
 from flask_bootstrap import Bootstrap5
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -30,6 +29,7 @@ import moderation
 import oauth
 import people
 import posts
+import schema_migrations
 import search
 import static_files
 import task_pages
@@ -43,7 +43,6 @@ from mailer import mail
 from models import User, registration_open
 from page_frame import frame_state
 
-migrate = Migrate()
 login = LoginManager()
 login.login_view = "accounts.login"
 login.login_message = _l("Please log in to access this page.")
@@ -79,12 +78,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
 
     db.init_app(app)
-    migrate.init_app(
-        app,
-        db,
-        directory=str(settings.PROJECT_DIR / "migrations"),
-        include_name=search.alembic_include_name,
-    )
     login.init_app(app)
     mail.init_app(app)
     # Before the CSRF check, which reads the body: the order of registration is the order
@@ -113,6 +106,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     mastodon_instance.init_app(app)  # /api/v1, /api/v2: the Mastodon client API
     app.after_request(web.add_security_headers)
     web.register_error_handlers(app)
+    app.cli.add_command(schema_migrations.migration_commands)  # flask db …
     app.cli.add_command(search.reindex_command)
     cli.init_app(app)  # flask user …, backup, restore
     app.cli.add_command(federation_admin.federation_cli)  # flask federation …

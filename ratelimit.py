@@ -9,8 +9,10 @@ a window's edge, so one setting would mean two limits.)
 """
 
 import math
+import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import cast
 
 import redis
@@ -107,9 +109,11 @@ def clock() -> float:
 def _database_hit(key: str, limit: int, window: int) -> int:
     """A sliding window: one row per counted attempt, old rows pruned as we go."""
     now = clock()
-    db.session.execute(sa.delete(RateLimitHit).where(RateLimitHit.at <= now - window))
+    _prune(key, now, window)
     count, oldest = db.session.execute(
-        sa.select(sa.func.count(), sa.func.min(RateLimitHit.at)).where(RateLimitHit.key == key)
+        sa.select(sa.func.count(), sa.func.min(RateLimitHit.at)).where(
+            RateLimitHit.key == key, RateLimitHit.at > now - window
+        )
     ).one()
     if count >= limit:
         db.session.commit()
@@ -117,6 +121,21 @@ def _database_hit(key: str, limit: int, window: int) -> int:
     db.session.add(RateLimitHit(key=key, at=now))
     db.session.commit()
     return 0
+
+
+def _prune(key: str, now: float, window: int) -> None:
+    """Delete the rows no limit counts any more: those of `key`'s kind of attempt (the part
+    of the key before its first colon, "inbox", "sign-in"…) older than its window, and any
+    older than the longest window of all. Not every row older than this window: a limit of
+    5 minutes must not delete what an hourly one still counts."""
+    kind = key.partition(":")[0]
+    own = (RateLimitHit.key >= f"{kind}:") & (RateLimitHit.key < f"{kind};")  # ";" follows ":"
+    db.session.execute(sa.delete(RateLimitHit).where(own, RateLimitHit.at <= now - window))
+    longest = max(
+        [window]
+        + [value for name, value in current_app.config.items() if name.endswith("_LIMIT_WINDOW")]
+    )
+    db.session.execute(sa.delete(RateLimitHit).where(RateLimitHit.at <= now - longest))
 
 
 # The same sliding window as the database's, as one atomic step in Redis: a sorted set of
@@ -239,7 +258,123 @@ def remote_lookup(user_id: int) -> int:
 
 def inbox(host: str) -> int:
     """An activity posted to an inbox, signed with a key of `host`, from this address (a
-    forged key id from elsewhere fills only its own sender's bucket)."""
-    return check(
-        *_limits("FEDERATION_INBOX_LIMIT", (per_client("inbox", host or "none"), "PER_HOST"))
+    forged key id from elsewhere fills only its own sender's bucket). Counted in batches
+    (below) where the database keeps the counts."""
+    ((key, limit, window),) = _limits(
+        "FEDERATION_INBOX_LIMIT", (per_client("inbox", host or "none"), "PER_HOST")
     )
+    redis_url = current_app.config.get("REDIS_URL")
+    if redis_url:
+        return _redis_hit(redis_url, key, limit, window)
+    counter = current_app.extensions.setdefault("ratelimit_batches", BatchedCounter())
+    return cast(BatchedCounter, counter).hit(key, limit, window)
+
+
+# --- a limit hit often, counted in batches ------------------------------------------------
+#
+# Servers deliver to the inbox by the thousand, and a row written and committed per
+# activity cost more than the rest of the request. So each process keeps the inbox attempts
+# it allowed in memory and writes them (one row each, as ever) at most every
+# BATCH_SECONDS, or once a key has a batch of them (a twentieth of its limit), reading the
+# keys' shared counts as it writes. It allows an attempt without the database only while
+# the last count it read plus its own unwritten attempts is under half the limit; nearer
+# the limit each attempt is counted in the database as the other limits count, and a
+# refusal is remembered until the oldest counted attempt leaves the window (the count
+# cannot fall before then). What the shortcut costs: the other processes' unwritten
+# attempts, under a batch each, are not seen, so a sender may get a twentieth of its limit
+# per other process beyond it. Small limits (under 40) are always counted exactly.
+
+BATCH_SECONDS = 1.0
+BATCH_PER_LIMIT = 20
+# Keys remembered per process before those with nothing unwritten are forgotten.
+MAX_BUCKETS = 10_000
+
+
+@dataclass
+class _Bucket:
+    """One process's view of one key."""
+
+    unwritten: list[float] = field(default_factory=list)  # times of attempts allowed here
+    counted: int = 0  # the key's rows in the database when last read
+    read_at: float = -math.inf
+    refused_until: float = -math.inf
+
+    def may_skip(self, limit: int, now: float) -> bool:
+        """Whether this attempt may be allowed without asking the database."""
+        batch = limit // BATCH_PER_LIMIT
+        return (
+            batch >= 2
+            and now - self.read_at < BATCH_SECONDS
+            and self.counted + len(self.unwritten) + 1 < limit // 2
+        )
+
+
+class BatchedCounter:
+    """The sliding window of `_database_hit`, with the writes of one process batched."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, _Bucket] = {}
+        self.lock = threading.Lock()
+        self.written_at = -math.inf
+
+    def hit(self, key: str, limit: int, window: int) -> int:
+        """0 if the attempt is allowed, else the seconds to wait (as `hit`)."""
+        now = clock()
+        with self.lock:
+            bucket = self._bucket(key)
+            if now < bucket.refused_until:
+                return max(1, math.ceil(bucket.refused_until - now))
+            exact = not bucket.may_skip(limit, now)
+            if not exact:
+                bucket.unwritten.append(now)
+                batch = limit // BATCH_PER_LIMIT
+                if now - self.written_at < BATCH_SECONDS and len(bucket.unwritten) < batch:
+                    return 0
+            self.written_at = now
+            unwritten = [(k, at) for k, b in self.buckets.items() for at in b.unwritten]
+            for each in self.buckets.values():
+                each.unwritten = []
+        counts, wait = _write_batch(unwritten, key if exact else None, limit, window, now)
+        with self.lock:
+            for name, count in counts.items():
+                read = self._bucket(name)
+                read.counted, read.read_at = count, now
+            if wait:
+                bucket.refused_until = now + wait
+        return wait
+
+    def _bucket(self, key: str) -> _Bucket:
+        if key not in self.buckets and len(self.buckets) >= MAX_BUCKETS:
+            self.buckets = {k: b for k, b in self.buckets.items() if b.unwritten}
+        return self.buckets.setdefault(key, _Bucket())
+
+
+def _write_batch(
+    unwritten: list[tuple[str, float]], exact_key: str | None, limit: int, window: int, now: float
+) -> tuple[dict[str, int], int]:
+    """Write the attempts allowed without the database, and count `exact_key`'s attempt as
+    `_database_hit` does, in one transaction; the counts of the keys written, and the
+    seconds `exact_key` must wait (0 when allowed)."""
+    # The DELETE comes first: on SQLite it takes the write lock, so that no other process
+    # adds to a count between our reading it and our adding to it. (It may delete nothing;
+    # SQLite takes the lock all the same.)
+    _prune(exact_key or unwritten[0][0], now, window)
+    if unwritten:
+        db.session.execute(sa.insert(RateLimitHit), [{"key": k, "at": at} for k, at in unwritten])
+    keys = {k for k, _at in unwritten} | ({exact_key} if exact_key else set())
+    rows = db.session.execute(
+        sa.select(RateLimitHit.key, sa.func.count(), sa.func.min(RateLimitHit.at))
+        .where(RateLimitHit.key.in_(keys), RateLimitHit.at > now - window)
+        .group_by(RateLimitHit.key)
+    ).all()
+    counts = {key: count for key, count, _oldest in rows}
+    wait = 0
+    if exact_key is not None:
+        oldest = next((first for key, _count, first in rows if key == exact_key), None)
+        if counts.get(exact_key, 0) >= limit:
+            wait = _wait(cast(float, oldest), window, now)
+        else:
+            db.session.add(RateLimitHit(key=exact_key, at=now))
+            counts[exact_key] = counts.get(exact_key, 0) + 1
+    db.session.commit()
+    return counts, wait

@@ -363,6 +363,9 @@ def main():
         )
         from flask_migrate import upgrade
 
+        from schema_migrations import init_migrations
+
+        init_migrations(app)  # as `flask db` does
         with app.app_context():
             upgrade()
             db.engine.dispose()

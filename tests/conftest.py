@@ -281,6 +281,7 @@ def pg_app(postgres_url, tmp_path, password_hash):
     from flask_migrate import downgrade, upgrade
 
     from models import User
+    from schema_migrations import init_migrations
 
     # Rate limits counted in the database, like the rest of the test (a Redis shared with
     # other test runs would carry their counts).
@@ -293,6 +294,7 @@ def pg_app(postgres_url, tmp_path, password_hash):
         }
     )
     app.test_client_class = Client
+    init_migrations(app)  # as `flask db` does
     with app.app_context():
         upgrade()
         for name in ("alice", "bob"):

@@ -204,12 +204,15 @@ def test_migrations_build_exactly_the_models(tmp_path):
     """`flask db upgrade` (what run.sh does) creates the schema the models describe."""
     from flask_migrate import upgrade
 
+    from schema_migrations import init_migrations
+
     app = create_app(
         {
             "DATA_DIR": str(tmp_path),
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'migrated.db'}",
         }
     )
+    init_migrations(app)  # as `flask db` does
     with app.app_context():
         upgrade()
         with db.engine.connect() as connection:
@@ -262,3 +265,68 @@ def test_signed_in_users_go_home_from_visitor_pages(client, auth, url):
     auth.login()
     response = client.get(url)
     assert response.status_code == 302 and response.headers["Location"] == "/index"
+
+
+def open_files(pid: int) -> set[str]:
+    """The paths of the files a process has open."""
+    paths = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            paths.add(os.readlink(fd))
+        except OSError:  # closed meanwhile
+            pass
+    return paths
+
+
+def test_gunicorn_workers_share_the_preloaded_app_but_not_its_connections(app, users, live):
+    """gunicorn makes the app once, in its master (gunicorn.conf.py); each worker then opens
+    database connections of its own, and requests in both, at once, all succeed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.bench_federation import children
+    from tests.live import Browser, wait_for
+
+    site = live()
+    site.start_web(workers=2)
+    master = site.web.pid
+    workers = wait_for(lambda: len(children(master)) == 2 and children(master))
+    # Preloaded: the master has the app's libraries loaded (and so the workers' copies are
+    # its pages, shared), yet it opened no database.
+    assert "_sqlite3" in Path(f"/proc/{master}/maps").read_text()
+    database = str(site.data_dir / "app.db")
+
+    statuses = []
+
+    def ask(_number):
+        return Browser(site.url).get("/readyz")[0]  # it reads the database
+
+    def both_served():
+        with ThreadPoolExecutor(8) as pool:
+            statuses.extend(pool.map(ask, range(50)))
+        return all(database in open_files(worker) for worker in workers)
+
+    wait_for(both_served, what="both workers to open the database")
+    assert set(statuses) == {503}  # no consumer runs; nothing failed
+    assert database not in open_files(master)
+    assert site.query("PRAGMA integrity_check") == [("ok",)]
+
+
+def test_a_worker_told_to_stop_as_it_starts_stops(tmp_path):
+    """gunicorn.conf.py: a worker forked a moment ago still has the master's signal handlers,
+    which would only queue a stop for the master's loop; from the fork on, a stop ends it."""
+    import runpy
+    import signal
+    from types import SimpleNamespace
+
+    hooks = runpy.run_path(str(config.PROJECT_DIR / "gunicorn.conf.py"))
+    stops = hooks["STOP_SIGNALS"]
+    assert signal.SIGTERM in stops
+    before = {stop: signal.getsignal(stop) for stop in stops}
+    server = SimpleNamespace(SIG_QUEUE=[signal.SIGTERM], cfg=SimpleNamespace(preload_app=True))
+    try:
+        with pytest.raises(SystemExit):  # the stop came even before the hook ran
+            hooks["post_fork"](server, None)
+        assert all(signal.getsignal(stop) == signal.SIG_DFL for stop in stops)
+    finally:
+        for stop, handler in before.items():
+            signal.signal(stop, handler)

@@ -23,6 +23,9 @@ def stamped(app):
     as every installed site's is (`./run.sh` migrates on start)."""
     from flask_migrate import stamp
 
+    from schema_migrations import init_migrations
+
+    init_migrations(app)  # as `flask db` does
     with app.app_context():
         stamp()
 

@@ -479,6 +479,32 @@ def test_unknown_key_is_fetched_and_a_rotated_key_refetched(web, app, users, rem
     assert len(remote.requests) == 3
 
 
+def test_a_known_key_is_kept_and_a_rotated_one_read_again(
+    web, app, users, ann, remote_keys, monkeypatch
+):
+    first = {**follow_activity(users["alice"]), "id": "https://remote.example/follows/k1"}
+    assert signed_post(web, "/inbox", first, remote_keys).status_code == 202
+    # Kept in memory: the next request from that key asks the database nothing about it.
+    lookups = []
+    by_key_id = actors.remote_by_key_id
+    monkeypatch.setattr(actors, "remote_by_key_id", lambda k: lookups.append(k) or by_key_id(k))
+    second = {**first, "id": "https://remote.example/follows/k2"}
+    assert signed_post(web, "/inbox", second, remote_keys).status_code == 202
+    assert lookups == []
+    # Rotated, as an Update(Person) applied by the worker stores it: the kept key fails, the
+    # stored one is read and verifies (remote.example cannot be reached: nothing is fetched).
+    new_keys = fedsign.new_key_pair()
+    with app.app_context():
+        actors.store_remote_actor(actor_document("https://remote.example", "ann", new_keys[1]))
+        db.session.commit()
+    third = {**first, "id": "https://remote.example/follows/k3"}
+    assert signed_post(web, "/inbox", third, new_keys).status_code == 202
+    assert ANN_KEY in lookups
+    # The old key no longer verifies, kept or not.
+    fourth = {**first, "id": "https://remote.example/follows/k4"}
+    assert signed_post(web, "/inbox", fourth, remote_keys).status_code == 401
+
+
 # --- applying ---------------------------------------------------------------------------
 
 

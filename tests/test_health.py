@@ -3,12 +3,16 @@ real consumer that starts and stops."""
 
 import json
 import signal
+from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from huey.storage import RedisStorage
 
 import tasks
 import worker
+from database import db, utcnow
+from federation_in import InboxActivity
 from microblog import create_app
 from tests.live import Browser, free_port, wait_for
 
@@ -28,6 +32,7 @@ def test_readyz_without_any_worker(client):
         "checks": {
             "database": "ok",
             "deliveries": "ok",
+            "inbox": "ok",
             "queue": "ok",
             "worker": "no worker is running",
         },
@@ -42,6 +47,29 @@ def test_readyz_with_a_recent_heartbeat(app, client):
     assert response.get_json()["missing"] == []
 
 
+def test_readyz_names_an_inbox_whose_activities_wait(app, client):
+    with app.app_context():
+        worker.record_consumer_heartbeat()
+        now = utcnow()
+        for number, age in enumerate((timedelta(minutes=5), timedelta(minutes=61))):
+            db.session.add(
+                InboxActivity(
+                    activity_id=f"https://far.example/activities/{number}",
+                    actor_url="https://far.example/users/someone",
+                    body="{}",
+                    received_at=now - age,
+                )
+            )
+        db.session.commit()
+    body = client.get("/readyz").get_json()
+    assert body["missing"] == ["inbox"]
+    assert body["checks"]["inbox"] == "2 received activities wait, the oldest for 61 min"
+    with app.app_context():  # applied (or given up): nothing waits
+        db.session.execute(sa.update(InboxActivity).values(state="applied"))
+        db.session.commit()
+    assert client.get("/readyz").get_json()["missing"] == []
+
+
 def test_readyz_names_a_database_that_does_not_answer(tmp_path):
     # A database file in a directory that does not exist: SQLite cannot open it.
     url = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'app.db'}"
@@ -51,9 +79,10 @@ def test_readyz_names_a_database_that_does_not_answer(tmp_path):
     body = response.get_json()
     # The workers' heartbeats and the deliveries live in the database too: nobody can vouch
     # for them.
-    assert body["missing"] == ["database", "worker", "deliveries"]
+    assert body["missing"] == ["database", "worker", "deliveries", "inbox"]
     assert body["checks"]["worker"] == "unknown: the database is down"
     assert body["checks"]["deliveries"] == "unknown: the database is down"
+    assert body["checks"]["inbox"] == "unknown: the database is down"
     assert body["checks"]["database"] == "the database does not answer"
 
 
@@ -90,7 +119,13 @@ def test_readyz_follows_a_real_worker(live):
     assert body == {
         "status": "ok",
         "missing": [],
-        "checks": {"database": "ok", "deliveries": "ok", "queue": "ok", "worker": "ok"},
+        "checks": {
+            "database": "ok",
+            "deliveries": "ok",
+            "inbox": "ok",
+            "queue": "ok",
+            "worker": "ok",
+        },
     }
 
     site.stop_consumer(consumer, signal.SIGINT)

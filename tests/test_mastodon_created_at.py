@@ -64,11 +64,14 @@ def add_old_rows(connection):
 def test_the_migration_back_fills_the_earliest_known_time(request, tmp_path, backend):
     from flask_migrate import downgrade, upgrade
 
+    from schema_migrations import init_migrations
+
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'old.db'}"
     else:
         url = request.getfixturevalue("postgres_url")  # skips without TEST_DATABASE_URL
     app = create_app({"DATA_DIR": str(tmp_path), "SQLALCHEMY_DATABASE_URI": url})
+    init_migrations(app)  # as `flask db` does
     with app.app_context():
         upgrade(revision=BEFORE)
         with db.engine.begin() as connection:

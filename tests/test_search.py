@@ -13,6 +13,7 @@ from importer import ImportedPost, post_key
 from importing import add_imported_posts
 from microblog import create_app
 from models import Post, User
+from schema_migrations import init_migrations
 from tests.conftest import Client
 
 # `postgres_url` (conftest.py): a PostgreSQL database of our own for the session.
@@ -354,6 +355,7 @@ def test_rebuild_repairs_a_stale_sqlite_index(app, client, auth):
 def migrate_and_search(migration_app):
     """Upgrade to the first revision, add a post, upgrade to head: the post is searchable,
     and so are posts written or imported then."""
+    init_migrations(migration_app)  # as `flask db` does
     with migration_app.app_context():
         upgrade(revision="386abd61d5b0")
         db.session.execute(sa.text("INSERT INTO \"user\" (username, email) VALUES ('m', 'm@x')"))

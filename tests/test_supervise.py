@@ -17,6 +17,7 @@ from flask_migrate import upgrade
 
 from database import db
 from microblog import create_app
+from schema_migrations import init_migrations
 from tests.conftest import PASSWORD
 from tests.helpers import AWKWARD_BODY, add_posts, add_user, export_document
 from tests.live import PROJECT_DIR, Browser, free_port, server_env, wait_for
@@ -66,6 +67,7 @@ class Prober(threading.Thread):
 def site(tmp_path, password_hash):
     """A migrated data dir with alice and her posts, served by ./run.sh (slowed exports)."""
     app = create_app({"DATA_DIR": str(tmp_path)})
+    init_migrations(app)  # as `flask db` does
     with app.app_context():
         upgrade(directory=str(PROJECT_DIR / "migrations"))
     alice = add_user(app, "alice", password_hash)

@@ -3,6 +3,7 @@
 import json
 import logging
 import secrets
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, jsonify, request, session
@@ -143,21 +144,22 @@ def worker_check() -> str:
 
 def deliveries_check() -> str:
     """ "ok" unless deliveries to other servers have been due for over an hour."""
-    try:
-        problem = deliveries.backlog_problem(DELIVERY_BACKLOG_SECONDS)
-    except Exception:
-        log.exception("Readiness: could not read the delivery queue")
-        db.session.rollback()
-        return "the delivery queue cannot be read"
-    return problem or "ok"
+    problem_of = deliveries.backlog_problem
+    return _backlog_check(problem_of, DELIVERY_BACKLOG_SECONDS, "the delivery queue")
 
 
 def inbox_check() -> str:
     """ "ok" unless activities other servers sent have waited over an hour to be applied."""
+    problem_of = inbound.backlog_problem
+    return _backlog_check(problem_of, INBOX_BACKLOG_SECONDS, "the received activities")
+
+
+def _backlog_check(problem_of: Callable[[float], str | None], seconds: float, what: str) -> str:
+    """ "ok", or what `problem_of(seconds)` says is late, or that `what` cannot be read."""
     try:
-        problem = inbound.backlog_problem(INBOX_BACKLOG_SECONDS)
+        problem = problem_of(seconds)
     except Exception:
-        log.exception("Readiness: could not read the received activities")
+        log.exception("Readiness: could not read %s", what)
         db.session.rollback()
-        return "the received activities cannot be read"
+        return f"{what} cannot be read"
     return problem or "ok"

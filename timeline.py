@@ -1,13 +1,21 @@
 """The home timeline: a user's own posts and those of the users they follow, newest first."""
 
 import math
+import time
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from flask import current_app
 
 from database import db
 from follows import Follows
 from models import Post, User
+
+# How long a timeline's plan (`_is_sparse`) is reused: it changes only as follows and posts
+# pile up, a stale one costs time but never changes the result, and asking costs two queries
+# on every home page.
+PLAN_KEPT_SECONDS = 60
+PLANS_KEPT = 10_000  # per app; all are dropped when it is full
 
 
 class Timeline:
@@ -28,7 +36,7 @@ class Timeline:
         sorting them costs what the timeline holds. `_is_sparse` picks the cheaper;
         `user_id + 0` is what keeps SQLite off the user_id index for the walk.
         """
-        sparse = self._is_sparse(rows)
+        sparse = self._kept_plan(rows)
         return (
             sa.select(Post)
             .where(self._holds(use_user_index=sparse))
@@ -50,6 +58,19 @@ class Timeline:
         return db.session.execute(
             sa.select(sa.func.count()).select_from(newer.subquery())
         ).scalar_one()
+
+    def _kept_plan(self, rows: int) -> bool:
+        """`_is_sparse(rows)`, as it was answered within the last PLAN_KEPT_SECONDS."""
+        plans: dict[tuple[int, int], tuple[float, bool]] = current_app.extensions.setdefault(
+            "timeline_plans", {}
+        )
+        key, now = (self.user.id, rows), time.monotonic()
+        kept = plans.get(key)
+        if kept is None or now - kept[0] > PLAN_KEPT_SECONDS:
+            if len(plans) >= PLANS_KEPT:
+                plans.clear()
+            kept = plans[key] = (now, self._is_sparse(rows))
+        return kept[1]
 
     def _is_sparse(self, rows: int) -> bool:
         """Whether sorting the whole timeline costs less than walking the posts table for

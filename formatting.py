@@ -147,13 +147,17 @@ class CardKit:
         if card is None:
             if len(kept) >= CARDS_KEPT:
                 kept.clear()  # simpler than an LRU, and safe between threads
-            card = kept[key] = str(write(post, kit=self._with_marks()))
-        return Markup(
-            card.replace(CSRF_MARK, self.csrf_token).replace(
-                self._marked_delete[1], str(escape(self._delete[1]))
-            )
-        )
+            card = kept[key] = str(write(post, kit=self._with_marks))
+        (token_mark, token), (next_mark, next_page) = self._filled_in
+        return Markup(card.replace(token_mark, token).replace(next_mark, next_page))
 
+    @functools.cached_property
+    def _filled_in(self) -> tuple[tuple[str, str], tuple[str, str]]:
+        """What replaces the stand-ins in a kept card on this page: the token, and the end of
+        the delete form's URL (as the card writes it, escaped)."""
+        return (CSRF_MARK, self.csrf_token), (self._marked_delete[1], str(escape(self._delete[1])))
+
+    @functools.cached_property
     def _with_marks(self) -> "CardKit":
         """This kit with stand-ins for the token and the delete's `next` (see `card`)."""
         marked = copy.copy(self)

@@ -3,10 +3,11 @@
 `deliver()` stores the activity once and a delivery per inbox (delivery_store.py), commits
 and queues `send_deliveries`. That task, in a consumer, claims due deliveries and sends them
 with many requests in flight from its one thread (delivery_sender.py), records each outcome,
-and queues itself again while more is due: a fan-out goes out in rounds of
-FEDERATION_DELIVERY_BATCH, each a task of its own, so that the queue's other tasks (an
-export, an import) take their turn between rounds. A consumer runs one round at a time;
-its other worker threads stay free for those tasks.
+and queues itself again while more is due: a fan-out goes out in rounds of about
+FEDERATION_DELIVERY_BATCH (a round with requests still waiting on slow servers goes on
+claiming, up to ten seconds, rather than wait for them), each a task of its own, so that the
+queue's other tasks (an export, an import) take their turn between rounds. A consumer runs
+one round at a time; its other worker threads stay free for those tasks.
 
 Nothing is lost when a consumer dies: the rows are the queue. Its claims lapse (at once when
 its process is known to be gone) and the next round, on any consumer, sends them.
@@ -130,15 +131,17 @@ def run_round() -> int:
     policy = Policy.from_config()
     live = {consumer.id for consumer in live_consumers()} | {CONSUMER_ID}
     dead = set(consumer_heartbeats()) - live
-    first_claim = True
+    probe_next = True
 
     def claim(limit: int) -> list[Claimed]:
-        nonlocal first_claim
+        # Each paused host whose pause is over gets one probe: looked for first, and again
+        # whenever nothing else was due (a round may outlast a pause).
+        nonlocal probe_next
         probes: list[Claimed] = []
-        if first_claim:  # each paused host whose pause is over gets one probe per round
-            first_claim = False
+        if probe_next:
             probes = delivery_store.claim_probes(limit, CONSUMER_ID, dead, policy)
         due = delivery_store.claim_due(limit - len(probes), CONSUMER_ID, dead, policy)
+        probe_next = not due
         return probes + due
 
     def record(outcomes: list[Outcome]) -> None:

@@ -6,7 +6,10 @@ prepare (sign) it and to record what became of it, and `Pipeline` keeps the requ
 it claims more as slots free up, rather than sending in fixed batches that each wait for
 their slowest member. A request still unanswered after `slow_after` seconds gives its slot
 back (it goes on until the total timeout, but no longer holds up the others): a server that
-accepts and never answers costs a socket, never the throughput.
+accepts and never answers costs a socket, never the throughput. Nor does it hold up the
+next deliveries at the round's end: a round ends when it has claimed its budget and nothing
+it sent is in flight; until then it goes on claiming (for at most ROUND_MAX_SECONDS) rather
+than idle while slow servers answer or time out.
 """
 
 import asyncio
@@ -25,13 +28,20 @@ from delivery_store import Claimed, Outcome
 # What a server's answer may be read up to (we only need its status; reading a little lets
 # the connection be kept alive).
 ANSWER_READ_MAX = 64 * 1024
-# How many claimed deliveries are prepared (signed) at a time.
+# How many claimed deliveries are prepared (signed) at a time, at most; fewer are claimed
+# only when that is all the room there is. Waiting for a whole chunk's room would let a
+# few slow servers (each holding a slot for `slow_after`) stall the claims.
 CLAIM_CHUNK = 50
+CLAIM_AT_LEAST = 16
 # Outcomes are written at least this often, and in one transaction per this many. What a
 # killed consumer sends again is what was in flight plus what was answered in the last
 # interval and not yet written.
 RECORD_EVERY_SECONDS = 0.05
 RECORD_EVERY_COUNT = 200
+# After a claim found nothing due, the next one waits this long (while requests are in flight).
+RECLAIM_SECONDS = 0.25
+# A round claims past its budget (while requests are in flight) until it is this old.
+ROUND_MAX_SECONDS = 10.0
 USER_AGENT = "Microblog (ActivityPub delivery)"
 
 
@@ -52,7 +62,9 @@ class Limits:
             max_in_flight=4 * concurrency,
             connect_timeout=connect,
             total_timeout=config["FEDERATION_REQUEST_TIMEOUT"],
-            slow_after=max(connect, 1.0),
+            # Most servers answer in milliseconds; a request still unanswered after a
+            # second waits on a slow or dead one.
+            slow_after=1.0,
         )
 
 
@@ -180,8 +192,9 @@ async def post(client: httpx.AsyncClient, request: Request, limits: Limits) -> O
 
 
 class Pipeline:
-    """Claims, signs and sends until nothing is due or `budget` deliveries were claimed,
-    recording outcomes as they come."""
+    """Claims, signs and sends until nothing is due, or `budget` deliveries were claimed and
+    none is in flight (or the round is ROUND_MAX_SECONDS old), recording outcomes as they
+    come."""
 
     def __init__(
         self,
@@ -202,7 +215,8 @@ class Pipeline:
         self.active = 0  # requests holding a slot
         self.in_flight: set[asyncio.Task[Outcome]] = set()
         self.outcomes: list[Outcome] = []
-        self.exhausted = False
+        self.started = time.monotonic()
+        self.found_nothing_at: float | None = None  # when a claim last came back empty
 
     def run(self) -> int:
         """Run to the end in a new event loop; returns how many deliveries were attempted."""
@@ -231,30 +245,37 @@ class Pipeline:
         return self.claimed
 
     def _room(self) -> int:
-        return min(
-            self.limits.concurrency - self.active,
-            self.limits.max_in_flight - len(self.in_flight),
-            self.budget - self.claimed,
+        """How many more may be claimed now (0 when the round claims no more)."""
+        now = time.monotonic()
+        if self.found_nothing_at is not None:
+            if not self.in_flight or now - self.found_nothing_at < RECLAIM_SECONDS:
+                return 0
+        room = min(
+            self.limits.concurrency - self.active, self.limits.max_in_flight - len(self.in_flight)
         )
+        if self.claimed < self.budget:
+            return min(room, self.budget - self.claimed)
+        # Past the budget, while requests are still in flight: ending the round would mean
+        # waiting for them, and slow servers answer (or time out) only after many seconds.
+        return room if self.in_flight and now - self.started < ROUND_MAX_SECONDS else 0
 
     def _start_more(self, client: httpx.AsyncClient) -> None:
         """Claim and start as many as there is room for, in chunks; claim only when a
         chunk's worth of room is free (or nothing runs), to keep the claims few."""
-        while not self.exhausted:
-            room = self._room()
-            if room <= 0 or (self.in_flight and room < min(CLAIM_CHUNK, self._room_max())):
+        while (room := self._room()) > 0:
+            if self.active and room < self._full_chunk():
                 return
             claimed = self.claim(min(room, CLAIM_CHUNK))
             self.claimed += len(claimed)
-            if not claimed or self.claimed >= self.budget:
-                self.exhausted = True
+            self.found_nothing_at = None if claimed else time.monotonic()
             requests, failed = self.prepare(claimed)
             self.outcomes.extend(failed)
             for request in requests:
                 self._start(client, request)
 
-    def _room_max(self) -> int:
-        return min(self.limits.concurrency, self.budget - self.claimed)
+    def _full_chunk(self) -> int:
+        left = self.budget - self.claimed if self.claimed < self.budget else CLAIM_AT_LEAST
+        return min(CLAIM_AT_LEAST, self.limits.concurrency, left)
 
     def _start(self, client: httpx.AsyncClient, request: Request) -> None:
         self.active += 1

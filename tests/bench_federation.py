@@ -180,6 +180,13 @@ def last_arrival(stats: dict) -> float:
     return stats["last_at"]
 
 
+def arrivals(stats: dict, started: float) -> str:
+    """When a tenth, half and nine tenths of the requests had arrived, after `started`."""
+    times = sorted(stats["times"])
+    marks = {f"{share}%": times[len(times) * share // 100 - 1] - started for share in (10, 50, 90)}
+    return ", ".join(f"{name} by {seconds:.2f} s" for name, seconds in marks.items())
+
+
 def duplicates(stats: dict, marker: str) -> int:
     return sum(
         count - 1
@@ -529,6 +536,7 @@ def dead_hosts(args, workdir: Path) -> None:
         stats = wait_until_all_have(servers, servers.ok, "/post/")
         report(f"all {len(servers.ok)} live servers have it", last_arrival(stats) - started,
                GOAL_SECONDS, "s")  # fmt: skip
+        print(f"  requests arrived: {arrivals(stats, started)}")
         time.sleep(args.dead_watch)
         rows = site.query("SELECT count(*), sum(paused_until IS NOT NULL) FROM federation_host "
                           "WHERE failures > 0")  # fmt: skip

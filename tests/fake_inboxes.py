@@ -26,6 +26,7 @@ class Stats:
         self.last_at = 0.0
         self.first_at = 0.0
         self.requests = 0
+        self.times = []  # when each request arrived
         self.verified = 0
         self.bad_signatures = 0
 
@@ -34,6 +35,7 @@ class Stats:
         now = time.time()
         self.first_at = self.first_at or now
         self.last_at = now
+        self.times.append(now)
         try:
             activity_id = json.loads(body)["id"]
         except (ValueError, KeyError, TypeError):
@@ -59,6 +61,7 @@ class Stats:
             "received": {str(port): counts for port, counts in self.received.items()},
             "first_at": self.first_at,
             "last_at": self.last_at,
+            "times": self.times,
             "requests": self.requests,
             "verified": self.verified,
             "bad_signatures": self.bad_signatures,

@@ -158,6 +158,21 @@ def test_sigkill_mid_fan_out_loses_nothing(app, users, live, monkeypatch, receiv
     assert duplicates <= 2 * concurrency
 
 
+def test_servers_that_never_answer_hold_up_no_one(app, users, live, monkeypatch, receivers):
+    # More silent servers than slots, in small rounds, with a long request timeout: were a
+    # slot or a round's end to wait on them, the others would wait the whole timeout.
+    silent = [receivers(lambda n: HANG) for _ in range(6)]
+    healthy = [receivers() for _ in range(30)]
+    start_site(live, monkeypatch, FEDERATION_DELIVERY_CONCURRENCY=4,
+               FEDERATION_DELIVERY_BATCH=5, FEDERATION_REQUEST_TIMEOUT=30)  # fmt: skip
+    deliver(app, note(5), [r.inbox for r in silent + healthy])
+    wait_for(lambda: all(r.activities for r in healthy), timeout=20, what="every healthy inbox")
+    assert all(r.requests == 1 for r in silent)
+    wait_for(lambda: pending(app) == len(silent), what="the healthy deliveries recorded")
+    # The silent servers' requests are still waiting for an answer: nothing is recorded yet.
+    assert all((host_row(app, r) or {}).get("failures", 0) == 0 for r in silent)
+
+
 def test_retried_refused_and_throttled(app, users, live, monkeypatch, receivers):
     flaky = receivers(lambda n: 500 if n == 1 else 202)
     gone = receivers(lambda n: 410)

@@ -17,6 +17,7 @@ import actors
 import federation_in
 import fedfetch
 import fedsign
+import inbound
 from database import db
 from mailer import site_link
 from models import Post, User, registration_open
@@ -285,13 +286,13 @@ def note_answer(post_id: int) -> Response:
 
 @bp.route("/inbox", methods=["POST"])
 def shared_inbox() -> ResponseReturnValue:
-    return federation_in.receive()
+    return inbound.receive()
 
 
 @bp.route("/actors/<row_id:user_id>/inbox", methods=["POST"])
 def actor_inbox(user_id: int) -> ResponseReturnValue:
     local_user_or_404(user_id)
-    return federation_in.receive()
+    return inbound.receive()
 
 
 @bp.route("/user/<username>/inbox", methods=["POST"])
@@ -299,4 +300,4 @@ def user_inbox(username: str) -> ResponseReturnValue:
     user = User.by_username(username)
     if user is None or user.domain is not None:
         abort(404)
-    return federation_in.receive()
+    return inbound.receive()

@@ -1,5 +1,6 @@
-"""What other servers send: every inbox POST is verified before anything is done, stored once
-by its activity id, and applied by the worker (`apply`, a dispatch table by type).
+"""What other servers send: every inbox POST is verified before anything is done (the inbox
+and its queue are inbound.py), and each stored activity is applied by the worker (`apply`, a
+dispatch table by type).
 
 Verification: the request's HTTP Signature must verify with the key of the activity's actor
 (fetched, signed, when unknown; fetched again once when a cached key fails, for rotation),
@@ -15,8 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from flask import abort, request
-from flask.typing import ResponseReturnValue
+from flask import abort
 
 import activities
 import actors
@@ -25,18 +25,15 @@ import federation_out
 import federation_social
 import fedfetch
 import fedsign
-import inbox_guard
 import known_keys
 import remote_content
-from database import Model, _insert_unless_conflict, db, utcnow
+from database import Model, db, utcnow
 from follows import Follows
 from models import POST_MAX, URL_MAX, Post, User, followers
 from worker import app_context, huey
 
 log = logging.getLogger("huey.microblog")
 
-# The largest inbox POST read (Mastodon's largest activities are a few kilobytes).
-INBOX_MAX_BYTES = 256 * 1024
 # Deeper JSON than any activity needs is refused before anything walks it.
 MAX_JSON_DEPTH = 24
 # The longest remote post content kept.
@@ -53,47 +50,17 @@ class InboxActivity(Model):
     actor_url: so.Mapped[str] = so.mapped_column(sa.String(URL_MAX))
     body: so.Mapped[str] = so.mapped_column(sa.Text)
     # received → applied, or → failed (with the reason in `error`).
-    state: so.Mapped[str] = so.mapped_column(sa.String(16), default="received")
+    state: so.Mapped[str] = so.mapped_column(sa.String(16), default="received", index=True)
     error: so.Mapped[str | None] = so.mapped_column(sa.Text)
     received_at: so.Mapped[datetime] = so.mapped_column(default=utcnow, index=True)
+    # A received row is taken by a worker until then (or, after an error, waits until then).
+    claimed_until: so.Mapped[datetime | None] = so.mapped_column()
 
 
 # --- receiving --------------------------------------------------------------------------
 
 
-def receive() -> ResponseReturnValue:
-    """Answer an inbox POST: 202 once verified and stored, else a 4xx and nothing changed."""
-    if (request.content_length or 0) > INBOX_MAX_BYTES:
-        abort(413)
-    body = request.get_data(cache=False)
-    if len(body) > INBOX_MAX_BYTES:
-        abort(413)
-    headers = dict(request.headers)
-    key_id = _key_id_of(headers)
-    key_host = actors.host_of(key_id)
-    if not key_host or blocks.domain_blocked(key_host):
-        abort(403 if key_host else 401)
-    answer_now = inbox_guard.screen(key_id, body)  # rate limits, unseen actors' Deletes
-    if answer_now is not None:
-        return answer_now
-    try:
-        actor_url = verified_key_owner("POST", _target(), headers, body)
-    except fedsign.SignatureError as exc:
-        abort(401, exc.reason)
-    except fedfetch.FetchError as exc:
-        abort(401, f"the signing key cannot be fetched: {exc.reason}")
-    activity = parse_activity(body)
-    _check_actor(activity, actor_url)
-    store(activity, actor_url)
-    return "", 202
-
-
-def _target() -> str:
-    query = request.query_string.decode("latin-1")
-    return request.path + (f"?{query}" if query else "")
-
-
-def _key_id_of(headers: dict[str, str]) -> str:
+def key_id_of(headers: dict[str, str]) -> str:
     """The keyId a request claims, read before verifying (to refuse blocked servers)."""
     lowered = {name.lower(): value for name, value in headers.items()}
     if "signature-input" in lowered:
@@ -121,7 +88,7 @@ def verified_key_owner(
         raise fedsign.SignatureError("the request is not addressed to this site")
     scheme = actors.site_url().partition("://")[0]
     keys = known_keys.known_keys()
-    claimed = _key_id_of(headers)
+    claimed = key_id_of(headers)
     known = keys.get(claimed) if claimed else None
     if known is not None:
         try:
@@ -162,7 +129,7 @@ def _verified_with_stored_key(
             method, target, headers, body, cached_or_fetched, scheme=scheme
         )
     except fedsign.KeyMismatch as mismatch:
-        claimed = _key_id_of(headers)
+        claimed = key_id_of(headers)
         if not claimed or claimed in fetched:
             raise mismatch from None
         # The key may have been rotated since we stored it: fetch it once more.
@@ -218,7 +185,7 @@ def _depth(document: Any) -> int:
     return deepest
 
 
-def _check_actor(activity: dict[str, Any], signer_url: str) -> None:
+def check_actor(activity: dict[str, Any], signer_url: str) -> None:
     """The signer must be the activity's actor, and the activity's id on its server."""
     actor_url = object_id(activity["actor"])
     if actor_url != signer_url:
@@ -251,50 +218,6 @@ def object_id(value: Any) -> str | None:
     if isinstance(value, dict):
         value = value.get("id")
     return value if isinstance(value, str) and len(value) <= URL_MAX else None
-
-
-def store(activity: dict[str, Any], actor_url: str) -> None:
-    """Keep the activity once by its id and have the worker apply it (a repeat is ignored)."""
-    values = {
-        "activity_id": activity["id"],
-        "actor_url": actor_url,
-        "body": json.dumps(activity),
-        "state": "received",
-        "received_at": utcnow(),
-    }
-    row_id = db.session.execute(_insert_unless_conflict(InboxActivity, values)).scalar()
-    db.session.commit()
-    if row_id is not None:
-        apply_inbox_activity(row_id)
-
-
-@huey.task(retries=2, retry_delay=30, name="apply_inbox_activity")
-def apply_inbox_activity(row_id: int) -> str:
-    """Apply a stored activity once; its state says how it went."""
-    with app_context():
-        row = db.session.get(InboxActivity, row_id)
-        if row is None or row.state != "received":
-            return "skipped"
-        # The actor and its account in one query (every handler reads both).
-        remote = db.session.scalar(
-            sa.select(actors.RemoteActor)
-            .where(actors.RemoteActor.actor_url == row.actor_url)
-            .options(so.joinedload(actors.RemoteActor.user))
-        )
-        try:
-            if remote is None:
-                raise ValueError("its actor is gone")
-            apply(json.loads(row.body), remote.user)
-            row.state = state = "applied"
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            # What another server sent does not fit: recorded, not retried.
-            db.session.rollback()
-            row = db.session.get_one(InboxActivity, row_id)
-            state = "failed"
-            row.state, row.error = state, f"{type(exc).__name__}: {exc}"[:1000]
-            log.info("Inbox activity %s not applied: %s", row.activity_id, row.error)
-        db.session.commit()
-        return state  # not row.state: read after the commit, it would be read again
 
 
 # --- applying ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 import actors
 import federation_in
 import fedsign
+import inbound
 from blocks import DomainBlock
 from database import db
 from follows import Follows
@@ -90,7 +91,7 @@ def apply_all(app):
     with app.app_context():
         ids = [row.id for row in stored_activities()]
         for row_id in ids:
-            federation_in.apply_inbox_activity.call_local(row_id)
+            inbound.apply_inbox_activity.call_local(row_id)
 
 
 # --- discovery ------------------------------------------------------------------------

@@ -3,7 +3,7 @@ server over its rate limit gets 429 with Retry-After; and after it: an activity 
 application was lost with its worker is applied when a consumer starts."""
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -143,7 +143,9 @@ def test_received_activity_lost_with_its_worker_is_applied_at_restart(
         assert db.session.scalar(sa.select(Post.ap_id)) == f"{ann}/notes/1"
 
 
-def test_retry_ages_double():
+def test_an_activity_that_met_an_error_is_tried_again_at_doubling_ages():
+    received = datetime(2026, 1, 1, 12, 0, 0)
     first = 300.0
-    due = [age for age in range(0, 5000, 60) if inbound.retry_due(age, first)]
-    assert due == [300, 600, 1200, 2400, 4800]
+    tries = [inbound.next_try(received, received + timedelta(seconds=age), first)
+             for age in (0, 299, 300, 1000, 4000)]  # fmt: skip
+    assert [(t - received).total_seconds() for t in tries] == [300, 300, 600, 1200, 4800]

@@ -26,11 +26,11 @@ import actors
 import delivery_store
 import fedfetch
 import fedsign
+import worker
 from database import db, utcnow
 from delivery_sender import Limits, Pipeline, Request
 from delivery_store import Claimed, Outcome, Policy
 from worker import (
-    CONSUMER_ID,
     app_context,
     consumer_heartbeats,
     huey,
@@ -95,7 +95,7 @@ def send_deliveries() -> int:
     finally:
         _round_running.release()
     if attempted:
-        log.info("Delivery round on %s: %d attempted", CONSUMER_ID, attempted)
+        log.info("Delivery round on %s: %d attempted", worker.CONSUMER_ID, attempted)
     # After releasing the lock: a round queued meanwhile may already have ended at once.
     # A round that found nothing to claim queues none (what others hold, or what is not
     # due yet, the minute's wake_deliveries looks at again): no round chases its own tail.
@@ -129,7 +129,7 @@ def more_due() -> bool:
 def run_round() -> int:
     config = current_app.config
     policy = Policy.from_config()
-    live = {consumer.id for consumer in live_consumers()} | {CONSUMER_ID}
+    live = {consumer.id for consumer in live_consumers()} | {worker.CONSUMER_ID}
     dead = set(consumer_heartbeats()) - live
     probe_next = True
 
@@ -139,8 +139,8 @@ def run_round() -> int:
         nonlocal probe_next
         probes: list[Claimed] = []
         if probe_next:
-            probes = delivery_store.claim_probes(limit, CONSUMER_ID, dead, policy)
-        due = delivery_store.claim_due(limit - len(probes), CONSUMER_ID, dead, policy)
+            probes = delivery_store.claim_probes(limit, worker.CONSUMER_ID, dead, policy)
+        due = delivery_store.claim_due(limit - len(probes), worker.CONSUMER_ID, dead, policy)
         probe_next = not due
         return probes + due
 

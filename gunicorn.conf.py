@@ -1,5 +1,6 @@
 """gunicorn's settings for Microblog, read by every `gunicorn` started from the project root
-(run.sh, deploy/microblog-web.service, the tests).
+(deploy/microblog-web.service, the tests) and by supervise.py (what run.sh starts), which
+runs gunicorn in a process forked from the one that made the app.
 
 gunicorn runs the worker processes; waitress serves HTTP inside each of them (web_server.py
 says why: gunicorn's thread worker lets clients that send a byte a second hold every thread).

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Microblog's one entry point. Works from any current directory.
 #   ./run.sh            install if needed, migrate, start web (gunicorn + waitress) + worker (huey)
+#                       from one parent (supervise.py)
 #   ./run.sh test       install test dependencies and run the test suite (args go to pytest)
 #   ./run.sh bench      run the benchmarks
 #   ./run.sh lint       ruff, node --check, mypy
@@ -71,89 +72,22 @@ migrate() {
   "$VENV/bin/flask" --app microblog db upgrade
 }
 
-log() {
-  printf '%s run.sh: %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "$*" >&2
-}
-
-# A server that ran at least this long before dying is restarted after RESTART_MIN_DELAY;
-# one that keeps dying sooner waits twice as long each time, up to RESTART_MAX_DELAY.
-HEALTHY_AFTER=30 RESTART_MIN_DELAY=1 RESTART_MAX_DELAY=30
-
 serve() {
-  local host="${HOST:-127.0.0.1}" port="${PORT:-5000}" own_session=() stopping=""
-  # name -> its command; the pid running it; when it started; its next restart delay;
-  # the pid of the `sleep` it is waiting for before a restart.
-  local -A command=() pid=() started=() delay=() timer=()
-  command -v setsid >/dev/null 2>&1 && own_session=(setsid)
+  local host="${HOST:-127.0.0.1}" port="${PORT:-5000}"
   # Links in mails point here unless SITE_URL (environment or .env) says where the public is.
   if [ -z "${SITE_URL:-}" ] && ! grep -qs '^SITE_URL=.' .env; then
     export SITE_URL="http://$host:$port"
   fi
   check_config
   migrate
-  # Each server runs in its own session: a Ctrl-C in the terminal reaches only this script,
-  # whose trap then sends each exactly one signal. (A second SIGINT would make the consumer
-  # abandon its graceful shutdown.)
-  # gunicorn's worker processes, each serving with waitress (gunicorn.conf.py, web_server.py):
-  # clients too slow to send a whole request hold no thread and are disconnected.
-  command[web]="$VENV/bin/gunicorn --bind $host:$port --workers ${WEB_WORKERS:-2} --threads 4 --access-logfile - microblog:create_app()"
-  # Thread workers with fast polling: a task starts within ~10 ms of being queued.
-  command[worker]="$VENV/bin/huey_consumer tasks.huey -w ${HUEY_WORKERS:-2} -k thread -d 0.01 -m 0.5 -b 1.1"
-  for name in web worker; do
-    delay[$name]=$RESTART_MIN_DELAY timer[$name]=""
-    start_server "$name"
-  done
   echo "Microblog on http://$host:$port (Ctrl-C stops everything)" >&2
-  trap 'stopping=1' INT TERM
-  local done_pid status name
-  while [ -z "$stopping" ]; do
-    status=0
-    wait -n -p done_pid || status=$?
-    [ -n "$stopping" ] || [ -z "${done_pid:-}" ] && continue
-    for name in web worker; do
-      if [ "${pid[$name]}" = "$done_pid" ]; then
-        server_died "$name" "$status"
-      elif [ "${timer[$name]}" = "$done_pid" ]; then
-        timer[$name]=""
-        start_server "$name"
-      fi
-    done
-  done
-  stop_servers
-}
-
-start_server() {
-  # Word splitting is wanted: the commands above have no quoted arguments.
-  # shellcheck disable=SC2086
-  "${own_session[@]}" ${command[$1]} &
-  pid[$1]=$!
-  started[$1]=$EPOCHSECONDS
-  log "$1 started (pid ${pid[$1]})"
-}
-
-server_died() {
-  # The other server keeps running; this one starts again after a delay that grows while
-  # it keeps dying young (a crash loop must not spin the CPU or flood the log).
-  local name=$1 status=$2 lived=$((EPOCHSECONDS - started[$1]))
-  if [ "$lived" -ge "$HEALTHY_AFTER" ]; then
-    delay[$name]=$RESTART_MIN_DELAY
-  fi
-  log "$name (pid ${pid[$name]}) exited with status $status after ${lived} s; starting it again in ${delay[$name]} s"
-  pid[$name]=""
-  sleep "${delay[$name]}" &
-  timer[$name]=$!
-  delay[$name]=$((delay[$name] * 2 > RESTART_MAX_DELAY ? RESTART_MAX_DELAY : delay[$name] * 2))
-}
-
-stop_servers() {
-  # gunicorn stops on TERM; the consumer gracefully on INT (running tasks finish or re-queue).
-  log "stopping"
-  for name in web worker; do
-    [ -n "${timer[$name]}" ] && kill "${timer[$name]}" 2>/dev/null
-  done
-  [ -n "${pid[web]}" ] && kill -TERM "${pid[web]}" 2>/dev/null
-  [ -n "${pid[worker]}" ] && kill -INT "${pid[worker]}" 2>/dev/null
-  wait
+  # One process (supervise.py) makes the app once and forks from it both the web server
+  # (gunicorn's worker processes, each serving with waitress: gunicorn.conf.py,
+  # web_server.py) and the Huey consumer (thread workers polling fast: a task starts within
+  # ~10 ms of being queued), which so share its memory. It starts either again when it
+  # dies, each in a session of its own, and stops both on Ctrl-C or SIGTERM.
+  exec "$PY" supervise.py --bind "$host:$port" --workers "${WEB_WORKERS:-2}" --threads 4 \
+    --access-logfile - --consumer-workers "${HUEY_WORKERS:-2}"
 }
 
 case "${1:-start}" in

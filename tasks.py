@@ -35,6 +35,7 @@ import importing
 import inbound  # noqa: F401  (registers its tasks: activities received, applied again)
 import language_detection
 import remote_pictures  # noqa: F401  (registers its tasks: remote accounts' pictures)
+import worker
 from avatar_store import write_avatar
 from database import db, utcnow
 from exporting import start_export
@@ -55,7 +56,6 @@ from task_support import (
 )
 from user_tasks import launch_task
 from worker import (
-    CONSUMER_ID,
     TRACKED_TASKS,
     Progress,
     app_context,
@@ -101,7 +101,7 @@ def on_executing(task: HueyTask) -> None:
     values: dict[str, Any] = {
         "status": TaskStatus.RUNNING,
         "message": None,
-        "consumer_id": CONSUMER_ID,
+        "consumer_id": worker.CONSUMER_ID,
     }
     row = db.session.get(Task, task.id)
     if row is not None and row.started_at is None:

@@ -310,7 +310,14 @@ huey = make_huey()
 # heartbeat went silent, or, on the same machine, its process is gone — and puts the task
 # back in the queue, where it resumes from its checkpoint.
 
-CONSUMER_ID = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+def new_consumer_id() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+# This process's id (read as `worker.CONSUMER_ID`: a consumer forked by supervise.py gets
+# an id of its own, after the import).
+CONSUMER_ID = new_consumer_id()
 
 
 def record_consumer_heartbeat() -> None:
@@ -415,11 +422,27 @@ def flask_app() -> Flask:
         if _app is None:
             module, factory = APP_FACTORY.split(":")
             _app = getattr(importlib.import_module(module), factory)()
-            # huey_consumer gave the "huey" logger its own handler; the app added one to the
-            # root logger: print each line once.
-            if logging.getLogger("huey").handlers:
-                logging.getLogger("huey").propagate = False
+            _log_once()
     return _app
+
+
+def _log_once() -> None:
+    # huey_consumer gave the "huey" logger its own handler; the app added one to the root
+    # logger: print each line once.
+    if logging.getLogger("huey").handlers:
+        logging.getLogger("huey").propagate = False
+
+
+def adopt_app(app: Flask) -> None:
+    """In a consumer forked from a process that made the app already (supervise.py): run
+    the tasks in `app`, shared with that process, instead of making one; and take an id of
+    this process's own (the one made at import names the parent, and every consumer forked
+    from it)."""
+    global _app, CONSUMER_ID
+    CONSUMER_ID = new_consumer_id()
+    with _app_lock:
+        _app = app
+    _log_once()
 
 
 @contextmanager

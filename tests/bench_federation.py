@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Benchmark federation: deliveries out and activities in, with gunicorn and a real consumer
-on SQLite, against fake servers on loopback (tests/fake_inboxes.py, another process) that
-count what they receive and check a sample of the signatures with httpsig.
+"""Benchmark federation: deliveries out and activities in, with the site as `./run.sh` starts
+it (supervise.py forking gunicorn and a real consumer from one parent) on SQLite, against
+fake servers on loopback (tests/fake_inboxes.py, another process) that count what they
+receive and check a sample of the signatures with httpsig.
 
 - fan-out: alice, with 10,000 followers on 1,000 servers, posts; the time from the POST to
   the last server's delivery, and its ratio to the floor: the same 1,000 requests signed and
@@ -9,11 +10,12 @@ count what they receive and check a sample of the signatures with httpsig.
   queue);
 - dead hosts: the same with 20 % of the servers refusing connections and 10 % never
   answering: when the live ones all have it, and later how many dead ones are paused;
-- crash: the consumer SIGKILLed in the middle of a fan-out, restarted; duplicates counted;
+- crash: the consumer SIGKILLed in the middle of a fan-out, and started again by its parent
+  (after its one-second delay); duplicates counted;
 - inbound: signed Create(Note)s from 200 remote actors at the inbox for `--inbound-seconds`:
   accepted requests a second, p95 of the 202, and how long the worker takes to catch up;
-- memory: PSS summed over gunicorn (master and 2 workers) and the consumer after the loads,
-  and the consumer's peak RSS.
+- memory: PSS summed over every process of the site (the parent, gunicorn's master and 2
+  workers, the consumer) after the loads, and the consumer's peak RSS.
 
 Run with `./run.sh bench` or `python tests/bench_federation.py [--servers 1000]
 [--followers-per-server 10] [--inbound-seconds 30]`.
@@ -49,6 +51,7 @@ from microblog import create_app  # noqa: E402
 from models import User, followers  # noqa: E402
 from tests.helpers import add_user  # noqa: E402
 from tests.live import Browser, LiveSite, free_port, wait_for  # noqa: E402
+from tests.live import children as named_children  # noqa: E402
 
 PASSWORD = "bench password"
 GOAL_SECONDS = 5.0
@@ -250,11 +253,15 @@ def children(pid: int) -> list[int]:
 
 
 def memory(site: LiveSite) -> dict:
-    processes = {"gunicorn master": site.web.pid}
-    for n, child in enumerate(children(site.web.pid), 1):
-        processes[f"web worker {n}"] = child
-    for n, consumer in enumerate(site.consumers, 1):
-        processes[f"consumer {n}"] = consumer.pid
+    """PSS of every process of the site (started by start_all()), by role."""
+    processes = {"parent (supervise.py)": site.web.pid}
+    for child, name in named_children(site.web.pid).items():
+        if name == "gunicorn":
+            processes["gunicorn master"] = child
+            for n, worker in enumerate(children(child), 1):
+                processes[f"web worker {n}"] = worker
+        else:
+            processes[name] = child
     return {name: pss_mib(pid) for name, pid in processes.items()}
 
 
@@ -429,8 +436,8 @@ def fan_out(args, workdir: Path) -> None:
     live = FakeServers(args.servers, 0, public_pem, workdir)
     seed_followers(app, alice, live.ok, args.followers_per_server, "f")
     try:
-        site.start_web(workers=2)
-        consumer = site.start_consumer()
+        site.start_all(workers=2)
+        consumer = site.consumer_pid()
         browser = Browser(site.url)
         browser.login("alice", PASSWORD)
         print(f"== fan-out: {args.servers * args.followers_per_server} followers on "
@@ -449,9 +456,9 @@ def fan_out(args, workdir: Path) -> None:
         good, bad = stats["verified"], stats["bad_signatures"]
         print(f"  signatures checked by httpsig: {good} good, {bad} bad; "
               f"duplicates: {duplicates(stats, '/post/')}")  # fmt: skip
-        report("consumer peak RSS", peak_rss_mib(consumer.pid), GOAL_CONSUMER_RSS_MIB, "MiB")
+        report("consumer peak RSS", peak_rss_mib(consumer), GOAL_CONSUMER_RSS_MIB, "MiB")
 
-        print("== crash: SIGKILL of the consumer mid fan-out, then a restart")
+        print("== crash: SIGKILL of the consumer mid fan-out; its parent starts it again")
         started = post(site, browser, "fan-out two")
 
         def some_have_it():
@@ -460,9 +467,9 @@ def fan_out(args, workdir: Path) -> None:
             return have >= args.servers // 3
 
         wait_for(some_have_it, timeout=120, interval=0.01, what="a third delivered")
-        site.stop_consumer(consumer, signal.SIGKILL)
+        os.kill(consumer, signal.SIGKILL)
         before = live.stats()
-        site.start_consumer()
+        wait_for(lambda: site.consumer_pid() not in (None, consumer), what="a new consumer")
         stats = wait_until_all_have_second(live, live.ok)
         had_it = sum(
             1 for c in before["received"].values() if sum(1 for k in c if "/post/" in k) >= 2
@@ -489,7 +496,7 @@ def fan_out(args, workdir: Path) -> None:
         for name, size in sizes.items():
             print(f"  {name}: {size:.0f} MiB")
         report("all processes", sum(sizes.values()), GOAL_PSS_MIB, "MiB")
-        report("consumer peak RSS", peak_rss_mib(site.consumers[0].pid), GOAL_CONSUMER_RSS_MIB,
+        report("consumer peak RSS", peak_rss_mib(site.consumer_pid()), GOAL_CONSUMER_RSS_MIB,
                "MiB")  # fmt: skip
     finally:
         site.stop()
@@ -527,8 +534,7 @@ def dead_hosts(args, workdir: Path) -> None:
     seed_followers(app, alice, servers.ok + servers.hang + sorted(refusing),
                    args.followers_per_server, "d")  # fmt: skip
     try:
-        site.start_web(workers=2)
-        site.start_consumer()
+        site.start_all(workers=2)
         browser = Browser(site.url)
         browser.login("alice", PASSWORD)
         print(f"== dead hosts: {refusing_count} refuse connections, {hanging} never answer")

@@ -1,9 +1,10 @@
-"""A live Microblog for tests and benchmarks: gunicorn and huey_consumer subprocesses.
+"""A live Microblog for tests and benchmarks: gunicorn and huey_consumer subprocesses, or
+both forked from one parent (supervise.py), as `./run.sh` starts them.
 
-`start_gunicorn()` and `start_consumer()` are the one way every test and benchmark starts
-them: from the project root on a data dir, configured only through the environment, with
-run.sh's flags. `LiveSite` is a data dir with its processes; `Browser` is a small HTTP client
-that logs in and submits forms with their CSRF token.
+`start_gunicorn()`, `start_consumer()` and `start_supervised()` are the one way every test
+and benchmark starts them: from the project root on a data dir, configured only through the
+environment, with run.sh's flags. `LiveSite` is a data dir with its processes; `Browser` is a
+small HTTP client that logs in and submits forms with their CSRF token.
 """
 
 import contextlib
@@ -112,17 +113,49 @@ def start_gunicorn(
     It serves a socket bound here on a free port and handed over (`fd://`), so no other
     process can take the port in between, whatever the log level.
     """
+
+    def command(bind):
+        return [BIN / "gunicorn", "--bind", bind, *options, app]
+
+    return _start_serving(command, "gunicorn", log, env, host, site_url)
+
+
+def start_supervised(log: Path, env, *options, host="127.0.0.1", site_url=False):
+    """supervise.py, as `./run.sh` starts it: the web server (gunicorn's `options`) and the
+    consumer (run.sh's flags) forked from one parent that made the app; returns the parent
+    once the web answers HTTP on `host` (as start_gunicorn()) and the consumer has logged
+    its start. Both write to `log`."""
+
+    def command(bind):
+        return [sys.executable, PROJECT_DIR / "supervise.py", "--bind", bind, *options]
+
+    process = _start_serving(command, "supervise.py", log, env, host, site_url)
+
+    def consumer_started():
+        _running(process, "supervise.py")
+        consumer = child_named(process.pid, "huey_consumer")
+        return consumer is not None and f"PID {consumer}" in read_log(process)
+
+    try:
+        wait_for(consumer_started, what="the consumer to start")
+    except BaseException:
+        stop_process(process, signal.SIGKILL)
+        raise
+    return process
+
+
+def _start_serving(command, name, log: Path, env, host, site_url) -> subprocess.Popen:
+    """`command(bind)` serving HTTP on a socket bound here (see start_gunicorn())."""
     with socket.create_server((host, 0)) as listener:
         port = listener.getsockname()[1]
         fd = listener.fileno()
         if site_url:
             env = {**env, "SITE_URL": f"http://{host}:{port}"}
-        command = [BIN / "gunicorn", "--bind", f"fd://{fd}", *options, app]
-        process = _spawn(command, log, env, pass_fds=[fd])
+        process = _spawn(command(f"fd://{fd}"), log, env, pass_fds=[fd])
     process.url = f"http://{host}:{port}"
 
     def answers():
-        _running(process, "gunicorn")
+        _running(process, name)
         connection = http.client.HTTPConnection(host, port, timeout=30)
         try:
             connection.request("GET", "/")
@@ -134,11 +167,25 @@ def start_gunicorn(
             connection.close()
 
     try:
-        wait_for(answers, what="gunicorn to answer")
+        wait_for(answers, what=f"{name} to answer")
     except BaseException:
         stop_process(process, signal.SIGKILL)
         raise
     return process
+
+
+def children(pid: int) -> dict[int, str]:
+    """The child processes of `pid`: {pid: command name}."""
+    found = {}
+    with contextlib.suppress(OSError):  # `pid` has ended
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            with contextlib.suppress(OSError):  # this one has
+                found[int(child)] = Path(f"/proc/{child}/comm").read_text().strip()
+    return found
+
+
+def child_named(pid: int, name: str) -> int | None:
+    return next((child for child, comm in children(pid).items() if comm == name), None)
 
 
 def start_consumer(log: Path, env, workers=2, pause_per_batch=None) -> subprocess.Popen:
@@ -194,6 +241,8 @@ class LiveSite:
         self.web = None
         self.url = None
         self.consumers = []
+        self.supervised = False  # web and consumer forked from self.web (start_all())
+        self.consumer_log_path = self.data_dir / "consumer.log"
         # Read directly, as sqlite3 reads app.db: another database is read through SQLAlchemy.
         self.database_url = self.env.get("DATABASE_URL")
         self._engine = None
@@ -217,6 +266,36 @@ class LiveSite:
             self.env["SITE_URL"] = self.url
         return self.url
 
+    def start_all(self, workers=1, consumer_workers=2, host="127.0.0.1", site_url=False) -> str:
+        """The web server (`workers` processes, WEB_THREADS threads each) and the consumer,
+        forked from one parent (supervise.py) as `./run.sh` starts them; returns the base
+        URL. `self.web` is the parent: stop() stops both through it. Both write to
+        site.log."""
+        self.web = start_supervised(
+            self.data_dir / "site.log",
+            self.env,
+            "--workers",
+            str(workers),
+            "--threads",
+            str(WEB_THREADS),
+            "--consumer-workers",
+            str(consumer_workers),
+            host=host,
+            site_url=site_url,
+        )
+        self.supervised = True
+        self.consumer_log_path = self.web.log_path
+        self.url = self.web.url
+        if site_url:
+            self.env["SITE_URL"] = self.url
+        return self.url
+
+    def consumer_pid(self) -> int | None:
+        """The consumer's process: the parent's child (start_all()), else the first one."""
+        if self.supervised:
+            return child_named(self.web.pid, "huey_consumer")
+        return self.consumers[0].pid if self.consumers else None
+
     def start_consumer(self, workers=2, pause_per_batch=None):
         """A consumer (see start_consumer()); all of the site's consumers share one log."""
         log = self.data_dir / "consumer.log"
@@ -225,7 +304,7 @@ class LiveSite:
         return process
 
     def consumer_log(self) -> str:
-        path = self.data_dir / "consumer.log"
+        path = self.consumer_log_path
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop_consumer(self, process, sig=signal.SIGINT, timeout=30):

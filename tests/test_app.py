@@ -311,6 +311,35 @@ def test_gunicorn_workers_share_the_preloaded_app_but_not_its_connections(app, u
     assert site.query("PRAGMA integrity_check") == [("ok",)]
 
 
+def test_the_supervised_parent_shares_the_app_but_opens_no_database(app, users, live):
+    """supervise.py (what ./run.sh starts) makes the app once and forks the web server and the
+    consumer from it: both use the database and the queue, the parent opened neither, nor a
+    socket besides the one it was handed to serve (nothing crosses a fork)."""
+    from tests.live import Browser, child_named, children, wait_for
+
+    site = live()
+    site.start_all(workers=1)
+    parent = site.web.pid
+    web = wait_for(lambda: child_named(parent, "gunicorn"))
+    web_worker = wait_for(lambda: next(iter(children(web)), None))
+    consumer = site.consumer_pid()
+    assert consumer is not None and set(children(parent)) == {web, consumer}
+    # Preloaded: the parent has the app's libraries loaded, the children its pages.
+    assert "_sqlite3" in Path(f"/proc/{parent}/maps").read_text()
+    database, queue = str(site.data_dir / "app.db"), str(site.data_dir / "huey.db")
+
+    def all_opened():
+        Browser(site.url).get("/readyz")  # the web worker reads the database
+        return database in open_files(web_worker) and {database, queue} <= open_files(consumer)
+
+    wait_for(all_opened, what="the web worker and the consumer to open the databases")
+    opened = open_files(parent)
+    assert database not in opened and queue not in opened
+    # Its one socket is gunicorn's (no doorbell, no connection to anything).
+    assert len([path for path in opened if path.startswith("socket:")]) == 1
+    assert site.query("PRAGMA integrity_check") == [("ok",)]
+
+
 def test_a_worker_told_to_stop_as_it_starts_stops(tmp_path):
     """gunicorn.conf.py: a worker forked a moment ago still has the master's signal handlers,
     which would only queue a stop for the master's loop; from the fork on, a stop ends it."""

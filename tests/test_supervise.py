@@ -1,6 +1,7 @@
 """`./run.sh` started as a user would, on its own data dir and port: a killed worker or web
-server is started again while the other keeps serving, and the export that was running when
-the worker died finishes by itself, every post exactly once."""
+server (each forked again by supervise.py, the one process run.sh starts) is started again
+while the other keeps serving, and the export that was running when the worker died
+finishes by itself, every post exactly once."""
 
 import json
 import os
@@ -20,29 +21,19 @@ from microblog import create_app
 from schema_migrations import init_migrations
 from tests.conftest import PASSWORD
 from tests.helpers import AWKWARD_BODY, add_posts, add_user, export_document
-from tests.live import PROJECT_DIR, Browser, free_port, server_env, wait_for
+from tests.live import (
+    PROJECT_DIR,
+    Browser,
+    child_named,
+    children,
+    free_port,
+    server_env,
+    wait_for,
+)
 
 pytestmark = pytest.mark.consumer
 POSTS = 1500
 SLOW_EXPORTS = Path(__file__).resolve().parent / "slow_exports"
-
-
-def children(pid: int) -> dict[int, str]:
-    """The direct children of `pid`: {pid: command name}."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue  # ended meanwhile
-        name = text[text.index("(") + 1 : text.rindex(")")]
-        if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
-            found[int(stat.parent.name)] = name
-    return found
-
-
-def child_named(pid: int, name: str) -> int | None:
-    return next((child for child, comm in children(pid).items() if comm == name), None)
 
 
 class Prober(threading.Thread):

@@ -42,6 +42,10 @@ from flask import Flask
 from gunicorn.app.base import Application
 from huey.consumer_options import ConsumerConfig, OptionParserHandler
 
+import tasks  # every task registered, as in huey_consumer
+import worker
+from microblog import create_app
+
 PROJECT_DIR = Path(__file__).resolve().parent
 
 # A child that ran at least this long before dying is started again after RESTART_MIN_DELAY;
@@ -94,9 +98,6 @@ def serve_web(app: Flask, options: dict[str, Any]) -> None:
 
 def consume(app: Flask, workers: int) -> None:
     """`huey_consumer tasks.huey -w <workers> <CONSUMER_FLAGS>`, on the app made already."""
-    import tasks
-    import worker
-
     set_process_name("huey_consumer")
     arguments = ["tasks.huey", "-w", str(workers), *CONSUMER_FLAGS]
     options, _ = OptionParserHandler().get_option_parser().parse_args(arguments[1:])
@@ -202,9 +203,6 @@ def main(argv: list[str] | None = None) -> None:
     web_options = {"bind": [args.bind], "workers": args.workers, "threads": args.threads}
     if args.access_logfile:
         web_options["accesslog"] = args.access_logfile
-
-    import tasks  # noqa: F401  (every task registered, as in huey_consumer)
-    from microblog import create_app
 
     app = create_app()
     gc.freeze()  # what is made so far stays out of the collector's passes: shared

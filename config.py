@@ -310,9 +310,12 @@ SETTINGS = (
     # Activities one server may post to our inboxes per window, from each of its addresses.
     Setting("FEDERATION_INBOX_LIMIT_PER_HOST", 3000, integer(1)),
     Setting("FEDERATION_INBOX_LIMIT_WINDOW", 300, integer(1)),  # seconds
-    # A received activity not applied after this many seconds (its worker died, or applying
-    # it failed for a reason that may pass) is queued again, then at doubling ages, until it
-    # is two days old (FEDERATION_RETRY_FOR_SECONDS).
+    # While more received activities than this wait for the worker, the inbox answers 503
+    # with a Retry-After: senders come back later instead of the backlog growing unbounded.
+    Setting("FEDERATION_INBOX_BACKLOG_MAX", 2000, integer(1)),
+    # A received activity whose applying failed for a reason that may pass is tried again
+    # after this many seconds, then at doubling ages, until it is two days old
+    # (FEDERATION_RETRY_FOR_SECONDS).
     Setting("FEDERATION_INBOX_RETRY_SECONDS", 300.0, number(0, strict=True)),
 )
 

@@ -46,9 +46,13 @@ INBOX_MAX_BYTES = 256 * 1024
 # Rows claimed at a time, and how long a claim lasts (a batch takes well under a second).
 CLAIM_BATCH = 50
 CLAIM_LEASE = timedelta(seconds=60)
-# Rows applied per transaction: a writer holds SQLite's lock until it commits, and the
-# inbox's inserts wait for it meanwhile.
-COMMIT_EVERY = 5
+# Rows applied per transaction. A writer holds SQLite's lock until it commits, and the
+# inbox's inserts wait for it meanwhile: while the inbox is receiving (a row came in the
+# last RECEIVING_WITHIN), one row per transaction keeps its answers fast. When it is quiet,
+# ten per transaction cost 40 % less CPU per row than one: a backlog is caught up sooner.
+COMMIT_EVERY_RECEIVING = 1
+COMMIT_EVERY_QUIET = 10
+RECEIVING_WITHIN = timedelta(seconds=1)
 # A task applies for at most this long, then queues its successor: the queue's other tasks
 # get their turn.
 APPLY_MAX_SECONDS = 5.0
@@ -76,6 +80,8 @@ def receive() -> ResponseReturnValue:
     answer_now = inbox_guard.screen(key_id, body)  # rate limits, unseen actors' Deletes
     if answer_now is not None:
         return answer_now
+    if backlog_full():
+        return _come_back_later()
     try:
         actor_url = federation_in.verified_key_owner("POST", _target(), headers, body)
     except fedsign.SignatureError as exc:
@@ -86,6 +92,40 @@ def receive() -> ResponseReturnValue:
     federation_in.check_actor(activity, actor_url)
     store(activity, actor_url)
     return "", 202
+
+
+# How often a web process counts the backlog (counting is not free, and a request or a
+# hundred more make no difference).
+BACKLOG_COUNTED_EVERY = 0.2
+# What a sender is asked to wait when the backlog is full.
+RETRY_AFTER_SECONDS = 60
+
+
+def backlog_full() -> bool:
+    """Whether more activities wait than FEDERATION_INBOX_BACKLOG_MAX (the worker is seconds
+    behind, or not running): counted at most every BACKLOG_COUNTED_EVERY per process."""
+    seen = current_app.extensions.setdefault("inbox_backlog", {"at": None, "full": False})
+    now = time.monotonic()
+    if seen["at"] is None or now - seen["at"] >= BACKLOG_COUNTED_EVERY:
+        limit = current_app.config["FEDERATION_INBOX_BACKLOG_MAX"]
+        waiting = db.session.scalar(
+            sa.select(sa.func.count()).select_from(
+                sa.select(InboxActivity.id)
+                .where(InboxActivity.state == "received")
+                .limit(limit + 1)
+                .subquery()
+            )
+        )
+        seen.update(at=now, full=(waiting or 0) > limit)
+    return bool(seen["full"])
+
+
+def _come_back_later() -> ResponseReturnValue:
+    return (
+        "The worker is behind: try again later.\n",
+        503,
+        {"Retry-After": str(RETRY_AFTER_SECONDS), "Content-Type": "text/plain; charset=utf-8"},
+    )
 
 
 def _target() -> str:
@@ -156,10 +196,17 @@ def _apply_for_a_while() -> tuple[int, bool]:
         claimed = claim(CLAIM_BATCH)
         if not claimed:
             return done, True
-        for first in range(0, len(claimed), COMMIT_EVERY):
-            apply_rows(claimed[first : first + COMMIT_EVERY])
+        per_transaction = COMMIT_EVERY_RECEIVING if receiving() else COMMIT_EVERY_QUIET
+        for first in range(0, len(claimed), per_transaction):
+            apply_rows(claimed[first : first + per_transaction])
         done += len(claimed)
     return done, False
+
+
+def receiving() -> bool:
+    """Whether the inbox took an activity within the last RECEIVING_WITHIN."""
+    newest = db.session.scalar(sa.select(sa.func.max(InboxActivity.received_at)))
+    return newest is not None and utcnow() - newest < RECEIVING_WITHIN
 
 
 def claim(limit: int) -> list[int]:

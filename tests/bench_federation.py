@@ -297,7 +297,7 @@ def seed_remote_actors(app, count: int) -> list[tuple[str, str]]:
 
 
 # Requests signed ahead per second of the inbound run: more than the inbox can take.
-PRESIGNED_PER_SECOND = 600
+PRESIGNED_PER_SECOND = 800
 
 
 def signed_creates(senders, host: str, count: int) -> list[bytes]:
@@ -377,7 +377,8 @@ def inbound(site: LiveSite, site_url: str, senders, seconds: float, concurrency=
                 started = time.perf_counter()
                 writer.write(raw)
                 status, closes = await answer_of(reader)
-                latencies.append(time.perf_counter() - started)
+                if status == 202:  # a refusal (503 when the worker is behind) is quick
+                    latencies.append(time.perf_counter() - started)
                 if status != 202 and not statuses:
                     print(f"  first refusal: {status}")
                 statuses[status] = statuses.get(status, 0) + 1
@@ -397,7 +398,7 @@ def inbound(site: LiveSite, site_url: str, senders, seconds: float, concurrency=
     asyncio.run(run())
     elapsed = time.monotonic() - started
     stopped = time.monotonic()
-    if len(latencies) == len(prepared):
+    if sum(statuses.values()) == len(prepared):
         print(f"  all {len(prepared)} signed requests were sent before the time was up")
 
     def caught_up():

@@ -3,6 +3,7 @@ server over its rate limit gets 429 with Retry-After; and after it: an activity 
 application was lost with its worker is applied when a consumer starts."""
 
 import json
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -96,6 +97,85 @@ def test_inbox_rate_limit_per_server(app, client, limit):
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count(InboxActivity.id))) == limit
+
+
+def test_senders_come_back_later_while_the_worker_is_behind(app, client):
+    app.config["FEDERATION_INBOX_BACKLOG_MAX"] = 3
+    keys = fedsign.new_key_pair()
+    with app.app_context():
+        actors.store_remote_actor(actor_document("https://remote.example", "ann", keys[1]))
+        for number in range(4):  # more waiting for the worker than the inbox takes
+            db.session.add(InboxActivity(activity_id=f"https://remote.example/a/{number}",
+                                         actor_url="https://remote.example/users/ann",
+                                         body="{}", state="received"))  # fmt: skip
+        db.session.commit()
+    ann = "https://remote.example/users/ann"
+
+    def like(number):
+        activity = {"id": f"{ann}/likes/{number}", "type": "Like", "actor": ann, "object": SITE}
+        return post(client, activity, f"{ann}#main-key", keys[0])
+
+    refused = like(1)
+    assert refused.status_code == 503 and int(refused.headers["Retry-After"]) > 0
+    assert "try again later" in refused.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(InboxActivity.id))) == 4
+        db.session.execute(sa.update(InboxActivity).values(state="applied"))
+        db.session.commit()
+    time.sleep(inbound.BACKLOG_COUNTED_EVERY)  # each web process counts now and then
+    assert like(2).status_code == 202
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(InboxActivity.id))) == 5
+
+
+def create_note(actor, number):
+    return {
+        "id": f"{actor}/create/{number}",
+        "type": "Create",
+        "actor": actor,
+        "object": {
+            "id": f"{actor}/notes/{number}",
+            "type": "Note",
+            "attributedTo": actor,
+            "content": f"<p>note {number}</p>",
+            "to": ["https://www.w3.org/ns/activitystreams#Public"],
+        },
+    }
+
+
+def test_a_batch_applies_each_row_once_and_fails_only_the_bad_one(app, users, monkeypatch):
+    ann = "https://remote.example/users/ann"
+    with app.app_context():
+        ann_user = actors.store_remote_actor(
+            actor_document("https://remote.example", "ann", fedsign.new_key_pair()[1])
+        )
+        Follows(db.session.get(User, users["alice"])).follow(ann_user)  # her notes are kept
+        gone = "https://remote.example/users/gone"  # an actor never stored
+        for number, actor in enumerate([ann, gone, ann, ann]):
+            activity = create_note(actor, number)
+            db.session.add(InboxActivity(activity_id=activity["id"], actor_url=actor,
+                                         body=json.dumps(activity), state="received"))  # fmt: skip
+        db.session.commit()
+    real_apply = inbound.federation_in.apply
+
+    def apply_or_break(activity, actor):
+        if activity["id"].endswith("/create/3"):
+            raise RuntimeError("the database went away")  # an error of ours: tried again
+        real_apply(activity, actor)
+
+    monkeypatch.setattr(inbound.federation_in, "apply", apply_or_break)
+    with app.app_context():
+        assert inbound.apply_received.call_local() == 4
+        rows = {row.activity_id.rsplit("/", 1)[1]: row for row in db.session.scalars(
+            sa.select(InboxActivity))}  # fmt: skip
+        assert rows["0"].state == rows["2"].state == "applied"
+        assert rows["1"].state == "failed" and "its actor is gone" in rows["1"].error
+        assert rows["3"].state == "received"
+        assert rows["3"].claimed_until > utcnow() + timedelta(seconds=60)  # not re-claimed now
+        posts = db.session.scalars(sa.select(Post.ap_id).order_by(Post.ap_id)).all()
+        assert posts == [f"{ann}/notes/0", f"{ann}/notes/2"]
+        # Nothing is due now: a second pass claims nothing.
+        assert inbound.apply_received.call_local() == 0
 
 
 @pytest.mark.consumer

@@ -7,7 +7,8 @@ worker for every one of them, and each of those commits took SQLite's one write 
 the inbox's own inserts. Now the inbox only stores the row and, unless a wake is already
 pending, queues one `apply_received` task; that task claims received rows in batches
 (`claimed_until`, a lease, so that several consumers share them and a killed one's rows come
-back) and applies COMMIT_EVERY of them per transaction.
+back) and applies them one per transaction while the inbox is receiving, ten when it is quiet
+(COMMIT_EVERY_RECEIVING, COMMIT_EVERY_QUIET).
 
 Applying is idempotent (federation_in.apply). An activity that does not fit is marked failed;
 one that meets an error of ours (the database, a bug) stays received and is tried again at
@@ -148,12 +149,13 @@ def store(activity: dict[str, Any], actor_url: str) -> None:
         wake()
 
 
-def wake() -> None:
-    """Queue `apply_received` unless one is queued and not started yet: that one will see
-    every row committed before it starts (it clears the key before it claims)."""
+def wake(*, always: bool = False) -> None:
+    """Queue `apply_received` unless one is queued and not started yet (or `always`): that
+    one will see every row committed before it starts (it clears the key before it claims)."""
     queued_at = huey.get(WAKE_KEY, peek=True)
     now = time.time()
-    if isinstance(queued_at, float) and now - queued_at < WAKE_STALE_SECONDS:
+    fresh = isinstance(queued_at, float) and now - queued_at < WAKE_STALE_SECONDS
+    if fresh and not always:
         return
     huey.put(WAKE_KEY, now)
     apply_received()
@@ -179,8 +181,9 @@ def apply_received() -> int:
             _applying.release()
         done += applied
         if not finished:
-            with app_context():
-                wake()  # the next task goes on after the queue's others had their turn
+            # The next task goes on after the queue's others had their turn. Always: a wake
+            # queued meanwhile found the lock taken and has ended.
+            wake(always=True)
             break
         # A wake queued while we held the lock found it taken and left its rows to us.
         if huey.get(WAKE_KEY, peek=True) is None:

@@ -112,6 +112,13 @@ def execute_dml(statement: sa.Executable) -> sa.CursorResult[Any]:
     return cast(sa.CursorResult[Any], db.session.execute(statement))
 
 
+def materialized(query: sa.Select[Any]) -> sa.CTE:
+    """`query` as a CTE run once, before the statement that uses it. A claim must be: as
+    an IN (subquery) PostgreSQL may run a LIMIT … FOR UPDATE SKIP LOCKED subquery again for
+    each row it compares, and so take more rows than the limit."""
+    return query.cte().prefix_with("MATERIALIZED", dialect="postgresql")
+
+
 def _insert_unless_conflict(model: type[Base], values: dict) -> sa.Executable:
     """INSERT that quietly skips a row breaking a unique index; it returns the new row's
     primary key, or no row when it skipped it.

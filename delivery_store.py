@@ -23,7 +23,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask import current_app
 
-from database import Model, db, execute_dml, utcnow
+from database import Model, db, execute_dml, materialized, utcnow
 from jobs import CONSUMER_ID_MAX
 
 HOST_MAX = 255
@@ -226,7 +226,7 @@ def _claimable(now: datetime, dead_consumers: Collection[str]) -> sa.ColumnEleme
 def _claim(where: sa.ColumnElement[bool], limit: int, consumer: str, lease: float) -> Sequence[Any]:
     """Claim up to `limit` rows matching `where` for `consumer`, oldest due first; commits."""
     now = utcnow()
-    chosen = (
+    chosen = materialized(
         sa.select(Delivery.id)
         .where(where)
         .order_by(Delivery.next_attempt_at, Delivery.id)
@@ -235,7 +235,7 @@ def _claim(where: sa.ColumnElement[bool], limit: int, consumer: str, lease: floa
     )
     claim = (
         sa.update(Delivery)
-        .where(Delivery.id.in_(chosen.scalar_subquery()))
+        .where(Delivery.id.in_(sa.select(chosen.c.id)))
         .values(claimed_by=consumer, claimed_until=now + timedelta(seconds=lease))
         .returning(
             Delivery.id, Delivery.activity_id, Delivery.inbox, Delivery.host, Delivery.attempts

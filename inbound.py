@@ -36,7 +36,7 @@ import federation_in
 import fedfetch
 import fedsign
 import inbox_guard
-from database import _insert_unless_conflict, db, execute_dml, utcnow
+from database import _insert_unless_conflict, db, execute_dml, materialized, utcnow
 from federation_in import InboxActivity
 from worker import app_context, huey, on_consumer_start
 
@@ -215,7 +215,7 @@ def receiving() -> bool:
 def claim(limit: int) -> list[int]:
     """Take up to `limit` received rows that no worker holds, oldest first; commits."""
     now = utcnow()
-    chosen = (
+    chosen = materialized(
         sa.select(InboxActivity.id)
         .where(_claimable(now))
         .order_by(InboxActivity.id)
@@ -224,7 +224,7 @@ def claim(limit: int) -> list[int]:
     )
     taken = db.session.scalars(
         sa.update(InboxActivity)
-        .where(InboxActivity.id.in_(chosen.scalar_subquery()), _claimable(now))
+        .where(InboxActivity.id.in_(sa.select(chosen.c.id)), _claimable(now))
         .values(claimed_until=now + CLAIM_LEASE)
         .returning(InboxActivity.id)
         .execution_options(synchronize_session=False)

@@ -144,3 +144,48 @@ def test_export_request_is_queued_once_on_postgres(pg_app):
     assert len(tasks.huey.pending()) == 1
     with pg_app.app_context():
         assert db.session.scalar(sa.select(sa.func.count(Task.id))) == 1
+
+
+def test_received_activities_are_claimed_apart_and_applied_on_postgres(pg_app):
+    import actors
+    import fedsign
+    import inbound
+    from federation_in import InboxActivity
+    from tests.helpers import actor_document
+    from tests.test_inbox_guard import create_note
+
+    ann = "https://remote.example/users/ann"
+    with pg_app.app_context():
+        alice = db.session.scalar(sa.select(User).where(User.username == "alice"))
+        document = actor_document("https://remote.example", "ann", fedsign.new_key_pair()[1])
+        Follows(alice).follow(actors.store_remote_actor(document))
+        for number in range(5):
+            activity = create_note(ann, number)
+            db.session.add(InboxActivity(activity_id=activity["id"], actor_url=ann,
+                                         body=json.dumps(activity), state="received"))  # fmt: skip
+        db.session.commit()
+        # Two claims take different rows (what two consumers would do).
+        first, second = inbound.claim(2), inbound.claim(2)
+        assert len(first) == len(second) == 2 and not set(first) & set(second)
+        db.session.execute(sa.update(InboxActivity).values(claimed_until=None))
+        db.session.commit()
+        assert inbound.apply_received.call_local() == 5
+        assert db.session.scalar(sa.select(sa.func.count(Post.id))) == 5
+        states = db.session.scalars(sa.select(InboxActivity.state)).all()
+        assert states == ["applied"] * 5
+
+
+def test_a_delivery_claim_takes_no_more_than_asked_on_postgres(pg_app):
+    import delivery_store
+
+    with pg_app.app_context():
+        inboxes = [f"https://server{n}.example/inbox" for n in range(6)]
+        delivery_store.store(
+            "{}", (None, "key", "pem"), inboxes, delivery_store.Policy.from_config()
+        )
+        db.session.commit()
+        policy = delivery_store.Policy.from_config()
+        first = delivery_store.claim_due(2, "one", set(), policy)
+        second = delivery_store.claim_due(2, "two", set(), policy)
+        assert len(first) == len(second) == 2
+        assert not {c.id for c in first} & {c.id for c in second}

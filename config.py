@@ -340,7 +340,6 @@ def flask_settings() -> dict[str, Any]:
     return {
         "BOOTSTRAP_SERVE_LOCAL": True,  # no CDN: the site must work offline
         "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         # Whether mail goes out is decided by MAIL_SERVER alone, in tests too (they run a
         # real server).
@@ -349,6 +348,12 @@ def flask_settings() -> dict[str, Any]:
         "SESSION_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SAMESITE": "Lax",
     }
+
+
+def engine_options(database_uri: str) -> dict[str, Any]:
+    """A database server's connections are tested before each use (it may have closed them
+    since); a SQLite file's cannot go stale, and the test would cost every request a query."""
+    return {} if database_uri.startswith("sqlite") else {"pool_pre_ping": True}
 
 
 def cookie_security(site: str) -> dict[str, Any]:

@@ -279,3 +279,9 @@ def test_an_override_given_to_create_app_reaches_the_worker_code(app):
 
     with app.app_context(), pytest.raises(avatars.AvatarTooLarge):
         tasks.check_avatar(b"\x89PNG" + b"\0" * 2000)
+
+
+def test_only_a_database_server_has_its_connections_tested_before_use(app):
+    assert config.engine_options("sqlite:////data/app.db") == {}
+    assert config.engine_options("postgresql+psycopg://db/microblog") == {"pool_pre_ping": True}
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"] == {}  # the tests' SQLite

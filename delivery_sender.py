@@ -260,10 +260,11 @@ class Pipeline:
         return room if self.in_flight and now - self.started < ROUND_MAX_SECONDS else 0
 
     def _start_more(self, client: httpx.AsyncClient) -> None:
-        """Claim and start as many as there is room for, in chunks; claim only when a
-        chunk's worth of room is free (or nothing runs), to keep the claims few."""
+        """Claim and start as many as there is room for, in chunks; while requests hold
+        slots, claim only when CLAIM_AT_LEAST are free (or the rest of the budget), to keep
+        the claims few."""
         while (room := self._room()) > 0:
-            if self.active and room < self._full_chunk():
+            if self.active and room < self._least_worth_claiming():
                 return
             claimed = self.claim(min(room, CLAIM_CHUNK))
             self.claimed += len(claimed)
@@ -273,7 +274,7 @@ class Pipeline:
             for request in requests:
                 self._start(client, request)
 
-    def _full_chunk(self) -> int:
+    def _least_worth_claiming(self) -> int:
         left = self.budget - self.claimed if self.claimed < self.budget else CLAIM_AT_LEAST
         return min(CLAIM_AT_LEAST, self.limits.concurrency, left)
 

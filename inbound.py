@@ -281,7 +281,9 @@ def _apply_alone(row_id: int) -> None:
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         # What another server sent does not fit: recorded, not retried.
         db.session.rollback()
-        _set_state(row_id, state="failed", error=f"{type(exc).__name__}: {exc}"[:1000])
+        error = f"{type(exc).__name__}: {exc}"[:1000]
+        _set_state(row_id, state="failed", error=error)
+        log.info("Inbox activity %s not applied: %s", row_id, error)
     except Exception:
         log.exception("Inbox activity %s not applied; it will be tried again", row_id)
         db.session.rollback()
@@ -293,8 +295,6 @@ def _apply_alone(row_id: int) -> None:
 
 def _set_state(row_id: int, **values: Any) -> None:
     execute_dml(sa.update(InboxActivity).where(InboxActivity.id == row_id).values(**values))
-    if values.get("state") == "failed":
-        log.info("Inbox activity %s not applied: %s", row_id, values["error"])
 
 
 def next_try(received_at: datetime, now: datetime, first: float) -> datetime:

@@ -156,8 +156,9 @@ class FakeServers:
         ports = json.loads(self.process.stdout.readline())
         self.ok, self.hang, self.control = ports["ok"], ports["hang"], ports["control"]
 
-    def stats(self) -> dict:
-        answer = httpx.get(f"http://127.0.0.1:{self.control}/stats", timeout=30)
+    def stats(self, with_times=False) -> dict:
+        path = "/stats?times" if with_times else "/stats"
+        answer = httpx.get(f"http://127.0.0.1:{self.control}{path}", timeout=30)
         return answer.json()
 
     def stop(self):
@@ -543,7 +544,7 @@ def dead_hosts(args, workdir: Path) -> None:
         stats = wait_until_all_have(servers, servers.ok, "/post/")
         report(f"all {len(servers.ok)} live servers have it", last_arrival(stats) - started,
                GOAL_SECONDS, "s")  # fmt: skip
-        print(f"  requests arrived: {arrivals(stats, started)}")
+        print(f"  requests arrived: {arrivals(servers.stats(with_times=True), started)}")
         time.sleep(args.dead_watch)
         rows = site.query("SELECT count(*), sum(paused_until IS NOT NULL) FROM federation_host "
                           "WHERE failures > 0")  # fmt: skip
